@@ -1,0 +1,157 @@
+package translate
+
+import (
+	"net/http"
+
+	"github.com/llmux/llmux/translate/jsonenc"
+)
+
+// Code is the gateway-wide error class. Every error llmux produces or
+// receives from a provider is classified into one Code; the code drives the
+// client's status, the dynamic metadata and (later) fallback decisions.
+type Code string
+
+// The error classes.
+const (
+	CodeInvalidRequest        Code = "invalid_request"
+	CodeAuthentication        Code = "authentication"
+	CodePermissionDenied      Code = "permission_denied"
+	CodeNotFound              Code = "not_found"
+	CodeMethodNotAllowed      Code = "method_not_allowed"
+	CodeRequestTooLarge       Code = "request_too_large"
+	CodeContextLengthExceeded Code = "context_length_exceeded"
+	CodeContentFiltered       Code = "content_filtered"
+	CodeRateLimited           Code = "rate_limited"
+	CodeQuotaExhausted        Code = "quota_exhausted"
+	CodeOverloaded            Code = "overloaded"
+	CodeTimeout               Code = "timeout"
+	CodeUpstreamUnavailable   Code = "upstream_unavailable"
+	CodeUpstreamProtocol      Code = "upstream_protocol"
+	CodeInternal              Code = "internal"
+)
+
+// codeInfo is the OpenAI-facing shape of a Code.
+type codeInfo struct {
+	status    int
+	typ       string
+	retryable bool
+}
+
+var codes = map[Code]codeInfo{
+	CodeInvalidRequest:        {http.StatusBadRequest, "invalid_request_error", false},
+	CodeAuthentication:        {http.StatusUnauthorized, "invalid_request_error", false},
+	CodePermissionDenied:      {http.StatusForbidden, "permission_error", false},
+	CodeNotFound:              {http.StatusNotFound, "invalid_request_error", false},
+	CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "invalid_request_error", false},
+	CodeRequestTooLarge:       {http.StatusRequestEntityTooLarge, "invalid_request_error", false},
+	CodeContextLengthExceeded: {http.StatusBadRequest, "invalid_request_error", false},
+	CodeContentFiltered:       {http.StatusBadRequest, "invalid_request_error", false},
+	CodeRateLimited:           {http.StatusTooManyRequests, "rate_limit_error", true},
+	CodeQuotaExhausted:        {http.StatusTooManyRequests, "insufficient_quota", false},
+	CodeOverloaded:            {http.StatusServiceUnavailable, "server_error", true},
+	CodeTimeout:               {http.StatusGatewayTimeout, "server_error", true},
+	CodeUpstreamUnavailable:   {http.StatusServiceUnavailable, "server_error", true},
+	CodeUpstreamProtocol:      {http.StatusBadGateway, "server_error", true},
+	CodeInternal:              {http.StatusInternalServerError, "server_error", false},
+}
+
+// Status is the HTTP status OpenAI would use for this class.
+func (c Code) Status() int {
+	if i, ok := codes[c]; ok {
+		return i.status
+	}
+	return http.StatusInternalServerError
+}
+
+// Type is the OpenAI error "type" for this class.
+func (c Code) Type() string {
+	if i, ok := codes[c]; ok {
+		return i.typ
+	}
+	return "server_error"
+}
+
+// Retryable reports whether another attempt (possibly on another deployment)
+// may succeed.
+func (c Code) Retryable() bool { return codes[c].retryable }
+
+// Error is a normalised error, rendered to clients in OpenAI's shape.
+type Error struct {
+	// Code is the gateway's class for the error.
+	Code Code
+	// Status is the HTTP status for the client; zero means Code.Status().
+	Status int
+	// Message is human readable and safe to show to the client.
+	Message string
+	// Param names the offending request parameter, if any.
+	Param string
+	// OpenAICode is the OpenAI "code" string (e.g. "invalid_api_key");
+	// empty means the Code itself.
+	OpenAICode string
+	// Type overrides the OpenAI "type"; empty means Code.Type().
+	Type string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// HTTPStatus is the status the client receives.
+func (e *Error) HTTPStatus() int {
+	if e.Status != 0 {
+		return e.Status
+	}
+	return e.Code.Status()
+}
+
+// AppendJSON appends the OpenAI error body
+// {"error":{"message","type","param","code"}}.
+func (e *Error) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"error":{"message":`...)
+	dst = jsonenc.AppendString(dst, e.Message)
+	dst = append(dst, `,"type":`...)
+	typ := e.Type
+	if typ == "" {
+		typ = e.Code.Type()
+	}
+	dst = jsonenc.AppendString(dst, typ)
+	dst = append(dst, `,"param":`...)
+	dst = jsonenc.AppendStringOrNull(dst, e.Param)
+	dst = append(dst, `,"code":`...)
+	code := e.OpenAICode
+	if code == "" {
+		code = string(e.Code)
+	}
+	dst = jsonenc.AppendString(dst, code)
+	return append(dst, "}}"...)
+}
+
+// CodeForStatus classifies an HTTP status when nothing better is known.
+func CodeForStatus(status int) Code {
+	switch {
+	case status == http.StatusBadRequest, status == http.StatusUnprocessableEntity:
+		return CodeInvalidRequest
+	case status == http.StatusUnauthorized:
+		return CodeAuthentication
+	case status == http.StatusForbidden:
+		return CodePermissionDenied
+	case status == http.StatusNotFound:
+		return CodeNotFound
+	case status == http.StatusMethodNotAllowed:
+		return CodeMethodNotAllowed
+	case status == http.StatusRequestEntityTooLarge:
+		return CodeRequestTooLarge
+	case status == http.StatusRequestTimeout, status == http.StatusGatewayTimeout:
+		return CodeTimeout
+	case status == http.StatusTooManyRequests:
+		return CodeRateLimited
+	case status == 529: // Anthropic's "overloaded"
+		return CodeOverloaded
+	case status == http.StatusBadGateway:
+		return CodeUpstreamProtocol
+	case status == http.StatusServiceUnavailable:
+		return CodeUpstreamUnavailable
+	case status >= 400 && status < 500:
+		return CodeInvalidRequest
+	}
+	return CodeInternal
+}

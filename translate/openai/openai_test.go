@@ -1,0 +1,240 @@
+package openai
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+)
+
+func TestRequest(t *testing.T) {
+	tests := []struct {
+		name       string
+		req        translate.Request
+		target     translate.Target
+		wantPath   string
+		wantAuth   string
+		wantUsage  bool // stream_options.include_usage in the upstream body
+		wantHeader [2]string
+	}{
+		{
+			name:     "chat, default base path, key",
+			req:      translate.Request{Op: translate.OpChat, Body: []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`)},
+			target:   translate.Target{Model: "gpt-4o-2024-08-06", APIKey: "sk-p"},
+			wantPath: "/v1/chat/completions", wantAuth: "Bearer sk-p",
+		},
+		{
+			name:     "stream without include_usage gets it",
+			req:      translate.Request{Op: translate.OpChat, Stream: true, Body: []byte(`{"model":"m","stream":true,"messages":[]}`)},
+			target:   translate.Target{Model: "up"},
+			wantPath: "/v1/chat/completions", wantUsage: true,
+		},
+		{
+			name:     "stream with include_usage false is overridden",
+			req:      translate.Request{Op: translate.OpChat, Stream: true, Body: []byte(`{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[]}`)},
+			target:   translate.Target{Model: "up"},
+			wantPath: "/v1/chat/completions", wantUsage: true,
+		},
+		{
+			name:     "embeddings, custom base path and headers",
+			req:      translate.Request{Op: translate.OpEmbeddings, Body: []byte(`{"model":"e","input":"x"}`)},
+			target:   translate.Target{Model: "text-embedding-3-small", BasePath: "/openai/v1/", Headers: map[string]string{"openai-organization": "org-1"}},
+			wantPath: "/openai/v1/embeddings", wantHeader: [2]string{"openai-organization", "org-1"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			orig := string(tc.req.Body)
+			up, err := Translator{}.Request(&tc.req, &tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(tc.req.Body) != orig {
+				t.Fatal("client body modified")
+			}
+			if up.Path != tc.wantPath {
+				t.Errorf("path %q", up.Path)
+			}
+			hdr := map[string]string{}
+			for _, h := range up.Headers {
+				hdr[h.Key] = h.Value
+			}
+			if hdr["authorization"] != tc.wantAuth {
+				t.Errorf("authorization %q", hdr["authorization"])
+			}
+			if hdr["content-type"] != "application/json" {
+				t.Errorf("content-type %q", hdr["content-type"])
+			}
+			if tc.wantHeader[0] != "" && hdr[tc.wantHeader[0]] != tc.wantHeader[1] {
+				t.Errorf("%s = %q", tc.wantHeader[0], hdr[tc.wantHeader[0]])
+			}
+			if got := gjson.GetBytes(up.Body, "model").String(); got != tc.target.Model {
+				t.Errorf("model %q", got)
+			}
+			if got := gjson.GetBytes(up.Body, "stream_options.include_usage").Bool(); got != tc.wantUsage {
+				t.Errorf("include_usage %v", got)
+			}
+			if !gjson.ValidBytes(up.Body) {
+				t.Errorf("invalid body %s", up.Body)
+			}
+		})
+	}
+}
+
+func decodeAll(t *testing.T, d translate.Decoder, src string, step int) string {
+	t.Helper()
+	var out []byte
+	for i := 0; i < len(src); i += step {
+		j := min(i+step, len(src))
+		var err error
+		out, err = d.Decode(out, []byte(src[i:j]), j == len(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(src) == 0 {
+		out, _ = d.Decode(out, nil, true)
+	}
+	return string(out)
+}
+
+func TestStreamDecoderEverySplit(t *testing.T) {
+	src, err := os.ReadFile("testdata/chat_stream_usage.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &translate.Request{Op: translate.OpChat, Stream: true}
+	whole := decodeAll(t, Translator{}.NewDecoder(req, 200, "text/event-stream"), string(src), len(src))
+	for step := 1; step < len(src); step++ {
+		d := Translator{}.NewDecoder(req, 200, "text/event-stream")
+		if got := decodeAll(t, d, string(src), step); got != whole {
+			t.Fatalf("step %d differs:\n%s\nvs\n%s", step, got, whole)
+		}
+		r := d.Result()
+		if !r.Completed || !r.HasUsage || r.Usage.InputTokens != 19 || r.Usage.OutputTokens != 10 || r.Usage.CachedTokens != 3 || r.Usage.ReasoningTokens != 2 || r.FinishReason != "stop" || !r.FirstContent {
+			t.Fatalf("step %d: result %+v", step, r)
+		}
+	}
+	if strings.Contains(whole, `"choices":[]`) {
+		t.Errorf("usage chunk not removed:\n%s", whole)
+	}
+	if !strings.HasSuffix(whole, "data: [DONE]\n\n") {
+		t.Errorf("no [DONE]:\n%s", whole)
+	}
+}
+
+func TestStreamDecoderKeepsAskedUsage(t *testing.T) {
+	src, _ := os.ReadFile("testdata/chat_stream_usage.sse")
+	req := &translate.Request{Op: translate.OpChat, Stream: true, IncludeUsage: true}
+	got := decodeAll(t, Translator{}.NewDecoder(req, 200, "text/event-stream"), string(src), 64)
+	if got != strings.ReplaceAll(string(src), "\r\n", "\n") {
+		t.Errorf("stream altered:\n%s", got)
+	}
+}
+
+func TestStreamTruncatedAndInbandError(t *testing.T) {
+	req := &translate.Request{Op: translate.OpChat, Stream: true}
+	d := Translator{}.NewDecoder(req, 200, "text/event-stream")
+	decodeAll(t, d, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"ind", 10)
+	if r := d.Result(); r.Completed || r.Err != nil {
+		t.Errorf("truncated stream: %+v", r)
+	}
+	d = Translator{}.NewDecoder(req, 200, "text/event-stream")
+	out := decodeAll(t, d, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n", 9)
+	if r := d.Result(); r.Err == nil || r.Err.Code != translate.CodeUpstreamUnavailable {
+		t.Errorf("in-band error: %+v", r.Err)
+	}
+	if !strings.Contains(out, `"error"`) {
+		t.Errorf("in-band error event not passed on: %s", out)
+	}
+}
+
+func TestJSONDecoder(t *testing.T) {
+	src, _ := os.ReadFile("testdata/chat.json")
+	d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, 200, "application/json")
+	out := decodeAll(t, d, string(src), 13)
+	if out != string(src) {
+		t.Error("body altered")
+	}
+	r := d.Result()
+	if !r.Completed || r.Usage.InputTokens != 19 || r.Usage.OutputTokens != 10 || r.Usage.CachedTokens != 0 || r.FinishReason != "stop" || r.Model != "gpt-4o-mini-2024-07-18" {
+		t.Errorf("result %+v", r)
+	}
+}
+
+func TestParseError(t *testing.T) {
+	tests := []struct {
+		status int
+		body   string
+		want   translate.Code
+	}{
+		{429, `{"error":{"message":"m","type":"requests","param":null,"code":"rate_limit_exceeded"}}`, translate.CodeRateLimited},
+		{429, `{"error":{"message":"m","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, translate.CodeQuotaExhausted},
+		{400, `{"error":{"message":"m","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`, translate.CodeContextLengthExceeded},
+		{400, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}`, translate.CodeContentFiltered},
+		{401, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`, translate.CodeAuthentication},
+		{404, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"model_not_found"}}`, translate.CodeNotFound},
+		{500, `{"error":{"message":"m","type":"server_error","param":null,"code":null}}`, translate.CodeInternal},
+		{503, `upstream connect error or disconnect/reset before headers`, translate.CodeUpstreamUnavailable},
+		{504, ``, translate.CodeTimeout},
+		{502, `<html>`, translate.CodeUpstreamProtocol},
+	}
+	for _, tc := range tests {
+		e := ParseError(tc.status, []byte(tc.body))
+		if e.Code != tc.want {
+			t.Errorf("%d %s: got %s, want %s", tc.status, tc.body, e.Code, tc.want)
+		}
+		if e.HTTPStatus() != tc.status {
+			t.Errorf("%d: status %d", tc.status, e.HTTPStatus())
+		}
+		if !gjson.ValidBytes(e.AppendJSON(nil)) {
+			t.Errorf("invalid JSON %s", e.AppendJSON(nil))
+		}
+	}
+}
+
+func FuzzStreamDecoder(f *testing.F) {
+	src, _ := os.ReadFile("testdata/chat_stream_usage.sse")
+	f.Add(src, 5, false)
+	f.Add([]byte("data: {\"error\":{}}\n\ndata: [DONE]\n\n"), 3, true)
+	f.Add([]byte("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":\"x\"}}\n\n"), 1, false)
+	f.Fuzz(func(t *testing.T, b []byte, step int, includeUsage bool) {
+		if step <= 0 {
+			step = 1
+		}
+		d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat, Stream: true, IncludeUsage: includeUsage}, 200, "text/event-stream")
+		var out []byte
+		for i := 0; i < len(b); i += step {
+			j := min(i+step, len(b))
+			out, _ = d.Decode(out, b[i:j], j == len(b))
+		}
+		if len(out) > len(b)+2*strings.Count(string(b), "\n")+2 {
+			t.Fatalf("output grew beyond input: %d > %d", len(out), len(b))
+		}
+	})
+}
+
+func FuzzErrorParser(f *testing.F) {
+	f.Add(429, []byte(`{"error":{"message":"m","code":"rate_limit_exceeded"}}`))
+	f.Add(500, []byte(`<html>`))
+	f.Fuzz(func(t *testing.T, status int, b []byte) {
+		e := ParseError(status, b)
+		if !gjson.ValidBytes(e.AppendJSON(nil)) {
+			t.Fatalf("invalid error JSON for %q", b)
+		}
+	})
+}
+
+func BenchmarkStreamChunk(b *testing.B) {
+	chunk := []byte(`data: {"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion.chunk","created":1741570283,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_4d06ba6ea9","choices":[{"index":0,"delta":{"content":" world"},"logprobs":null,"finish_reason":null}],"usage":null}` + "\n\n")
+	d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat, Stream: true}, 200, "text/event-stream")
+	var out []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out, _ = d.Decode(out[:0], chunk, false)
+	}
+}

@@ -1,0 +1,862 @@
+package envoysim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// One HTTP request/response pair, driven by a single event loop that runs
+// on the handler goroutine. Helper goroutines (client body reader, upstream
+// call, gRPC receiver/sender, upstream body writer) only post events.
+
+type evReqData struct {
+	b   []byte
+	eos bool
+}
+type evReqTrailers struct{ t hmap }
+type evReqErr struct{ err error }
+type evUpResp struct{ resp *http.Response }
+type evUpData struct {
+	b   []byte
+	eos bool
+}
+type evUpTrailers struct{ t hmap }
+type evUpErr struct {
+	err           error
+	beforeHeaders bool
+}
+type evTimer struct {
+	kind int
+	gen  int
+}
+
+const (
+	timerRoute = iota
+	timerIdle
+	timerMsgDecode
+	timerMsgEncode
+)
+
+type exchange struct {
+	s   *Sim
+	l   *listenerConfig
+	hcm *hcmConfig
+	w   http.ResponseWriter
+	r   *http.Request
+	rc  *http.ResponseController
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	events chan any
+	done   chan struct{}
+	start  time.Time
+
+	reqHeaders hmap
+	route      *routeConfig
+	routeValid bool
+
+	xp *xfilter
+
+	reqDone       bool // client request fully received
+	reqBytes      int
+	bufferedBytes int // decode-side bytes held for the 413 check
+
+	// router
+	routerStarted bool
+	upCluster     string
+	upBody        *ubq[[]byte]
+	upTrailers    http.Header
+	upCancel      context.CancelFunc
+	upRespStarted bool // upstream response headers received
+	upDone        bool
+
+	// encoder side
+	respHeadersExist  bool // headers handed to the encoder chain
+	clientHeadersSent bool
+	respDone          bool
+	respHeaders       hmap
+	status            int
+	flags             []string
+	details           string
+	localStreaming    bool // StreamedImmediateResponse owns the response
+
+	metadata map[string]*structpb.Struct
+
+	timers   [4]*time.Timer
+	timerGen [4]int
+
+	finished bool
+	abort    bool
+}
+
+func (rl *runningListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := rl.sim
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.count("downstream_rq_total")
+	ctx, cancel := context.WithCancel(r.Context())
+	x := &exchange{
+		s: s, l: rl.cfg, hcm: rl.cfg.hcm, w: w, r: r, rc: http.NewResponseController(w),
+		ctx: ctx, cancel: cancel, events: make(chan any, 64), done: make(chan struct{}),
+		start: time.Now(), metadata: map[string]*structpb.Struct{},
+	}
+	if x.run() {
+		// Envoy resets the downstream stream: net/http turns this into an
+		// aborted HTTP/1 connection or an HTTP/2 RST_STREAM.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// post delivers an event to the loop unless the exchange is over.
+func (x *exchange) post(ev any) bool {
+	select {
+	case x.events <- ev:
+		return true
+	case <-x.done:
+		return false
+	}
+}
+
+func (x *exchange) goTracked(f func()) {
+	x.s.wg.Add(1)
+	go func() {
+		defer x.s.wg.Done()
+		f()
+	}()
+}
+
+func (x *exchange) armTimer(kind int, d time.Duration) {
+	x.stopTimer(kind)
+	x.timerGen[kind]++
+	gen := x.timerGen[kind]
+	x.timers[kind] = time.AfterFunc(d, func() {
+		select {
+		case x.events <- evTimer{kind: kind, gen: gen}:
+		case <-x.done:
+		}
+	})
+}
+
+func (x *exchange) stopTimer(kind int) {
+	if t := x.timers[kind]; t != nil {
+		t.Stop()
+		x.timers[kind] = nil
+	}
+	x.timerGen[kind]++
+}
+
+func (x *exchange) touchIdle() {
+	if x.hcm.idleTimeout > 0 && !x.finished {
+		x.armTimer(timerIdle, x.hcm.idleTimeout)
+	}
+}
+
+// run drives the exchange; it returns true if the downstream stream must be
+// reset.
+func (x *exchange) run() (abort bool) {
+	defer x.finish()
+	_ = x.rc.EnableFullDuplex() // HTTP/1: read the body while writing the response
+	x.touchIdle()
+
+	h := hmap{
+		{":authority", x.r.Host},
+		{":path", x.r.RequestURI},
+		{":method", x.r.Method},
+		{":scheme", "http"},
+	}
+	if x.r.ProtoMajor == 2 && x.r.RequestURI == "" {
+		h[1].v = x.r.URL.RequestURI()
+	}
+	h = append(h, fromHTTP(x.r.Header, func(k string) bool { return k == "host" || hopByHop(k) })...)
+	if te := x.r.Header.Get("Te"); strings.EqualFold(te, "trailers") {
+		h.add("te", "trailers")
+	}
+	if x.r.ContentLength > 0 && x.r.ProtoMajor == 1 {
+		if _, ok := h.get("content-length"); !ok {
+			h.add("content-length", strconv.FormatInt(x.r.ContentLength, 10))
+		}
+	}
+	// HCM header processing before the filter chain (§1.5).
+	h.set("x-forwarded-proto", "http")
+	if x.hcm.generateRequestID {
+		if _, ok := h.get("x-request-id"); !ok {
+			h.set("x-request-id", newUUID())
+		}
+	}
+	x.reqHeaders = h
+	noBody := x.r.Body == nil || x.r.Body == http.NoBody
+	if noBody {
+		x.reqDone = true
+	} else {
+		x.goTracked(x.readRequestBody)
+	}
+	x.s.logf("%s %s (listener %s)", x.r.Method, x.r.RequestURI, x.l.name)
+
+	x.selectRoute()
+	if x.hcm.extProc != nil {
+		x.xp = newXFilter(x)
+	}
+	x.decodeHeaders(noBody)
+
+	for !x.finished {
+		select {
+		case ev := <-x.events:
+			x.handle(ev)
+		case <-x.ctx.Done():
+			// downstream went away
+			x.s.count("downstream_rq_rx_reset")
+			x.flag("DC")
+			if x.status == 0 {
+				x.status = 0
+			}
+			x.finished = true
+			x.abort = true
+		}
+	}
+	return x.abort
+}
+
+func (x *exchange) flag(f string) {
+	for _, g := range x.flags {
+		if g == f {
+			return
+		}
+	}
+	x.flags = append(x.flags, f)
+}
+
+func (x *exchange) readRequestBody() {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := x.r.Body.Read(buf)
+		var data []byte
+		if n > 0 {
+			data = append([]byte(nil), buf[:n]...)
+		}
+		switch {
+		case err == io.EOF:
+			tr := fromHTTP(x.r.Trailer, nil)
+			tr = nonEmpty(tr)
+			if len(tr) > 0 {
+				if data != nil && !x.post(evReqData{b: data}) {
+					return
+				}
+				x.post(evReqTrailers{t: tr})
+				return
+			}
+			x.post(evReqData{b: data, eos: true})
+			return
+		case err != nil:
+			if data != nil && !x.post(evReqData{b: data}) {
+				return
+			}
+			x.post(evReqErr{err: err})
+			return
+		default:
+			if n > 0 && !x.post(evReqData{b: data}) {
+				return
+			}
+		}
+	}
+}
+
+func nonEmpty(h hmap) hmap {
+	var out hmap
+	for _, e := range h {
+		if e.v != "" || e.k != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (x *exchange) handle(ev any) {
+	switch e := ev.(type) {
+	case evReqData:
+		x.touchIdle()
+		x.reqBytes += len(e.b)
+		if e.eos {
+			x.reqDone = true
+		}
+		x.decodeData(e.b, e.eos)
+	case evReqTrailers:
+		x.touchIdle()
+		x.reqDone = true
+		x.decodeTrailers(e.t)
+	case evReqErr:
+		x.s.logf("client request body: %v", e.err)
+		x.flag("DC")
+		x.finished, x.abort = true, true
+	case evUpResp:
+		x.touchIdle()
+		x.onUpstreamResponse(e.resp)
+	case evUpData:
+		x.touchIdle()
+		if e.eos {
+			x.upDone = true
+			x.stopTimer(timerRoute)
+		}
+		x.encodeData(e.b, e.eos)
+	case evUpTrailers:
+		x.touchIdle()
+		x.upDone = true
+		x.stopTimer(timerRoute)
+		x.encodeTrailers(e.t)
+	case evUpErr:
+		x.onUpstreamReset(e.err)
+	case evTimer:
+		if e.gen != x.timerGen[e.kind] {
+			return
+		}
+		x.timers[e.kind] = nil
+		x.onTimer(e.kind)
+	case evGrpcMsg:
+		if x.xp != nil {
+			x.touchIdle()
+			x.xp.onMessage(e)
+		}
+	case evGrpcEnd:
+		if x.xp != nil {
+			x.xp.onStreamEnd(e)
+		}
+	}
+}
+
+func (x *exchange) onTimer(kind int) {
+	switch kind {
+	case timerRoute:
+		x.s.count("upstream_rq_timeout")
+		x.flag("UT")
+		x.cancelUpstream()
+		x.localReply(504, "upstream request timeout", "response_timeout", nil, false)
+	case timerIdle:
+		x.s.count("downstream_rq_idle_timeout")
+		x.flag("SI")
+		x.cancelUpstream()
+		if x.reqDone {
+			x.localReply(504, "stream timeout", "stream_idle_timeout", nil, false)
+		} else {
+			x.localReply(408, "stream timeout", "stream_idle_timeout", nil, false)
+		}
+	case timerMsgDecode, timerMsgEncode:
+		if x.xp != nil {
+			x.xp.onMessageTimeout(kind == timerMsgDecode)
+		}
+	}
+}
+
+// ---- decoder chain: [ext_proc] → router ----
+
+func (x *exchange) decodeHeaders(eos bool) {
+	if x.xp != nil {
+		x.xp.decodeHeaders(eos)
+		return
+	}
+	x.routerHeaders(eos)
+}
+
+func (x *exchange) decodeData(b []byte, eos bool) {
+	if x.xp != nil {
+		x.xp.dec.onData(b, eos)
+		return
+	}
+	x.routerData(b, eos)
+}
+
+func (x *exchange) decodeTrailers(t hmap) {
+	if x.xp != nil {
+		x.xp.dec.onTrailers(t)
+		return
+	}
+	x.routerTrailers(t)
+}
+
+// ---- routing ----
+
+func (x *exchange) selectRoute() {
+	x.routeValid = true
+	x.route = nil
+	host, _ := x.reqHeaders.get(":authority")
+	path, _ := x.reqHeaders.get(":path")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	hostOnly := strings.ToLower(host)
+	var vh *vhostConfig
+	for _, v := range x.hcm.vhosts {
+		for _, d := range v.domains {
+			if d != "*" && (strings.EqualFold(d, host) || strings.EqualFold(d, hostOnly)) {
+				vh = v
+				break
+			}
+		}
+		if vh != nil {
+			break
+		}
+	}
+	if vh == nil {
+		if h, _, ok := strings.Cut(hostOnly, ":"); ok {
+			for _, v := range x.hcm.vhosts {
+				for _, d := range v.domains {
+					if strings.EqualFold(d, h) {
+						vh = v
+					}
+				}
+			}
+		}
+	}
+	if vh == nil {
+		for _, v := range x.hcm.vhosts {
+			for _, d := range v.domains {
+				if d == "*" && vh == nil {
+					vh = v
+				}
+			}
+		}
+	}
+	if vh == nil {
+		return
+	}
+	for _, r := range vh.routes {
+		if r.hasPath && path == r.path || !r.hasPath && strings.HasPrefix(path, r.prefix) {
+			x.route = r
+			return
+		}
+	}
+}
+
+func (x *exchange) currentRoute() *routeConfig {
+	if !x.routeValid {
+		x.selectRoute()
+	}
+	return x.route
+}
+
+// clearRouteCache makes the next route lookup re-run matching.
+func (x *exchange) clearRouteCache() { x.routeValid = false }
+
+// ---- router ----
+
+func (x *exchange) routerHeaders(eos bool) {
+	if x.finished || x.routerStarted || x.respHeadersExist {
+		return
+	}
+	x.routerStarted = true
+	r := x.currentRoute()
+	if r == nil {
+		x.flag("NR")
+		x.localReply(404, "", "route_not_found", nil, false)
+		return
+	}
+	cluster := r.cluster
+	if r.clusterHeader != "" {
+		cluster, _ = x.reqHeaders.get(r.clusterHeader)
+	}
+	cc := x.s.cfg.clusters[cluster]
+	if cc == nil {
+		x.flag("NC")
+		x.localReply(r.notFoundCode, "", "cluster_not_found", nil, false)
+		return
+	}
+	x.upCluster = cluster
+	method, _ := x.reqHeaders.get(":method")
+	path, _ := x.reqHeaders.get(":path")
+	authority, _ := x.reqHeaders.get(":authority")
+	if r.autoHostRewrite && cc.typ != 0 && cc.host != "" { // LOGICAL_DNS / STRICT_DNS carry a hostname
+		authority = cc.host
+		x.reqHeaders.set(":authority", authority)
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		x.localReply(400, "", "invalid_path", nil, false)
+		return
+	}
+	u.Scheme, u.Host = "http", authority
+	ctx, cancel := context.WithCancel(x.s.ctx)
+	x.upCancel = cancel
+	req := (&http.Request{Method: method, URL: u, Host: authority, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
+	x.reqHeaders.toHTTP(req.Header)
+	if r.timeout > 0 {
+		req.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(r.timeout.Milliseconds(), 10))
+	}
+	req.Header.Del("Content-Length")
+	if eos {
+		req.Body = http.NoBody
+		req.ContentLength = 0
+	} else {
+		req.ContentLength = -1
+		if v, ok := x.reqHeaders.get("content-length"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				req.ContentLength = n
+			}
+		}
+		if req.ContentLength == -1 {
+			x.upTrailers = http.Header{}
+			req.Trailer = x.upTrailers
+		}
+		pr, pw := io.Pipe()
+		req.Body = pr
+		q := newUBQ[[]byte]()
+		x.upBody = q
+		x.goTracked(func() {
+			defer pr.Close()
+			for {
+				items, ok := q.take(ctx.Done())
+				for _, b := range items {
+					if _, err := pw.Write(b); err != nil {
+						return
+					}
+				}
+				if !ok {
+					if ctx.Err() != nil {
+						pw.CloseWithError(ctx.Err())
+					} else {
+						pw.Close()
+					}
+					return
+				}
+			}
+		})
+	}
+	if eos {
+		x.startRouteTimer()
+	}
+	t := x.s.transports[cluster]
+	x.s.count("upstream_rq_total")
+	x.s.logf("router: %s %s → cluster %s (%s)", method, path, cluster, cc.dialAddr())
+	started := time.Now()
+	x.goTracked(func() { x.callUpstream(t, req, started) })
+}
+
+func (x *exchange) startRouteTimer() {
+	if r := x.route; r != nil && r.timeout > 0 && x.routerStarted && !x.finished {
+		x.armTimer(timerRoute, r.timeout)
+	}
+}
+
+func (x *exchange) routerData(b []byte, eos bool) {
+	if x.finished || x.upBody == nil {
+		return
+	}
+	if len(b) > 0 {
+		x.upBody.push(b)
+	}
+	if eos {
+		x.upBody.close()
+		x.startRouteTimer()
+	}
+}
+
+func (x *exchange) routerTrailers(t hmap) {
+	if x.finished || x.upBody == nil {
+		return
+	}
+	if x.upTrailers != nil {
+		for _, e := range t {
+			x.upTrailers.Add(e.k, e.v)
+		}
+	}
+	x.upBody.close()
+	x.startRouteTimer()
+}
+
+func (x *exchange) callUpstream(t http.RoundTripper, req *http.Request, started time.Time) {
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		x.post(evUpErr{err: err, beforeHeaders: true})
+		return
+	}
+	defer resp.Body.Close()
+	resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(started).Milliseconds(), 10))
+	if !x.post(evUpResp{resp: resp}) {
+		return
+	}
+	if resp.Body == http.NoBody || (resp.ContentLength == 0 && len(resp.Trailer) == 0) {
+		return
+	}
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := resp.Body.Read(buf)
+		var data []byte
+		if n > 0 {
+			data = append([]byte(nil), buf[:n]...)
+		}
+		switch {
+		case err == io.EOF:
+			tr := fromHTTP(resp.Trailer, nil)
+			if len(tr) > 0 {
+				if data != nil && !x.post(evUpData{b: data}) {
+					return
+				}
+				x.post(evUpTrailers{t: tr})
+				return
+			}
+			x.post(evUpData{b: data, eos: true})
+			return
+		case err != nil:
+			if data != nil && !x.post(evUpData{b: data}) {
+				return
+			}
+			x.post(evUpErr{err: err})
+			return
+		default:
+			if n > 0 && !x.post(evUpData{b: data}) {
+				return
+			}
+		}
+	}
+}
+
+func (x *exchange) cancelUpstream() {
+	x.stopTimer(timerRoute)
+	if x.upCancel != nil {
+		x.upCancel()
+	}
+	if x.upBody != nil {
+		x.upBody.close()
+	}
+}
+
+func (x *exchange) onUpstreamResponse(resp *http.Response) {
+	if x.finished || x.respHeadersExist {
+		return
+	}
+	x.upRespStarted = true
+	h := hmap{{":status", strconv.Itoa(resp.StatusCode)}}
+	h = append(h, fromHTTP(resp.Header, hopByHop)...)
+	eos := resp.Body == http.NoBody || (resp.ContentLength == 0 && len(resp.Trailer) == 0)
+	if eos {
+		x.upDone = true
+		x.stopTimer(timerRoute)
+	}
+	x.encodeHeaders(h, eos)
+}
+
+// onUpstreamReset models Envoy's router onUpstreamReset + sendLocalReply
+// (§4.2).
+func (x *exchange) onUpstreamReset(err error) {
+	if x.finished {
+		return
+	}
+	x.s.count("upstream_rq_reset")
+	x.cancelUpstream()
+	if !x.upRespStarted {
+		x.flag("UF")
+		x.s.logf("upstream connect error or disconnect/reset before headers: %v", err)
+		x.localReply(503, "upstream connect error or disconnect/reset before headers. reset reason: "+resetReason(err),
+			"upstream_reset_before_response_started{"+resetReason(err)+"}", nil, false)
+		return
+	}
+	x.flag("UR")
+	x.s.logf("upstream reset after response started: %v", err)
+	x.localReply(503, "upstream reset", "upstream_reset_after_response_started{"+resetReason(err)+"}", nil, false)
+}
+
+func resetReason(err error) string {
+	if err == nil {
+		return "remote reset"
+	}
+	if strings.Contains(err.Error(), "connection refused") {
+		return "remote connection failure, transport failure reason: delayed connect error: Connection refused"
+	}
+	return "connection termination"
+}
+
+// ---- encoder chain: router/local reply → [ext_proc] → client ----
+
+func (x *exchange) encodeHeaders(h hmap, eos bool) {
+	x.respHeadersExist = true
+	x.respHeaders = h
+	if x.xp != nil && !x.localStreaming {
+		x.xp.encodeHeaders(h, eos)
+		return
+	}
+	x.clientHeaders(h, eos)
+}
+
+func (x *exchange) encodeData(b []byte, eos bool) {
+	if x.finished {
+		return
+	}
+	if x.xp != nil && !x.localStreaming {
+		x.xp.enc.onData(b, eos)
+		return
+	}
+	x.clientData(b, eos)
+}
+
+func (x *exchange) encodeTrailers(t hmap) {
+	if x.finished {
+		return
+	}
+	if x.xp != nil && !x.localStreaming {
+		x.xp.enc.onTrailers(t)
+		return
+	}
+	x.clientTrailers(t)
+}
+
+// localReply is Envoy's DownstreamFilterManager::sendLocalReply (§4.2):
+// through the encoder chain if no response headers exist yet, straight to
+// the client if headers exist but none were sent, a reset otherwise.
+// bypass forces the direct path (used when ext_proc itself replies).
+func (x *exchange) localReply(status int, body, details string, mutate func(*hmap), bypass bool) {
+	if x.finished {
+		return
+	}
+	x.details = details
+	x.cancelUpstream()
+	if x.clientHeadersSent {
+		x.s.logf("local reply %d after response headers were sent: resetting the stream", status)
+		x.finished, x.abort = true, true
+		return
+	}
+	h := hmap{{":status", strconv.Itoa(status)}}
+	if body != "" {
+		h.add("content-length", strconv.Itoa(len(body)))
+		h.add("content-type", "text/plain")
+	}
+	if mutate != nil {
+		mutate(&h)
+	}
+	if x.respHeadersExist || bypass {
+		if x.xp != nil {
+			x.xp.abandon()
+		}
+		x.respHeadersExist = true
+		x.respHeaders = h
+		x.clientHeaders(h, body == "")
+		if body != "" {
+			x.clientData([]byte(body), true)
+		}
+		return
+	}
+	x.encodeHeaders(h, body == "")
+	if body != "" && !x.finished {
+		x.encodeData([]byte(body), true)
+	}
+}
+
+// ---- client writer ----
+
+func (x *exchange) clientHeaders(h hmap, eos bool) {
+	if x.finished || x.clientHeadersSent {
+		return
+	}
+	x.clientHeadersSent = true
+	st, _ := h.get(":status")
+	code, err := strconv.Atoi(st)
+	if err != nil || code < 100 || code > 999 {
+		code = 500
+	}
+	x.status = code
+	x.respHeaders = h
+	dst := x.w.Header()
+	h.toHTTP(dst)
+	if _, ok := h.get("content-type"); !ok {
+		dst["Content-Type"] = nil // no sniffing: Envoy adds nothing
+	}
+	x.w.WriteHeader(code)
+	if eos {
+		x.respComplete()
+		return
+	}
+	_ = x.rc.Flush()
+}
+
+func (x *exchange) clientData(b []byte, eos bool) {
+	if x.finished {
+		return
+	}
+	if !x.clientHeadersSent {
+		x.clientHeaders(hmap{{":status", "200"}}, false)
+	}
+	if len(b) > 0 {
+		if _, err := x.w.Write(b); err != nil {
+			x.finished, x.abort = true, true
+			return
+		}
+		if err := x.rc.Flush(); err != nil {
+			x.finished, x.abort = true, true
+			return
+		}
+	}
+	if eos {
+		x.respComplete()
+	}
+}
+
+func (x *exchange) clientTrailers(t hmap) {
+	if x.finished {
+		return
+	}
+	for _, e := range t {
+		if strings.HasPrefix(e.k, ":") {
+			continue
+		}
+		x.w.Header().Add(http.TrailerPrefix+e.k, e.v)
+	}
+	x.respComplete()
+}
+
+func (x *exchange) respComplete() {
+	x.respDone = true
+	x.finished = true
+	if !x.reqDone {
+		// Envoy resets a stream whose response ended before the request.
+		x.abort = true
+	}
+}
+
+// finish tears the exchange down and writes the access log.
+func (x *exchange) finish() {
+	for k := range x.timers {
+		x.stopTimer(k)
+	}
+	if x.xp != nil {
+		x.xp.destroy()
+	}
+	x.cancelUpstream()
+	close(x.done)
+	x.cancel()
+	if x.abort && x.clientHeadersSent && !x.respDone {
+		x.s.count("downstream_rq_tx_reset")
+	}
+	rec := &logRecord{
+		start: x.start, duration: time.Since(x.start), reqHeaders: x.reqHeaders, respHeaders: x.respHeaders,
+		status: x.status, flags: x.flags, cluster: x.upCluster, details: x.details, metadata: x.metadata,
+		protocol: x.r.Proto,
+	}
+	for _, f := range x.hcm.accessLogs {
+		line, obj, err := f.line(rec)
+		if err != nil {
+			x.s.logf("access log: %v", err)
+			continue
+		}
+		x.s.writeLog(line, obj)
+	}
+}
+
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Sprintf("%d", time.Now().UnixNano())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+var errNoStream = errors.New("no ext_proc stream")

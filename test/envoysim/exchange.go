@@ -510,7 +510,6 @@ func (x *exchange) routerHeaders(eos bool) {
 		q := newUBQ[[]byte]()
 		x.upBody = q
 		x.goTracked(func() {
-			defer pr.Close()
 			for {
 				items, ok := q.take(ctx.Done())
 				for _, b := range items {
@@ -811,6 +810,7 @@ func (x *exchange) clientTrailers(t hmap) {
 }
 
 func (x *exchange) respComplete() {
+	x.s.logf("response complete (status %d, request complete %v)", x.status, x.reqDone)
 	x.respDone = true
 	x.finished = true
 	if !x.reqDone {

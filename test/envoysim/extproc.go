@@ -282,6 +282,19 @@ func (d *xdir) continueAll() {
 // on unmodified (used after OK close, spurious with fail-open, timeouts
 // with fail-open).
 func (d *xdir) clearAsyncState() {
+	d.flushHeld()
+	if d.headersSeen && !d.endForwarded {
+		if d.trailersAvail {
+			d.fwdTrailers()
+		} else if d.completeBody {
+			d.fwdData(nil, true)
+		}
+	}
+}
+
+// flushHeld passes on, unmodified, everything held: headers, buffered data
+// and queued chunks (not the end of stream).
+func (d *xdir) flushHeld() {
 	d.f.x.stopTimer(d.timerKind())
 	d.cb = cbIdle
 	d.fwdHeadersIfHeld()
@@ -294,13 +307,6 @@ func (d *xdir) clearAsyncState() {
 		d.fwdData(c.data, false)
 	}
 	d.queue = nil
-	if d.headersSeen && !d.endForwarded {
-		if d.trailersAvail {
-			d.fwdTrailers()
-		} else if d.completeBody {
-			d.fwdData(nil, true)
-		}
-	}
 }
 
 func (d *xdir) timerKind() int {
@@ -574,7 +580,7 @@ func (d *xdir) onData(b []byte, eos bool) {
 		return
 	}
 	if f.complete {
-		d.clearAsyncState()
+		d.flushHeld()
 		d.fwdData(b, eos)
 		return
 	}
@@ -685,7 +691,7 @@ func (d *xdir) onTrailers(t hmap) {
 		return
 	}
 	if f.complete {
-		d.clearAsyncState()
+		d.flushHeld()
 		d.trailers, d.trailersAvail = t, true
 		d.fwdTrailers()
 		return

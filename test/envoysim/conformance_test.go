@@ -461,8 +461,6 @@ type emptyReader struct{}
 
 func (emptyReader) Read([]byte) (int, error) { return 0, io.EOF }
 
-
-
 func durationpb(sec int64) *durationpbpkg.Duration { return &durationpbpkg.Duration{Seconds: sec} }
 
 var _ = structpb.NewNullValue

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -76,7 +77,7 @@ type exchange struct {
 	routerStarted bool
 	upCluster     string
 	upBody        *ubq[[]byte]
-	upTrailers    http.Header
+	upTrailers    *trailerBox
 	upCancel      context.CancelFunc
 	upRespStarted bool // upstream response headers received
 	upDone        bool
@@ -501,12 +502,16 @@ func (x *exchange) routerHeaders(eos bool) {
 				req.ContentLength = n
 			}
 		}
-		if req.ContentLength == -1 {
-			x.upTrailers = http.Header{}
-			req.Trailer = x.upTrailers
-		}
 		pr, pw := io.Pipe()
 		req.Body = pr
+		if req.ContentLength == -1 {
+			// Trailers are copied into req.Trailer by the goroutine that
+			// reads the body, when it reaches EOF (no data race with the
+			// transport, which reads the map on that goroutine).
+			req.Trailer = http.Header{}
+			x.upTrailers = &trailerBox{}
+			req.Body = &trailerReader{r: pr, box: x.upTrailers, dst: req.Trailer}
+		}
 		q := newUBQ[[]byte]()
 		x.upBody = q
 		x.goTracked(func() {
@@ -562,9 +567,7 @@ func (x *exchange) routerTrailers(t hmap) {
 		return
 	}
 	if x.upTrailers != nil {
-		for _, e := range t {
-			x.upTrailers.Add(e.k, e.v)
-		}
+		x.upTrailers.set(t)
 	}
 	x.upBody.close()
 	x.startRouteTimer()
@@ -860,3 +863,35 @@ func newUUID() string {
 }
 
 var errNoStream = errors.New("no ext_proc stream")
+
+// trailerBox hands request trailers from the loop to the body reader.
+type trailerBox struct {
+	mu sync.Mutex
+	t  hmap
+}
+
+func (b *trailerBox) set(t hmap) {
+	b.mu.Lock()
+	b.t = t
+	b.mu.Unlock()
+}
+
+type trailerReader struct {
+	r   io.ReadCloser
+	box *trailerBox
+	dst http.Header
+}
+
+func (t *trailerReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err == io.EOF {
+		t.box.mu.Lock()
+		for _, e := range t.box.t {
+			t.dst.Add(e.k, e.v)
+		}
+		t.box.mu.Unlock()
+	}
+	return n, err
+}
+
+func (t *trailerReader) Close() error { return t.r.Close() }

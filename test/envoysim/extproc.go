@@ -95,6 +95,7 @@ type xdir struct {
 	partialDone   bool
 	attrsSent     bool
 	fdBodySent    bool
+	fdEOSSent     bool
 	fdDone        bool
 }
 
@@ -654,7 +655,7 @@ func (d *xdir) onData(b []byte, eos bool) {
 			d.fwdData(b, eos)
 			return
 		}
-		d.fdBodySent = true
+		d.fdBodySent, d.fdEOSSent = true, eos
 		d.sendBody(b, eos, cbIdle)
 	default:
 		if d.hasBuf {
@@ -839,6 +840,21 @@ func (d *xdir) onHeadersResponse(r *extprocsvc.HeadersResponse) error {
 			d.buf, d.hasBuf = nil, false
 			d.queue = append(d.queue, qchunk{data: b, delivered: true})
 			d.sendBody(b, false, cbStreamedBody)
+		}
+		return nil
+	case d.bodyMode == pm.ProcessingMode_FULL_DUPLEX_STREAMED:
+		// Data held while the headers were processed (only after a
+		// mode_override to FULL_DUPLEX_STREAMED) goes to the server now.
+		d.fwdHeadersIfHeld()
+		if d.hasBuf || (d.completeBody && !d.fdEOSSent && !d.trailersAvail) {
+			b := d.buf
+			d.buf, d.hasBuf = nil, false
+			eos := d.completeBody && !d.trailersAvail
+			d.fdBodySent, d.fdEOSSent = true, eos
+			d.sendBody(b, eos, cbIdle)
+		}
+		if d.trailersAvail && d.sendTrailers {
+			d.sendTrailersMsg(cbIdle)
 		}
 		return nil
 	case d.bodyMode == pm.ProcessingMode_BUFFERED_PARTIAL:

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -309,6 +310,7 @@ type tcfg struct {
 	listener  string // extra flow entries of the listener
 	upH2      bool
 	accessLog string // flow log_format, e.g. {json_format: {...}}
+	logW      io.Writer
 }
 
 func (c tcfg) yaml() string {
@@ -362,7 +364,7 @@ func start(t *testing.T, c tcfg, h func(w http.ResponseWriter, r *http.Request, 
 	})
 	s, err := Start(context.Background(), Options{Bootstrap: []byte(c.yaml()),
 		Clusters: map[string]string{"extproc": e.proc.addr, "upstream": e.up.addr, "other": e.alt.addr},
-		Logf:     t.Logf})
+		Logf:     t.Logf, AccessLog: c.logW})
 	if err != nil {
 		t.Fatalf("Start: %v\n%s", err, c.yaml())
 	}
@@ -465,4 +467,31 @@ func fmtKinds(ms []*extprocsvc.ProcessingRequest) string {
 		ks = append(ks, kindOf(m))
 	}
 	return fmt.Sprint(ks)
+}
+
+type corev3HVO = corev3.HeaderValueOption
+
+func hdrMap(kv ...string) *corev3.HeaderMap {
+	m := &corev3.HeaderMap{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return m
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

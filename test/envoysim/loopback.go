@@ -23,7 +23,7 @@ func LoopbackBootstrap(bootstrap []byte, clusters map[string]string, listenerPor
 	if err := rewriteLoopback(b, clusters, listenerPorts); err != nil {
 		return nil, err
 	}
-	out, err := protojson.MarshalOptions{Indent: "  "}.Marshal(b)
+	out, err := protojson.MarshalOptions{Indent: "  ", UseProtoNames: true}.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("envoysim: encoding bootstrap: %w", err)
 	}

@@ -47,7 +47,7 @@ func marshalWithAdmin(m interface{ ProtoReflect() protoreflect.Message }, admin 
 	}
 	b.Admin = &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(admin)}}}}}
-	out, err := protojson.Marshal(b)
+	out, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("envoysim: encoding bootstrap: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	pm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -308,8 +309,10 @@ func TestDynamicMetadata(t *testing.T) {
 	r.DynamicMetadata = md2
 	ps.send(t, r)
 	wantStatus(t, wait(t, res), 200)
-	logs := e.sim.AccessLogs()
-	if len(logs) != 1 {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	logs, err := e.sim.WaitAccessLogs(ctx, 1)
+	if err != nil || len(logs) != 1 {
 		t.Fatalf("access logs: %v", logs)
 	}
 	l := logs[0]
@@ -658,8 +661,18 @@ func TestUpstreamResets(t *testing.T) {
 		t.Run(map[bool]string{false: "headers_sent_http1_reset", true: "headers_sent_h2_reset"}[h2], func(t *testing.T) {
 			proceed = make(chan struct{})
 			e := start(t, tcfg{extProc: fdResp}, abortMid)
-			req, _ := http.NewRequest("GET", e.base+"/", nil)
-			res := e.do(t, h2, req)
+			type got struct {
+				resp *http.Response
+				err  error
+			}
+			ch := make(chan got, 1)
+			c := client(h2)
+			defer c.CloseIdleConnections()
+			go func() {
+				req, _ := http.NewRequest("GET", e.base+"/", nil)
+				resp, err := c.Do(req)
+				ch <- got{resp, err}
+			}()
 			ps := e.proc.next(t)
 			ps.expect(t, "request_headers")
 			ps.send(t, reqHeadersResp(cont()))
@@ -667,10 +680,23 @@ func TestUpstreamResets(t *testing.T) {
 			ps.send(t, respHeadersResp(cont()))
 			m := ps.expect(t, "response_body")
 			ps.send(t, respBodyResp(streamed(string(bodyOf(m).GetBody()), false)))
-			close(proceed)
-			r := wait(t, res)
-			if r.err == nil {
-				t.Fatalf("client must see a reset, got %d %q", r.status, r.body)
+			var g got
+			select {
+			case g = <-ch:
+			case <-time.After(waitMax):
+				t.Fatal("no response headers")
+			}
+			if g.err != nil {
+				t.Fatal(g.err)
+			}
+			defer g.resp.Body.Close()
+			buf := make([]byte, len("partial"))
+			if _, err := io.ReadFull(g.resp.Body, buf); err != nil || string(buf) != "partial" {
+				t.Fatalf("first chunk %q %v", buf, err)
+			}
+			close(proceed) // now the upstream resets
+			if _, err := io.ReadAll(g.resp.Body); err == nil {
+				t.Fatal("client must see a reset (truncated body)")
 			}
 			if m := ps.recvMsg(t); m != nil {
 				t.Errorf("ext_proc must get no message, got %s", kindOf(m))

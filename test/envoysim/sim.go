@@ -65,6 +65,7 @@ type Sim struct {
 	logMu    sync.Mutex
 	logLines []string
 	logJSON  []map[string]any
+	logCh    chan struct{} // closed and replaced on every line
 
 	closeOnce sync.Once
 	closeErr  error
@@ -114,7 +115,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		opts: opts, cfg: cfg, ctx: sctx, cancel: cancel,
 		servers: map[string]*http.Server{}, addrs: map[string]string{},
 		grpcConns: map[string]*grpc.ClientConn{}, transports: map[string]*http.Transport{},
-		stats: map[string]uint64{},
+		stats: map[string]uint64{}, logCh: make(chan struct{}),
 	}
 	for _, c := range cfg.clusters {
 		s.transports[c.name] = newTransport(c)
@@ -248,6 +249,30 @@ func (s *Sim) writeLog(line string, obj map[string]any) {
 	}
 	if s.opts.AccessLog != nil {
 		_, _ = io.WriteString(s.opts.AccessLog, line+"\n")
+	}
+	close(s.logCh)
+	s.logCh = make(chan struct{})
+}
+
+// WaitAccessLogs waits until at least n access log lines were written (as
+// Envoy, the sim logs a request after its response completed, so a client
+// can see the response before the line exists) and returns the parsed
+// json_format lines.
+func (s *Sim) WaitAccessLogs(ctx context.Context, n int) ([]map[string]any, error) {
+	for {
+		s.logMu.Lock()
+		if len(s.logLines) >= n {
+			out := append([]map[string]any(nil), s.logJSON...)
+			s.logMu.Unlock()
+			return out, nil
+		}
+		ch := s.logCh
+		s.logMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("envoysim: waiting for %d access log lines: %w", n, ctx.Err())
+		}
 	}
 }
 

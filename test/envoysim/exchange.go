@@ -103,6 +103,9 @@ type exchange struct {
 
 func (rl *runningListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := rl.sim
+	if s.ctx.Err() != nil {
+		panic(http.ErrAbortHandler) // shutting down
+	}
 	s.wg.Add(1)
 	defer s.wg.Done()
 	s.count("downstream_rq_total")
@@ -218,9 +221,6 @@ func (x *exchange) run() (abort bool) {
 			// downstream went away
 			x.s.count("downstream_rq_rx_reset")
 			x.flag("DC")
-			if x.status == 0 {
-				x.status = 0
-			}
 			x.finished = true
 			x.abort = true
 		}

@@ -1,0 +1,96 @@
+// Package envoysim is an Envoy stand-in for tests: it loads the Envoy
+// bootstrap YAML users run (parsed into go-control-plane's bootstrap types,
+// unknown fields rejected, protoc-gen-validate rules applied), serves its
+// listeners on 127.0.0.1 (HTTP/1.1 and h2c), and emulates the HTTP
+// connection manager, the router and the ext_proc filter over real gRPC,
+// rule for rule as described in /work/shared/reference/envoy-extproc.md
+// (§ numbers below refer to it). It is a TEST INSTRUMENT, not Envoy.
+//
+// # Modelled
+//
+//   - Bootstrap: static listeners with one HCM filter chain; inline
+//     route_config; virtual hosts (exact domains, "*"); routes with prefix
+//     or path match, cluster or cluster_header, timeout (default 15 s,
+//     504 + flag UT), auto_host_rewrite (DNS clusters: the configured DNS
+//     name), cluster_not_found_response_code (default 503: a missing
+//     cluster_header or an unknown cluster gives 503, §5), route metadata,
+//     typed_per_filter_config ExtProcPerRoute (disabled, overrides.
+//     processing_mode / failure_mode_allow / metadata_options; merged
+//     vhost→route once at decodeHeaders, §8); per_connection_buffer_limit_bytes
+//     (BUFFERED over the limit ⇒ 413); generate_request_id (x-request-id);
+//     stream_idle_timeout (504 once the request is complete, else 408);
+//     x-forwarded-proto; stdout access logs with json_format/text_format and
+//     %START_TIME% %REQ(x)% %RESP(x)% %RESPONSE_CODE% %RESPONSE_FLAGS%
+//     %RESPONSE_CODE_DETAILS% %DURATION% %UPSTREAM_CLUSTER% %PROTOCOL%
+//     %DYNAMIC_METADATA(ns:key)%.
+//   - Clusters STATIC / LOGICAL_DNS / STRICT_DNS with one endpoint, whose
+//     address Options.Clusters overrides. An overridden cluster never uses
+//     TLS (its transport_socket is dropped: the fakes speak plain HTTP);
+//     http2_protocol_options ⇒ h2c.
+//   - ext_proc (§1–§3, §9): one lazily opened bidi stream per request;
+//     protocol_config in the first message only; attributes only in the first
+//     message per direction; metadata_context always; raw_value headers,
+//     lowercase keys, pseudo-headers. Header SEND/SKIP; body NONE, BUFFERED,
+//     STREAMED (pipelined, FIFO, consolidated pre-header data), BUFFERED_PARTIAL,
+//     FULL_DUPLEX_STREAMED (immediate, M:N streamed_response, the server ends a
+//     direction with end_of_stream or a trailers response; synthesized trailers
+//     ignored; trailer mode SEND enforced at load); trailers only when real.
+//     Per-direction callback states and the spurious rules of §2.1 (fail-closed
+//     status_on_error or reset; failure_mode_allow incl. FULL_DUPLEX canFailOpen);
+//     OK close ⇒ continue unmodified; non-OK ⇒ status_on_error unless fail-open;
+//     message timeout per direction (none in FULL_DUPLEX) ⇒ 504,
+//     override_message_timeout; mutation rules (§2.3) and content-length rules
+//     (§2.5); CONTINUE_AND_REPLACE; ImmediateResponse and
+//     StreamedImmediateResponse (§2.7, §2.8); mode_override incl. the v1.40
+//     standalone form (§2.10, requires allow_mode_override here);
+//     clear_route_cache / route_cache_action (§2.13) re-running route selection;
+//     dynamic_metadata for receiving_namespaces.untyped (§2.9).
+//   - Upstream failures (§4.2): reset before response headers ⇒ 503 local
+//     reply through the encoder chain; headers held by ext_proc ⇒ direct 503;
+//     headers already sent ⇒ the client stream is reset (HTTP/1: connection
+//     aborted mid-body; h2: RST_STREAM). In the last two cases ext_proc gets no
+//     message and its stream is cancelled.
+//   - Counters (Sim.Stats): streams_started, streams_closed, streams_failed,
+//     stream_msgs_sent, stream_msgs_received, spurious_msgs_received,
+//     rejected_header_mutations, message_timeouts, failure_mode_allowed,
+//     clear_route_cache_ignored, clear_route_cache_disabled,
+//     override_message_timeout_received/ignored, downstream_rq_*, upstream_rq_*.
+//
+// # Refused (Start returns an *UnsupportedError naming the field)
+//
+// Any field not listed above, e.g. other HTTP or network filters, regex or
+// header route matches, redirects, RDS/xDS, route retry_policy, ext_proc
+// grpc_service.retry_policy (§6 #27), google_grpc, http_service,
+// observability_mode, send_body_without_waiting_for_header_response,
+// forward_rules, typed metadata forwarding, upstream HTTP filters such as
+// ext_proc in a cluster (§6 #28), more than one endpoint per cluster,
+// HTTP/3, unknown access log commands, and any cluster whose endpoint is not
+// loopback and has no override.
+//
+// # Known differences from Envoy
+//
+//   - xds.route_metadata is rendered in protobuf text format like C++
+//     ShortDebugString (map entries sorted, single spaces); other attributes:
+//     xds.route_name, xds.virtual_host_name, xds.cluster_name, request.path,
+//     request.url_path, request.host, request.scheme, request.method,
+//     request.id, request.protocol, response.code.
+//   - The stream-close optimisation (§1.1) is not modelled: the gRPC stream
+//     is closed when processing completes (immediate response, error, OK
+//     close) or when the HTTP exchange ends.
+//   - A client request body is delivered in 32 KiB reads; the end of stream
+//     can arrive as a separate empty chunk (as with HTTP/2 DATA frames).
+//   - When the whole body arrives before the headers response in STREAMED or
+//     BUFFERED_PARTIAL mode it is sent as one BUFFERED message whose
+//     end_of_stream is false if trailers follow.
+//   - Headers are handed over in sorted order (Go does not keep the order);
+//     x-forwarded-for, server and date handling are Go's; Envoy's
+//     x-envoy-expected-rq-timeout-ms (upstream) and
+//     x-envoy-upstream-service-time (response) are added.
+//   - Circuit breakers, connect timeouts, load balancing and DNS are ignored.
+//   - A response that completes before its request is reset (HTTP/1: the
+//     connection is closed).
+//
+// StartGateway runs a real envoy binary instead when one is on PATH (and
+// LLMUX_E2E_ENVOY != "sim"), using LoopbackBootstrap to point it at the
+// same loopback fakes.
+package envoysim

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/llmux/llmux/processor"
+	"github.com/llmux/llmux/processor/telemetry"
+	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
+	_ "github.com/llmux/llmux/translate/openai" // OpenAI and OpenAI-compatible providers
+)
+
+// flags are the command-line settings.
+type flags struct {
+	config        string
+	grpcListen    string
+	adminListen   string
+	logLevel      string
+	logFormat     string
+	maxRecvBytes  int
+	shutdownGrace time.Duration
+	kaTime        time.Duration
+	kaTimeout     time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	fs := flag.NewFlagSet("llmux-extproc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &flags{}
+	fs.StringVar(&f.config, "config", "llmux.yaml", "path of the llmux configuration file (watched; valid changes apply live)")
+	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:50051", "ext_proc gRPC listen address: host:port or unix:///path/to.sock")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9090", "admin HTTP listen address (/healthz /readyz /metrics /config /debug/pprof); empty disables it")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.IntVar(&f.maxRecvBytes, "grpc-max-recv-bytes", 64<<20, "largest gRPC message accepted (Envoy sends a buffered request body as one message)")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long SIGTERM waits for in-flight streams before cutting them")
+	fs.DurationVar(&f.kaTime, "grpc-keepalive-time", 30*time.Second, "ping Envoy after this much idle time on a connection")
+	fs.DurationVar(&f.kaTimeout, "grpc-keepalive-timeout", 10*time.Second, "close a connection whose keepalive ping is not answered in this time")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.maxRecvBytes <= 0 {
+		return nil, errors.New("-grpc-max-recv-bytes must be positive")
+	}
+	return f, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format: want text or json, got %q", format)
+}
+
+// listen opens a TCP or unix:// listener.
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// started reports the bound addresses (used by tests).
+type started func(grpcAddr, adminAddr string)
+
+// run is the whole program; it returns when ctx is cancelled and every
+// stream has drained (or the grace period ran out).
+func run(ctx context.Context, args []string, stderr io.Writer, onStart started) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+
+	store, err := config.NewStore(f.config, config.LoadOptions{Kinds: translate.KnownKinds})
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	for _, g := range store.Current().Groups() {
+		for _, d := range g.Deployments {
+			if _, ok := translate.Lookup(d.Provider.Kind); !ok {
+				log.Warn("provider kind not supported by this build; its deployments answer 503", "provider", d.Provider.Name, "kind", d.Provider.Kind, "deployment", d.Name)
+			}
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return fmt.Errorf("metrics exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	metrics, err := telemetry.New(mp)
+	if err != nil {
+		return err
+	}
+
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(f.maxRecvBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: f.kaTime, Timeout: f.kaTimeout}),
+		// Envoy pings at most every few seconds when configured to.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	extprocv3.RegisterExternalProcessorServer(gs, processor.New(processor.Options{
+		Config:  store.Current,
+		Logger:  log,
+		Metrics: metrics,
+	}))
+
+	gl, err := listen(f.grpcListen)
+	if err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	var draining atomic.Bool
+	var al net.Listener
+	var admin *http.Server
+	if f.adminListen != "" {
+		if al, err = net.Listen("tcp", f.adminListen); err != nil {
+			gl.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+		admin = &http.Server{Handler: adminMux(store, reg, &draining), ReadHeaderTimeout: 5 * time.Second}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := gs.Serve(gl); err != nil {
+			errc <- fmt.Errorf("grpc serve: %w", err)
+		}
+	})
+	if admin != nil {
+		wg.Go(func() {
+			if err := admin.Serve(al); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin serve: %w", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		_ = store.Watch(ctx, func(ok bool, err error) {
+			metrics.ConfigReload(ctx, ok)
+			if ok {
+				log.Info("configuration reloaded", "version", store.Current().Version())
+			} else {
+				log.Error("configuration change rejected; the previous configuration stays in force", "error", err)
+			}
+		})
+	})
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	adminAddr := ""
+	if al != nil {
+		adminAddr = al.Addr().String()
+	}
+	log.Info("llmux-extproc started", "grpc", gl.Addr().String(), "admin", adminAddr, "config", f.config, "config_version", store.Current().Version(), "providers", translate.Kinds())
+	if onStart != nil {
+		onStart(gl.Addr().String(), adminAddr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Drain: stop accepting, report not ready, let streams finish.
+	draining.Store(true)
+	hs.Shutdown()
+	log.Info("draining in-flight streams", "grace", f.shutdownGrace)
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(f.shutdownGrace):
+		log.Warn("grace period over; cutting the remaining streams")
+		gs.Stop()
+		<-done
+	}
+	if admin != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = admin.Shutdown(sctx)
+		scancel()
+	}
+	cancel()
+	wg.Wait()
+	log.Info("llmux-extproc stopped")
+	return runErr
+}
+
+// adminMux serves health, readiness, metrics, the effective configuration
+// and pprof.
+func adminMux(store *config.Store, reg *prometheus.Registry, draining *atomic.Bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if draining.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if st := store.Status(); !st.Healthy {
+			http.Error(w, fmt.Sprintf("not ready: the configuration file is invalid (version %s still in force): %v", st.Version, st.LastError), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+		b, err := store.Current().Redacted()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write(b)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}

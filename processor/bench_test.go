@@ -1,0 +1,173 @@
+package processor
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/llmux/llmux/proto/config"
+)
+
+// The benchmarks compare llmux's stream handler with a no-op ext_proc
+// server doing the same exchange over the same gRPC transport: the
+// difference is what llmux costs above the floor every processor pays.
+
+// noop answers every message with the minimal valid reply; response body
+// chunks are echoed as FULL_DUPLEX streamed responses.
+type noop struct {
+	extprocv3.UnimplementedExternalProcessorServer
+}
+
+func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		var resp *extprocv3.ProcessingResponse
+		switch m := req.Request.(type) {
+		case *extprocv3.ProcessingRequest_RequestHeaders:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+		case *extprocv3.ProcessingRequest_RequestBody:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+		case *extprocv3.ProcessingRequest_ResponseBody:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: m.ResponseBody.Body, EndOfStream: m.ResponseBody.EndOfStream}}},
+			}}}}
+		default:
+			continue
+		}
+		if err := s.Send(resp); err != nil {
+			return nil
+		}
+	}
+}
+
+// benchConn starts srv on loopback and returns a client.
+func benchConn(b *testing.B, srv extprocv3.ExternalProcessorServer) extprocv3.ExternalProcessorClient {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	go func() { _ = gs.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close(); gs.Stop() })
+	return extprocv3.NewExternalProcessorClient(conn)
+}
+
+const benchChatBody = `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about gateways."}]}`
+
+var benchChunk = []byte(`data: {"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion.chunk","created":1741570283,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_4d06ba6ea9","choices":[{"index":0,"delta":{"content":" world"},"logprobs":null,"finish_reason":null}],"usage":null}` + "\n\n")
+
+func roundTrip(b *testing.B, s extprocv3.ExternalProcessor_ProcessClient, req *extprocv3.ProcessingRequest) {
+	if err := s.Send(req); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchServers(b *testing.B) map[string]extprocv3.ExternalProcessorServer {
+	cfg := testConfig(b)
+	return map[string]extprocv3.ExternalProcessorServer{
+		"floor": noop{},
+		"llmux": New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()}),
+	}
+}
+
+// BenchmarkRequestPhases measures a whole request phase: request headers
+// and the buffered request body, each a gRPC round trip.
+func BenchmarkRequestPhases(b *testing.B) {
+	for _, name := range []string{"floor", "llmux"} {
+		b.Run(name, func(b *testing.B) {
+			client := benchConn(b, benchServers(b)[name])
+			hdr := post("/v1/chat/completions", bearer()...)
+			body := reqBody(benchChatBody)
+			b.ReportAllocs()
+			for b.Loop() {
+				s, err := client.Process(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				roundTrip(b, s, hdr)
+				roundTrip(b, s, body)
+				_ = s.CloseSend()
+				for {
+					if _, err := s.Recv(); err != nil {
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStreamChunk measures one streamed response chunk through a
+// stream handler over gRPC.
+func BenchmarkStreamChunk(b *testing.B) {
+	for _, name := range []string{"floor", "llmux"} {
+		b.Run(name, func(b *testing.B) {
+			client := benchConn(b, benchServers(b)[name])
+			s, err := client.Process(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			roundTrip(b, s, post("/v1/chat/completions", bearer()...))
+			roundTrip(b, s, reqBody(benchChatBody))
+			roundTrip(b, s, respHeaders(false, ":status", "200", "content-type", "text/event-stream"))
+			chunk := respBody(string(benchChunk), false)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(benchChunk)))
+			for b.Loop() {
+				roundTrip(b, s, chunk)
+			}
+			b.StopTimer()
+			_ = s.CloseSend()
+			for {
+				if _, err := s.Recv(); err == io.EOF || err != nil {
+					break
+				}
+			}
+		})
+	}
+}
+
+// discardSender drops replies: for measuring the handler alone.
+type discardSender struct{}
+
+func (discardSender) Send(*extprocv3.ProcessingResponse) error { return nil }
+
+// BenchmarkHandlerChunk measures the handler's own work per chunk, without
+// gRPC: decode, buffer reuse, reply assembly.
+func BenchmarkHandlerChunk(b *testing.B) {
+	cfg := testConfig(b)
+	s := New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()})
+	h := newHandler(s, context.Background(), discardSender{})
+	for _, m := range []*extprocv3.ProcessingRequest{post("/v1/chat/completions", bearer()...), reqBody(benchChatBody), respHeaders(false, ":status", "200", "content-type", "text/event-stream")} {
+		if err := h.handle(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	chunk := respBody(string(benchChunk), false)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchChunk)))
+	for b.Loop() {
+		if err := h.handle(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

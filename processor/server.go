@@ -1,0 +1,110 @@
+// Package processor is llmux's ext_proc server: one stream handler per HTTP
+// request, driven by the messages Envoy sends.
+//
+// The handler is a phase state machine (request headers → request body →
+// response headers → response body → trailers). It authenticates the
+// caller, validates the OpenAI request, picks a deployment, asks a
+// translator to rewrite the request and decode the response, and reports
+// what happened as Envoy dynamic metadata and OpenTelemetry metrics. It
+// knows no provider: everything provider-specific sits behind
+// translate.Translator.
+//
+// Processing modes llmux requires (see envoy/standalone.yaml): request
+// headers SEND, request body BUFFERED, response headers SEND, response body
+// FULL_DUPLEX_STREAMED with response trailers SEND.
+package processor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/llmux/llmux/processor/telemetry"
+	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Config returns the configuration in force. Each stream takes one
+	// snapshot when it starts and uses it to the end.
+	Config func() *config.Runtime
+	// Logger receives request logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics records instruments; nil records nothing.
+	Metrics *telemetry.Metrics
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Translator finds the translator of a provider kind; nil means
+	// translate.Lookup.
+	Translator func(kind string) (translate.Translator, bool)
+}
+
+// Server implements the ext_proc ExternalProcessor service.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	opts Options
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Translator == nil {
+		opts.Translator = translate.Lookup
+	}
+	return &Server{opts: opts}
+}
+
+// Process handles one ext_proc stream, that is one HTTP request and its
+// response. It returns nil when Envoy ends the stream (io.EOF or
+// cancellation), which is how every stream normally ends.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	ctx := stream.Context()
+	s.opts.Metrics.StreamStarted(ctx)
+	defer s.opts.Metrics.StreamEnded(ctx)
+
+	h := newHandler(s, ctx, stream)
+	defer h.finish()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if normalEnd(err) {
+				return nil
+			}
+			return status.Errorf(codes.Unknown, "llmux: receive: %v", err)
+		}
+		if err := h.handle(req); err != nil {
+			if normalEnd(err) {
+				return nil // Envoy went away while llmux was answering
+			}
+			return err
+		}
+		if h.ph == phaseDone {
+			// Nothing more is expected: Envoy closes its side too.
+			return nil
+		}
+	}
+}
+
+// normalEnd reports whether err is how Envoy ends a stream.
+func normalEnd(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}

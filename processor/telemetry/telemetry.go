@@ -1,0 +1,146 @@
+// Package telemetry defines llmux's OpenTelemetry instruments.
+//
+// The instruments are created once from a MeterProvider (the binary wires a
+// Prometheus exporter behind it, served on the admin listener's /metrics).
+// A nil *Metrics is valid and records nothing, which keeps tests and
+// benchmarks free of exporter setup.
+package telemetry
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Meter name used for every llmux instrument.
+const scope = "github.com/llmux/llmux"
+
+// Metrics holds llmux's instruments.
+type Metrics struct {
+	requests        metric.Int64Counter
+	tokens          metric.Int64Counter
+	duration        metric.Float64Histogram
+	upstreamLatency metric.Float64Histogram
+	ttft            metric.Float64Histogram
+	activeStreams   metric.Int64UpDownCounter
+	protocolErrors  metric.Int64Counter
+	configReloads   metric.Int64Counter
+}
+
+// New creates the instruments on mp.
+func New(mp metric.MeterProvider) (*Metrics, error) {
+	m := mp.Meter(scope)
+	var (
+		x   Metrics
+		err error
+	)
+	seconds := metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+	if x.requests, err = m.Int64Counter("llmux.requests", metric.WithDescription("Requests handled, by endpoint, model group, provider, status and error code.")); err != nil {
+		return nil, fmt.Errorf("telemetry: requests: %w", err)
+	}
+	if x.tokens, err = m.Int64Counter("llmux.tokens", metric.WithDescription("Tokens reported by providers, by kind (input, output, cached, cache_creation, reasoning).")); err != nil {
+		return nil, fmt.Errorf("telemetry: tokens: %w", err)
+	}
+	if x.duration, err = m.Float64Histogram("llmux.request.duration", metric.WithUnit("s"), seconds, metric.WithDescription("Time from request headers to the end of the response.")); err != nil {
+		return nil, fmt.Errorf("telemetry: duration: %w", err)
+	}
+	if x.upstreamLatency, err = m.Float64Histogram("llmux.upstream.latency", metric.WithUnit("s"), seconds, metric.WithDescription("Time from forwarding the request to the upstream's response headers.")); err != nil {
+		return nil, fmt.Errorf("telemetry: upstream latency: %w", err)
+	}
+	if x.ttft, err = m.Float64Histogram("llmux.time_to_first_token", metric.WithUnit("s"), seconds, metric.WithDescription("Time from forwarding the request to the first content byte.")); err != nil {
+		return nil, fmt.Errorf("telemetry: ttft: %w", err)
+	}
+	if x.activeStreams, err = m.Int64UpDownCounter("llmux.extproc.active_streams", metric.WithDescription("ext_proc streams in progress.")); err != nil {
+		return nil, fmt.Errorf("telemetry: active streams: %w", err)
+	}
+	if x.protocolErrors, err = m.Int64Counter("llmux.extproc.protocol_errors", metric.WithDescription("ext_proc messages that did not fit the processing mode or phase, by reason.")); err != nil {
+		return nil, fmt.Errorf("telemetry: protocol errors: %w", err)
+	}
+	if x.configReloads, err = m.Int64Counter("llmux.config.reloads", metric.WithDescription("Configuration reloads, by result (ok, invalid).")); err != nil {
+		return nil, fmt.Errorf("telemetry: config reloads: %w", err)
+	}
+	return &x, nil
+}
+
+// Request describes a finished request for the request instruments.
+type Request struct {
+	Endpoint, ModelGroup, Provider, Deployment, Tenant, ErrorCode string
+	Status                                                        int
+	DurationSeconds                                               float64
+	UpstreamLatencySeconds, TTFTSeconds                           float64 // <0: unknown
+	Tokens                                                        map[string]int64
+}
+
+// RecordRequest records one finished request.
+func (m *Metrics) RecordRequest(ctx context.Context, r Request) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributes(
+		attribute.String("endpoint", r.Endpoint),
+		attribute.String("model_group", r.ModelGroup),
+		attribute.String("provider", r.Provider),
+		attribute.String("deployment", r.Deployment),
+		attribute.String("tenant", r.Tenant),
+		attribute.Int("status", r.Status),
+		attribute.String("error_code", r.ErrorCode),
+	)
+	m.requests.Add(ctx, 1, attrs)
+	m.duration.Record(ctx, r.DurationSeconds, attrs)
+	route := metric.WithAttributes(
+		attribute.String("model_group", r.ModelGroup),
+		attribute.String("provider", r.Provider),
+		attribute.String("deployment", r.Deployment),
+	)
+	if r.UpstreamLatencySeconds >= 0 {
+		m.upstreamLatency.Record(ctx, r.UpstreamLatencySeconds, route)
+	}
+	if r.TTFTSeconds >= 0 {
+		m.ttft.Record(ctx, r.TTFTSeconds, route)
+	}
+	for kind, n := range r.Tokens {
+		if n > 0 {
+			m.tokens.Add(ctx, n, metric.WithAttributes(
+				attribute.String("kind", kind),
+				attribute.String("model_group", r.ModelGroup),
+				attribute.String("deployment", r.Deployment),
+				attribute.String("tenant", r.Tenant),
+			))
+		}
+	}
+}
+
+// StreamStarted and StreamEnded track in-progress ext_proc streams.
+func (m *Metrics) StreamStarted(ctx context.Context) {
+	if m != nil {
+		m.activeStreams.Add(ctx, 1)
+	}
+}
+
+// StreamEnded is the counterpart of StreamStarted.
+func (m *Metrics) StreamEnded(ctx context.Context) {
+	if m != nil {
+		m.activeStreams.Add(ctx, -1)
+	}
+}
+
+// ProtocolError counts an ext_proc message that broke the protocol.
+func (m *Metrics) ProtocolError(ctx context.Context, reason string) {
+	if m != nil {
+		m.protocolErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	}
+}
+
+// ConfigReload counts a configuration reload attempt.
+func (m *Metrics) ConfigReload(ctx context.Context, ok bool) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if !ok {
+		result = "invalid"
+	}
+	m.configReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}

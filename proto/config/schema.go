@@ -1,0 +1,122 @@
+// Package config is llmux's configuration: the schema (these Go types are
+// the schema, documented in README.md beside them), loading with strict
+// decoding and validation that names the exact field path of every error,
+// secrets that never print, a compiled runtime snapshot, and a watcher that
+// swaps valid changes in atomically.
+package config
+
+// File is the root of an llmux configuration file (YAML, snake_case keys).
+type File struct {
+	// Server holds process-wide settings.
+	Server Server `yaml:"server" json:"server"`
+	// Auth says how clients are identified.
+	Auth Auth `yaml:"auth" json:"auth"`
+	// Providers are the upstream APIs, each reached through an Envoy cluster.
+	Providers []ProviderSpec `yaml:"providers" json:"providers"`
+	// Deployments are models on providers.
+	Deployments []DeploymentSpec `yaml:"deployments" json:"deployments"`
+	// ModelGroups are the public model names clients send.
+	ModelGroups []ModelGroupSpec `yaml:"model_groups" json:"model_groups"`
+}
+
+// Server holds process-wide settings. Zero values take the defaults.
+type Server struct {
+	// ClusterHeader is the header the Envoy route's cluster_header reads
+	// (default x-llmux-upstream).
+	ClusterHeader string `yaml:"cluster_header" json:"cluster_header"`
+	// MetadataNamespace is the Envoy dynamic metadata namespace (default
+	// io.llmux).
+	MetadataNamespace string `yaml:"metadata_namespace" json:"metadata_namespace"`
+	// MaxRequestBodyBytes: larger request bodies get 413 (default 16 MiB,
+	// at most 256 MiB).
+	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes" json:"max_request_body_bytes"`
+	// MaxResponseBodyBytes caps responses llmux must buffer (default
+	// 32 MiB).
+	MaxResponseBodyBytes int64 `yaml:"max_response_body_bytes" json:"max_response_body_bytes"`
+}
+
+// Defaults.
+const (
+	DefaultClusterHeader        = "x-llmux-upstream"
+	DefaultMetadataNamespace    = "io.llmux"
+	DefaultMaxRequestBodyBytes  = 16 << 20
+	DefaultMaxResponseBodyBytes = 32 << 20
+	maxBodyLimit                = 256 << 20
+)
+
+// Auth says how clients are identified.
+type Auth struct {
+	// IdentityHeader, when set, names a header that Envoy (jwt_authn,
+	// ext_authz) fills with the caller's identity; its value is the tenant
+	// and no API key is needed. Envoy must strip it from client requests.
+	IdentityHeader string `yaml:"identity_header" json:"identity_header,omitempty"`
+	// Keys are the client API keys.
+	Keys []KeySpec `yaml:"keys" json:"keys"`
+}
+
+// KeySpec is one client API key. Exactly one of SHA256, KeyEnv and KeyFile
+// is set; the key itself is kept only as its SHA-256 digest.
+type KeySpec struct {
+	// Name identifies the key in logs and metrics.
+	Name string `yaml:"name" json:"name"`
+	// Tenant is who the key belongs to.
+	Tenant string `yaml:"tenant" json:"tenant"`
+	// SHA256 is the hex SHA-256 digest of the key.
+	SHA256 string `yaml:"sha256" json:"sha256,omitempty"`
+	// KeyEnv names an environment variable holding the key.
+	KeyEnv string `yaml:"key_env" json:"key_env,omitempty"`
+	// KeyFile names a file holding the key (trailing whitespace trimmed).
+	KeyFile string `yaml:"key_file" json:"key_file,omitempty"`
+}
+
+// ProviderSpec is an upstream API.
+type ProviderSpec struct {
+	// Name is unique among providers.
+	Name string `yaml:"name" json:"name"`
+	// Kind selects the translator (openai, openai_compatible,
+	// azure_openai, anthropic, bedrock, gemini, vertex).
+	Kind string `yaml:"kind" json:"kind"`
+	// Cluster is the Envoy cluster that reaches the provider.
+	Cluster string `yaml:"cluster" json:"cluster"`
+	// BasePath overrides the kind's default base path.
+	BasePath string `yaml:"base_path" json:"base_path,omitempty"`
+	// APIVersion is the provider API version (Azure api-version,
+	// anthropic-version).
+	APIVersion string `yaml:"api_version" json:"api_version,omitempty"`
+	// Headers are extra static headers sent to the provider.
+	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
+	// Credentials say where the provider's key comes from.
+	Credentials Credentials `yaml:"credentials" json:"credentials"`
+}
+
+// Credentials say where a provider key comes from: at most one field is
+// set; none means no credential (a local server).
+type Credentials struct {
+	// APIKeyEnv names an environment variable holding the key.
+	APIKeyEnv string `yaml:"api_key_env" json:"api_key_env,omitempty"`
+	// APIKeyFile names a file holding the key.
+	APIKeyFile string `yaml:"api_key_file" json:"api_key_file,omitempty"`
+}
+
+// DeploymentSpec is a model on a provider.
+type DeploymentSpec struct {
+	// Name is unique among deployments.
+	Name string `yaml:"name" json:"name"`
+	// Provider names a provider.
+	Provider string `yaml:"provider" json:"provider"`
+	// Model is the upstream model id.
+	Model string `yaml:"model" json:"model"`
+	// Weight is the share of traffic among deployments of equal priority
+	// (default 1; 0 takes the deployment out of rotation).
+	Weight *int `yaml:"weight" json:"weight"`
+	// Priority orders deployments: lower is preferred (default 0).
+	Priority int `yaml:"priority" json:"priority"`
+}
+
+// ModelGroupSpec is a public model name and the deployments serving it.
+type ModelGroupSpec struct {
+	// Name is what clients send as "model".
+	Name string `yaml:"name" json:"name"`
+	// Deployments serving this group.
+	Deployments []string `yaml:"deployments" json:"deployments"`
+}

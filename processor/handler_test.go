@@ -41,7 +41,9 @@ func testConfig(t testing.TB) *config.Runtime {
 }
 
 // recorder is a sender that keeps what the handler sends.
-type recorder struct{ sent []*extprocv3.ProcessingResponse }
+type recorder struct {
+	sent []*extprocv3.ProcessingResponse
+}
 
 func (r *recorder) Send(m *extprocv3.ProcessingResponse) error {
 	// Chunk responses are reused by the handler: keep a copy.

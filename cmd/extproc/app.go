@@ -19,8 +19,10 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -97,12 +99,20 @@ func listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// started reports the bound addresses (used by tests).
-type started func(grpcAddr, adminAddr string)
+// hooks let tests observe the program.
+type hooks struct {
+	// started reports the bound addresses.
+	started func(grpcAddr, adminAddr string)
+	// reloaded reports each configuration reload.
+	reloaded func(ok bool)
+}
 
 // run is the whole program; it returns when ctx is cancelled and every
 // stream has drained (or the grace period ran out).
-func run(ctx context.Context, args []string, stderr io.Writer, onStart started) error {
+func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
+	if h == nil {
+		h = &hooks{}
+	}
 	f, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -129,7 +139,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, onStart started) 
 	if err != nil {
 		return fmt.Errorf("metrics exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", "llmux-extproc")))
+	if err != nil {
+		return fmt.Errorf("metrics resource: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
 	defer func() { _ = mp.Shutdown(context.Background()) }()
 	metrics, err := telemetry.New(mp)
 	if err != nil {
@@ -189,6 +203,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, onStart started) 
 			} else {
 				log.Error("configuration change rejected; the previous configuration stays in force", "error", err)
 			}
+			if h.reloaded != nil {
+				h.reloaded(ok)
+			}
 		})
 	})
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -197,8 +214,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, onStart started) 
 		adminAddr = al.Addr().String()
 	}
 	log.Info("llmux-extproc started", "grpc", gl.Addr().String(), "admin", adminAddr, "config", f.config, "config_version", store.Current().Version(), "providers", translate.Kinds())
-	if onStart != nil {
-		onStart(gl.Addr().String(), adminAddr)
+	if h.started != nil {
+		h.started(gl.Addr().String(), adminAddr)
 	}
 
 	var runErr error

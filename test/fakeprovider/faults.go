@@ -1,0 +1,186 @@
+package fakeprovider
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Request headers understood by every fake. Header names are
+// case-insensitive on the wire.
+const (
+	// HeaderStatus selects an HTTP error status (e.g. "429") answered with
+	// the provider's real error body.
+	HeaderStatus = "x-fake-status"
+	// HeaderErrorCode picks which provider error accompanies HeaderStatus
+	// (e.g. "insufficient_quota"); each status has a default.
+	HeaderErrorCode = "x-fake-error-code"
+	// HeaderRetryAfter overrides the retry-after value (seconds) sent with
+	// 429 and 503 (default "1").
+	HeaderRetryAfter = "x-fake-retry-after"
+	// HeaderFault selects a response fault; see the Fault* constants.
+	HeaderFault = "x-fake-fault"
+	// HeaderFaultAfter is how many frames (stream events) are sent before
+	// the fault happens (default 1).
+	HeaderFaultAfter = "x-fake-fault-after"
+	// HeaderHold names a gate: the response pauses after HeaderHoldAfter
+	// frames until Server.Release(name) is called.
+	HeaderHold = "x-fake-hold"
+	// HeaderHoldAfter is how many frames are sent before a hold (default
+	// 1). Non-streamed responses hold before anything is written.
+	HeaderHoldAfter = "x-fake-hold-after"
+)
+
+// Values of HeaderFault.
+const (
+	// FaultInbandError: the stream starts normally, then an in-band error
+	// event is sent and the response ends. Non-streamed responses become a
+	// 200 whose body is the provider's error object.
+	FaultInbandError = "inband-error"
+	// FaultTruncate: the stream ends cleanly after K frames, without the
+	// finishing frames (no finish reason, usage or terminator). Non-streamed
+	// responses are cut in half with a matching Content-Length.
+	FaultTruncate = "truncate"
+	// FaultStall: headers and the first K frames are sent, then the handler
+	// blocks until the request context ends or the gate (HeaderHold, or
+	// DefaultStallGate) is released; then the response ends without the
+	// remaining frames.
+	FaultStall = "stall"
+	// FaultReset: the connection is aborted after headers and K frames
+	// (HTTP/1: the TCP connection is closed with a RST; HTTP/2: the stream
+	// is reset). Non-streamed responses are aborted after half the body.
+	FaultReset = "reset"
+	// FaultResetBeforeHeaders: the connection is aborted before any
+	// response byte is written.
+	FaultResetBeforeHeaders = "reset-before-headers"
+)
+
+// DefaultStallGate is the gate a stall waits at when the request has no
+// HeaderHold.
+const DefaultStallGate = "stall"
+
+// Fault is the per-request fault plan parsed from the x-fake-* headers.
+type Fault struct {
+	// Status is the HTTP error status to answer with, or 0.
+	Status int
+	// ErrorCode is the provider error code requested with Status, or "".
+	ErrorCode string
+	// RetryAfter is the retry-after value for 429/503.
+	RetryAfter string
+	// Kind is one of the Fault* constants, or "".
+	Kind string
+	// After is the number of frames before the fault.
+	After int
+	// Hold is the gate name to pause at, or "".
+	Hold string
+	// HoldAfter is the number of frames before the hold.
+	HoldAfter int
+}
+
+// ParseFault reads the x-fake-* headers of h. It returns an error naming the
+// offending header when a value is malformed.
+func ParseFault(h http.Header) (Fault, error) {
+	f := Fault{After: 1, HoldAfter: 1, RetryAfter: "1"}
+	if v := strings.TrimSpace(h.Get(HeaderStatus)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 || n > 999 {
+			return f, fmt.Errorf("fakeprovider: invalid %s %q", HeaderStatus, v)
+		}
+		if n >= 300 {
+			f.Status = n
+		}
+	}
+	f.ErrorCode = strings.TrimSpace(h.Get(HeaderErrorCode))
+	if v := strings.TrimSpace(h.Get(HeaderRetryAfter)); v != "" {
+		f.RetryAfter = v
+	}
+	switch v := strings.ToLower(strings.TrimSpace(h.Get(HeaderFault))); v {
+	case "", "none":
+	case FaultInbandError, FaultTruncate, FaultStall, FaultReset, FaultResetBeforeHeaders:
+		f.Kind = v
+	default:
+		return f, fmt.Errorf("fakeprovider: invalid %s %q", HeaderFault, v)
+	}
+	var err error
+	if f.After, err = nonNegHeader(h, HeaderFaultAfter, 1); err != nil {
+		return f, err
+	}
+	if f.HoldAfter, err = nonNegHeader(h, HeaderHoldAfter, 1); err != nil {
+		return f, err
+	}
+	f.Hold = strings.TrimSpace(h.Get(HeaderHold))
+	return f, nil
+}
+
+func nonNegHeader(h http.Header, name string, def int) (int, error) {
+	v := strings.TrimSpace(h.Get(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return def, fmt.Errorf("fakeprovider: invalid %s %q", name, v)
+	}
+	return n, nil
+}
+
+// stallGate is the gate a stall waits at.
+func (f Fault) stallGate() string {
+	if f.Hold != "" {
+		return f.Hold
+	}
+	return DefaultStallGate
+}
+
+// abortConn aborts the response: whatever has been written is flushed to the
+// wire first, then the HTTP/1 connection is hijacked and closed with a TCP
+// RST, or, for HTTP/2 (or if hijacking is impossible), the handler panics
+// with http.ErrAbortHandler so the server resets the stream. It never
+// returns.
+func abortConn(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		conn, buf, err := rc.Hijack()
+		if err == nil {
+			if buf != nil {
+				_ = buf.Flush()
+			}
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = conn.Close()
+			// The handler must not touch w after hijacking; unwinding with
+			// ErrAbortHandler is the quietest way out that also never
+			// returns to the caller.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	_ = http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
+}
+
+// abortBeforeHeaders aborts the connection without writing any response.
+func abortBeforeHeaders(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = conn.Close()
+			panic(http.ErrAbortHandler)
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// retryAfterStatuses are the statuses that carry retry-after.
+func needsRetryAfter(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+}
+
+// nowUnix is the clock used for "created" fields.
+var nowUnix = func() int64 { return time.Now().Unix() }

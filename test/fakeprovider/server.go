@@ -1,0 +1,199 @@
+package fakeprovider
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// maxBodyBytes bounds how much of a request body a fake reads.
+const maxBodyBytes = 32 << 20
+
+// ErrClosed is returned by Server.WaitHeld when the server is closed before
+// the awaited gate is reached.
+var ErrClosed = errors.New("fakeprovider: server closed")
+
+// Recorded is one request as the fake received it.
+type Recorded struct {
+	// Method is the HTTP method.
+	Method string
+	// Path is the URL path.
+	Path string
+	// RawQuery is the URL query without the leading '?'.
+	RawQuery string
+	// Proto is the request protocol, e.g. "HTTP/1.1" or "HTTP/2.0".
+	Proto string
+	// Header is a copy of the request headers.
+	Header http.Header
+	// Body is the full request body (up to 32 MiB).
+	Body []byte
+	// Time is when the request was received.
+	Time time.Time
+}
+
+// Server is a running fake provider. Its methods are safe for concurrent use.
+type Server struct {
+	name     string
+	ln       net.Listener
+	hs       *http.Server
+	handler  http.Handler
+	serveErr chan error
+
+	mu       sync.Mutex
+	closed   bool
+	requests []Recorded
+	seq      uint64
+	inflight sync.WaitGroup
+
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	gates gateSet
+}
+
+// newServer listens on addr and serves h, which receives requests after they
+// have been recorded (with the body re-readable from r.Body).
+func newServer(name, addr string, h func(s *Server) http.Handler) (*Server, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		name:     name,
+		ln:       ln,
+		serveErr: make(chan error, 1),
+		closing:  make(chan struct{}),
+	}
+	s.gates.init(s.closing)
+	s.handler = h(s)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	s.hs = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	go func() { s.serveErr <- s.hs.Serve(ln) }()
+	return s, nil
+}
+
+// newTestServer is newServer on 127.0.0.1:0 bound to t's lifetime.
+func newTestServer(t testing.TB, name string, h func(s *Server) http.Handler) *Server {
+	t.Helper()
+	s, err := newServer(name, "127.0.0.1:0", h)
+	if err != nil {
+		t.Fatalf("fakeprovider: listen: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		w.Header().Set("Connection", "close")
+		http.Error(w, "fakeprovider: server closed", http.StatusServiceUnavailable)
+		return
+	}
+	s.inflight.Add(1)
+	s.mu.Unlock()
+	defer s.inflight.Done()
+
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		// The client went away mid-body; nothing sensible can be answered.
+		return
+	}
+	if len(body) > maxBodyBytes {
+		body = body[:maxBodyBytes]
+	}
+	rec := Recorded{
+		Method:   r.Method,
+		Path:     r.URL.Path,
+		RawQuery: r.URL.RawQuery,
+		Proto:    r.Proto,
+		Header:   r.Header.Clone(),
+		Body:     bytes.Clone(body),
+		Time:     time.Now(),
+	}
+	s.mu.Lock()
+	s.requests = append(s.requests, rec)
+	s.mu.Unlock()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	s.handler.ServeHTTP(w, r)
+}
+
+// nextID returns a per-server sequence number for response ids.
+func (s *Server) nextID() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq
+}
+
+// requestID returns a string usable as a provider request id.
+func (s *Server) requestID() string {
+	return "req_fake" + strconv.FormatUint(s.nextID(), 10)
+}
+
+// Name returns the provider name of the fake, e.g. "openai".
+func (s *Server) Name() string { return s.name }
+
+// URL returns the base URL of the server, e.g. "http://127.0.0.1:41234".
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Addr returns the host:port the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Requests returns a copy of every request received so far, oldest first.
+func (s *Server) Requests() []Recorded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Recorded, len(s.requests))
+	copy(out, s.requests)
+	return out
+}
+
+// Last returns the most recent request, if any.
+func (s *Server) Last() (Recorded, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.requests) == 0 {
+		return Recorded{}, false
+	}
+	return s.requests[len(s.requests)-1], true
+}
+
+// ResetRequests forgets the recorded requests.
+func (s *Server) ResetRequests() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = nil
+}
+
+// Close releases every hold, closes the listener and all connections, and
+// waits for every handler and the serving goroutine to return. It is
+// idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.closing)
+		_ = s.hs.Close()
+		s.inflight.Wait()
+		<-s.serveErr
+	})
+}

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Request headers understood by every fake. Header names are
@@ -177,10 +176,7 @@ func abortBeforeHeaders(w http.ResponseWriter, r *http.Request) {
 	panic(http.ErrAbortHandler)
 }
 
-// retryAfterStatuses are the statuses that carry retry-after.
+// needsRetryAfter reports whether responses with status carry retry-after.
 func needsRetryAfter(status int) bool {
 	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
 }
-
-// nowUnix is the clock used for "created" fields.
-var nowUnix = func() int64 { return time.Now().Unix() }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -124,8 +125,8 @@ func invalidRequest(msg, param, code string) oaiError {
 	return oaiError{Message: msg, Type: "invalid_request_error", Param: strPtr(param), Code: strPtr(code)}
 }
 
-// statusError is the error body OpenAI sends with status for code ("" picks
-// the status' most common error).
+// openAIStatusError is the error body OpenAI sends with status for code (""
+// picks the status' most common error).
 func openAIStatusError(status int, code string) oaiError {
 	switch code {
 	case "rate_limit_exceeded":
@@ -242,7 +243,7 @@ func (o *openAI) created() int64 {
 	if o.opts.Created != 0 {
 		return o.opts.Created
 	}
-	return nowUnix()
+	return time.Now().Unix()
 }
 
 func (o *openAI) listModels(w http.ResponseWriter, r *http.Request, f Fault) {

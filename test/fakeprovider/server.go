@@ -2,6 +2,7 @@ package fakeprovider
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // maxBodyBytes bounds how much of a request body a fake reads.
@@ -48,6 +51,7 @@ type Server struct {
 	mu       sync.Mutex
 	closed   bool
 	requests []Recorded
+	recorded chan struct{} // closed and replaced whenever a request is recorded
 	seq      uint64
 	inflight sync.WaitGroup
 
@@ -72,6 +76,7 @@ func newServer(name, addr string, h func(s *Server) http.Handler) (*Server, erro
 		ln:       ln,
 		serveErr: make(chan error, 1),
 		closing:  make(chan struct{}),
+		recorded: make(chan struct{}),
 	}
 	s.gates.init(s.closing)
 	s.handler = h(s)
@@ -130,6 +135,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.requests = append(s.requests, rec)
+	close(s.recorded)
+	s.recorded = make(chan struct{})
 	s.mu.Unlock()
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	s.handler.ServeHTTP(w, r)
@@ -162,19 +169,52 @@ func (s *Server) Requests() []Recorded {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Recorded, len(s.requests))
-	copy(out, s.requests)
+	for i, r := range s.requests {
+		out[i] = r.clone()
+	}
 	return out
 }
 
-// Last returns the most recent request, if any.
+// Last returns a copy of the most recent request, if any.
 func (s *Server) Last() (Recorded, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.requests) == 0 {
 		return Recorded{}, false
 	}
-	return s.requests[len(s.requests)-1], true
+	return s.requests[len(s.requests)-1].clone(), true
 }
+
+// WaitRequests blocks until at least n requests have been recorded since the
+// server started (or since ResetRequests), ctx ends (returning ctx.Err()) or
+// the server closes (returning ErrClosed).
+func (s *Server) WaitRequests(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, ch := len(s.requests), s.recorded
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closing:
+			return ErrClosed
+		}
+	}
+}
+
+func (r Recorded) clone() Recorded {
+	r.Header = r.Header.Clone()
+	r.Body = bytes.Clone(r.Body)
+	return r
+}
+
+// JSON returns the value at a gjson path in the recorded body, e.g.
+// r.JSON("messages.0.content").
+func (r Recorded) JSON(path string) gjson.Result { return gjson.GetBytes(r.Body, path) }
 
 // ResetRequests forgets the recorded requests.
 func (s *Server) ResetRequests() {

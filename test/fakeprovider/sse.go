@@ -91,7 +91,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, f Fault, p strea
 		}
 	}
 	for i := 0; ; i++ {
-		if f.Hold != "" && f.Kind != FaultStall && i == f.HoldAfter {
+		if f.Hold != "" && f.Kind != FaultStall && i == min(f.HoldAfter, len(p.frames)) {
 			if !s.gates.block(r.Context(), f.Hold) {
 				return
 			}

@@ -33,5 +33,22 @@
 //	x-fake-hold-after: <N>       frames sent before the hold (default 1)
 //
 // A stalled response also waits at a gate: the one named by x-fake-hold,
-// or "stall" when that header is absent.
+// or "stall" when that header is absent. Releases are sticky, so a test may
+// Release a gate before the request reaches it; use one name per hold.
+//
+// A request is handled in this order: it is recorded (Server.Requests);
+// unknown paths get 404 and wrong methods 405 with the provider's error
+// body; malformed x-fake-* headers get 400 mentioning "fakeprovider";
+// reset-before-headers aborts; x-fake-status answers the error (before
+// authentication, so it needs no valid key); then authentication, strict
+// body validation, and finally the normal response with any hold or fault
+// applied between frames.
+//
+// # OpenAI
+//
+// NewOpenAI / ListenOpenAI serve POST /v1/chat/completions (JSON or SSE),
+// POST /v1/embeddings, GET /v1/models and GET /v1/models/{id}. Extra
+// request headers: x-fake-tool-calls: N (N parallel tool calls when the
+// request declares tools) and x-fake-reply: <text> (reply text for one
+// request). Token counts are whitespace-separated words.
 package fakeprovider

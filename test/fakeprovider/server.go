@@ -18,8 +18,8 @@ import (
 // maxBodyBytes bounds how much of a request body a fake reads.
 const maxBodyBytes = 32 << 20
 
-// ErrClosed is returned by Server.WaitHeld when the server is closed before
-// the awaited gate is reached.
+// ErrClosed is returned by Server.WaitHeld and Server.WaitRequests when the
+// server is closed before the awaited event.
 var ErrClosed = errors.New("fakeprovider: server closed")
 
 // Recorded is one request as the fake received it.

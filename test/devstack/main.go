@@ -1,0 +1,158 @@
+// Command devstack is what `make run` starts: llmux-extproc with the example
+// configuration, Envoy (a real envoy from PATH, else the stand-in in
+// test/envoysim, with a loud warning) on envoy/standalone.yaml, and — unless
+// OPENAI_API_KEY is set and a real Envoy is available — a local fake OpenAI
+// provider, so the printed curl works with no key and no network.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/llmux/llmux/test/envoysim"
+	"github.com/llmux/llmux/test/fakeprovider"
+)
+
+const demoKey = "sk-llmux-demo"
+
+func main() {
+	var (
+		bin       = flag.String("llmux", "bin/llmux-extproc", "the llmux-extproc binary")
+		cfg       = flag.String("config", "proto/config/example.yaml", "llmux configuration")
+		bootstrap = flag.String("envoy-config", "envoy/standalone.yaml", "Envoy bootstrap")
+		grpcAddr  = flag.String("grpc", "127.0.0.1:50051", "llmux gRPC address")
+		admin     = flag.String("admin", "127.0.0.1:9090", "llmux admin address")
+		port      = flag.Int("port", 10000, "Envoy ingress port")
+	)
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, *cfg, *bootstrap, *grpcAddr, *admin, *port); err != nil && !errors.Is(err, context.Canceled) {
+		log.Fatalf("devstack: %v", err)
+	}
+}
+
+func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port int) error {
+	_, envoyErr := exec.LookPath("envoy")
+	realProvider := os.Getenv("OPENAI_API_KEY") != "" && envoyErr == nil
+	// Demo values for every credential the example configuration names.
+	for _, k := range []string{"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, "sk-demo-"+strings.ToLower(k))
+		}
+	}
+	if os.Getenv("LLMUX_DEMO_KEY") == "" {
+		os.Setenv("LLMUX_DEMO_KEY", demoKey)
+	}
+
+	clusters := map[string]string{"llmux": grpcAddr}
+	if !realProvider {
+		fake, err := fakeprovider.ListenOpenAI("127.0.0.1:0", fakeprovider.OpenAIOptions{APIKey: os.Getenv("OPENAI_API_KEY")})
+		if err != nil {
+			return fmt.Errorf("demo provider: %w", err)
+		}
+		defer fake.Close()
+		for _, c := range []string{"openai", "anthropic", "bedrock_us_east_1", "gemini", "vertex_us_central1", "azure"} {
+			clusters[c] = fake.Addr()
+		}
+		log.Printf("demo provider (fake OpenAI) on %s; every provider cluster points at it", fake.Addr())
+	}
+
+	llmux := exec.CommandContext(ctx, bin, "-config", cfg, "-grpc-listen", grpcAddr, "-admin-listen", admin)
+	llmux.Stdout, llmux.Stderr = os.Stderr, os.Stderr
+	llmux.Cancel = func() error { return llmux.Process.Signal(syscall.SIGTERM) }
+	llmux.WaitDelay = 35 * time.Second
+	if err := llmux.Start(); err != nil {
+		return fmt.Errorf("start %s: %w (run `make build` first)", bin, err)
+	}
+	defer func() { _ = llmux.Wait() }()
+	if err := waitHealthy(ctx, grpcAddr); err != nil {
+		return err
+	}
+
+	gw, err := envoysim.StartGateway(ctx, envoysim.Options{
+		BootstrapPath: bootstrap,
+		Clusters:      clusters,
+		ListenerPorts: map[string]int{"ingress": port, "egress": port + 1},
+		AccessLog:     os.Stdout,
+	})
+	if err != nil {
+		return fmt.Errorf("start Envoy: %w", err)
+	}
+	defer gw.Close()
+	if gw.Kind() != "envoy" {
+		fmt.Fprint(os.Stderr, `
+************************************************************************
+*  No envoy binary on PATH: running the Envoy STAND-IN (test/envoysim).*
+*  It is a TEST INSTRUMENT that imitates Envoy's ext_proc filter; it   *
+*  is NOT a proxy for real traffic. Install Envoy for anything else.   *
+************************************************************************
+`)
+	}
+	ingress := gw.Addr("ingress")
+	curl := fmt.Sprintf(`curl -s http://%s/v1/chat/completions \
+  -H 'Authorization: Bearer %s' -H 'content-type: application/json' \
+  -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`, ingress, os.Getenv("LLMUX_DEMO_KEY"))
+	fmt.Printf("\nllmux is up (%s gateway on %s, llmux admin on http://%s).\nTry:\n\n%s\n\n", gw.Kind(), ingress, admin, curl)
+	if out, err := selfCheck(ctx, ingress); err != nil {
+		log.Printf("self-check failed: %v", err)
+	} else {
+		fmt.Printf("self-check reply: %s\n\nCtrl-C stops everything.\n", out)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// waitHealthy waits until llmux answers the gRPC health check.
+func waitHealthy(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+		return fmt.Errorf("llmux did not become healthy on %s: %w", addr, err)
+	}
+	return nil
+}
+
+// selfCheck sends the printed request once.
+func selfCheck(ctx context.Context, ingress string) (string, error) {
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ingress+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+os.Getenv("LLMUX_DEMO_KEY"))
+	req.Header.Set("content-type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	return string(b), nil
+}

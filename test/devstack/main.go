@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +49,7 @@ func main() {
 }
 
 func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port int) error {
+	findEnvoy(ctx)
 	_, envoyErr := exec.LookPath("envoy")
 	realProvider := os.Getenv("OPENAI_API_KEY") != "" && envoyErr == nil
 	// Demo values for every credential the example configuration names.
@@ -155,4 +157,31 @@ func selfCheck(ctx context.Context, ingress string) (string, error) {
 		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
 	}
 	return string(b), nil
+}
+
+// findEnvoy puts an Envoy on PATH when none is there but func-e is: func-e
+// downloads Envoy releases. Where it cannot (no network), the stand-in is
+// used instead.
+func findEnvoy(ctx context.Context) {
+	if _, err := exec.LookPath("envoy"); err == nil {
+		return
+	}
+	if _, err := exec.LookPath("func-e"); err != nil {
+		log.Printf("no envoy and no func-e on PATH")
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(fctx, "func-e", "which").Output()
+	if err != nil {
+		log.Printf("func-e could not provide Envoy: %v", err)
+		return
+	}
+	bin := strings.TrimSpace(string(out))
+	if _, err := os.Stat(bin); err != nil {
+		log.Printf("func-e named %q, which does not exist: %v", bin, err)
+		return
+	}
+	os.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	log.Printf("using Envoy from func-e: %s", bin)
 }

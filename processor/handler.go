@@ -277,8 +277,9 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		APIVersion: dep.Provider.APIVersion,
 		APIKey:     dep.Provider.APIKey.Value(),
 		Headers:    dep.Provider.Headers,
+		Provider:   dep.Provider.Name,
 	}
-	up, err := tr.Request(&h.treq, &target)
+	up, err := tr.Request(h.ctx, &h.treq, &target)
 	if err != nil {
 		var te *translate.Error
 		if errors.As(err, &te) {

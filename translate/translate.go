@@ -9,6 +9,7 @@
 package translate
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"sync"
@@ -65,6 +66,18 @@ type Target struct {
 	APIKey string
 	// Headers are extra static headers configured for the provider.
 	Headers map[string]string
+	// Provider is the provider's configured name (a key for per-provider
+	// state such as cached cloud credentials).
+	Provider string
+	// Host is the provider's host name when the translator needs it (AWS
+	// SigV4 signs it); empty means the kind's default for Region.
+	Host string
+	// Region is the cloud region (Bedrock, Vertex location).
+	Region string
+	// Project is the cloud project (Vertex).
+	Project string
+	// Options are kind-specific settings from the configuration.
+	Options map[string]string
 }
 
 // Header is one HTTP header to set on the upstream request.
@@ -86,9 +99,10 @@ type Upstream struct {
 
 // Translator converts one provider schema to and from OpenAI's.
 type Translator interface {
-	// Request translates req for target. The returned body may share no
-	// memory with req.Body.
-	Request(req *Request, target *Target) (*Upstream, error)
+	// Request translates req for target. The returned body shares no
+	// memory with req.Body. ctx bounds any credential refresh a signing
+	// provider needs. A *Error return is shown to the client as is.
+	Request(ctx context.Context, req *Request, target *Target) (*Upstream, error)
 	// NewDecoder returns a decoder for a response with the given HTTP status
 	// and content type.
 	NewDecoder(req *Request, status int, contentType string) Decoder

@@ -123,11 +123,20 @@ func (s *syncBuffer) String() string {
 
 func startRig(t *testing.T) *rig {
 	t.Helper()
+	return startRigWith(t, configTemplate, nil)
+}
+
+// startRigWith starts a stack with an llmux configuration and extra fake
+// providers (cluster name → address; unnamed provider clusters point at the
+// OpenAI fake). Configurations may use the E2E_CLIENT_KEY and
+// E2E_PROVIDER_KEY environment variables.
+func startRigWith(t *testing.T, cfgYAML string, clusters map[string]string) *rig {
+	t.Helper()
 	t.Setenv("E2E_CLIENT_KEY", clientKey)
 	t.Setenv("E2E_PROVIDER_KEY", providerKey)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "llmux.yaml")
-	if err := os.WriteFile(cfgPath, []byte(configTemplate), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	store, err := config.NewStore(cfgPath, config.LoadOptions{Kinds: translate.KnownKinds})
@@ -153,7 +162,7 @@ func startRig(t *testing.T) *rig {
 	logBuf := &syncBuffer{}
 	gw, err := envoysim.StartGateway(context.Background(), envoysim.Options{
 		BootstrapPath: "../../envoy/standalone.yaml",
-		Clusters:      providerClusters(lis.Addr().String(), fake.Addr()),
+		Clusters:      providerClusters(lis.Addr().String(), fake.Addr(), clusters),
 		AccessLog:     logBuf,
 	})
 	if err != nil {
@@ -203,10 +212,13 @@ func (r *rig) waitNoStreams() {
 
 // providerClusters points every cluster of envoy/standalone.yaml at
 // loopback: llmux at its gRPC server, every provider at the fake.
-func providerClusters(llmux, fake string) map[string]string {
+func providerClusters(llmux, fake string, extra map[string]string) map[string]string {
 	m := map[string]string{"llmux": llmux}
 	for _, c := range []string{"openai", "anthropic", "bedrock_us_east_1", "gemini", "vertex_us_central1", "azure"} {
 		m[c] = fake
+	}
+	for c, addr := range extra {
+		m[c] = addr
 	}
 	return m
 }

@@ -9,6 +9,7 @@
 package openai
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"unsafe"
@@ -43,7 +44,7 @@ func init() {
 type Translator struct{}
 
 // Request implements translate.Translator.
-func (Translator) Request(req *translate.Request, t *translate.Target) (*translate.Upstream, error) {
+func (Translator) Request(_ context.Context, req *translate.Request, t *translate.Target) (*translate.Upstream, error) {
 	base := t.BasePath
 	if base == "" {
 		base = DefaultBasePath

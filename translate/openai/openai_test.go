@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -48,7 +49,7 @@ func TestRequest(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			orig := string(tc.req.Body)
-			up, err := Translator{}.Request(&tc.req, &tc.target)
+			up, err := Translator{}.Request(context.Background(), &tc.req, &tc.target)
 			if err != nil {
 				t.Fatal(err)
 			}

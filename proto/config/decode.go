@@ -1,10 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,13 +14,16 @@ import (
 )
 
 // FieldError is one problem in a configuration file, at a field path such
-// as "providers[1].credentials.api_key_env".
+// as "providers[1].credentials.api_key_env". Path is "" for a problem with
+// the file as a whole (not YAML, several documents, ...).
 type FieldError struct {
+	// Path is the field path, e.g. "model_groups[0].deployments[2]".
 	Path string
-	Msg  string
+	// Msg says what is wrong; it never contains a secret.
+	Msg string
 }
 
-// Error implements error.
+// Error implements error as "path: message".
 func (e *FieldError) Error() string {
 	if e.Path == "" {
 		return e.Msg
@@ -26,7 +31,8 @@ func (e *FieldError) Error() string {
 	return e.Path + ": " + e.Msg
 }
 
-// Errors is every problem found in a file, in document order.
+// Errors is every problem found in a file, sorted by field path (indices
+// compare as numbers, so providers[2] comes before providers[10]).
 type Errors []*FieldError
 
 // Error lists the problems, one per line.
@@ -38,17 +44,105 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// errs collects field errors.
-type errs struct{ list Errors }
+// Unwrap exposes each *FieldError to errors.Is and errors.As.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
 
+// maxNodes bounds the YAML nodes a file may expand to, aliases included,
+// so that a "billion laughs" file cannot stall the loader.
+const maxNodes = 1 << 18
+
+// maxDepth bounds nesting (and alias cycles).
+const maxDepth = 32
+
+// errs collects field errors.
+type errs struct {
+	list   Errors
+	nodes  int
+	big    bool
+	shapes []string // paths whose value had the wrong shape
+}
+
+// add records a problem, unless it is under a path whose value had the
+// wrong shape: "deployments[1]: expected a mapping" says it all, without
+// "deployments[1].name: must be set" and the like.
 func (c *errs) add(path, format string, args ...any) {
+	for _, s := range c.shapes {
+		if under(path, s) {
+			return
+		}
+	}
 	c.list = append(c.list, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// shape records a value of the wrong shape or type at path.
+func (c *errs) shape(path, format string, args ...any) {
+	c.add(path, format, args...)
+	c.shapes = append(c.shapes, path)
+}
+
+// under reports whether path is at or below parent.
+func under(path, parent string) bool {
+	if parent == "" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, parent)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+}
+
+// result returns the sorted errors, or nil when there are none.
+func (c *errs) result() error {
+	if len(c.list) == 0 {
+		return nil
+	}
+	out := slices.Clone(c.list)
+	slices.SortStableFunc(out, func(a, b *FieldError) int { return comparePaths(a.Path, b.Path) })
+	return out
+}
+
+// comparePaths orders field paths, comparing runs of digits by value.
+func comparePaths(a, b string) int {
+	for a != "" && b != "" {
+		if isDigit(a[0]) && isDigit(b[0]) {
+			na, nb := digitRun(a), digitRun(b)
+			ta, tb := strings.TrimLeft(a[:na], "0"), strings.TrimLeft(b[:nb], "0")
+			if c := len(ta) - len(tb); c != 0 {
+				return c
+			}
+			if c := strings.Compare(ta, tb); c != 0 {
+				return c
+			}
+			a, b = a[na:], b[nb:]
+			continue
+		}
+		if a[0] != b[0] {
+			return int(a[0]) - int(b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) - len(b)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func digitRun(s string) int {
+	i := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	return i
 }
 
 // decodeFile decodes YAML strictly: one document, a mapping at the root,
 // no unknown fields anywhere, every type mismatch reported with its path.
+// It returns nil when the file cannot be decoded at all.
 func decodeFile(data []byte, c *errs) *File {
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -60,12 +154,15 @@ func decodeFile(data []byte, c *errs) *File {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		c.add("", "the file must hold one YAML document")
+		c.add("", "the file must hold exactly one YAML document")
 		return nil
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
+	}
+	if root.Kind == yaml.AliasNode && root.Alias != nil {
+		root = root.Alias
 	}
 	if root.Kind != yaml.MappingNode {
 		c.add("", "the root must be a mapping")
@@ -83,10 +180,89 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
+// visit counts a node against maxNodes and depth against maxDepth.
+func (c *errs) visit(path string, depth int) bool {
+	if c.big {
+		return false
+	}
+	c.nodes++
+	if c.nodes > maxNodes {
+		c.big = true
+		c.add(path, "the file expands to more than %d YAML nodes (aliases?)", maxNodes)
+		return false
+	}
+	if depth > maxDepth {
+		c.add(path, "nested too deeply (alias cycle?)")
+		return false
+	}
+	return true
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; i < maxDepth && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+type pair struct {
+	key string
+	val *yaml.Node
+}
+
+// mappingPairs flattens a mapping node: explicit keys in order, then keys
+// brought in by merge keys ("<<: *defaults") that are not set explicitly.
+// Repeated explicit keys are errors.
+func mappingPairs(n *yaml.Node, path string, c *errs, depth int) []pair {
+	var out []pair
+	seen := map[string]bool{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			c.add(path, "mapping keys must be scalars")
+			continue
+		}
+		if seen[k.Value] {
+			c.add(join(path, k.Value), "duplicate key")
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, pair{k.Value, v})
+	}
+	for _, m := range merges {
+		if !c.visit(path, depth+1) {
+			return out
+		}
+		m = deref(m)
+		srcs := []*yaml.Node{m}
+		if m.Kind == yaml.SequenceNode {
+			srcs = m.Content
+		}
+		for _, src := range srcs {
+			src = deref(src)
+			if src.Kind != yaml.MappingNode {
+				c.add(join(path, "<<"), "a merge key needs a mapping or a list of mappings")
+				continue
+			}
+			for _, p := range mappingPairs(src, path, c, depth+1) {
+				if !seen[p.key] {
+					seen[p.key] = true
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // decodeNode decodes n into v, reporting problems under path.
 func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) {
-	if depth > 32 {
-		c.add(path, "nesting too deep")
+	if !c.visit(path, depth) {
 		return
 	}
 	if n.Kind == yaml.AliasNode {
@@ -94,7 +270,8 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) 
 			c.add(path, "unresolved alias")
 			return
 		}
-		n = n.Alias
+		decodeNode(n.Alias, v, path, c, depth+1)
+		return
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // leave the zero value
@@ -106,28 +283,21 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) 
 		v.Set(p)
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			c.add(path, "expected a mapping")
+			c.shape(path, "expected a mapping")
 			return
 		}
 		t := v.Type()
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			if seen[key] {
-				c.add(join(path, key), "duplicate key")
-				continue
-			}
-			seen[key] = true
-			fi := fieldIndex(t, key)
+		for _, p := range mappingPairs(n, path, c, depth) {
+			fi := fieldIndex(t, p.key)
 			if fi < 0 {
-				c.add(join(path, key), "unknown field")
+				c.add(join(path, p.key), "unknown field")
 				continue
 			}
-			decodeNode(n.Content[i+1], v.Field(fi), join(path, key), c, depth+1)
+			decodeNode(p.val, v.Field(fi), join(path, p.key), c, depth+1)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			c.add(path, "expected a list")
+			c.shape(path, "expected a list")
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -137,30 +307,29 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) 
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			c.add(path, "expected a mapping")
+			c.shape(path, "expected a mapping")
 			return
 		}
 		m := reflect.MakeMap(v.Type())
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
+		for _, p := range mappingPairs(n, path, c, depth) {
 			val := reflect.New(v.Type().Elem()).Elem()
-			decodeNode(n.Content[i+1], val, join(path, key), c, depth+1)
-			m.SetMapIndex(reflect.ValueOf(key), val)
+			decodeNode(p.val, val, join(path, p.key), c, depth+1)
+			m.SetMapIndex(reflect.ValueOf(p.key), val)
 		}
 		v.Set(m)
 	default:
 		if n.Kind != yaml.ScalarNode {
-			c.add(path, "expected a %s", kindName(v.Kind()))
+			c.shape(path, "expected %s", kindName(v.Kind()))
 			return
 		}
-		if v.Kind() == reflect.String && n.Tag != "!!str" {
-			// Accept unquoted scalars (e.g. a version "2023-06-01" or an
-			// all-digit key name) as strings, as users expect.
+		if v.Kind() == reflect.String {
+			// Accept unquoted scalars (a version 2023-06-01, an all-digit
+			// name) as the strings users mean.
 			v.SetString(n.Value)
 			return
 		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
-			c.add(path, "expected a %s, got %q", kindName(v.Kind()), n.Value)
+			c.shape(path, "expected %s, got %q", kindName(v.Kind()), n.Value)
 		}
 	}
 }
@@ -168,13 +337,13 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) 
 func kindName(k reflect.Kind) string {
 	switch k {
 	case reflect.String:
-		return "string"
+		return "a string"
 	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "integer"
+		return "an integer"
 	case reflect.Bool:
-		return "boolean"
+		return "a boolean"
 	}
-	return k.String()
+	return "a " + k.String()
 }
 
 // fieldIndex finds the struct field whose yaml tag is key.

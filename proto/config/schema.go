@@ -35,13 +35,20 @@ type Server struct {
 	MaxResponseBodyBytes int64 `yaml:"max_response_body_bytes" json:"max_response_body_bytes"`
 }
 
-// Defaults.
+// Defaults and limits of the server settings.
 const (
-	DefaultClusterHeader        = "x-llmux-upstream"
-	DefaultMetadataNamespace    = "io.llmux"
-	DefaultMaxRequestBodyBytes  = 16 << 20
+	// DefaultClusterHeader is server.cluster_header's default.
+	DefaultClusterHeader = "x-llmux-upstream"
+	// DefaultMetadataNamespace is server.metadata_namespace's default.
+	DefaultMetadataNamespace = "io.llmux"
+	// DefaultMaxRequestBodyBytes is server.max_request_body_bytes's
+	// default (16 MiB).
+	DefaultMaxRequestBodyBytes = 16 << 20
+	// DefaultMaxResponseBodyBytes is server.max_response_body_bytes's
+	// default (32 MiB).
 	DefaultMaxResponseBodyBytes = 32 << 20
-	maxBodyLimit                = 256 << 20
+	// MaxBodyBytes is the largest body limit accepted (256 MiB).
+	MaxBodyBytes = 256 << 20
 )
 
 // Auth says how clients are identified.

@@ -365,6 +365,10 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	}
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
+	if st := h.dec.Status(); st >= 200 && st != h.status {
+		h.status = st
+		mut.SetHeaders = append(mut.SetHeaders, header(":status", strconv.Itoa(st)))
+	}
 	if want := h.dec.ContentType(); want != "" && !strings.HasPrefix(ct, want) {
 		mut.SetHeaders = append(mut.SetHeaders, header("content-type", want))
 	}

@@ -117,6 +117,10 @@ type Decoder interface {
 	Decode(dst, src []byte, final bool) ([]byte, error)
 	// ContentType is the content type of the bytes Decode produces.
 	ContentType() string
+	// Status is the HTTP status the client gets, decided from the
+	// provider's status alone (the body has not been seen yet); e.g.
+	// Anthropic's 529 becomes 503. It is called once, after NewDecoder.
+	Status() int
 	// Result reports what the decoder has learned so far.
 	Result() *Result
 }
@@ -162,7 +166,7 @@ type Result struct {
 // KnownKinds lists every provider kind the configuration accepts. A kind
 // without a registered translator is accepted by the configuration, and its
 // deployments are reported unavailable (503) until a translator serves it.
-var KnownKinds = []string{"openai", "openai_compatible", "azure_openai", "anthropic", "bedrock", "gemini", "vertex"}
+var KnownKinds = []string{"openai", "openai_compatible", "azure_openai", "anthropic", "vertex_anthropic", "bedrock", "gemini", "vertex"}
 
 var (
 	registryMu sync.RWMutex

@@ -123,6 +123,8 @@ func (d *decoder) ContentType() string {
 
 func (d *decoder) Result() *translate.Result { return &d.res }
 
+func (d *decoder) Status() int { return d.status }
+
 func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.mode == modeStream {
 		return d.decodeStream(dst, src, final)

@@ -278,6 +278,10 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		APIKey:     dep.Provider.APIKey.Value(),
 		Headers:    dep.Provider.Headers,
 		Provider:   dep.Provider.Name,
+		Region:     dep.Provider.Region,
+		Project:    dep.Provider.Project,
+		Host:       dep.Provider.Host,
+		Options:    dep.Provider.Options,
 	}
 	up, err := tr.Request(h.ctx, &h.treq, &target)
 	if err != nil {

@@ -280,7 +280,24 @@ func validateProviders(c *errs, f *File, rt *Runtime, opts LoadOptions) map[stri
 				}
 			}
 		}
-		prov := &Provider{Name: ps.Name, Kind: ps.Kind, Cluster: ps.Cluster, BasePath: ps.BasePath, APIVersion: ps.APIVersion, Headers: ps.Headers}
+		prov := &Provider{Name: ps.Name, Kind: ps.Kind, Cluster: ps.Cluster, BasePath: ps.BasePath, APIVersion: ps.APIVersion, Headers: ps.Headers,
+			Region: ps.Region, Project: ps.Project, Host: ps.Host, Options: ps.Options}
+		if ps.Host != "" && (strings.ContainsAny(ps.Host, "/ \t") || !validHeaderValue(ps.Host)) {
+			c.add(p+".host", "%q is not a host name", ps.Host)
+		}
+		switch ps.Kind {
+		case "bedrock":
+			if ps.Region == "" {
+				c.add(p+".region", "must be set for kind bedrock")
+			}
+		case "vertex", "vertex_anthropic":
+			if ps.Region == "" {
+				c.add(p+".region", "must be set for kind %s (the Vertex location)", ps.Kind)
+			}
+			if ps.Project == "" {
+				c.add(p+".project", "must be set for kind %s", ps.Kind)
+			}
+		}
 		if prov.Headers == nil {
 			prov.Headers = map[string]string{}
 		}

@@ -27,6 +27,10 @@ type Provider struct {
 	Headers map[string]string
 	// APIKey is the provider credential (unset when none is configured).
 	APIKey Secret
+	// Region, Project and Host locate cloud providers; "" when unset.
+	Region, Project, Host string
+	// Options are kind-specific settings. Treat as read-only.
+	Options map[string]string
 }
 
 // Deployment is a resolved deployment: a model on a provider.

@@ -92,7 +92,23 @@ type ProviderSpec struct {
 	APIVersion string `yaml:"api_version" json:"api_version,omitempty"`
 	// Headers are extra static headers sent to the provider.
 	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
-	// Credentials say where the provider's key comes from.
+	// Region is the cloud region (bedrock: e.g. us-east-1; vertex and
+	// vertex_anthropic: the location, e.g. us-central1).
+	Region string `yaml:"region" json:"region,omitempty"`
+	// Project is the Google Cloud project (vertex, vertex_anthropic).
+	Project string `yaml:"project" json:"project,omitempty"`
+	// Host is the provider's host name when it is not the kind's default
+	// for the region (AWS SigV4 signs it; it must equal the Host Envoy
+	// sends, which auto_host_rewrite takes from the cluster's address).
+	Host string `yaml:"host" json:"host,omitempty"`
+	// Options are kind-specific settings, documented per provider in
+	// docs/providers/ (e.g. azure_openai auth: entra; anthropic
+	// default_max_tokens).
+	Options map[string]string `yaml:"options" json:"options,omitempty"`
+	// Credentials say where the provider's key comes from. Kinds that sign
+	// requests with cloud credentials (bedrock: the AWS default chain;
+	// vertex, vertex_anthropic: Google Application Default Credentials)
+	// need none here.
 	Credentials Credentials `yaml:"credentials" json:"credentials"`
 }
 

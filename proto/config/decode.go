@@ -65,17 +65,18 @@ type errs struct {
 	list   Errors
 	nodes  int
 	big    bool
-	shapes []string // paths whose value had the wrong shape
+	shapes map[string]bool // paths whose value had the wrong shape
 }
+
+// maxErrors bounds the problems listed; more are summarised in one line.
+const maxErrors = 100
 
 // add records a problem, unless it is under a path whose value had the
 // wrong shape: "deployments[1]: expected a mapping" says it all, without
 // "deployments[1].name: must be set" and the like.
 func (c *errs) add(path, format string, args ...any) {
-	for _, s := range c.shapes {
-		if under(path, s) {
-			return
-		}
+	if c.underShape(path) {
+		return
 	}
 	c.list = append(c.list, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
@@ -83,16 +84,26 @@ func (c *errs) add(path, format string, args ...any) {
 // shape records a value of the wrong shape or type at path.
 func (c *errs) shape(path, format string, args ...any) {
 	c.add(path, format, args...)
-	c.shapes = append(c.shapes, path)
+	if c.shapes == nil {
+		c.shapes = map[string]bool{}
+	}
+	c.shapes[path] = true
 }
 
-// under reports whether path is at or below parent.
-func under(path, parent string) bool {
-	if parent == "" {
+// underShape reports whether path is at or below a path recorded by shape.
+func (c *errs) underShape(path string) bool {
+	if len(c.shapes) == 0 {
+		return false
+	}
+	if c.shapes[path] {
 		return true
 	}
-	rest, ok := strings.CutPrefix(path, parent)
-	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+	for i := len(path) - 1; i > 0; i-- {
+		if (path[i] == '.' || path[i] == '[') && c.shapes[path[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // result returns the sorted errors, or nil when there are none.
@@ -102,6 +113,9 @@ func (c *errs) result() error {
 	}
 	out := slices.Clone(c.list)
 	slices.SortStableFunc(out, func(a, b *FieldError) int { return comparePaths(a.Path, b.Path) })
+	if n := len(out); n > maxErrors {
+		out = append(out[:maxErrors:maxErrors], &FieldError{Msg: fmt.Sprintf("... and %d more problems", n-maxErrors)})
+	}
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Request headers understood by every fake. Header names are
@@ -31,6 +32,11 @@ const (
 	// HeaderHoldAfter is how many frames are sent before a hold (default
 	// 1). Non-streamed responses hold before anything is written.
 	HeaderHoldAfter = "x-fake-hold-after"
+	// HeaderDelay is a pause between stream frames, as a Go duration
+	// ("25ms") or a whole number of milliseconds ("25"). Tests should
+	// synchronise with holds rather than delays; this exists for
+	// demonstrations and latency experiments.
+	HeaderDelay = "x-fake-delay"
 )
 
 // Values of HeaderFault.
@@ -77,41 +83,90 @@ type Fault struct {
 	Hold string
 	// HoldAfter is the number of frames before the hold.
 	HoldAfter int
+	// Delay is a pause before every stream frame but the first.
+	Delay time.Duration
 }
 
-// ParseFault reads the x-fake-* headers of h. It returns an error naming the
-// offending header when a value is malformed.
-func ParseFault(h http.Header) (Fault, error) {
-	f := Fault{After: 1, HoldAfter: 1, RetryAfter: "1"}
+// DefaultFault is the plan of a request without x-fake-* headers: no fault,
+// with the header defaults (After and HoldAfter 1, RetryAfter "1"). Start
+// scripted plans from it, e.g.
+//
+//	f := fakeprovider.DefaultFault()
+//	f.Kind = fakeprovider.FaultTruncate
+func DefaultFault() Fault { return Fault{After: 1, HoldAfter: 1, RetryAfter: "1"} }
+
+// ParseFault reads the x-fake-* headers of h on top of DefaultFault. It
+// returns an error naming the offending header when a value is malformed.
+func ParseFault(h http.Header) (Fault, error) { return parseFaultOver(DefaultFault(), h) }
+
+// parseFaultOver reads the x-fake-* headers of h; each header present
+// replaces the matching field of base.
+func parseFaultOver(base Fault, h http.Header) (Fault, error) {
+	f := base
+	if f.RetryAfter == "" {
+		f.RetryAfter = "1"
+	}
 	if v := strings.TrimSpace(h.Get(HeaderStatus)); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 100 || n > 999 {
 			return f, fmt.Errorf("fakeprovider: invalid %s %q", HeaderStatus, v)
 		}
+		f.Status = 0
 		if n >= 300 {
 			f.Status = n
 		}
 	}
-	f.ErrorCode = strings.TrimSpace(h.Get(HeaderErrorCode))
+	if v := strings.TrimSpace(h.Get(HeaderErrorCode)); v != "" {
+		f.ErrorCode = v
+	}
 	if v := strings.TrimSpace(h.Get(HeaderRetryAfter)); v != "" {
 		f.RetryAfter = v
 	}
 	switch v := strings.ToLower(strings.TrimSpace(h.Get(HeaderFault))); v {
-	case "", "none":
+	case "":
+	case "none":
+		f.Kind = ""
 	case FaultInbandError, FaultTruncate, FaultStall, FaultReset, FaultResetBeforeHeaders:
 		f.Kind = v
 	default:
 		return f, fmt.Errorf("fakeprovider: invalid %s %q", HeaderFault, v)
 	}
 	var err error
-	if f.After, err = nonNegHeader(h, HeaderFaultAfter, 1); err != nil {
+	if f.After, err = nonNegHeader(h, HeaderFaultAfter, f.After); err != nil {
 		return f, err
 	}
-	if f.HoldAfter, err = nonNegHeader(h, HeaderHoldAfter, 1); err != nil {
+	if f.HoldAfter, err = nonNegHeader(h, HeaderHoldAfter, f.HoldAfter); err != nil {
 		return f, err
 	}
-	f.Hold = strings.TrimSpace(h.Get(HeaderHold))
+	if v := strings.TrimSpace(h.Get(HeaderHold)); v != "" {
+		f.Hold = v
+	}
+	if v := strings.TrimSpace(h.Get(HeaderDelay)); v != "" {
+		d, err := parseDelay(v)
+		if err != nil {
+			return f, err
+		}
+		f.Delay = d
+	}
 	return f, nil
+}
+
+// maxDelay bounds HeaderDelay so a typo cannot wedge a test for hours.
+const maxDelay = time.Minute
+
+func parseDelay(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		ms, aerr := strconv.Atoi(v)
+		if aerr != nil {
+			return 0, fmt.Errorf("fakeprovider: invalid %s %q", HeaderDelay, v)
+		}
+		d = time.Duration(ms) * time.Millisecond
+	}
+	if d < 0 || d > maxDelay {
+		return 0, fmt.Errorf("fakeprovider: invalid %s %q (want 0 to %v)", HeaderDelay, v, maxDelay)
+	}
+	return d, nil
 }
 
 func nonNegHeader(h http.Header, name string, def int) (int, error) {
@@ -134,18 +189,29 @@ func (f Fault) stallGate() string {
 	return DefaultStallGate
 }
 
-// abortConn aborts the response: whatever has been written is flushed to the
-// wire first, then the HTTP/1 connection is hijacked and closed with a TCP
-// RST, or, for HTTP/2 (or if hijacking is impossible), the handler panics
-// with http.ErrAbortHandler so the server resets the stream. It never
-// returns.
-func abortConn(w http.ResponseWriter, r *http.Request) {
+// abortConn aborts the response after writing partial, the first bytes of
+// a frame that will never be completed. Whatever has been written before is
+// flushed to the wire first. On HTTP/1 the connection is hijacked, partial
+// is written raw (inside a chunk header announcing the whole frame when the
+// body is chunked, so the client sees a truncated chunk) and the TCP
+// connection is closed with a RST. On HTTP/2 (or if hijacking is
+// impossible) partial is written through w and the handler panics with
+// http.ErrAbortHandler, which makes the server reset the stream. chunked
+// tells whether the HTTP/1 body uses chunked transfer coding, and whole is
+// the length of the frame partial was cut from. It never returns.
+func abortConn(w http.ResponseWriter, r *http.Request, partial []byte, whole int, chunked bool) {
+	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 {
-		rc := http.NewResponseController(w)
 		_ = rc.Flush()
 		conn, buf, err := rc.Hijack()
 		if err == nil {
 			if buf != nil {
+				if len(partial) > 0 {
+					if chunked {
+						fmt.Fprintf(buf, "%x\r\n", whole)
+					}
+					_, _ = buf.Write(partial)
+				}
 				_ = buf.Flush()
 			}
 			if tc, ok := conn.(*net.TCPConn); ok {
@@ -158,7 +224,10 @@ func abortConn(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
-	_ = http.NewResponseController(w).Flush()
+	if len(partial) > 0 {
+		_, _ = w.Write(partial)
+	}
+	_ = rc.Flush()
 	panic(http.ErrAbortHandler)
 }
 

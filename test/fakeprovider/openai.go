@@ -51,6 +51,19 @@ type OpenAIOptions struct {
 	// EmbeddingDimensions is the vector length when the request has no
 	// "dimensions" (default 8).
 	EmbeddingDimensions int
+	// ToolCalls is how many parallel tool calls to answer with when a chat
+	// request declares function tools and its last message is from the
+	// user (0: reply with text). HeaderToolCalls overrides it per request.
+	ToolCalls int
+	// WordsPerChunk is how many words each streamed content delta carries
+	// (default 1).
+	WordsPerChunk int
+	// ChunkDelay is a pause between streamed chunks for requests without
+	// HeaderDelay (default none). Tests should use holds to synchronise.
+	ChunkDelay time.Duration
+	// Script queues fault plans, one per request to a known endpoint; see
+	// Server.Enqueue.
+	Script []Fault
 }
 
 // DefaultOpenAIModels is the model list served when OpenAIOptions.Models is
@@ -86,6 +99,10 @@ func newOpenAIHandler(s *Server, opts OpenAIOptions) http.Handler {
 	if opts.EmbeddingDimensions <= 0 {
 		opts.EmbeddingDimensions = 8
 	}
+	if opts.WordsPerChunk <= 0 {
+		opts.WordsPerChunk = 1
+	}
+	s.Enqueue(opts.Script...)
 	return &openAI{s: s, opts: opts}
 }
 
@@ -193,10 +210,13 @@ func (o *openAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.writeError(w, http.StatusMethodNotAllowed, invalidRequest(fmt.Sprintf("Method %s is not allowed for %s; use %s.", r.Method, r.URL.Path, allow), "", "method_not_allowed"))
 		return
 	}
-	f, err := ParseFault(r.Header)
+	f, err := o.s.planFault(r)
 	if err != nil {
 		o.writeError(w, http.StatusBadRequest, invalidRequest(err.Error(), "", "fakeprovider_bad_header"))
 		return
+	}
+	if f.Delay == 0 && r.Header.Get(HeaderDelay) == "" {
+		f.Delay = o.opts.ChunkDelay
 	}
 	if f.Kind == FaultResetBeforeHeaders {
 		abortBeforeHeaders(w, r)
@@ -337,20 +357,30 @@ type chatReply struct {
 	created   int64
 	model     string
 	n         int
-	words     []string // content pieces; concatenated they give the text
+	words     []string // words with their leading space; concatenated they give the text
+	pieces    []string // streamed content deltas (words grouped per chunk)
 	text      string
 	toolCalls []oaiToolCall
 	usage     oaiUsage
 }
 
 func (o *openAI) chatCompletions(w http.ResponseWriter, r *http.Request, f Fault) {
+	nTools := o.opts.ToolCalls
+	if v := strings.TrimSpace(r.Header.Get(HeaderToolCalls)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxToolCalls {
+			o.writeError(w, http.StatusBadRequest, invalidRequest(fmt.Sprintf("fakeprovider: invalid %s %q (want 0 to %d)", HeaderToolCalls, v, maxToolCalls), "", "fakeprovider_bad_header"))
+			return
+		}
+		nTools = n
+	}
 	body, _ := readAll(r)
 	req, verr := validateChatRequest(body)
 	if verr != nil {
 		o.writeError(w, http.StatusBadRequest, *verr)
 		return
 	}
-	rep := o.buildReply(r, req)
+	rep := o.buildReply(r, req, nTools)
 	if f.Kind == FaultInbandError && !req.stream {
 		o.s.writeBody(w, r, Fault{Hold: f.Hold}, http.StatusOK, "application/json", openAIStatusError(http.StatusInternalServerError, f.ErrorCode).body())
 		return
@@ -363,7 +393,13 @@ func (o *openAI) chatCompletions(w http.ResponseWriter, r *http.Request, f Fault
 	o.s.stream(w, r, f, rep.streamPlan(o.opts.SystemFingerprint, req.includeUsage, f.ErrorCode))
 }
 
-func (o *openAI) buildReply(r *http.Request, req *chatRequest) *chatReply {
+// maxToolCalls bounds the number of tool calls one reply may carry.
+const maxToolCalls = 64
+
+// buildReply prepares the answer to req; nTools is the number of tool calls
+// wanted, honoured only when the request declares function tools and its
+// last message is from the user (so a tool loop ends with a text answer).
+func (o *openAI) buildReply(r *http.Request, req *chatRequest, nTools int) *chatReply {
 	seq := o.s.nextID()
 	rep := &chatReply{
 		id:      "chatcmpl-" + fakeHex("chat", seq, 24),
@@ -380,8 +416,8 @@ func (o *openAI) buildReply(r *http.Request, req *chatRequest) *chatReply {
 	}
 	rep.text = text
 	rep.words = splitWords(text)
-	if n, err := strconv.Atoi(strings.TrimSpace(r.Header.Get(HeaderToolCalls))); err == nil && n > 0 && len(req.toolNames) > 0 {
-		n = min(n, 64)
+	rep.pieces = groupPieces(rep.words, o.opts.WordsPerChunk)
+	if n := min(nTools, maxToolCalls); n > 0 && len(req.toolNames) > 0 && req.lastRole == "user" {
 		for i := range n {
 			args, _ := json.Marshal(map[string]any{"call": i, "query": req.lastUserText})
 			rep.toolCalls = append(rep.toolCalls, oaiToolCall{
@@ -516,7 +552,7 @@ func (rep *chatReply) streamPlan(fp string, includeUsage bool, errCode string) s
 			}
 		}
 	} else {
-		for _, wd := range rep.words {
+		for _, wd := range rep.pieces {
 			frames = append(frames, perChoice(func(i int) oaiChunkChoice {
 				return oaiChunkChoice{Index: i, Delta: oaiDelta{Content: &wd}}
 			}))
@@ -647,6 +683,18 @@ func splitWords(text string) []string {
 	}
 	if start < len(text) {
 		out = append(out, text[start:])
+	}
+	return out
+}
+
+// groupPieces joins words into pieces of n words each.
+func groupPieces(words []string, n int) []string {
+	if n <= 1 {
+		return words
+	}
+	out := make([]string, 0, (len(words)+n-1)/n)
+	for i := 0; i < len(words); i += n {
+		out = append(out, strings.Join(words[i:min(i+n, len(words))], ""))
 	}
 	return out
 }

@@ -326,6 +326,7 @@ type chatRequest struct {
 	n            int
 	toolNames    []string
 	lastUserText string
+	lastRole     string // role of the last message
 	promptTokens int
 }
 
@@ -512,6 +513,7 @@ func (req *chatRequest) checkMessages(raw json.RawMessage) *oaiError {
 		}
 		var role string
 		_ = json.Unmarshal(roleRaw, &role)
+		req.lastRole = role
 		if nr, ok := m["name"]; ok && !isNull(nr) {
 			if e := checkString(p+".name", nr); e != nil {
 				return e

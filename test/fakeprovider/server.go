@@ -58,6 +58,9 @@ type Server struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 
+	scriptMu sync.Mutex
+	script   []Fault // queued plans, consumed one per routed request
+
 	gates gateSet
 }
 
@@ -140,6 +143,40 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	s.handler.ServeHTTP(w, r)
+}
+
+// Enqueue appends fault plans to the server's script. Each request that
+// reaches a known endpoint with an allowed method (404 and 405 answers do
+// not count) takes the next plan, in arrival order, as the base that its
+// x-fake-* headers then override field by field; once the script is empty,
+// requests start from DefaultFault. Scripted plans are used as given: build
+// them from DefaultFault to keep the header defaults.
+func (s *Server) Enqueue(plans ...Fault) {
+	s.scriptMu.Lock()
+	defer s.scriptMu.Unlock()
+	s.script = append(s.script, plans...)
+}
+
+// ScriptLen returns how many scripted plans have not been used yet.
+func (s *Server) ScriptLen() int {
+	s.scriptMu.Lock()
+	defer s.scriptMu.Unlock()
+	return len(s.script)
+}
+
+// planFault returns the fault plan of r: the next scripted plan (or
+// DefaultFault) overridden by r's x-fake-* headers. A malformed header is
+// an error, and the scripted plan is consumed anyway.
+func (s *Server) planFault(r *http.Request) (Fault, error) {
+	base := DefaultFault()
+	s.scriptMu.Lock()
+	if len(s.script) > 0 {
+		base = s.script[0]
+		s.script[0] = Fault{}
+		s.script = s.script[1:]
+	}
+	s.scriptMu.Unlock()
+	return parseFaultOver(base, r.Header)
 }
 
 // nextID returns a per-server sequence number for response ids.

@@ -2,8 +2,10 @@ package fakeprovider
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // frameWriter writes response frames (SSE events, or binary event-stream
@@ -96,6 +98,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, f Fault, p strea
 				return
 			}
 		}
+		if i > 0 && i < len(p.frames) && f.Delay > 0 && !s.pause(r.Context(), f.Delay) {
+			return
+		}
 		if i == faultAt || (faultAt > len(p.frames) && i == len(p.frames)) {
 			switch f.Kind {
 			case FaultTruncate:
@@ -107,7 +112,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, f Fault, p strea
 				s.gates.block(r.Context(), f.stallGate())
 				return
 			case FaultReset:
-				abortConn(w, r)
+				var partial []byte
+				whole := 0
+				if i < len(p.frames) {
+					whole = len(p.frames[i])
+					partial = p.frames[i][:whole/2]
+				}
+				abortConn(w, r, partial, whole, r.ProtoAtLeast(1, 1))
 			}
 		}
 		if i == len(p.frames) {
@@ -147,10 +158,24 @@ func (s *Server) writeBody(w http.ResponseWriter, r *http.Request, f Fault, stat
 	case FaultReset:
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(status)
-		_, _ = w.Write(body[:len(body)/2])
-		abortConn(w, r)
+		abortConn(w, r, body[:len(body)/2], len(body), false)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// pause waits d, or until ctx ends or the server closes; it reports whether
+// the whole delay elapsed.
+func (s *Server) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closing:
+		return false
+	}
 }

@@ -298,8 +298,24 @@ func validateProviders(c *errs, f *File, rt *Runtime, opts LoadOptions) map[stri
 				c.add(p+".project", "must be set for kind %s", ps.Kind)
 			}
 		}
+		for _, fv := range []struct{ field, v string }{{"region", ps.Region}, {"project", ps.Project}} {
+			if strings.ContainsFunc(fv.v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+				c.add(p+"."+fv.field, "%q must not contain spaces or control characters", fv.v)
+			}
+		}
+		for k, v := range ps.Options {
+			switch op := p + ".options." + k; {
+			case k == "" || strings.ContainsFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+				c.add(op, "%q is not an option name", k)
+			case !validHeaderValue(v):
+				c.add(op, "the value has control characters")
+			}
+		}
 		if prov.Headers == nil {
 			prov.Headers = map[string]string{}
+		}
+		if prov.Options == nil {
+			prov.Options = map[string]string{}
 		}
 		cr := ps.Credentials
 		switch {

@@ -474,10 +474,14 @@ type oaiToolCallDelta struct {
 	Function *oaiFunctionCall `json:"function,omitempty"`
 }
 
+// oaiDelta is a chunk's delta. Content and Refusal are raw JSON so that
+// they can be absent, null or a string, as in OpenAI's chunks (the first
+// chunk carries "content":"" or, before tool calls, "content":null, and
+// "refusal":null).
 type oaiDelta struct {
 	Role      string             `json:"role,omitempty"`
-	Content   *string            `json:"content,omitempty"`
-	Refusal   *string            `json:"refusal,omitempty"`
+	Content   json.RawMessage    `json:"content,omitempty"`
+	Refusal   json.RawMessage    `json:"refusal,omitempty"`
 	ToolCalls []oaiToolCallDelta `json:"tool_calls,omitempty"`
 }
 
@@ -527,21 +531,20 @@ func (rep *chatReply) streamPlan(fp string, includeUsage bool, errCode string) s
 		return enc(cs)
 	}
 	var frames [][]byte
-	empty := ""
-	frames = append(frames, perChoice(func(i int) oaiChunkChoice {
-		d := oaiDelta{Role: "assistant", Content: &empty}
-		if len(rep.toolCalls) > 0 {
-			d.Content = nil
-		}
-		return oaiChunkChoice{Index: i, Delta: d}
-	}))
+	null := json.RawMessage("null")
+	jsonString := func(v string) json.RawMessage { b, _ := json.Marshal(v); return b }
 	if len(rep.toolCalls) > 0 {
 		for ti, tc := range rep.toolCalls {
+			// The first tool call's header rides on the role chunk.
 			frames = append(frames, perChoice(func(i int) oaiChunkChoice {
-				return oaiChunkChoice{Index: i, Delta: oaiDelta{ToolCalls: []oaiToolCallDelta{{
+				d := oaiDelta{ToolCalls: []oaiToolCallDelta{{
 					Index: ti, ID: tc.ID, Type: "function",
 					Function: &oaiFunctionCall{Name: tc.Function.Name, Arguments: ""},
-				}}}}
+				}}}
+				if ti == 0 {
+					d.Role, d.Content, d.Refusal = "assistant", null, null
+				}
+				return oaiChunkChoice{Index: i, Delta: d}
 			}))
 			for _, frag := range splitArgs(tc.Function.Arguments) {
 				frames = append(frames, perChoice(func(i int) oaiChunkChoice {
@@ -552,9 +555,12 @@ func (rep *chatReply) streamPlan(fp string, includeUsage bool, errCode string) s
 			}
 		}
 	} else {
+		frames = append(frames, perChoice(func(i int) oaiChunkChoice {
+			return oaiChunkChoice{Index: i, Delta: oaiDelta{Role: "assistant", Content: jsonString(""), Refusal: null}}
+		}))
 		for _, wd := range rep.pieces {
 			frames = append(frames, perChoice(func(i int) oaiChunkChoice {
-				return oaiChunkChoice{Index: i, Delta: oaiDelta{Content: &wd}}
+				return oaiChunkChoice{Index: i, Delta: oaiDelta{Content: jsonString(wd)}}
 			}))
 		}
 	}
@@ -675,14 +681,21 @@ func splitWords(text string) []string {
 	inWord := false
 	for i, c := range text {
 		space := c == ' ' || c == '\n' || c == '\t' || c == '\r'
-		if !space && !inWord && i > 0 && start < i && strings.TrimSpace(text[start:i]) != "" {
+		// A piece ends where whitespace follows a word, so every piece but
+		// the first starts with its separating whitespace, like the tokens
+		// of real models (" world").
+		if space && inWord {
 			out = append(out, text[start:i])
 			start = i
 		}
 		inWord = !space
 	}
 	if start < len(text) {
-		out = append(out, text[start:])
+		if len(out) > 0 && strings.TrimSpace(text[start:]) == "" {
+			out[len(out)-1] += text[start:] // trailing whitespace
+		} else {
+			out = append(out, text[start:])
+		}
 	}
 	return out
 }

@@ -12,10 +12,10 @@
 //   - server.go: lifecycle (listen on 127.0.0.1:0, HTTP/1.1 and h2c),
 //     request recording and goroutine-tight shutdown.
 //   - gates.go: named hold/release gates (Server.WaitHeld, Server.Release).
-//   - faults.go: the x-fake-* header contract and the connection-level
-//     faults (resets).
+//   - faults.go: the x-fake-* header contract, fault plans (Fault,
+//     scripts) and the connection-level faults (resets).
 //   - sse.go: the flushing frame/SSE writer and the generic streaming
-//     driver that applies holds and faults between frames.
+//     driver that applies delays, holds and faults between frames.
 //   - openai.go, openai_validate.go: the OpenAI dialect.
 //
 // # Headers understood by every fake
@@ -31,14 +31,25 @@
 //	x-fake-hold: <name>          pause after x-fake-hold-after frames until
 //	                             Server.Release(name)
 //	x-fake-hold-after: <N>       frames sent before the hold (default 1)
+//	x-fake-delay: <dur>          pause between stream frames ("25ms" or
+//	                             "25" milliseconds; at most a minute)
 //
 // A stalled response also waits at a gate: the one named by x-fake-hold,
 // or "stall" when that header is absent. Releases are sticky, so a test may
 // Release a gate before the request reaches it; use one name per hold.
 //
+// # Scripts
+//
+// Instead of headers, a test can queue fault plans with the provider
+// options' Script field or Server.Enqueue: each request to a known endpoint
+// takes the next plan, and any x-fake-* header it carries overrides that
+// plan field by field (so "x-fake-status: 200" cancels a scripted status).
+// Build plans from DefaultFault to keep the header defaults.
+//
 // A request is handled in this order: it is recorded (Server.Requests);
 // unknown paths get 404 and wrong methods 405 with the provider's error
-// body; malformed x-fake-* headers get 400 mentioning "fakeprovider";
+// body; the next scripted plan is taken; malformed x-fake-* headers get 400
+// mentioning "fakeprovider";
 // reset-before-headers aborts; x-fake-status answers the error (before
 // authentication, so it needs no valid key); then authentication, strict
 // body validation, and finally the normal response with any hold or fault
@@ -49,6 +60,11 @@
 // NewOpenAI / ListenOpenAI serve POST /v1/chat/completions (JSON or SSE),
 // POST /v1/embeddings, GET /v1/models and GET /v1/models/{id}. Extra
 // request headers: x-fake-tool-calls: N (N parallel tool calls when the
-// request declares tools) and x-fake-reply: <text> (reply text for one
-// request). Token counts are whitespace-separated words.
+// request declares function tools and its last message is from the user;
+// 0 turns OpenAIOptions.ToolCalls off) and x-fake-reply: <text> (reply text
+// for one request). Token counts are whitespace-separated words; streamed
+// content deltas carry OpenAIOptions.WordsPerChunk words (default 1), each
+// but the first with its leading space. testdata/openai holds the documented
+// response shapes the fake is checked against and golden copies of its
+// output.
 package fakeprovider

@@ -54,9 +54,11 @@ const (
 	// DefaultStallGate) is released; then the response ends without the
 	// remaining frames.
 	FaultStall = "stall"
-	// FaultReset: the connection is aborted after headers and K frames
-	// (HTTP/1: the TCP connection is closed with a RST; HTTP/2: the stream
-	// is reset). Non-streamed responses are aborted after half the body.
+	// FaultReset: the connection is aborted after headers, K frames and
+	// half of the next frame (HTTP/1: the half frame goes out inside a
+	// chunk announcing the whole one, then the TCP connection is closed
+	// with a RST; HTTP/2: the stream is reset). Non-streamed responses are
+	// aborted after half the body.
 	FaultReset = "reset"
 	// FaultResetBeforeHeaders: the connection is aborted before any
 	// response byte is written.
@@ -83,7 +85,8 @@ type Fault struct {
 	Hold string
 	// HoldAfter is the number of frames before the hold.
 	HoldAfter int
-	// Delay is a pause before every stream frame but the first.
+	// Delay is a pause before every stream frame but the first; it does not
+	// apply to non-streamed responses.
 	Delay time.Duration
 }
 

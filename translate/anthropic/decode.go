@@ -1,0 +1,521 @@
+package anthropic
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/jsonenc"
+	"github.com/llmux/llmux/translate/sse"
+)
+
+type mode uint8
+
+const (
+	modeJSON mode = iota
+	modeStream
+	modeError
+)
+
+// maxToolBlocks bounds the tool blocks a stream may open (memory bound).
+const maxToolBlocks = 4096
+
+// toolBlock maps an Anthropic content block index to an OpenAI tool index.
+type toolBlock struct {
+	block   int64
+	index   int
+	hasArgs bool
+}
+
+type decoder struct {
+	op           translate.Operation
+	stream       bool
+	includeUsage bool
+	status       int
+	created      int64
+	mode         mode
+	res          translate.Result
+
+	// non-streamed
+	buf    []byte
+	failed bool
+
+	// streamed
+	sc        sse.Scanner
+	head      []byte // chunk prefix, up to and including `"delta":`
+	started   bool   // chunk prefix built, role chunk sent
+	sawStart  bool   // message_start seen
+	finished  bool   // finish chunk sent
+	done      bool   // message_stop or error: nothing more is decoded
+	stop      string // OpenAI finish reason from message_delta
+	tools     []toolBlock
+	respBlock int64 // block index of the JSON response tool, or -1
+	respArgs  bool
+	nTools    int
+	usage     rawUsage
+}
+
+// rawUsage is Anthropic's usage, kept apart until it is reported.
+type rawUsage struct {
+	input, output, cacheRead, cacheCreation int64
+}
+
+func (u *rawUsage) read(v gjson.Result) {
+	if x := v.Get("input_tokens"); x.Exists() {
+		u.input = x.Int()
+	}
+	if x := v.Get("output_tokens"); x.Exists() {
+		u.output = x.Int()
+	}
+	if x := v.Get("cache_read_input_tokens"); x.Exists() {
+		u.cacheRead = x.Int()
+	}
+	if x := v.Get("cache_creation_input_tokens"); x.Exists() {
+		u.cacheCreation = x.Int()
+	}
+}
+
+// report stores the usage the OpenAI way: prompt tokens include the cache
+// reads and writes (Anthropic's input_tokens counts neither), and both stay
+// visible on their own.
+func (u *rawUsage) report(r *translate.Result) {
+	r.HasUsage = true
+	r.Usage.InputTokens = u.input + u.cacheRead + u.cacheCreation
+	r.Usage.OutputTokens = u.output
+	r.Usage.CachedTokens = u.cacheRead
+	r.Usage.CacheCreationTokens = u.cacheCreation
+}
+
+// appendOpenAI appends OpenAI's usage object.
+func (u *rawUsage) appendOpenAI(dst []byte) []byte {
+	prompt := u.input + u.cacheRead + u.cacheCreation
+	dst = append(dst, `{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, prompt, 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, u.output, 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, prompt+u.output, 10)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, u.cacheRead, 10)
+	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":0}}`...)
+	return dst
+}
+
+func (d *decoder) ContentType() string {
+	if d.mode == modeStream {
+		return "text/event-stream"
+	}
+	return "application/json"
+}
+
+func (d *decoder) Result() *translate.Result { return &d.res }
+
+// Status maps Anthropic's 529 (overloaded) to 503; other statuses pass.
+func (d *decoder) Status() int {
+	if d.status == 529 {
+		return 503
+	}
+	return d.status
+}
+
+func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
+	if d.mode == modeStream {
+		return d.decodeStream(dst, src, final)
+	}
+	if d.failed {
+		return dst, nil
+	}
+	if len(d.buf)+len(src) > maxBuffered {
+		d.failed = true
+		d.buf = nil
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
+		return dst, fmt.Errorf("anthropic: response body over %d bytes", maxBuffered)
+	}
+	d.buf = append(d.buf, src...)
+	if !final {
+		return dst, nil
+	}
+	if d.mode == modeError {
+		e := ParseError(d.status, d.buf)
+		e.Status = d.Status()
+		d.res.Err = e
+		return e.AppendJSON(dst), nil
+	}
+	body := view(d.buf)
+	if !gjson.Valid(body) || !gjson.Parse(body).IsObject() {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	if gjson.Get(body, "type").Str == "error" {
+		d.res.Err = parseErrorObject(0, gjson.Get(body, "error"))
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	return d.message(dst, body), nil
+}
+
+// finishReason maps Anthropic's stop_reason to OpenAI's finish_reason.
+// tools reports whether the message called a client tool.
+func finishReason(stop string, tools bool) string {
+	switch stop {
+	case "max_tokens", "model_context_window_exceeded":
+		return "length"
+	case "tool_use":
+		if tools {
+			return "tool_calls"
+		}
+		return "stop" // only the JSON response tool was called
+	case "refusal":
+		return "content_filter"
+	}
+	return "stop" // end_turn, stop_sequence, pause_turn, null
+}
+
+// message converts a whole Anthropic message into a chat.completion.
+func (d *decoder) message(dst []byte, body string) []byte {
+	msg := gjson.Parse(body)
+	d.res.Model = strings.Clone(msg.Get("model").Str)
+	d.usage.read(msg.Get("usage"))
+	d.usage.report(&d.res)
+
+	content := msg.Get("content")
+	var resp gjson.Result
+	nTools := 0
+	content.ForEach(func(_, blk gjson.Result) bool {
+		if blk.Get("type").Str == "tool_use" {
+			if blk.Get("name").Str == ResponseTool {
+				if !resp.Exists() {
+					resp = blk.Get("input")
+				}
+			} else {
+				nTools++
+			}
+		}
+		return true
+	})
+
+	dst = append(dst, `{"id":`...)
+	dst = jsonenc.AppendString(dst, msg.Get("id").Str)
+	dst = append(dst, `,"object":"chat.completion","created":`...)
+	dst = strconv.AppendInt(dst, d.created, 10)
+	dst = append(dst, `,"model":`...)
+	dst = jsonenc.AppendString(dst, msg.Get("model").Str)
+	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
+	switch {
+	case resp.Exists():
+		// JSON mode: the response tool's input is the answer; any text
+		// around it (a preamble) is dropped.
+		dst = jsonenc.AppendString(dst, resp.Raw)
+		d.res.FirstContent = true
+	default:
+		// Text blocks concatenated: the insides of JSON string literals
+		// concatenate into one valid literal.
+		n := 0
+		content.ForEach(func(_, blk gjson.Result) bool {
+			if blk.Get("type").Str != "text" {
+				return true
+			}
+			t := blk.Get("text")
+			if t.Type != gjson.String || len(t.Raw) < 2 {
+				return true
+			}
+			if n == 0 {
+				dst = append(dst, '"')
+			}
+			dst = append(dst, t.Raw[1:len(t.Raw)-1]...)
+			n++
+			return true
+		})
+		switch {
+		case n > 0:
+			dst = append(dst, '"')
+			d.res.FirstContent = true
+		case nTools > 0:
+			dst = append(dst, "null"...)
+		default:
+			dst = append(dst, `""`...)
+		}
+	}
+	dst = append(dst, `,"refusal":null`...)
+	if nTools > 0 {
+		d.res.FirstContent = true
+		dst = append(dst, `,"tool_calls":[`...)
+		n := 0
+		content.ForEach(func(_, blk gjson.Result) bool {
+			if blk.Get("type").Str != "tool_use" || blk.Get("name").Str == ResponseTool {
+				return true
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"id":`...)
+			dst = jsonenc.AppendString(dst, blk.Get("id").Str)
+			dst = append(dst, `,"type":"function","function":{"name":`...)
+			dst = jsonenc.AppendString(dst, blk.Get("name").Str)
+			dst = append(dst, `,"arguments":`...)
+			args := blk.Get("input").Raw
+			if args == "" {
+				args = "{}"
+			}
+			dst = jsonenc.AppendString(dst, args)
+			dst = append(dst, "}}"...)
+			return true
+		})
+		dst = append(dst, ']')
+	}
+	d.res.FinishReason = finishReason(msg.Get("stop_reason").Str, nTools > 0)
+	dst = append(dst, `,"annotations":[]},"logprobs":null,"finish_reason":"`...)
+	dst = append(dst, d.res.FinishReason...)
+	dst = append(dst, `"}],"usage":`...)
+	dst = d.usage.appendOpenAI(dst)
+	d.res.Completed = true
+	return append(dst, '}')
+}
+
+// ---- streaming ----
+
+func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
+	if err := d.sc.Push(src); err != nil {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream stream event too large"}
+		return dst, fmt.Errorf("anthropic: %w", err)
+	}
+	for {
+		ev, ok := d.sc.Next()
+		if !ok {
+			break
+		}
+		dst = d.event(dst, ev)
+	}
+	if final {
+		if rest := d.sc.Rest(); len(rest) > 0 {
+			// The last event without its blank line: decode it if whole.
+			dst = d.event(dst, rest)
+		}
+	}
+	return dst, nil
+}
+
+const chunkTail = `,"logprobs":null,"finish_reason":null}]}` + "\n\n"
+
+// chunk appends one chat.completion.chunk whose delta is the JSON object
+// made of open, raw and close.
+func (d *decoder) chunk(dst []byte, open, raw, close string) []byte {
+	if !d.started {
+		d.begin("", "")
+	}
+	dst = append(dst, "data: "...)
+	dst = append(dst, d.head...)
+	dst = append(dst, open...)
+	dst = append(dst, raw...)
+	dst = append(dst, close...)
+	return append(dst, chunkTail...)
+}
+
+// begin builds the chunk prefix from the message id and model.
+func (d *decoder) begin(id, model string) {
+	d.started = true
+	d.respBlock = -1
+	d.head = append(d.head[:0], `{"id":`...)
+	d.head = jsonenc.AppendString(d.head, id)
+	d.head = append(d.head, `,"object":"chat.completion.chunk","created":`...)
+	d.head = strconv.AppendInt(d.head, d.created, 10)
+	d.head = append(d.head, `,"model":`...)
+	d.head = jsonenc.AppendString(d.head, model)
+	d.head = append(d.head, `,"choices":[{"index":0,"delta":`...)
+}
+
+func (d *decoder) tool(block int64) *toolBlock {
+	for i := len(d.tools) - 1; i >= 0; i-- {
+		if d.tools[i].block == block {
+			return &d.tools[i]
+		}
+	}
+	return nil
+}
+
+// event decodes one SSE event.
+func (d *decoder) event(dst, ev []byte) []byte {
+	if d.done {
+		return dst
+	}
+	f := d.sc.Parse(ev)
+	if !f.HasData {
+		return dst
+	}
+	data := view(f.Data)
+	if !gjson.Valid(data) {
+		return dst // a truncated last event; the stream is not complete
+	}
+	switch gjson.Get(data, "type").Str {
+	case "content_block_delta":
+		delta := gjson.Get(data, "delta")
+		switch delta.Get("type").Str {
+		case "text_delta":
+			t := delta.Get("text")
+			if t.Type != gjson.String || len(t.Raw) <= 2 {
+				return dst
+			}
+			d.res.FirstContent = true
+			return d.chunk(dst, `{"content":`, t.Raw, `}`)
+		case "input_json_delta":
+			pj := delta.Get("partial_json")
+			if pj.Type != gjson.String || len(pj.Raw) <= 2 {
+				return dst
+			}
+			idx := gjson.Get(data, "index").Int()
+			if d.respBlock >= 0 && idx == d.respBlock {
+				d.respArgs = true
+				return d.chunk(dst, `{"content":`, pj.Raw, `}`)
+			}
+			tb := d.tool(idx)
+			if tb == nil {
+				return dst
+			}
+			tb.hasArgs = true
+			dst = append(dst, "data: "...)
+			dst = append(dst, d.head...)
+			dst = append(dst, `{"tool_calls":[{"index":`...)
+			dst = strconv.AppendInt(dst, int64(tb.index), 10)
+			dst = append(dst, `,"function":{"arguments":`...)
+			dst = append(dst, pj.Raw...)
+			return append(dst, `}}]}`+chunkTail...)
+		}
+		return dst // thinking and signature deltas are not translated
+	case "message_start":
+		if d.sawStart || d.started {
+			return dst // a second (or late) message_start is ignored
+		}
+		d.sawStart = true
+		msg := gjson.Get(data, "message")
+		d.res.Model = strings.Clone(msg.Get("model").Str)
+		d.begin(msg.Get("id").Str, msg.Get("model").Str)
+		if u := msg.Get("usage"); u.IsObject() {
+			d.usage.read(u)
+			d.usage.report(&d.res)
+		}
+		return d.chunk(dst, `{"role":"assistant","content":""}`, "", "")
+	case "content_block_start":
+		blk := gjson.Get(data, "content_block")
+		idx := gjson.Get(data, "index").Int()
+		switch blk.Get("type").Str {
+		case "text":
+			if t := blk.Get("text"); t.Type == gjson.String && len(t.Raw) > 2 {
+				d.res.FirstContent = true
+				return d.chunk(dst, `{"content":`, t.Raw, `}`)
+			}
+		case "tool_use":
+			d.res.FirstContent = true
+			in := blk.Get("input")
+			hasInput := in.IsObject() && len(strings.TrimSpace(in.Raw)) > 2 && strings.TrimSpace(in.Raw[1:len(in.Raw)-1]) != ""
+			if blk.Get("name").Str == ResponseTool {
+				if d.respBlock >= 0 {
+					return dst
+				}
+				d.respBlock = idx
+				if hasInput {
+					d.respArgs = true
+					dst = append(dst, "data: "...)
+					dst = append(dst, d.head...)
+					dst = append(dst, `{"content":`...)
+					dst = jsonenc.AppendString(dst, in.Raw)
+					return append(dst, `}`+chunkTail...)
+				}
+				return dst
+			}
+			if len(d.tools) >= maxToolBlocks {
+				return dst
+			}
+			d.tools = append(d.tools, toolBlock{block: idx, index: d.nTools, hasArgs: hasInput})
+			d.nTools++
+			if !d.started {
+				d.begin("", "")
+			}
+			dst = append(dst, "data: "...)
+			dst = append(dst, d.head...)
+			dst = append(dst, `{"tool_calls":[{"index":`...)
+			dst = strconv.AppendInt(dst, int64(d.nTools-1), 10)
+			dst = append(dst, `,"id":`...)
+			dst = jsonenc.AppendString(dst, blk.Get("id").Str)
+			dst = append(dst, `,"type":"function","function":{"name":`...)
+			dst = jsonenc.AppendString(dst, blk.Get("name").Str)
+			dst = append(dst, `,"arguments":`...)
+			if hasInput {
+				dst = jsonenc.AppendString(dst, in.Raw)
+			} else {
+				dst = append(dst, `""`...)
+			}
+			return append(dst, `}}]}`+chunkTail...)
+		}
+		return dst
+	case "content_block_stop":
+		idx := gjson.Get(data, "index").Int()
+		if d.respBlock >= 0 && idx == d.respBlock && !d.respArgs {
+			d.respArgs = true
+			return d.chunk(dst, `{"content":"{}"}`, "", "")
+		}
+		if tb := d.tool(idx); tb != nil && !tb.hasArgs {
+			// A call without input: OpenAI clients parse the arguments.
+			tb.hasArgs = true
+			dst = append(dst, "data: "...)
+			dst = append(dst, d.head...)
+			dst = append(dst, `{"tool_calls":[{"index":`...)
+			dst = strconv.AppendInt(dst, int64(tb.index), 10)
+			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkTail...)
+		}
+		return dst
+	case "message_delta":
+		if u := gjson.Get(data, "usage"); u.IsObject() {
+			d.usage.read(u)
+			d.usage.report(&d.res)
+		}
+		if sr := gjson.Get(data, "delta.stop_reason"); sr.Type == gjson.String {
+			d.stop = finishReason(sr.Str, d.nTools > 0)
+			return d.finish(dst)
+		}
+		return dst
+	case "message_stop":
+		dst = d.finish(dst)
+		d.done = true
+		d.res.Completed = true
+		d.usage.report(&d.res)
+		if d.includeUsage {
+			dst = append(dst, "data: "...)
+			dst = append(dst, d.head[:len(d.head)-len(`{"index":0,"delta":`)]...)
+			dst = append(dst, `],"usage":`...)
+			dst = d.usage.appendOpenAI(dst)
+			dst = append(dst, "}\n\n"...)
+		}
+		return append(dst, "data: [DONE]\n\n"...)
+	case "error":
+		d.done = true
+		e := parseErrorObject(0, gjson.Get(data, "error"))
+		d.res.Err = e
+		dst = append(dst, "data: "...)
+		dst = e.AppendJSON(dst)
+		return append(dst, "\n\n"...)
+	}
+	return dst // ping and unknown events
+}
+
+// finish appends the finish chunk once.
+func (d *decoder) finish(dst []byte) []byte {
+	if d.finished {
+		return dst
+	}
+	d.finished = true
+	if d.stop == "" {
+		d.stop = finishReason("", d.nTools > 0)
+	}
+	d.res.FinishReason = d.stop
+	if !d.started {
+		d.begin("", "")
+	}
+	dst = append(dst, "data: "...)
+	dst = append(dst, d.head...)
+	dst = append(dst, `{},"logprobs":null,"finish_reason":"`...)
+	dst = append(dst, d.stop...)
+	return append(dst, "\"}]}\n\n"...)
+}

@@ -1,0 +1,713 @@
+package anthropic
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/jsonenc"
+)
+
+// builder translates one OpenAI chat request body into an Anthropic
+// Messages body.
+type builder struct {
+	// set by the caller
+	model         string // "" for Vertex (the model is in the path)
+	vertexVersion string // Vertex's anthropic_version body field
+	stream        bool
+	defaultMax    int64
+
+	sys      []byte // system text blocks, comma separated
+	msgs     []byte // turns, comma separated
+	turn     string // role of the open turn in msgs, "" when none
+	turnOpen bool
+}
+
+// Top-level OpenAI parameters that are accepted and dropped: they tune
+// OpenAI-side features (storage, service tiers, caching keys, determinism
+// hints) that do not change the meaning of the answer. Anything not handled
+// and not listed here is refused with a 400 naming it.
+var dropped = map[string]bool{
+	"store": true, "metadata": true, "service_tier": true, "seed": true,
+	"prompt_cache_key": true, "prompt_cache_retention": true, "prediction": true,
+}
+
+func invalid(param, msg string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_value", Message: msg}
+}
+
+func unsupported(param, msg string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_parameter", Message: msg}
+}
+
+func typeErr(param, want string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_type",
+		Message: "Invalid type for '" + param + "': expected " + want + "."}
+}
+
+func isNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
+
+// build returns the Anthropic body for the OpenAI body s.
+func (b *builder) build(s string) ([]byte, *translate.Error) {
+	root := gjson.Parse(s)
+	var (
+		maxTok, maxComp, temperature, topP, topK, stop gjson.Result
+		user, safetyID, tools, toolChoice, parallel, respFmt gjson.Result
+		bad                                                  *translate.Error
+	)
+	root.ForEach(func(k, v gjson.Result) bool {
+		if isNull(v) {
+			return true
+		}
+		switch k.Str {
+		case "model", "messages", "stream", "stream_options":
+		case "max_tokens":
+			maxTok = v
+		case "max_completion_tokens":
+			maxComp = v
+		case "temperature":
+			temperature = v
+		case "top_p":
+			topP = v
+		case "top_k":
+			topK = v
+		case "stop":
+			stop = v
+		case "user":
+			user = v
+		case "safety_identifier":
+			safetyID = v
+		case "tools":
+			tools = v
+		case "tool_choice":
+			toolChoice = v
+		case "parallel_tool_calls":
+			parallel = v
+		case "response_format":
+			respFmt = v
+		case "n":
+			if v.Type != gjson.Number || v.Num != 1 {
+				bad = unsupported("n", "Anthropic returns one choice per request; 'n' must be 1.")
+			}
+		case "logprobs":
+			if v.Type == gjson.True {
+				bad = unsupported("logprobs", "Anthropic does not return log probabilities.")
+			}
+		case "top_logprobs":
+			if v.Type != gjson.Number || v.Num != 0 {
+				bad = unsupported("top_logprobs", "Anthropic does not return log probabilities.")
+			}
+		case "frequency_penalty", "presence_penalty":
+			if v.Type != gjson.Number || v.Num != 0 {
+				bad = unsupported(k.Str, "Anthropic has no '"+k.Str+"'.")
+			}
+		case "logit_bias":
+			if !v.IsObject() || len(v.Map()) != 0 {
+				bad = unsupported("logit_bias", "Anthropic has no 'logit_bias'.")
+			}
+		case "modalities":
+			v.ForEach(func(_, m gjson.Result) bool {
+				if m.Str != "text" {
+					bad = unsupported("modalities", "Anthropic produces text only; modality '"+m.String()+"' is not supported.")
+				}
+				return bad == nil
+			})
+		case "audio":
+			bad = unsupported("audio", "Anthropic produces no audio output.")
+		case "functions", "function_call":
+			bad = unsupported(k.Str, "'"+k.Str+"' is deprecated and not translated; use 'tools' and 'tool_choice'.")
+		default:
+			if !dropped[k.Str] {
+				bad = unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Anthropic models).")
+			}
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+
+	// max_tokens
+	maxTokens := b.defaultMax
+	for _, mt := range []struct {
+		name string
+		v    gjson.Result
+	}{{"max_tokens", maxTok}, {"max_completion_tokens", maxComp}} {
+		if !mt.v.Exists() {
+			continue
+		}
+		n, ok := intValue(mt.v)
+		if !ok {
+			return nil, typeErr(mt.name, "an integer")
+		}
+		if n < 1 {
+			return nil, invalid(mt.name, "'"+mt.name+"' must be at least 1.")
+		}
+		maxTokens = n
+	}
+
+	// messages
+	if e := b.messages(gjson.Get(s, "messages")); e != nil {
+		return nil, e
+	}
+	b.closeTurn()
+
+	out := make([]byte, 0, len(s)+len(b.sys)+256)
+	out = append(out, '{')
+	if b.model != "" {
+		out = append(out, `"model":`...)
+		out = jsonenc.AppendString(out, b.model)
+		out = append(out, ',')
+	}
+	if b.vertexVersion != "" {
+		out = append(out, `"anthropic_version":`...)
+		out = jsonenc.AppendString(out, b.vertexVersion)
+		out = append(out, ',')
+	}
+	out = append(out, `"max_tokens":`...)
+	out = strconv.AppendInt(out, maxTokens, 10)
+	if len(b.sys) > 0 {
+		out = append(out, `,"system":[`...)
+		out = append(out, b.sys...)
+		out = append(out, ']')
+	}
+	out = append(out, `,"messages":[`...)
+	out = append(out, b.msgs...)
+	out = append(out, ']')
+
+	if temperature.Exists() {
+		if temperature.Type != gjson.Number {
+			return nil, typeErr("temperature", "a number")
+		}
+		if temperature.Num < 0 || temperature.Num > 1 {
+			return nil, invalid("temperature", "Anthropic accepts a temperature between 0 and 1; got "+temperature.Raw+".")
+		}
+		out = append(out, `,"temperature":`...)
+		out = append(out, temperature.Raw...)
+	}
+	if topP.Exists() {
+		if topP.Type != gjson.Number || topP.Num < 0 || topP.Num > 1 {
+			return nil, invalid("top_p", "'top_p' must be a number between 0 and 1.")
+		}
+		out = append(out, `,"top_p":`...)
+		out = append(out, topP.Raw...)
+	}
+	if topK.Exists() {
+		n, ok := intValue(topK)
+		if !ok || n < 0 {
+			return nil, invalid("top_k", "'top_k' must be a non-negative integer.")
+		}
+		out = append(out, `,"top_k":`...)
+		out = strconv.AppendInt(out, n, 10)
+	}
+	if stop.Exists() {
+		var e *translate.Error
+		if out, e = appendStop(out, stop); e != nil {
+			return nil, e
+		}
+	}
+	if b.stream {
+		out = append(out, `,"stream":true`...)
+	}
+	uid := user
+	if safetyID.Exists() {
+		uid = safetyID
+	}
+	if uid.Exists() {
+		if uid.Type != gjson.String {
+			return nil, typeErr("user", "a string")
+		}
+		if uid.Str != "" {
+			out = append(out, `,"metadata":{"user_id":`...)
+			out = jsonenc.AppendString(out, uid.Str)
+			out = append(out, '}')
+		}
+	}
+	var e *translate.Error
+	if out, e = appendTools(out, tools, toolChoice, parallel, respFmt); e != nil {
+		return nil, e
+	}
+	return append(out, '}'), nil
+}
+
+// intValue reads an integral JSON number.
+func intValue(v gjson.Result) (int64, bool) {
+	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) {
+		return 0, false
+	}
+	return int64(v.Num), true
+}
+
+func appendStop(out []byte, stop gjson.Result) ([]byte, *translate.Error) {
+	var seqs []string
+	switch {
+	case stop.Type == gjson.String:
+		seqs = append(seqs, stop.Str)
+	case stop.IsArray():
+		var bad *translate.Error
+		stop.ForEach(func(_, v gjson.Result) bool {
+			if v.Type != gjson.String {
+				bad = typeErr("stop", "a string or an array of strings")
+				return false
+			}
+			seqs = append(seqs, v.Str)
+			return true
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	default:
+		return nil, typeErr("stop", "a string or an array of strings")
+	}
+	n := 0
+	for _, s := range seqs {
+		if strings.TrimSpace(s) == "" {
+			continue // Anthropic rejects empty and all-whitespace sequences
+		}
+		if n == 0 {
+			out = append(out, `,"stop_sequences":[`...)
+		} else {
+			out = append(out, ',')
+		}
+		out = jsonenc.AppendString(out, s)
+		n++
+	}
+	if n > 0 {
+		out = append(out, ']')
+	}
+	return out, nil
+}
+
+// ---- messages ----
+
+// block appends one content block (already encoded) to the turn of role.
+func (b *builder) block(role string, blk []byte) {
+	if !b.turnOpen || b.turn != role {
+		b.closeTurn()
+		if len(b.msgs) > 0 {
+			b.msgs = append(b.msgs, ',')
+		}
+		b.msgs = append(b.msgs, `{"role":"`...)
+		b.msgs = append(b.msgs, role...)
+		b.msgs = append(b.msgs, `","content":[`...)
+		b.turn, b.turnOpen = role, true
+	} else {
+		b.msgs = append(b.msgs, ',')
+	}
+	b.msgs = append(b.msgs, blk...)
+}
+
+func (b *builder) closeTurn() {
+	if b.turnOpen {
+		b.msgs = append(b.msgs, "]}"...)
+		b.turnOpen = false
+	}
+}
+
+func textBlock(dst []byte, text string) []byte {
+	dst = append(dst, `{"type":"text","text":`...)
+	dst = jsonenc.AppendString(dst, text)
+	return append(dst, '}')
+}
+
+func (b *builder) messages(msgs gjson.Result) *translate.Error {
+	var bad *translate.Error
+	i := 0
+	var scratch []byte
+	msgs.ForEach(func(_, m gjson.Result) bool {
+		p := "messages[" + strconv.Itoa(i) + "]"
+		i++
+		role := m.Get("role").Str
+		content := m.Get("content")
+		switch role {
+		case "system", "developer":
+			// Anthropic has one top-level system prompt: every system and
+			// developer message is hoisted into it, in order.
+			bad = eachText(p+".content", content, false, func(t string) {
+				if t == "" {
+					return
+				}
+				if len(b.sys) > 0 {
+					b.sys = append(b.sys, ',')
+				}
+				b.sys = textBlock(b.sys, t)
+			})
+		case "user":
+			bad = b.userContent(p, content)
+		case "assistant":
+			bad = eachText(p+".content", content, true, func(t string) {
+				if t != "" {
+					scratch = textBlock(scratch[:0], t)
+					b.block("assistant", scratch)
+				}
+			})
+			if bad == nil {
+				bad = b.toolCalls(p, m.Get("tool_calls"))
+			}
+		case "tool":
+			id := m.Get("tool_call_id")
+			if id.Type != gjson.String || id.Str == "" {
+				bad = &translate.Error{Code: translate.CodeInvalidRequest, Param: p + ".tool_call_id", OpenAICode: "missing_required_parameter",
+					Message: "Missing required parameter: '" + p + ".tool_call_id'."}
+				return false
+			}
+			scratch = append(scratch[:0], `{"type":"tool_result","tool_use_id":`...)
+			scratch = jsonenc.AppendString(scratch, id.Str)
+			n := 0
+			bad = eachText(p+".content", content, false, func(t string) {
+				if t == "" {
+					return
+				}
+				if n == 0 {
+					scratch = append(scratch, `,"content":[`...)
+				} else {
+					scratch = append(scratch, ',')
+				}
+				scratch = textBlock(scratch, t)
+				n++
+			})
+			if n > 0 {
+				scratch = append(scratch, ']')
+			}
+			scratch = append(scratch, '}')
+			// Consecutive tool results (and a user message after them)
+			// share one user turn, as Anthropic requires.
+			b.block("user", scratch)
+		case "function":
+			bad = unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
+		default:
+			bad = invalid(p+".role", "Unknown role '"+role+"'.")
+		}
+		return bad == nil
+	})
+	return bad
+}
+
+// eachText calls fn with each text of an OpenAI content value (a string, or
+// an array of text parts; refusal parts too when refusals is set).
+func eachText(param string, content gjson.Result, refusals bool, fn func(string)) *translate.Error {
+	switch {
+	case isNull(content):
+		return nil
+	case content.Type == gjson.String:
+		fn(content.Str)
+		return nil
+	case content.IsArray():
+		var bad *translate.Error
+		j := 0
+		content.ForEach(func(_, part gjson.Result) bool {
+			pp := param + "[" + strconv.Itoa(j) + "]"
+			j++
+			switch t := part.Get("type").Str; {
+			case t == "text":
+				fn(part.Get("text").Str)
+			case t == "refusal" && refusals:
+				fn(part.Get("refusal").Str)
+			default:
+				bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported here for Anthropic models.")
+			}
+			return bad == nil
+		})
+		return bad
+	}
+	return typeErr(param, "a string or an array of content parts")
+}
+
+func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
+	var scratch []byte
+	switch {
+	case isNull(content):
+		return nil
+	case content.Type == gjson.String:
+		if content.Str != "" {
+			b.block("user", textBlock(scratch, content.Str))
+		}
+		return nil
+	case !content.IsArray():
+		return typeErr(p+".content", "a string or an array of content parts")
+	}
+	var bad *translate.Error
+	j := 0
+	content.ForEach(func(_, part gjson.Result) bool {
+		pp := p + ".content[" + strconv.Itoa(j) + "]"
+		j++
+		switch t := part.Get("type").Str; t {
+		case "text":
+			if txt := part.Get("text").Str; txt != "" {
+				scratch = textBlock(scratch[:0], txt)
+				b.block("user", scratch)
+			}
+		case "image_url":
+			iu := part.Get("image_url")
+			url := iu.Get("url").Str
+			if iu.Type == gjson.String {
+				url = iu.Str
+			}
+			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", url)
+			if bad == nil {
+				b.block("user", scratch)
+			}
+		case "input_audio":
+			bad = unsupported(pp, "Anthropic models do not accept audio input.")
+		case "file":
+			bad = unsupported(pp, "File content parts are not translated for Anthropic models.")
+		default:
+			bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported for Anthropic models.")
+		}
+		return bad == nil
+	})
+	return bad
+}
+
+// Image media types Anthropic accepts.
+var imageTypes = map[string]bool{"image/jpeg": true, "image/png": true, "image/gif": true, "image/webp": true}
+
+// appendImage appends an Anthropic image block for an OpenAI image URL: a
+// data URL becomes a base64 source, an http(s) URL a url source.
+func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
+	switch {
+	case strings.HasPrefix(url, "data:"):
+		meta, data, ok := strings.Cut(url[len("data:"):], ",")
+		mt, isB64 := strings.CutSuffix(meta, ";base64")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if !ok || !isB64 || data == "" {
+			return dst, invalid(param, "Image data URLs must be base64: data:<media type>;base64,<data>.")
+		}
+		if !imageTypes[mt] {
+			return dst, invalid(param, "Anthropic accepts image/jpeg, image/png, image/gif and image/webp; got '"+mt+"'.")
+		}
+		dst = append(dst, `{"type":"image","source":{"type":"base64","media_type":`...)
+		dst = jsonenc.AppendString(dst, mt)
+		dst = append(dst, `,"data":`...)
+		dst = jsonenc.AppendString(dst, data)
+		return append(dst, "}}"...), nil
+	case strings.HasPrefix(url, "https://"), strings.HasPrefix(url, "http://"):
+		dst = append(dst, `{"type":"image","source":{"type":"url","url":`...)
+		dst = jsonenc.AppendString(dst, url)
+		return append(dst, "}}"...), nil
+	}
+	return dst, invalid(param, "An image URL must be an http(s) URL or a base64 data URL.")
+}
+
+func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
+	if isNull(calls) {
+		return nil
+	}
+	if !calls.IsArray() {
+		return typeErr(p+".tool_calls", "an array")
+	}
+	var bad *translate.Error
+	var scratch []byte
+	j := 0
+	calls.ForEach(func(_, c gjson.Result) bool {
+		pp := p + ".tool_calls[" + strconv.Itoa(j) + "]"
+		j++
+		if t := c.Get("type"); t.Exists() && t.Str != "function" {
+			bad = unsupported(pp+".type", "Only function tool calls are translated for Anthropic models.")
+			return false
+		}
+		id, name := c.Get("id").Str, c.Get("function.name").Str
+		if id == "" || name == "" {
+			bad = invalid(pp, "A tool call needs an 'id' and a 'function.name'.")
+			return false
+		}
+		args := strings.TrimSpace(c.Get("function.arguments").Str)
+		if args == "" {
+			args = "{}"
+		}
+		if !gjson.Valid(args) || !gjson.Parse(args).IsObject() {
+			bad = invalid(pp+".function.arguments", "Tool call arguments must be a JSON object for Anthropic models.")
+			return false
+		}
+		scratch = append(scratch[:0], `{"type":"tool_use","id":`...)
+		scratch = jsonenc.AppendString(scratch, id)
+		scratch = append(scratch, `,"name":`...)
+		scratch = jsonenc.AppendString(scratch, name)
+		scratch = append(scratch, `,"input":`...)
+		scratch = append(scratch, args...)
+		scratch = append(scratch, '}')
+		b.block("assistant", scratch)
+		return true
+	})
+	return bad
+}
+
+// ---- tools, tool_choice, response_format ----
+
+// appendSchema appends an object JSON schema, adding "type":"object" when
+// the schema has no type (Anthropic requires it on input_schema).
+func appendSchema(dst []byte, param string, schema gjson.Result) ([]byte, *translate.Error) {
+	if isNull(schema) {
+		return append(dst, `{"type":"object","properties":{}}`...), nil
+	}
+	if !schema.IsObject() {
+		return dst, typeErr(param, "a JSON schema object")
+	}
+	if t := schema.Get("type"); t.Exists() {
+		if t.Str != "object" {
+			return dst, invalid(param, "Anthropic needs an object schema here (type \"object\").")
+		}
+		return append(dst, schema.Raw...), nil
+	}
+	inner := strings.TrimSpace(schema.Raw[1:])
+	dst = append(dst, `{"type":"object"`...)
+	if !strings.HasPrefix(inner, "}") {
+		dst = append(dst, ',')
+	}
+	return append(dst, inner...), nil
+}
+
+func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]byte, *translate.Error) {
+	var names []string
+	n := 0
+	if tools.Exists() {
+		if !tools.IsArray() {
+			return nil, typeErr("tools", "an array")
+		}
+		var bad *translate.Error
+		tools.ForEach(func(_, tl gjson.Result) bool {
+			p := "tools[" + strconv.Itoa(n) + "]"
+			if t := tl.Get("type").Str; t != "function" {
+				bad = unsupported(p+".type", "Only function tools are translated for Anthropic models; got '"+t+"'.")
+				return false
+			}
+			fn := tl.Get("function")
+			name := fn.Get("name")
+			if name.Type != gjson.String || name.Str == "" {
+				bad = invalid(p+".function.name", "A function tool needs a name.")
+				return false
+			}
+			if name.Str == ResponseTool {
+				bad = invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
+				return false
+			}
+			names = append(names, name.Str)
+			if n == 0 {
+				out = append(out, `,"tools":[`...)
+			} else {
+				out = append(out, ',')
+			}
+			n++
+			out = append(out, `{"name":`...)
+			out = jsonenc.AppendString(out, name.Str)
+			if d := fn.Get("description").Str; d != "" {
+				out = append(out, `,"description":`...)
+				out = jsonenc.AppendString(out, d)
+			}
+			out = append(out, `,"input_schema":`...)
+			out, bad = appendSchema(out, p+".function.parameters", fn.Get("parameters"))
+			out = append(out, '}')
+			return bad == nil
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	}
+
+	// response_format: a forced tool whose input schema is the requested
+	// schema; the decoder returns its input as the message content.
+	jsonMode := false
+	if respFmt.Exists() {
+		var schema gjson.Result
+		desc := "Reply to the user by calling this tool exactly once; its input is the whole answer, as a JSON object."
+		switch t := respFmt.Get("type").Str; t {
+		case "text":
+		case "json_object":
+			jsonMode = true
+		case "json_schema":
+			jsonMode = true
+			js := respFmt.Get("json_schema")
+			schema = js.Get("schema")
+			if nm := js.Get("name").Str; nm != "" {
+				desc += " Schema: " + nm + "."
+			}
+			if d := js.Get("description").Str; d != "" {
+				desc += " " + d
+			}
+		default:
+			return nil, unsupported("response_format.type", "response_format type '"+t+"' is not supported for Anthropic models.")
+		}
+		if jsonMode {
+			if n == 0 {
+				out = append(out, `,"tools":[`...)
+			} else {
+				out = append(out, ',')
+			}
+			out = append(out, `{"name":"`+ResponseTool+`","description":`...)
+			out = jsonenc.AppendString(out, desc)
+			out = append(out, `,"input_schema":`...)
+			var bad *translate.Error
+			if isNull(schema) {
+				out = append(out, `{"type":"object"}`...)
+			} else if out, bad = appendSchema(out, "response_format.json_schema.schema", schema); bad != nil {
+				return nil, bad
+			}
+			out = append(out, '}')
+		}
+	}
+	if n > 0 || jsonMode {
+		out = append(out, ']')
+	}
+
+	// tool_choice
+	kind, named := "auto", ""
+	explicit := choice.Exists()
+	switch {
+	case !explicit:
+	case choice.Type == gjson.String:
+		switch choice.Str {
+		case "auto", "none", "required":
+			kind = choice.Str
+		default:
+			return nil, invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
+		}
+	case choice.IsObject() && choice.Get("type").Str == "function":
+		kind, named = "named", choice.Get("function.name").Str
+		found := false
+		for _, nm := range names {
+			found = found || nm == named
+		}
+		if !found {
+			return nil, invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
+		}
+	default:
+		return nil, unsupported("tool_choice", "This tool_choice form is not supported for Anthropic models.")
+	}
+	if n == 0 && (kind == "required" || kind == "named") {
+		return nil, invalid("tool_choice", "'tool_choice' requires 'tools'.")
+	}
+	if jsonMode {
+		switch {
+		case kind == "none" || (kind == "auto" && n == 0):
+			kind, named = "named", ResponseTool
+		case kind == "auto":
+			kind = "required" // a client tool or the JSON answer
+		}
+	}
+	if n == 0 && !jsonMode {
+		return out, nil // no tools: nothing to choose
+	}
+	noParallel := parallel.Type == gjson.False
+	if kind == "auto" && !explicit && !noParallel {
+		return out, nil // Anthropic's default
+	}
+	out = append(out, `,"tool_choice":{"type":`...)
+	switch kind {
+	case "auto":
+		out = append(out, `"auto"`...)
+	case "none":
+		// Never a tool: Anthropic's own "none".
+		return append(out, `"none"}`...), nil
+	case "required":
+		out = append(out, `"any"`...)
+	case "named":
+		out = append(out, `"tool","name":`...)
+		out = jsonenc.AppendString(out, named)
+	}
+	if noParallel {
+		out = append(out, `,"disable_parallel_tool_use":true`...)
+	}
+	return append(out, '}'), nil
+}

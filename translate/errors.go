@@ -28,31 +28,56 @@ const (
 	CodeUpstreamUnavailable   Code = "upstream_unavailable"
 	CodeUpstreamProtocol      Code = "upstream_protocol"
 	CodeInternal              Code = "internal"
+	// CodeUpstreamError is a provider-side server error (HTTP 500 and
+	// other 5xx without a better class); unlike CodeInternal it is not the
+	// gateway's fault, and another attempt may succeed.
+	CodeUpstreamError Code = "upstream_error"
+	// CodeUnsupported is a request feature the chosen provider lacks (an
+	// operation, parameter or content type it cannot express). Another
+	// deployment of the same model group may support it.
+	CodeUnsupported Code = "unsupported"
+	// CodeCanceled is a request the client abandoned (HTTP 499, nginx's
+	// convention); nothing is sent to the client any more.
+	CodeCanceled Code = "canceled"
 )
+
+// Codes lists every error class, in documentation order.
+var Codes = []Code{
+	CodeInvalidRequest, CodeAuthentication, CodePermissionDenied, CodeNotFound,
+	CodeMethodNotAllowed, CodeRequestTooLarge, CodeContextLengthExceeded,
+	CodeContentFiltered, CodeUnsupported, CodeRateLimited, CodeQuotaExhausted,
+	CodeOverloaded, CodeTimeout, CodeUpstreamUnavailable, CodeUpstreamProtocol,
+	CodeUpstreamError, CodeInternal, CodeCanceled,
+}
 
 // codeInfo is the OpenAI-facing shape of a Code.
 type codeInfo struct {
 	status    int
 	typ       string
 	retryable bool
+	// openaiCode is the default OpenAI "code" string.
+	openaiCode string
 }
 
 var codes = map[Code]codeInfo{
-	CodeInvalidRequest:        {http.StatusBadRequest, "invalid_request_error", false},
-	CodeAuthentication:        {http.StatusUnauthorized, "invalid_request_error", false},
-	CodePermissionDenied:      {http.StatusForbidden, "permission_error", false},
-	CodeNotFound:              {http.StatusNotFound, "invalid_request_error", false},
-	CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "invalid_request_error", false},
-	CodeRequestTooLarge:       {http.StatusRequestEntityTooLarge, "invalid_request_error", false},
-	CodeContextLengthExceeded: {http.StatusBadRequest, "invalid_request_error", false},
-	CodeContentFiltered:       {http.StatusBadRequest, "invalid_request_error", false},
-	CodeRateLimited:           {http.StatusTooManyRequests, "rate_limit_error", true},
-	CodeQuotaExhausted:        {http.StatusTooManyRequests, "insufficient_quota", false},
-	CodeOverloaded:            {http.StatusServiceUnavailable, "server_error", true},
-	CodeTimeout:               {http.StatusGatewayTimeout, "server_error", true},
-	CodeUpstreamUnavailable:   {http.StatusServiceUnavailable, "server_error", true},
-	CodeUpstreamProtocol:      {http.StatusBadGateway, "server_error", true},
-	CodeInternal:              {http.StatusInternalServerError, "server_error", false},
+	CodeInvalidRequest:        {http.StatusBadRequest, "invalid_request_error", false, "invalid_request"},
+	CodeAuthentication:        {http.StatusUnauthorized, "invalid_request_error", false, "invalid_api_key"},
+	CodePermissionDenied:      {http.StatusForbidden, "permission_error", false, "permission_denied"},
+	CodeNotFound:              {http.StatusNotFound, "invalid_request_error", false, "model_not_found"},
+	CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "invalid_request_error", false, "method_not_allowed"},
+	CodeRequestTooLarge:       {http.StatusRequestEntityTooLarge, "invalid_request_error", false, "request_too_large"},
+	CodeContextLengthExceeded: {http.StatusBadRequest, "invalid_request_error", false, "context_length_exceeded"},
+	CodeContentFiltered:       {http.StatusBadRequest, "invalid_request_error", false, "content_filter"},
+	CodeUnsupported:           {http.StatusBadRequest, "invalid_request_error", false, "unsupported_parameter"},
+	CodeRateLimited:           {http.StatusTooManyRequests, "rate_limit_error", true, "rate_limit_exceeded"},
+	CodeQuotaExhausted:        {http.StatusTooManyRequests, "insufficient_quota", false, "insufficient_quota"},
+	CodeOverloaded:            {http.StatusServiceUnavailable, "server_error", true, "overloaded"},
+	CodeTimeout:               {http.StatusGatewayTimeout, "server_error", true, "timeout"},
+	CodeUpstreamUnavailable:   {http.StatusServiceUnavailable, "server_error", true, "upstream_unavailable"},
+	CodeUpstreamProtocol:      {http.StatusBadGateway, "server_error", true, "upstream_protocol"},
+	CodeUpstreamError:         {http.StatusInternalServerError, "server_error", true, "server_error"},
+	CodeInternal:              {http.StatusInternalServerError, "server_error", false, "internal"},
+	CodeCanceled:              {499, "server_error", false, "canceled"},
 }
 
 // Status is the HTTP status OpenAI would use for this class.
@@ -75,6 +100,22 @@ func (c Code) Type() string {
 // may succeed.
 func (c Code) Retryable() bool { return codes[c].retryable }
 
+// OpenAICode is the OpenAI error "code" string used for this class when the
+// provider gave none worth keeping (e.g. "rate_limit_exceeded" for
+// CodeRateLimited).
+func (c Code) OpenAICode() string {
+	if i, ok := codes[c]; ok {
+		return i.openaiCode
+	}
+	return string(c)
+}
+
+// Known reports whether c is one of the classes listed in Codes.
+func (c Code) Known() bool {
+	_, ok := codes[c]
+	return ok
+}
+
 // Error is a normalised error, rendered to clients in OpenAI's shape.
 type Error struct {
 	// Code is the gateway's class for the error.
@@ -86,7 +127,7 @@ type Error struct {
 	// Param names the offending request parameter, if any.
 	Param string
 	// OpenAICode is the OpenAI "code" string (e.g. "invalid_api_key");
-	// empty means the Code itself.
+	// empty means Code.OpenAICode().
 	OpenAICode string
 	// Type overrides the OpenAI "type"; empty means Code.Type().
 	Type string
@@ -119,15 +160,22 @@ func (e *Error) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"code":`...)
 	code := e.OpenAICode
 	if code == "" {
-		code = string(e.Code)
+		code = e.Code.OpenAICode()
 	}
 	dst = jsonenc.AppendString(dst, code)
 	return append(dst, "}}"...)
 }
 
-// CodeForStatus classifies an HTTP status when nothing better is known.
+// CodeForStatus classifies an HTTP status when nothing better is known
+// (no body, or a body that names no error). docs/errors.md lists the table.
 func CodeForStatus(status int) Code {
 	switch {
+	case status == http.StatusPaymentRequired: // DeepSeek's "insufficient balance"
+		return CodeQuotaExhausted
+	case status == 499:
+		return CodeCanceled
+	case status == http.StatusNotImplemented:
+		return CodeUnsupported
 	case status == http.StatusBadRequest, status == http.StatusUnprocessableEntity:
 		return CodeInvalidRequest
 	case status == http.StatusUnauthorized:
@@ -152,6 +200,8 @@ func CodeForStatus(status int) Code {
 		return CodeUpstreamUnavailable
 	case status >= 400 && status < 500:
 		return CodeInvalidRequest
+	case status >= 500:
+		return CodeUpstreamError
 	}
 	return CodeInternal
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
+	_ "github.com/llmux/llmux/translate/azure"  // Azure OpenAI
 	_ "github.com/llmux/llmux/translate/openai" // OpenAI and OpenAI-compatible providers
 )
 

@@ -27,6 +27,7 @@ import (
 	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
 	"github.com/llmux/llmux/translate"
+	_ "github.com/llmux/llmux/translate/azure"
 	_ "github.com/llmux/llmux/translate/openai"
 )
 

@@ -11,6 +11,7 @@ package openai
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"unsafe"
 
@@ -59,8 +60,26 @@ func (Translator) Request(_ context.Context, req *translate.Request, t *translat
 	default:
 		return nil, fmt.Errorf("openai: unsupported operation %s", req.Op)
 	}
+	body, err := Body(req, t.Model)
+	if err != nil {
+		return nil, err
+	}
+	up := &translate.Upstream{Path: path, Body: body}
+	up.Headers = append(up.Headers, translate.Header{Key: "content-type", Value: "application/json"})
+	if t.APIKey != "" {
+		up.Headers = append(up.Headers, translate.Header{Key: "authorization", Value: "Bearer " + t.APIKey})
+	}
+	up.Headers = AppendHeaders(up.Headers, t.Headers)
+	return up, nil
+}
+
+// Body returns the upstream body for an OpenAI-schema provider: the
+// client's body with "model" set to model and, for a stream,
+// stream_options.include_usage turned on so the gateway always learns the
+// usage. It shares no memory with req.Body.
+func Body(req *translate.Request, model string) ([]byte, error) {
 	// sjson copies the body, so the client's bytes are never modified.
-	body, err := sjson.SetBytesOptions(req.Body, "model", t.Model, &sjson.Options{Optimistic: true})
+	body, err := sjson.SetBytesOptions(req.Body, "model", model, &sjson.Options{Optimistic: true})
 	if err != nil {
 		return nil, fmt.Errorf("openai: set model: %w", err)
 	}
@@ -70,20 +89,45 @@ func (Translator) Request(_ context.Context, req *translate.Request, t *translat
 			return nil, fmt.Errorf("openai: set stream_options: %w", err)
 		}
 	}
-	up := &translate.Upstream{Path: path, Body: body}
-	up.Headers = append(up.Headers, translate.Header{Key: "content-type", Value: "application/json"})
-	if t.APIKey != "" {
-		up.Headers = append(up.Headers, translate.Header{Key: "authorization", Value: "Bearer " + t.APIKey})
+	return body, nil
+}
+
+// AppendHeaders appends the provider's configured static headers to dst in
+// a stable (sorted) order.
+func AppendHeaders(dst []translate.Header, h map[string]string) []translate.Header {
+	if len(h) == 0 {
+		return dst
 	}
-	for k, v := range t.Headers {
-		up.Headers = append(up.Headers, translate.Header{Key: k, Value: v})
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
 	}
-	return up, nil
+	sort.Strings(keys)
+	for _, k := range keys {
+		dst = append(dst, translate.Header{Key: k, Value: h[k]})
+	}
+	return dst
 }
 
 // NewDecoder implements translate.Translator.
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
-	d := &decoder{req: *req, status: status}
+	return NewDecoder(req, status, contentType, DecoderOptions{})
+}
+
+// DecoderOptions configure a decoder for one OpenAI-schema dialect. The
+// zero value is OpenAI's.
+type DecoderOptions struct {
+	// Classify, when set, is asked first to classify a provider error from
+	// its HTTP status (0 for an in-band stream error), error code, type and
+	// message; ok false falls back to the common rules.
+	Classify func(status int, code, typ, msg string) (c translate.Code, ok bool)
+}
+
+// NewDecoder returns a decoder for a response of an OpenAI-schema provider
+// (OpenAI, Azure OpenAI, compatible servers) with the given HTTP status and
+// content type.
+func NewDecoder(req *translate.Request, status int, contentType string, opts DecoderOptions) translate.Decoder {
+	d := &decoder{req: *req, status: status, opts: opts}
 	d.req.Body = nil // not needed, and not retained
 	switch {
 	case status >= 400:
@@ -107,6 +151,7 @@ const (
 type decoder struct {
 	req    translate.Request
 	status int
+	opts   DecoderOptions
 	mode   mode
 	res    translate.Result
 	sc     sse.Scanner
@@ -151,21 +196,55 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
 	}
+	if e, ok := inbandError(body, &d.opts); ok {
+		// A 200 whose body is an error object.
+		d.res.Err = e
+		return appendErrorBody(dst, body, e), nil
+	}
 	d.readObject(body)
 	d.res.Completed = true
 	return append(dst, d.buf...), nil
 }
 
 // finishError normalises an error body. An OpenAI-shaped body passes
-// through unchanged; anything else (an Envoy local reply, an HTML page) is
-// wrapped into OpenAI's shape.
+// through unchanged; anything else (Azure's, a FastAPI "detail", Ollama's
+// string error, an Envoy local reply, an HTML page) is rewritten into
+// OpenAI's shape.
 func (d *decoder) finishError(dst []byte) []byte {
-	e := ParseError(d.status, d.buf)
+	e := parseError(d.status, d.buf, &d.opts)
 	d.res.Err = e
-	if gjson.Get(view(d.buf), "error.message").Type == gjson.String {
-		return append(dst, d.buf...)
+	return appendErrorBody(dst, view(d.buf), e)
+}
+
+// appendErrorBody appends body when it is OpenAI-shaped, else e in OpenAI's
+// shape, keeping Azure's innererror (content filter details).
+func appendErrorBody(dst []byte, body string, e *translate.Error) []byte {
+	if IsOpenAIShaped(body) {
+		return append(dst, body...)
 	}
-	return e.AppendJSON(dst)
+	start := len(dst)
+	dst = e.AppendJSON(dst)
+	if inner := gjson.Get(body, "error.innererror"); inner.IsObject() {
+		if out, err := sjson.SetRawBytes(dst[start:], "error.innererror", []byte(inner.Raw)); err == nil {
+			dst = append(dst[:start], out...)
+		}
+	}
+	return dst
+}
+
+// IsOpenAIShaped reports whether body is exactly OpenAI's error shape: an
+// "error" object with a string "message", a string "type" and a "code"
+// that is a string, null or absent.
+func IsOpenAIShaped(body string) bool {
+	if !gjson.Valid(body) {
+		return false
+	}
+	e := gjson.Get(body, "error")
+	if !e.IsObject() || e.Get("message").Type != gjson.String || e.Get("type").Type != gjson.String {
+		return false
+	}
+	c := e.Get("code")
+	return !c.Exists() || c.Type == gjson.String || c.Type == gjson.Null
 }
 
 func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
@@ -204,32 +283,56 @@ func (d *decoder) event(dst, ev []byte) []byte {
 	}
 	chunk := view(f.Data)
 	if !gjson.Valid(chunk) {
+		if string(f.Event) == "error" {
+			// event: error with a non-JSON payload.
+			return d.streamError(dst, &translate.Error{Code: translate.CodeUpstreamError, Message: truncate("upstream stream error: " + chunk)})
+		}
 		// A truncated final event; the stream is not complete.
 		return dst
 	}
-	if e := gjson.Get(chunk, "error"); e.Exists() {
-		d.res.Err = parseErrorObject(0, e)
-		return appendEvent(dst, ev)
+	if e, ok := inbandError(chunk, &d.opts); ok || string(f.Event) == "error" {
+		if !ok {
+			e = parseError(0, f.Data, &d.opts)
+		}
+		d.res.Err = e
+		if IsOpenAIShaped(chunk) {
+			return appendEvent(dst, ev)
+		}
+		return d.streamError(dst, e)
 	}
 	if d.res.Model == "" {
 		d.res.Model = strings.Clone(gjson.Get(chunk, "model").String())
 	}
 	choices := gjson.Get(chunk, "choices")
 	if !d.res.FirstContent {
-		if c := choices.Get("0.delta"); c.Get("content").String() != "" || c.Get("tool_calls").Exists() || c.Get("refusal").String() != "" {
+		if c := choices.Get("0.delta"); c.Get("content").String() != "" || c.Get("tool_calls").Exists() || c.Get("refusal").String() != "" ||
+			c.Get("reasoning_content").String() != "" || c.Get("reasoning").String() != "" {
 			d.res.FirstContent = true
 		}
 	}
 	if fr := choices.Get("0.finish_reason"); fr.Type == gjson.String && fr.Str != d.res.FinishReason {
 		d.res.FinishReason = strings.Clone(fr.Str)
 	}
+	empty := choices.IsArray() && !choices.Get("0").Exists()
 	if u := gjson.Get(chunk, "usage"); u.IsObject() {
 		readUsage(&d.res, u)
-		if !d.req.IncludeUsage && choices.IsArray() && !choices.Get("0").Exists() {
+		if !d.req.IncludeUsage && empty {
 			return dst // the usage chunk the gateway asked for, not the client
 		}
+	} else if empty && gjson.Get(chunk, "prompt_filter_results").Exists() {
+		// Azure's prompt annotations, sent before the role chunk with
+		// empty id and model: dropped so that the role chunk comes first.
+		return dst
 	}
 	return appendEvent(dst, ev)
+}
+
+// streamError appends e as an OpenAI-shaped SSE error event.
+func (d *decoder) streamError(dst []byte, e *translate.Error) []byte {
+	d.res.Err = e
+	dst = append(dst, "data: "...)
+	dst = e.AppendJSON(dst)
+	return append(dst, '\n', '\n')
 }
 
 // appendEvent re-emits an event with a normalised terminator.
@@ -259,70 +362,6 @@ func readUsage(r *translate.Result, u gjson.Result) {
 	r.Usage.AudioInputTokens = u.Get("prompt_tokens_details.audio_tokens").Int()
 	r.Usage.ReasoningTokens = u.Get("completion_tokens_details.reasoning_tokens").Int()
 	r.Usage.AudioOutputTokens = u.Get("completion_tokens_details.audio_tokens").Int()
-}
-
-// ParseError classifies an OpenAI error body (or any body) received with
-// an HTTP status.
-func ParseError(status int, body []byte) *translate.Error {
-	s := view(body)
-	if gjson.Valid(s) {
-		if e := gjson.Get(s, "error"); e.IsObject() {
-			return parseErrorObject(status, e)
-		}
-	}
-	code := translate.CodeForStatus(status)
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 512 {
-		msg = msg[:512]
-	}
-	if msg == "" || !gjson.Valid(s) && strings.HasPrefix(msg, "<") {
-		msg = fmt.Sprintf("upstream returned HTTP %d", status)
-	} else {
-		msg = fmt.Sprintf("upstream returned HTTP %d: %s", status, msg)
-	}
-	return &translate.Error{Code: code, Status: statusOr(status, code), Message: msg}
-}
-
-func statusOr(status int, code translate.Code) int {
-	if status >= 400 {
-		return status
-	}
-	return code.Status()
-}
-
-// parseErrorObject classifies OpenAI's {"message","type","param","code"}.
-func parseErrorObject(status int, e gjson.Result) *translate.Error {
-	oc := e.Get("code").String()
-	typ := e.Get("type").String()
-	code := translate.CodeForStatus(status)
-	switch {
-	case oc == "context_length_exceeded" || oc == "string_above_max_length":
-		code = translate.CodeContextLengthExceeded
-	case oc == "insufficient_quota" || typ == "insufficient_quota":
-		code = translate.CodeQuotaExhausted
-	case oc == "rate_limit_exceeded" || typ == "requests" || typ == "tokens":
-		code = translate.CodeRateLimited
-	case oc == "content_filter" || oc == "content_policy_violation":
-		code = translate.CodeContentFiltered
-	case oc == "invalid_api_key" || typ == "authentication_error":
-		code = translate.CodeAuthentication
-	case oc == "model_not_found":
-		code = translate.CodeNotFound
-	case status == 0 && typ == "server_error":
-		code = translate.CodeUpstreamUnavailable
-	case status == 0 && typ == "invalid_request_error":
-		code = translate.CodeInvalidRequest
-	case status == 0:
-		code = translate.CodeInternal
-	}
-	return &translate.Error{
-		Code:       code,
-		Status:     statusOr(status, code),
-		Message:    strings.Clone(e.Get("message").String()),
-		Param:      strings.Clone(e.Get("param").String()),
-		OpenAICode: strings.Clone(oc),
-		Type:       strings.Clone(typ),
-	}
 }
 
 // view returns b as a string without copying. The string, and every gjson

@@ -178,7 +178,7 @@ func TestParseError(t *testing.T) {
 		{400, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}`, translate.CodeContentFiltered},
 		{401, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`, translate.CodeAuthentication},
 		{404, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"model_not_found"}}`, translate.CodeNotFound},
-		{500, `{"error":{"message":"m","type":"server_error","param":null,"code":null}}`, translate.CodeInternal},
+		{500, `{"error":{"message":"m","type":"server_error","param":null,"code":null}}`, translate.CodeUpstreamError},
 		{503, `upstream connect error or disconnect/reset before headers`, translate.CodeUpstreamUnavailable},
 		{504, ``, translate.CodeTimeout},
 		{502, `<html>`, translate.CodeUpstreamProtocol},
@@ -212,7 +212,10 @@ func FuzzStreamDecoder(f *testing.F) {
 			j := min(i+step, len(b))
 			out, _ = d.Decode(out, b[i:j], j == len(b))
 		}
-		if len(out) > len(b)+2*strings.Count(string(b), "\n")+2 {
+		// Each event grows by at most its terminator, or, for an error
+		// event rewritten into OpenAI's shape, by a bounded envelope around
+		// a message of at most maxMessage bytes.
+		if len(out) > len(b)+(strings.Count(string(b), "\n")+1)*(6*maxMessage+256) {
 			t.Fatalf("output grew beyond input: %d > %d", len(out), len(b))
 		}
 	})

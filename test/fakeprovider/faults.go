@@ -13,7 +13,8 @@ import (
 // case-insensitive on the wire.
 const (
 	// HeaderStatus selects an HTTP error status (e.g. "429") answered with
-	// the provider's real error body.
+	// the provider's real error body. A value below 300 means no error
+	// (it cancels a scripted Status).
 	HeaderStatus = "x-fake-status"
 	// HeaderErrorCode picks which provider error accompanies HeaderStatus
 	// (e.g. "insufficient_quota"); each status has a default.

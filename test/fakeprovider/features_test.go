@@ -224,3 +224,24 @@ func TestNonStreamFaults(t *testing.T) {
 		t.Fatal("stalled body must end short of its Content-Length")
 	}
 }
+
+func FuzzParseFault(f *testing.F) {
+	f.Add("429", "insufficient_quota", "truncate", "2", "g", "0", "5ms")
+	f.Add("abc", "", "explode", "-1", "", "x", "soon")
+	f.Fuzz(func(t *testing.T, status, code, kind, after, hold, holdAfter, delay string) {
+		h := http.Header{}
+		for k, v := range map[string]string{HeaderStatus: status, HeaderErrorCode: code, HeaderFault: kind, HeaderFaultAfter: after, HeaderHold: hold, HeaderHoldAfter: holdAfter, HeaderDelay: delay} {
+			h.Set(k, v)
+		}
+		got, err := parseFaultOver(Fault{Status: 500, After: 3}, h)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fakeprovider: invalid ") {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		if got.After < 0 || got.HoldAfter < 0 || got.Delay < 0 || got.Delay > maxDelay || (got.Status != 0 && got.Status < 300) {
+			t.Fatalf("plan %+v", got)
+		}
+	})
+}

@@ -270,7 +270,8 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 			Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
 	}
 	h.dep, h.tr = dep, tr
-	h.treq = translate.Request{Op: h.ep.op(), Body: body, Stream: p.stream, IncludeUsage: p.includeUsage}
+	h.treq = translate.Request{Op: h.ep.op(), Body: body, Stream: p.stream, IncludeUsage: p.includeUsage,
+		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
 	target := translate.Target{
 		Model:      dep.Model,
 		BasePath:   dep.Provider.BasePath,

@@ -51,6 +51,10 @@ type Request struct {
 	// chunk (stream_options.include_usage). The gateway always obtains usage;
 	// when the client did not ask for it, the decoder removes it.
 	IncludeUsage bool
+	// MaxBuffered is the largest response body a decoder may hold whole
+	// (non-streamed responses, error bodies); 0 means the translator's
+	// default. Over it the decoder fails with CodeUpstreamProtocol.
+	MaxBuffered int64
 }
 
 // Target is the deployment a request is sent to.

@@ -10,6 +10,7 @@ package fakeprovider
 //   - Error codes and bodies: https://platform.openai.com/docs/guides/error-codes
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -23,6 +24,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 // OpenAI-specific request headers.
@@ -64,6 +68,23 @@ type OpenAIOptions struct {
 	// Script queues fault plans, one per request to a known endpoint; see
 	// Server.Enqueue.
 	Script []Fault
+
+	// The fields below imitate OpenAI-compatible servers (vLLM, Ollama,
+	// Groq, Mistral, DeepSeek); the zero values are OpenAI's behaviour.
+
+	// NoStreamUsage ignores stream_options: streams never carry usage.
+	NoStreamUsage bool
+	// UsageOnLastChunk puts the usage on the chunk with the finish reason
+	// instead of a separate chunk with empty choices (when usage is asked).
+	UsageOnLastChunk bool
+	// Reasoning is streamed as DeepSeek-style delta.reasoning_content
+	// pieces before the content (and set as message.reasoning_content).
+	Reasoning string
+	// ErrorStyle selects the error body shape: "" (OpenAI's), "fastapi"
+	// ({"detail": msg}), "ollama" ({"error": msg}) or "vllm"
+	// ({"object":"error","message",…,"code": status}). In-band stream
+	// errors use it too.
+	ErrorStyle string
 }
 
 // DefaultOpenAIModels is the model list served when OpenAIOptions.Models is
@@ -128,9 +149,9 @@ func (e oaiError) body() []byte {
 	return b
 }
 
-// writeError answers with an OpenAI error body.
+// writeError answers with an OpenAI error body (or OpenAIOptions.ErrorStyle's).
 func (o *openAI) writeError(w http.ResponseWriter, status int, e oaiError) {
-	b := e.body()
+	b := o.errorBody(status, e)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -382,15 +403,15 @@ func (o *openAI) chatCompletions(w http.ResponseWriter, r *http.Request, f Fault
 	}
 	rep := o.buildReply(r, req, nTools)
 	if f.Kind == FaultInbandError && !req.stream {
-		o.s.writeBody(w, r, Fault{Hold: f.Hold}, http.StatusOK, "application/json", openAIStatusError(http.StatusInternalServerError, f.ErrorCode).body())
+		o.s.writeBody(w, r, Fault{Hold: f.Hold}, http.StatusOK, "application/json", o.errorBody(http.StatusInternalServerError, openAIStatusError(http.StatusInternalServerError, f.ErrorCode)))
 		return
 	}
 	if !req.stream {
 		b, _ := json.Marshal(rep.completion(o.opts.SystemFingerprint))
-		o.s.writeBody(w, r, f, http.StatusOK, "application/json", b)
+		o.s.writeBody(w, r, f, http.StatusOK, "application/json", o.quirkCompletion(b))
 		return
 	}
-	o.s.stream(w, r, f, rep.streamPlan(o.opts.SystemFingerprint, req.includeUsage, f.ErrorCode))
+	o.s.stream(w, r, f, o.quirkStream(rep.streamPlan(o.opts.SystemFingerprint, req.includeUsage && !o.opts.NoStreamUsage, f.ErrorCode), f.ErrorCode))
 }
 
 // maxToolCalls bounds the number of tool calls one reply may carry.
@@ -599,6 +620,16 @@ func (o *openAI) embeddings(w http.ResponseWriter, r *http.Request, f Fault) {
 		o.writeError(w, http.StatusBadRequest, *verr)
 		return
 	}
+	b := o.embeddingsBody(req)
+	if f.Kind == FaultInbandError {
+		b = openAIStatusError(http.StatusInternalServerError, f.ErrorCode).body()
+		f = Fault{Hold: f.Hold}
+	}
+	o.s.writeBody(w, r, f, http.StatusOK, "application/json", b)
+}
+
+// embeddingsBody is the OpenAI list response for a validated request.
+func (o *openAI) embeddingsBody(req *embeddingsRequest) []byte {
 	dims := req.dimensions
 	if dims == 0 {
 		dims = o.opts.EmbeddingDimensions
@@ -632,11 +663,7 @@ func (o *openAI) embeddings(w http.ResponseWriter, r *http.Request, f Fault) {
 	resp.Usage.PromptTokens = req.tokens
 	resp.Usage.TotalTokens = req.tokens
 	b, _ := json.Marshal(resp)
-	if f.Kind == FaultInbandError {
-		b = openAIStatusError(http.StatusInternalServerError, f.ErrorCode).body()
-		f = Fault{Hold: f.Hold}
-	}
-	o.s.writeBody(w, r, f, http.StatusOK, "application/json", b)
+	return b
 }
 
 // EmbeddingVector is the deterministic unit-length vector the OpenAI fake
@@ -729,4 +756,78 @@ func splitArgs(s string) []string {
 	a := cut(len(s) / 3)
 	b := max(cut(2*len(s)/3), a)
 	return []string{s[:a], s[a:b], s[b:]}
+}
+
+// ---- OpenAI-compatible quirks (OpenAIOptions) ----
+
+// errorBody renders e in the configured ErrorStyle.
+func (o *openAI) errorBody(status int, e oaiError) []byte {
+	var v any
+	switch o.opts.ErrorStyle {
+	case "fastapi":
+		v = map[string]any{"detail": e.Message}
+	case "ollama":
+		v = map[string]any{"error": e.Message}
+	case "vllm":
+		v = map[string]any{"object": "error", "message": e.Message, "type": "BadRequestError", "param": e.Param, "code": status}
+	default:
+		return e.body()
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// quirkCompletion adds message.reasoning_content to a completion body.
+func (o *openAI) quirkCompletion(b []byte) []byte {
+	if o.opts.Reasoning == "" {
+		return b
+	}
+	out, err := sjson.SetBytes(b, "choices.0.message.reasoning_content", o.opts.Reasoning)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// quirkStream rewrites a planned stream for the compatible-server options.
+func (o *openAI) quirkStream(p streamPlan, errCode string) streamPlan {
+	if o.opts.ErrorStyle != "" {
+		if errCode == "" {
+			errCode = "server_error"
+		}
+		p.inband = sseData(o.errorBody(http.StatusInternalServerError, openAIStatusError(http.StatusInternalServerError, errCode)))
+	}
+	if o.opts.UsageOnLastChunk && p.tail == 3 {
+		// frames end with: finish chunk, usage chunk, [DONE].
+		n := len(p.frames)
+		usage := gjson.GetBytes(sseDataPayload(p.frames[n-2]), "usage").Raw
+		fin, err := sjson.SetRawBytes(sseDataPayload(p.frames[n-3]), "usage", []byte(usage))
+		if err == nil {
+			p.frames = append(p.frames[:n-3], sseData(fin), p.frames[n-1])
+			p.tail = 2
+		}
+	}
+	if o.opts.Reasoning != "" && len(p.frames) > 0 {
+		first := sseDataPayload(p.frames[0])
+		var extra [][]byte
+		for _, piece := range splitWords(o.opts.Reasoning) {
+			c, err := sjson.DeleteBytes(first, "choices.0.delta.role")
+			if err == nil {
+				c, err = sjson.DeleteBytes(c, "choices.0.delta.content")
+			}
+			if err == nil {
+				c, err = sjson.SetBytes(c, "choices.0.delta.reasoning_content", piece)
+			}
+			if err == nil {
+				extra = append(extra, sseData(c))
+			}
+		}
+		p.frames = append(append([][]byte{p.frames[0]}, extra...), p.frames[1:]...)
+	}
+	return p
+}
+
+// sseDataPayload returns the payload of a frame made by sseData.
+func sseDataPayload(frame []byte) []byte {
+	return bytes.TrimSuffix(bytes.TrimPrefix(frame, []byte("data: ")), []byte("\n\n"))
 }

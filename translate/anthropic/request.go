@@ -53,7 +53,7 @@ func isNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
 func (b *builder) build(s string) ([]byte, *translate.Error) {
 	root := gjson.Parse(s)
 	var (
-		maxTok, maxComp, temperature, topP, topK, stop gjson.Result
+		maxTok, maxComp, temperature, topP, topK, stop       gjson.Result
 		user, safetyID, tools, toolChoice, parallel, respFmt gjson.Result
 		bad                                                  *translate.Error
 	)

@@ -1,0 +1,421 @@
+package anthropic
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/llmux/llmux/translate"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+func init() { nowUnix = func() int64 { return 1741570283 } }
+
+func decodeAll(t testing.TB, d translate.Decoder, src []byte, step int) []byte {
+	t.Helper()
+	var out []byte
+	for i := 0; i < len(src); i += step {
+		j := min(i+step, len(src))
+		var err error
+		out, err = d.Decode(out, src[i:j], j == len(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(src) == 0 {
+		out, _ = d.Decode(out, nil, true)
+	}
+	return out
+}
+
+// decodeSplitAt decodes src in two chunks cut at i.
+func decodeSplitAt(t testing.TB, d translate.Decoder, src []byte, i int) []byte {
+	t.Helper()
+	out, err := d.Decode(nil, src[:i], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = d.Decode(out, src[i:], true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs:\n%s\nwant\n%s", name, got, want)
+	}
+}
+
+// sdkChunks parses an OpenAI SSE body with the official SDK's types and
+// accumulates it. It reports the error event, if any, and whether [DONE]
+// was seen.
+func sdkChunks(t *testing.T, body []byte) (acc openai.ChatCompletionAccumulator, chunks []openai.ChatCompletionChunk, errEvent string, done bool) {
+	t.Helper()
+	for _, ev := range strings.Split(string(body), "\n\n") {
+		if ev == "" {
+			continue
+		}
+		data, ok := strings.CutPrefix(ev, "data: ")
+		if !ok || strings.Contains(data, "\n") {
+			t.Fatalf("malformed event %q", ev)
+		}
+		if data == "[DONE]" {
+			done = true
+			continue
+		}
+		if strings.HasPrefix(data, `{"error"`) {
+			errEvent = data
+			continue
+		}
+		if done || errEvent != "" {
+			t.Fatalf("event after the end: %q", ev)
+		}
+		var c openai.ChatCompletionChunk
+		if err := json.Unmarshal([]byte(data), &c); err != nil {
+			t.Fatalf("chunk %s: %v", data, err)
+		}
+		if c.Object != "chat.completion.chunk" || c.ID == "" {
+			t.Fatalf("chunk %s", data)
+		}
+		if !acc.AddChunk(c) {
+			t.Fatalf("accumulator refused %s", data)
+		}
+		chunks = append(chunks, c)
+	}
+	return acc, chunks, errEvent, done
+}
+
+func streamReq(includeUsage bool) *translate.Request {
+	return &translate.Request{Op: translate.OpChat, Stream: true, IncludeUsage: includeUsage}
+}
+
+// TestStreamFixtures decodes each documented-shape stream whole, at every
+// split point and byte by byte, and checks the result against the golden
+// output and the SDK's accumulator.
+func TestStreamFixtures(t *testing.T) {
+	type check func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool)
+	tests := []struct {
+		file  string
+		check check
+	}{
+		{"stream_text.sse", func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
+			if got := acc.Choices[0].Message.Content; got != "Hello, \"world\"\n\u00e9\u4e16" {
+				t.Errorf("content %q", got)
+			}
+			if acc.Choices[0].FinishReason != "stop" || !done || errEvent != "" {
+				t.Errorf("finish %q done %v err %q", acc.Choices[0].FinishReason, done, errEvent)
+			}
+			u := r.Usage
+			if !r.HasUsage || !r.Completed || u.InputTokens != 2125 || u.CachedTokens != 2000 || u.CacheCreationTokens != 100 || u.OutputTokens != 15 {
+				t.Errorf("result %+v", r)
+			}
+			if r.Model != "claude-sonnet-4-5-20250929" || r.FinishReason != "stop" || !r.FirstContent {
+				t.Errorf("result %+v", r)
+			}
+		}},
+		{"stream_tools.sse", func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
+			m := acc.Choices[0].Message
+			if m.Content != "Checking both cities." || len(m.ToolCalls) != 3 {
+				t.Fatalf("message %+v", m)
+			}
+			want := []struct{ id, name, args string }{
+				{"toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", `{"location": "Paris"}`},
+				{"toolu_01D7FLrfh4GYq7yT1ULFeyMV", "get_weather", `{"location": "Tokyo"}`},
+				{"toolu_01NoArgs000000000000000", "get_time", `{}`},
+			}
+			for i, w := range want {
+				tc := m.ToolCalls[i]
+				if tc.ID != w.id || tc.Function.Name != w.name || tc.Function.Arguments != w.args {
+					t.Errorf("tool call %d: %+v", i, tc)
+				}
+			}
+			if acc.Choices[0].FinishReason != "tool_calls" || r.FinishReason != "tool_calls" || !done {
+				t.Errorf("finish %q", acc.Choices[0].FinishReason)
+			}
+		}},
+		{"stream_json.sse", func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
+			m := acc.Choices[0].Message
+			if m.Content != `{"name": "Ada", "age": 36}` || len(m.ToolCalls) != 0 {
+				t.Fatalf("message %+v", m)
+			}
+			if acc.Choices[0].FinishReason != "stop" || !done {
+				t.Errorf("finish %q", acc.Choices[0].FinishReason)
+			}
+		}},
+		{"stream_error.sse", func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
+			if done || r.Completed {
+				t.Error("an errored stream ended with [DONE]")
+			}
+			if r.Err == nil || r.Err.Code != translate.CodeOverloaded || errEvent != `{"error":{"message":"Overloaded","type":"server_error","param":null,"code":"overloaded"}}` {
+				t.Errorf("err %+v event %s", r.Err, errEvent)
+			}
+			if acc.Choices[0].Message.Content != "Partial" {
+				t.Errorf("content %q", acc.Choices[0].Message.Content)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		for _, iu := range []bool{false, true} {
+			name := strings.TrimSuffix(tc.file, ".sse")
+			if iu {
+				name += "_usage"
+			}
+			t.Run(name, func(t *testing.T) {
+				src, err := os.ReadFile(filepath.Join("testdata", tc.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := Translator{}.NewDecoder(streamReq(iu), 200, "text/event-stream; charset=utf-8")
+				if d.ContentType() != "text/event-stream" || d.Status() != 200 {
+					t.Fatalf("%s %d", d.ContentType(), d.Status())
+				}
+				whole := decodeAll(t, d, src, len(src))
+				golden(t, name+".sse", whole)
+				acc, chunks, errEvent, done := sdkChunks(t, whole)
+				tc.check(t, acc, d.Result(), errEvent, done)
+				roles, usageChunks := 0, 0
+				for _, c := range chunks {
+					if len(c.Choices) > 0 && c.Choices[0].Delta.Role != "" {
+						roles++
+					}
+					if len(c.Choices) == 0 {
+						usageChunks++
+						if c.Usage.PromptTokens != d.Result().Usage.InputTokens || c.Usage.PromptTokensDetails.CachedTokens != d.Result().Usage.CachedTokens {
+							t.Errorf("usage chunk %+v vs %+v", c.Usage, d.Result().Usage)
+						}
+					}
+				}
+				if roles != 1 {
+					t.Errorf("%d role chunks", roles)
+				}
+				if want := map[bool]int{true: 1}[iu && done]; usageChunks != want {
+					t.Errorf("%d usage chunks, want %d", usageChunks, want)
+				}
+				for i := 1; i < len(src); i++ {
+					d := Translator{}.NewDecoder(streamReq(iu), 200, "text/event-stream")
+					if got := decodeSplitAt(t, d, src, i); !bytes.Equal(got, whole) {
+						t.Fatalf("split at %d differs:\n%s", i, got)
+					}
+				}
+				d = Translator{}.NewDecoder(streamReq(iu), 200, "text/event-stream")
+				if got := decodeAll(t, d, src, 1); !bytes.Equal(got, whole) {
+					t.Fatalf("byte by byte differs:\n%s", got)
+				}
+			})
+		}
+	}
+}
+
+// TestStreamTruncated cuts the stream at every byte before message_stop:
+// never Completed, never [DONE], no error invented.
+func TestStreamTruncated(t *testing.T) {
+	src, _ := os.ReadFile("testdata/stream_tools.sse")
+	end := bytes.Index(src, []byte("event: message_stop"))
+	for i := 0; i < end; i++ {
+		d := Translator{}.NewDecoder(streamReq(true), 200, "text/event-stream")
+		out := decodeAll(t, d, src[:i], max(i, 1))
+		if r := d.Result(); r.Completed || r.Err != nil || bytes.Contains(out, []byte("[DONE]")) {
+			t.Fatalf("cut at %d: %+v\n%s", i, r, out)
+		}
+	}
+	// The last event without its blank line still completes the stream.
+	d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+	out := decodeAll(t, d, bytes.TrimRight(src, "\n"), 7)
+	if !d.Result().Completed || !bytes.HasSuffix(out, []byte("data: [DONE]\n\n")) {
+		t.Fatalf("unterminated last event: %s", out)
+	}
+}
+
+func TestStreamOddOrders(t *testing.T) {
+	// A second message_start, unknown events and thinking deltas change
+	// nothing; events after message_stop are ignored.
+	src := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n" +
+		"data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"model\":\"m2\"}}\n\n" +
+		"data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n" +
+		"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n" +
+		"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"xx\"}}\n\n" +
+		"data: {\"type\":\"future_event\"}\n\n" +
+		"data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"Hi\"}}\n\n" +
+		"data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":2}}\n\n" +
+		"data: {\"type\":\"message_stop\"}\n\n" +
+		"data: {\"type\":\"message_stop\"}\n\n" +
+		"data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"late\"}}\n\n"
+	d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+	out := decodeAll(t, d, []byte(src), 13)
+	acc, chunks, _, done := sdkChunks(t, out)
+	if acc.Choices[0].Message.Content != "Hi" || acc.Choices[0].FinishReason != "length" || !done || len(chunks) != 3 {
+		t.Fatalf("%s", out)
+	}
+	if bytes.Count(out, []byte("[DONE]")) != 1 || bytes.Contains(out, []byte("msg_2")) {
+		t.Fatalf("%s", out)
+	}
+}
+
+func TestMessageFixtures(t *testing.T) {
+	for _, name := range []string{"message", "message_tools"} {
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var whole []byte
+			for _, step := range []int{len(src), 1, 17} {
+				d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, 200, "application/json")
+				out := decodeAll(t, d, src, step)
+				if whole == nil {
+					whole = out
+				} else if !bytes.Equal(out, whole) {
+					t.Fatalf("step %d differs", step)
+				}
+				if !d.Result().Completed {
+					t.Fatal("not completed")
+				}
+			}
+			golden(t, name+".json", whole)
+			var c openai.ChatCompletion
+			if err := json.Unmarshal(whole, &c); err != nil {
+				t.Fatal(err)
+			}
+			switch name {
+			case "message":
+				if c.Choices[0].Message.Content != "Hi! My name is Claude. \"Quoted\"\nline" || c.Choices[0].FinishReason != "stop" {
+					t.Errorf("%+v", c.Choices[0])
+				}
+				// 2095 + 4000 read + 2051 written; only the reads are "cached".
+				if c.Usage.PromptTokens != 8146 || c.Usage.PromptTokensDetails.CachedTokens != 4000 || c.Usage.CompletionTokens != 503 || c.Usage.TotalTokens != 8649 {
+					t.Errorf("usage %+v", c.Usage)
+				}
+			case "message_tools":
+				m := c.Choices[0].Message
+				if len(m.ToolCalls) != 2 || m.ToolCalls[0].Function.Arguments != `{"location": "San Francisco, CA", "unit": "celsius"}` || m.ToolCalls[1].ID != "toolu_01B09q90qw90lq917835lq9" || c.Choices[0].FinishReason != "tool_calls" {
+					t.Errorf("%+v", m)
+				}
+			}
+		})
+	}
+}
+
+func TestMessageJSONModeAndStopReasons(t *testing.T) {
+	msg := func(stop, content string) []byte {
+		return []byte(`{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[` + content + `],"stop_reason":"` + stop + `","usage":{"input_tokens":1,"output_tokens":2}}`)
+	}
+	tests := []struct {
+		stop, content, wantFinish, wantContent string
+	}{
+		{"tool_use", `{"type":"text","text":"Here:"},{"type":"tool_use","id":"t","name":"llmux_json_response","input":{"a": [1, 2]}}`, "stop", `{"a": [1, 2]}`},
+		{"max_tokens", `{"type":"text","text":"cut"}`, "length", "cut"},
+		{"stop_sequence", `{"type":"text","text":"x"}`, "stop", "x"},
+		{"refusal", ``, "content_filter", ""},
+		{"end_turn", `{"type":"thinking","thinking":"t","signature":"s"},{"type":"text","text":"y"}`, "stop", "y"},
+	}
+	for _, tc := range tests {
+		d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, 200, "application/json")
+		out := decodeAll(t, d, msg(tc.stop, tc.content), 1000)
+		var c openai.ChatCompletion
+		if err := json.Unmarshal(out, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Choices[0].FinishReason != tc.wantFinish || c.Choices[0].Message.Content != tc.wantContent {
+			t.Errorf("%s: %s", tc.stop, out)
+		}
+	}
+}
+
+// TestErrors: Anthropic's error bodies (https://docs.anthropic.com/en/api/errors)
+// become OpenAI-shaped errors with the gateway's class.
+func TestErrors(t *testing.T) {
+	body := func(typ, msg string) string {
+		return `{"type":"error","error":{"type":"` + typ + `","message":"` + msg + `"},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}`
+	}
+	tests := []struct {
+		status     int
+		body       string
+		code       translate.Code
+		client     int
+		openaiCode string
+	}{
+		{400, body("invalid_request_error", "max_tokens: Field required"), translate.CodeInvalidRequest, 400, "invalid_request"},
+		{400, body("invalid_request_error", "prompt is too long: 215000 tokens > 200000 maximum"), translate.CodeContextLengthExceeded, 400, "context_length_exceeded"},
+		{401, body("authentication_error", "invalid x-api-key"), translate.CodeAuthentication, 401, "invalid_api_key"},
+		{402, body("billing_error", "Your credit balance is too low"), translate.CodeQuotaExhausted, 402, "insufficient_quota"},
+		{403, body("permission_error", "Your API key does not have permission"), translate.CodePermissionDenied, 403, "permission_denied"},
+		{404, body("not_found_error", "model: claude-9"), translate.CodeNotFound, 404, "model_not_found"},
+		{413, body("request_too_large", "Request exceeds the maximum allowed number of bytes."), translate.CodeRequestTooLarge, 413, "request_too_large"},
+		{429, body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), translate.CodeRateLimited, 429, "rate_limit_exceeded"},
+		{500, body("api_error", "Internal server error"), translate.CodeUpstreamUnavailable, 500, "upstream_unavailable"},
+		{529, body("overloaded_error", "Overloaded"), translate.CodeOverloaded, 503, "overloaded"},
+		{504, body("timeout_error", "Request timed out"), translate.CodeTimeout, 504, "timeout"},
+		{503, "upstream connect error or disconnect/reset before headers", translate.CodeUpstreamUnavailable, 503, "upstream_unavailable"},
+		{502, "<html>bad gateway</html>", translate.CodeUpstreamProtocol, 502, "upstream_protocol"},
+	}
+	for _, tc := range tests {
+		d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat, Stream: true}, tc.status, "application/json")
+		if d.Status() != tc.client || d.ContentType() != "application/json" {
+			t.Errorf("%d: client status %d, %s", tc.status, d.Status(), d.ContentType())
+		}
+		out := decodeAll(t, d, []byte(tc.body), 5)
+		e := d.Result().Err
+		if e == nil || e.Code != tc.code || e.HTTPStatus() != tc.client {
+			t.Errorf("%d %s: %+v", tc.status, tc.body, e)
+			continue
+		}
+		var oe struct {
+			Error struct{ Message, Type, Code string }
+		}
+		if err := json.Unmarshal(out, &oe); err != nil || oe.Error.Code != tc.openaiCode || oe.Error.Message == "" || oe.Error.Type == "" {
+			t.Errorf("%d: body %s (%v)", tc.status, out, err)
+		}
+	}
+}
+
+func TestInvalidBodies(t *testing.T) {
+	d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, 200, "application/json")
+	decodeAll(t, d, []byte(`{"id":`), 3)
+	if e := d.Result().Err; e == nil || e.Code != translate.CodeUpstreamProtocol || d.Result().Completed {
+		t.Errorf("%+v", d.Result())
+	}
+	d = Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat, Stream: true}, 200, "text/event-stream")
+	big := append([]byte("data: "), bytes.Repeat([]byte("x"), 5<<20)...)
+	if _, err := d.Decode(nil, big, false); err != nil {
+		t.Fatal(err) // the first push is held without copying
+	}
+	if _, err := d.Decode(nil, []byte("x"), false); err == nil || d.Result().Err == nil {
+		t.Error("an oversized event must fail the stream")
+	}
+}
+
+func BenchmarkStreamChunk(b *testing.B) {
+	chunk := []byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" world\"}}\n\n")
+	d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+	start := []byte("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01XFDUDYJgAACzvnptvVoYEL\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5-20250929\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n")
+	out, _ := d.Decode(nil, start, false)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out, _ = d.Decode(out[:0], chunk, false)
+	}
+}

@@ -55,6 +55,11 @@ type Request struct {
 	// (non-streamed responses, error bodies); 0 means the translator's
 	// default. Over it the decoder fails with CodeUpstreamProtocol.
 	MaxBuffered int64
+	// State is the translator's own state for this request: Request may
+	// set it (e.g. the embeddings encoding format, which the provider's
+	// response does not repeat) and the decoder reads it. The processor
+	// passes the same Request to Request and NewDecoder.
+	State any
 }
 
 // Target is the deployment a request is sent to.

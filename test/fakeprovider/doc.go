@@ -67,4 +67,19 @@
 // but the first with its leading space. testdata/openai holds the documented
 // response shapes the fake is checked against and golden copies of its
 // output.
+//
+// # Anthropic
+//
+// NewAnthropic / ListenAnthropic serve POST /v1/messages (JSON or the real
+// SSE event sequence: message_start, content_block_start, ping,
+// content_block_delta, content_block_stop, message_delta, message_stop).
+// Requests need x-api-key and anthropic-version and pass strict validation
+// (unknown fields, missing max_tokens, roles other than user/assistant,
+// consecutive same-role turns, tool_result outside a user turn or without
+// its tool_use, …) or get Anthropic's 400 error body. x-fake-tool-calls: N
+// asks for N tool_use blocks whose inputs are built from the tools' schemas;
+// a forced tool_choice is always honoured. x-fake-status 529 answers
+// overloaded_error, and the in-band error is an "event: error" frame
+// (x-fake-error-code picks its type). AnthropicOptions.CacheReadTokens and
+// CacheCreationTokens are reported in every usage.
 package fakeprovider

@@ -32,8 +32,9 @@ import (
 	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
-	_ "github.com/llmux/llmux/translate/azure"  // Azure OpenAI
-	_ "github.com/llmux/llmux/translate/openai" // OpenAI and OpenAI-compatible providers
+	_ "github.com/llmux/llmux/translate/anthropic" // Anthropic and Claude on Vertex AI
+	_ "github.com/llmux/llmux/translate/azure"     // Azure OpenAI
+	_ "github.com/llmux/llmux/translate/openai"    // OpenAI and OpenAI-compatible providers
 )
 
 // flags are the command-line settings.

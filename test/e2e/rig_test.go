@@ -27,6 +27,7 @@ import (
 	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
 	"github.com/llmux/llmux/translate"
+	_ "github.com/llmux/llmux/translate/anthropic"
 	_ "github.com/llmux/llmux/translate/azure"
 	_ "github.com/llmux/llmux/translate/openai"
 )
@@ -39,6 +40,10 @@ const (
 	maxBody     = 64 << 10
 )
 
+// unservedKind is a provider kind the configuration accepts but no
+// translator serves, so its deployments are always unavailable (503).
+const unservedKind = "unserved"
+
 const configTemplate = `
 server:
   max_request_body_bytes: 65536
@@ -50,13 +55,13 @@ providers:
   kind: openai
   cluster: openai
   credentials: {api_key_env: E2E_PROVIDER_KEY}
-- name: anthropic
-  kind: anthropic
+- name: unserved
+  kind: unserved
   cluster: anthropic
 deployments:
 - {name: gpt-4o-mini-openai, provider: openai, model: gpt-4o-mini-2024-07-18}
 - {name: embed-openai, provider: openai, model: text-embedding-3-small}
-- {name: claude, provider: anthropic, model: claude-sonnet-4-5}
+- {name: claude, provider: unserved, model: claude-sonnet-4-5}
 model_groups:
 - {name: gpt-4o-mini, deployments: [gpt-4o-mini-openai]}
 - {name: text-embedding-3-small, deployments: [embed-openai]}
@@ -140,7 +145,7 @@ func startRigWith(t *testing.T, cfgYAML string, clusters map[string]string) *rig
 	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	store, err := config.NewStore(cfgPath, config.LoadOptions{Kinds: translate.KnownKinds})
+	store, err := config.NewStore(cfgPath, config.LoadOptions{Kinds: append(translate.KnownKinds[:len(translate.KnownKinds):len(translate.KnownKinds)], unservedKind)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/gcpauth"
 )
 
 // Kinds served by this translator.
@@ -53,6 +54,12 @@ const maxBuffered = 64 << 20
 
 func init() {
 	translate.Register(KindAnthropic, Translator{})
+	translate.Register(KindVertex, Translator{Vertex: true, Token: vertexToken})
+}
+
+// vertexToken is a Google ADC access token, cached per provider.
+func vertexToken(ctx context.Context, t *translate.Target) (string, error) {
+	return gcpauth.Token(ctx, t.Provider)
 }
 
 // Translator implements translate.Translator for Anthropic's Messages API.
@@ -153,7 +160,10 @@ var nowUnix = func() int64 { return time.Now().Unix() }
 
 // NewDecoder implements translate.Translator.
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
-	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix()}
+	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered}
+	if req.MaxBuffered > 0 {
+		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
+	}
 	switch {
 	case status >= 400:
 		d.mode = modeError

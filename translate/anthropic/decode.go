@@ -40,6 +40,7 @@ type decoder struct {
 	res          translate.Result
 
 	// non-streamed
+	maxBuf int
 	buf    []byte
 	failed bool
 
@@ -128,11 +129,11 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.failed {
 		return dst, nil
 	}
-	if len(d.buf)+len(src) > maxBuffered {
+	if len(d.buf)+len(src) > d.maxBuf {
 		d.failed = true
 		d.buf = nil
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
-		return dst, fmt.Errorf("anthropic: response body over %d bytes", maxBuffered)
+		return dst, fmt.Errorf("anthropic: response body over %d bytes", d.maxBuf)
 	}
 	d.buf = append(d.buf, src...)
 	if !final {

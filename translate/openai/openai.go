@@ -290,7 +290,27 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		// A truncated final event; the stream is not complete.
 		return dst
 	}
-	if e, ok := inbandError(chunk, &d.opts); ok || string(f.Event) == "error" {
+	// One pass over the top-level members instead of a lookup per member.
+	var errv, object, model, choices, usage, promptFilter gjson.Result
+	gjson.Parse(chunk).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "error":
+			errv = v
+		case "object":
+			object = v
+		case "model":
+			model = v
+		case "choices":
+			choices = v
+		case "usage":
+			usage = v
+		case "prompt_filter_results":
+			promptFilter = v
+		}
+		return true
+	})
+	if errv.IsObject() || errv.Type == gjson.String || object.Str == "error" || string(f.Event) == "error" {
+		e, ok := inbandError(chunk, &d.opts)
 		if !ok {
 			e = parseError(0, f.Data, &d.opts)
 		}
@@ -300,10 +320,9 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		}
 		return d.streamError(dst, e)
 	}
-	if d.res.Model == "" {
-		d.res.Model = strings.Clone(gjson.Get(chunk, "model").String())
+	if d.res.Model == "" && model.Str != "" {
+		d.res.Model = strings.Clone(model.Str)
 	}
-	choices := gjson.Get(chunk, "choices")
 	if !d.res.FirstContent {
 		if c := choices.Get("0.delta"); c.Get("content").String() != "" || c.Get("tool_calls").Exists() || c.Get("refusal").String() != "" ||
 			c.Get("reasoning_content").String() != "" || c.Get("reasoning").String() != "" {
@@ -314,12 +333,12 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		d.res.FinishReason = strings.Clone(fr.Str)
 	}
 	empty := choices.IsArray() && !choices.Get("0").Exists()
-	if u := gjson.Get(chunk, "usage"); u.IsObject() {
-		readUsage(&d.res, u)
+	if usage.IsObject() {
+		readUsage(&d.res, usage)
 		if !d.req.IncludeUsage && empty {
 			return dst // the usage chunk the gateway asked for, not the client
 		}
-	} else if empty && gjson.Get(chunk, "prompt_filter_results").Exists() {
+	} else if empty && promptFilter.Exists() {
 		// Azure's prompt annotations, sent before the role chunk with
 		// empty id and model: dropped so that the role chunk comes first.
 		return dst

@@ -224,8 +224,15 @@ func FuzzStreamDecoder(f *testing.F) {
 func FuzzErrorParser(f *testing.F) {
 	f.Add(429, []byte(`{"error":{"message":"m","code":"rate_limit_exceeded"}}`))
 	f.Add(500, []byte(`<html>`))
+	f.Add(422, []byte(`{"detail":[{"loc":["body","messages",0],"msg":"field required"}]}`))
+	f.Add(404, []byte(`{"error":"model not found"}`))
+	f.Add(400, []byte(`{"object":"error","message":{"x":1},"type":"BadRequestError","code":400}`))
+	f.Add(401, []byte(`{"statusCode":401,"message":"Unauthorized"}`))
 	f.Fuzz(func(t *testing.T, status int, b []byte) {
 		e := ParseError(status, b)
+		if !e.Code.Known() || len(e.Message) > 2048 {
+			t.Fatalf("error %+v", e)
+		}
 		if !gjson.ValidBytes(e.AppendJSON(nil)) {
 			t.Fatalf("invalid error JSON for %q", b)
 		}
@@ -240,5 +247,137 @@ func BenchmarkStreamChunk(b *testing.B) {
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {
 		out, _ = d.Decode(out[:0], chunk, false)
+	}
+}
+
+// TestParseErrorCompatible covers the error bodies of OpenAI-compatible
+// servers (testdata/README.md cites their documentation).
+func TestParseErrorCompatible(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		want    translate.Code
+		oaiCode string
+		param   string
+	}{
+		{"fastapi detail string", 404, `{"detail":"Not Found"}`, translate.CodeNotFound, "model_not_found", ""},
+		{"fastapi validation", 422, `{"detail":[{"type":"missing","loc":["body","messages"],"msg":"Field required","input":{}}]}`, translate.CodeInvalidRequest, "invalid_request", "messages"},
+		{"ollama string", 404, `{"error":"model \"llama3\" not found, try pulling it first"}`, translate.CodeNotFound, "model_not_found", ""},
+		{"vllm top-level", 400, `{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.","type":"BadRequestError","param":null,"code":400}`, translate.CodeContextLengthExceeded, "context_length_exceeded", ""},
+		{"vllm nested", 404, `{"error":{"message":"The model does not exist.","type":"NotFoundError","param":null,"code":404}}`, translate.CodeNotFound, "model_not_found", ""},
+		{"mistral object message", 422, `{"object":"error","message":{"detail":[{"msg":"bad"}]},"type":"invalid_request_message_error","param":null,"code":null}`, translate.CodeInvalidRequest, "invalid_request", ""},
+		{"mistral 401", 401, `{"message":"Unauthorized","request_id":"abc"}`, translate.CodeAuthentication, "invalid_api_key", ""},
+		{"deepseek balance", 402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, translate.CodeQuotaExhausted, "invalid_request_error", ""},
+		{"groq decommissioned", 400, `{"error":{"message":"The model has been decommissioned","type":"invalid_request_error","code":"model_decommissioned"}}`, translate.CodeNotFound, "model_decommissioned", ""},
+		{"plain text 500", 500, `Internal Server Error`, translate.CodeUpstreamError, "server_error", ""},
+		{"not implemented", 501, ``, translate.CodeUnsupported, "unsupported_parameter", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, tc.status, "application/json")
+			out := decodeAll(t, d, tc.body, 7)
+			e := d.Result().Err
+			if e.Code != tc.want || e.HTTPStatus() != tc.status {
+				t.Fatalf("got %s %d, want %s", e.Code, e.HTTPStatus(), tc.want)
+			}
+			if !IsOpenAIShaped(out) {
+				t.Fatalf("not OpenAI-shaped: %s", out)
+			}
+			if c := gjson.Get(out, "error.code").String(); c != tc.oaiCode {
+				t.Errorf("code %q, want %q", c, tc.oaiCode)
+			}
+			if p := gjson.Get(out, "error.param").String(); p != tc.param {
+				t.Errorf("param %q", p)
+			}
+			if gjson.Get(out, "error.message").String() == "" {
+				t.Error("empty message")
+			}
+		})
+	}
+}
+
+func TestStreamQuirks(t *testing.T) {
+	role := `data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n"
+	reason := `data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"reasoning_content":"hmm"},"finish_reason":null}]}` + "\n\n"
+	last := `data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}` + "\n\n"
+	done := "data: [DONE]\n\n"
+	req := &translate.Request{Op: translate.OpChat, Stream: true}
+
+	// No usage at all: the stream completes, HasUsage stays false.
+	d := Translator{}.NewDecoder(req, 200, "text/event-stream")
+	noUsage := strings.Replace(last, `,"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}`, "", 1)
+	out := decodeAll(t, d, role+noUsage+done, 11)
+	if r := d.Result(); !r.Completed || r.HasUsage || r.Err != nil || out != role+noUsage+done {
+		t.Errorf("no usage: %+v\n%s", r, out)
+	}
+	// Usage on the last content chunk: kept, and read.
+	d = Translator{}.NewDecoder(req, 200, "text/event-stream")
+	out = decodeAll(t, d, role+reason+last+done, 13)
+	if r := d.Result(); !r.HasUsage || r.Usage.InputTokens != 5 || out != role+reason+last+done {
+		t.Errorf("usage on last chunk: %+v\n%s", r, out)
+	}
+	// reasoning_content counts as the first content (TTFT).
+	d = Translator{}.NewDecoder(req, 200, "text/event-stream")
+	decodeAll(t, d, role+reason, 1000)
+	if !d.Result().FirstContent {
+		t.Error("reasoning_content is not first content")
+	}
+}
+
+func TestInbandErrorsWrapped(t *testing.T) {
+	req := &translate.Request{Op: translate.OpChat, Stream: true}
+	tests := []struct {
+		name, ev string
+		want     translate.Code
+	}{
+		{"ollama string", `data: {"error":"model runner crashed"}`, translate.CodeUpstreamError},
+		{"vllm object", `data: {"object":"error","message":"context length","type":"BadRequestError","param":null,"code":400}`, translate.CodeInvalidRequest},
+		{"no message", `data: {"error":{"code":"rate_limit_exceeded"}}`, translate.CodeRateLimited},
+		{"event error text", "event: error\ndata: upstream exploded", translate.CodeUpstreamError},
+		{"event error json", "event: error\ndata: {\"detail\":\"overloaded\"}", translate.CodeUpstreamError},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Translator{}.NewDecoder(req, 200, "text/event-stream")
+			out := decodeAll(t, d, tc.ev+"\n\n", 4)
+			if e := d.Result().Err; e == nil || e.Code != tc.want {
+				t.Fatalf("error %+v", e)
+			}
+			payload, ok := strings.CutPrefix(strings.TrimSuffix(out, "\n\n"), "data: ")
+			if !ok || !IsOpenAIShaped(payload) {
+				t.Errorf("not an OpenAI error event: %q", out)
+			}
+		})
+	}
+	// An OpenAI-shaped in-band error passes unchanged.
+	ev := `data: {"error":{"message":"m","type":"server_error","param":null,"code":"server_error"}}` + "\n\n"
+	d := Translator{}.NewDecoder(req, 200, "text/event-stream")
+	if out := decodeAll(t, d, ev, 3); out != ev {
+		t.Errorf("shaped error altered: %s", out)
+	}
+	// A 200 JSON body that is an error.
+	d = Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, 200, "application/json")
+	out := decodeAll(t, d, `{"error":"boom"}`, 3)
+	if d.Result().Err == nil || d.Result().Completed || !IsOpenAIShaped(out) {
+		t.Errorf("200 error body: %+v %s", d.Result(), out)
+	}
+}
+
+func TestCodesComplete(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range translate.Codes {
+		if !c.Known() || c.Type() == "" || c.OpenAICode() == "" || c.Status() < 400 {
+			t.Errorf("%s: incomplete mapping", c)
+		}
+		if seen[string(c)] {
+			t.Errorf("%s listed twice", c)
+		}
+		seen[string(c)] = true
+	}
+	for _, st := range []int{400, 401, 402, 403, 404, 405, 408, 413, 422, 429, 499, 500, 501, 502, 503, 504, 529} {
+		if c := translate.CodeForStatus(st); !c.Known() {
+			t.Errorf("CodeForStatus(%d) = %s", st, c)
+		}
 	}
 }

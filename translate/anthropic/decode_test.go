@@ -419,3 +419,24 @@ func BenchmarkStreamChunk(b *testing.B) {
 		out, _ = d.Decode(out[:0], chunk, false)
 	}
 }
+
+func benchEvent(b *testing.B, ev string) {
+	d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+	start := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01XFDUDYJgAACzvnptvVoYEL\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5-20250929\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01T1x1fJ34qAmk2tNTrN7Up6\",\"name\":\"get_weather\",\"input\":{}}}\n\n"
+	out, _ := d.Decode(nil, []byte(start), false)
+	chunk := []byte(ev)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out, _ = d.Decode(out[:0], chunk, false)
+	}
+}
+
+func BenchmarkStreamToolChunk(b *testing.B) {
+	benchEvent(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"location\\\": \\\"San Fra\"}}\n\n")
+}
+
+func BenchmarkStreamEscapedText(b *testing.B) {
+	benchEvent(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"line one\\nline \\\"two\\\" \\u00e9\"}}\n\n")
+}

@@ -82,4 +82,25 @@
 // overloaded_error, and the in-band error is an "event: error" frame
 // (x-fake-error-code picks its type). AnthropicOptions.CacheReadTokens and
 // CacheCreationTokens are reported in every usage.
+//
+// # Azure OpenAI
+//
+// NewAzure / ListenAzure serve POST /openai/deployments/{deployment}/
+// chat/completions and …/embeddings. A missing or unknown api-version is
+// 400 (AzureOptions.APIVersions, default DefaultAzureAPIVersions; real Azure
+// answers some of these with 404); auth is "api-key: <key>" or
+// "Authorization: Bearer <Entra token>"; a deployment outside
+// AzureOptions.Deployments is 404 DeploymentNotFound. Bodies are validated
+// and answered by the OpenAI dialect ("model" optional), then annotated the
+// way Azure does: prompt_filter_results (in streams, a first chunk with
+// empty choices and no id), content_filter_results on every choice.
+// x-fake-content-filter: prompt answers the 400 content_filter error with
+// its innererror; x-fake-content-filter: completion cuts the reply with
+// finish_reason "content_filter". Error bodies are Azure's ({"error":
+// {"code","message"}}, no "type"; "code":"429" with retry-after and
+// retry-after-ms), including the in-band error.
+//
+// OpenAIOptions.NoStreamUsage, UsageOnLastChunk, Reasoning and ErrorStyle
+// (fastapi, ollama, vllm) make the OpenAI fake behave like an
+// OpenAI-compatible server.
 package fakeprovider

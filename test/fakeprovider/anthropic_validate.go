@@ -54,6 +54,24 @@ func antObject(path string, raw json.RawMessage) (antFields, *antError) {
 	return m, nil
 }
 
+// antTyped parses a block object and its required "type".
+func antTyped(path string, raw json.RawMessage) (antFields, string, *antError) {
+	m, e := antObject(path, raw)
+	if e != nil {
+		return nil, "", e
+	}
+	typ, e := m.str(path, "type", true)
+	return m, typ, e
+}
+
+// textBlock validates a text block and returns its text.
+func (m antFields) textBlock(path string) (string, *antError) {
+	if e := m.only(path, "type", "text", "cache_control", "citations"); e != nil {
+		return "", e
+	}
+	return m.str(path, "text", true)
+}
+
 // only rejects fields outside allowed.
 func (m antFields) only(path string, allowed ...string) *antError {
 	for _, k := range sortedKeys(m) {
@@ -220,17 +238,14 @@ func antSystem(raw json.RawMessage) (string, *antError) {
 		var sb strings.Builder
 		for i, b := range blocks {
 			p := "system." + strconv.Itoa(i)
-			bm, e := antObject(p, b)
+			bm, typ, e := antTyped(p, b)
 			if e != nil {
 				return "", e
 			}
-			if e := bm.only(p, "type", "text", "cache_control", "citations"); e != nil {
-				return "", e
-			}
-			if t, _ := bm.str(p, "type", true); t != "text" {
+			if typ != "text" {
 				return "", antErr("%s.type: Input should be 'text'", p)
 			}
-			text, e := bm.str(p, "text", true)
+			text, e := bm.textBlock(p)
 			if e != nil {
 				return "", e
 			}
@@ -395,20 +410,13 @@ func (req *antRequest) checkMessages(raw json.RawMessage) *antError {
 		sawOther := false
 		for j, braw := range blocks {
 			bp := p + ".content." + strconv.Itoa(j)
-			bm, e := antObject(bp, braw)
-			if e != nil {
-				return e
-			}
-			typ, e := bm.str(bp, "type", true)
+			bm, typ, e := antTyped(bp, braw)
 			if e != nil {
 				return e
 			}
 			switch typ {
 			case "text":
-				if e := bm.only(bp, "type", "text", "cache_control", "citations"); e != nil {
-					return e
-				}
-				t, e := bm.str(bp, "text", true)
+				t, e := bm.textBlock(bp)
 				if e != nil {
 					return e
 				}
@@ -511,11 +519,7 @@ func antImageSource(p string, raw json.RawMessage) *antError {
 	if raw == nil {
 		return antErr("%s: Field required", p)
 	}
-	sm, e := antObject(p, raw)
-	if e != nil {
-		return e
-	}
-	typ, e := sm.str(p, "type", true)
+	sm, typ, e := antTyped(p, raw)
 	if e != nil {
 		return e
 	}
@@ -571,16 +575,13 @@ func antToolResultContent(p string, raw json.RawMessage) (string, *antError) {
 		var texts []string
 		for j, b := range blocks {
 			bp := p + "." + strconv.Itoa(j)
-			bm, e := antObject(bp, b)
+			bm, typ, e := antTyped(bp, b)
 			if e != nil {
 				return "", e
 			}
-			switch typ, _ := bm.str(bp, "type", true); typ {
+			switch typ {
 			case "text":
-				if e := bm.only(bp, "type", "text", "cache_control", "citations"); e != nil {
-					return "", e
-				}
-				t, e := bm.str(bp, "text", true)
+				t, e := bm.textBlock(bp)
 				if e != nil {
 					return "", e
 				}

@@ -1,12 +1,12 @@
 package anthropic
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/openai"
 )
 
 // maxMessage bounds an error message copied from a provider body.
@@ -15,7 +15,8 @@ const maxMessage = 1024
 // ParseError classifies an Anthropic error body
 // {"type":"error","error":{"type","message"}} received with an HTTP status
 // (0 for an in-band stream error). Bodies of another shape (an Envoy local
-// reply, an HTML page) are classified by status.
+// reply, an HTML page) are classified as the OpenAI translator does, by
+// status; 529 becomes 503 for the client.
 func ParseError(status int, body []byte) *translate.Error {
 	s := view(body)
 	if gjson.Valid(s) {
@@ -23,17 +24,9 @@ func ParseError(status int, body []byte) *translate.Error {
 			return parseErrorObject(status, e)
 		}
 	}
-	code := translate.CodeForStatus(status)
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 512 {
-		msg = msg[:512]
-	}
-	if msg == "" || !gjson.Valid(s) && strings.HasPrefix(msg, "<") {
-		msg = fmt.Sprintf("upstream returned HTTP %d", status)
-	} else {
-		msg = fmt.Sprintf("upstream returned HTTP %d: %s", status, msg)
-	}
-	return &translate.Error{Code: code, Status: statusOr(status, code), Message: msg}
+	e := openai.ParseError(status, body)
+	e.Status = statusOr(status, e.Code)
+	return e
 }
 
 func statusOr(status int, code translate.Code) int {

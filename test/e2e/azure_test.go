@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -161,15 +160,7 @@ func TestAzureToolCallRoundTrip(t *testing.T) {
 		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}},
 	})}
 	params := openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("weather in Paris and Rome"), Tools: tools}
-	stream := r.client.Chat.Completions.NewStreaming(ctx, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
-	acc := openai.ChatCompletionAccumulator{}
-	for stream.Next() {
-		acc.AddChunk(stream.Current())
-	}
-	if err := stream.Err(); err != nil {
-		t.Fatal(err)
-	}
-	stream.Close()
+	_, acc := streamChunks(t, r, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
 	msg := acc.Choices[0].Message
 	if acc.Choices[0].FinishReason != "tool_calls" || len(msg.ToolCalls) != 2 {
 		t.Fatalf("tool calls %+v", acc.Choices[0])
@@ -335,16 +326,8 @@ func TestAzureErrors(t *testing.T) {
 // finish_reason content_filter, which reaches the client unchanged.
 func TestAzureCompletionFiltered(t *testing.T) {
 	r, _ := azureRig(t)
-	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("a b c d e f")},
+	_, acc := streamChunks(t, r, openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("a b c d e f")},
 		option.WithHeader(fakeprovider.HeaderContentFilter, "completion"))
-	defer stream.Close()
-	acc := openai.ChatCompletionAccumulator{}
-	for stream.Next() {
-		acc.AddChunk(stream.Current())
-	}
-	if err := stream.Err(); err != nil {
-		t.Fatal(err)
-	}
 	if acc.Choices[0].FinishReason != "content_filter" {
 		t.Errorf("finish %q", acc.Choices[0].FinishReason)
 	}
@@ -362,24 +345,8 @@ func TestAzureCompletionFiltered(t *testing.T) {
 // "type"; the client receives it as an OpenAI-shaped error event.
 func TestAzureInbandErrorWrapped(t *testing.T) {
 	r, _ := azureRig(t)
-	body := `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"a b c"}]}`
-	req, _ := http.NewRequest(http.MethodPost, r.baseURL+"chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+clientKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(fakeprovider.HeaderFault, fakeprovider.FaultInbandError)
-	req.Header.Set(fakeprovider.HeaderFaultAfter, "3")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var datas []string
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-			datas = append(datas, d)
-		}
-	}
+	datas := rawStreamData(t, r, `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"a b c"}]}`,
+		fakeprovider.HeaderFault, fakeprovider.FaultInbandError, fakeprovider.HeaderFaultAfter, "3")
 	if len(datas) < 2 {
 		t.Fatalf("events %v", datas)
 	}
@@ -394,5 +361,32 @@ func TestAzureInbandErrorWrapped(t *testing.T) {
 	if logs := r.accessLogs(1); logs != nil && logs[0]["error_code"] != "upstream_error" {
 		t.Errorf("access log %v", logs[0])
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+}
+
+// rawStreamData posts a chat body with plain net/http (headers as
+// key, value pairs) and returns the data payloads of the streamed events.
+func rawStreamData(t *testing.T, r *rig, body string, hdr ...string) []string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, r.baseURL+"chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+clientKey)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var datas []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			datas = append(datas, d)
+		}
+	}
+	return datas
 }

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -171,22 +169,12 @@ func TestCompatibleErrorBodies(t *testing.T) {
 // {"error":"text"} shape reaches the client as an OpenAI error event.
 func TestCompatibleInbandErrorWrapped(t *testing.T) {
 	r, _ := compatibleRig(t, fakeprovider.OpenAIOptions{ErrorStyle: "ollama"})
-	req, _ := http.NewRequest(http.MethodPost, r.baseURL+"chat/completions", strings.NewReader(`{"model":"local","stream":true,"messages":[{"role":"user","content":"a b c"}]}`))
-	req.Header.Set("Authorization", "Bearer "+clientKey)
-	req.Header.Set(fakeprovider.HeaderFault, fakeprovider.FaultInbandError)
-	req.Header.Set(fakeprovider.HeaderFaultAfter, "2")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	datas := rawStreamData(t, r, `{"model":"local","stream":true,"messages":[{"role":"user","content":"a b c"}]}`,
+		fakeprovider.HeaderFault, fakeprovider.FaultInbandError, fakeprovider.HeaderFaultAfter, "2")
+	if len(datas) == 0 {
+		t.Fatal("no events")
 	}
-	defer resp.Body.Close()
-	var last string
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-			last = d
-		}
-	}
+	last := datas[len(datas)-1]
 	e := gjson.Get(last, "error")
 	if e.Get("message").Type != gjson.String || e.Get("type").Type != gjson.String || !e.Get("code").Exists() {
 		t.Errorf("in-band error not OpenAI-shaped: %s", last)

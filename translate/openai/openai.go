@@ -33,7 +33,8 @@ const (
 // DefaultBasePath is the base path used when a provider sets none.
 const DefaultBasePath = "/v1"
 
-// maxBuffered bounds a non-streamed body the decoder holds to read usage.
+// maxBuffered bounds a non-streamed body the decoder holds to read usage
+// when the request sets no Request.MaxBuffered.
 const maxBuffered = 64 << 20
 
 func init() {
@@ -127,8 +128,12 @@ type DecoderOptions struct {
 // (OpenAI, Azure OpenAI, compatible servers) with the given HTTP status and
 // content type.
 func NewDecoder(req *translate.Request, status int, contentType string, opts DecoderOptions) translate.Decoder {
-	d := &decoder{req: *req, status: status, opts: opts}
+	d := &decoder{req: *req, status: status, opts: opts, maxBuf: maxBuffered}
 	d.req.Body = nil // not needed, and not retained
+	d.req.State = nil
+	if req.MaxBuffered > 0 {
+		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
+	}
 	switch {
 	case status >= 400:
 		d.mode = modeError
@@ -152,6 +157,7 @@ type decoder struct {
 	req    translate.Request
 	status int
 	opts   DecoderOptions
+	maxBuf int
 	mode   mode
 	res    translate.Result
 	sc     sse.Scanner
@@ -177,12 +183,12 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.failed {
 		return dst, nil
 	}
-	if len(d.buf)+len(src) > maxBuffered {
+	if len(d.buf)+len(src) > d.maxBuf {
 		d.failed = true
 		d.buf = nil
 		e := &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
 		d.res.Err = e
-		return dst, fmt.Errorf("openai: response body over %d bytes", maxBuffered)
+		return dst, fmt.Errorf("openai: response body over %d bytes", d.maxBuf)
 	}
 	d.buf = append(d.buf, src...)
 	if !final {

@@ -381,3 +381,10 @@ func TestCodesComplete(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxBuffered(t *testing.T) {
+	d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat, MaxBuffered: 10}, 200, "application/json")
+	if _, err := d.Decode(nil, []byte(`{"choices":[],"model":"m"}`), true); err == nil || d.Result().Err.Code != translate.CodeUpstreamProtocol {
+		t.Fatalf("over the limit: %v %+v", err, d.Result().Err)
+	}
+}

@@ -529,15 +529,14 @@ func (h *handler) finish() {
 		return
 	}
 	// Envoy ended the stream before llmux sent its last reply: the client
-	// went away, or the upstream reset after the response had started.
-	if h.status == 0 || h.ph == phaseResponseBody {
-		h.errCode = "client_closed"
-		if h.ph == phaseResponseBody || h.ph == phaseResponseHeaders {
-			h.errCode = "stream_aborted"
-		}
-		if h.status == 0 {
-			h.status = 499
-		}
+	// went away, or (once the response had started) the upstream reset and
+	// Envoy reset the client stream (reference §4.2). ext_proc cannot tell
+	// these apart; both are recorded as canceled.
+	if h.errCode == "" {
+		h.errCode = string(translate.CodeCanceled)
+	}
+	if h.status == 0 {
+		h.status = translate.CodeCanceled.Status()
 	}
 	h.complete()
 }

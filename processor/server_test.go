@@ -152,6 +152,32 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	if n := g.activeStreams(t); n != 0 {
 		t.Fatalf("active streams %d after the disconnect", n)
 	}
+	if n := g.requests(t, "canceled"); n != 1 {
+		t.Fatalf("requests recorded as canceled: %d", n)
+	}
+}
+
+// requests counts recorded requests with an error code.
+func (g *grpcRig) requests(t *testing.T, code string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := g.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "llmux.requests" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if v, ok := dp.Attributes.Value("error_code"); ok && v.AsString() == code {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
 }
 
 func TestProcessImmediateResponseEndsStream(t *testing.T) {

@@ -1,0 +1,488 @@
+package gemini
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/jsonenc"
+	"github.com/llmux/llmux/translate/sse"
+)
+
+type mode uint8
+
+const (
+	modeJSON mode = iota
+	modeStream
+	modeError
+)
+
+// maxCandidates bounds the per-candidate state (Gemini's candidateCount is
+// at most 8).
+const maxCandidates = 8
+
+// candidate is the stream state of one choice.
+type candidate struct {
+	started  bool // role chunk sent
+	finished bool // finish chunk sent
+	tools    int  // tool calls sent (the next tool_calls index)
+}
+
+// decoder turns a generateContent response (JSON) or a
+// streamGenerateContent?alt=sse stream into OpenAI's chat completion or
+// chunks.
+type decoder struct {
+	st           state
+	status       int
+	includeUsage bool
+	created      int64
+	max          int
+	mode         mode
+
+	res    translate.Result
+	sc     sse.Scanner
+	buf    []byte
+	failed bool
+
+	// stream state
+	prefix    []byte // `data: {"id":…,"model":…,"choices":[` of every chunk
+	cands     [maxCandidates]candidate
+	finished  int   // candidates finished
+	calls     int64 // tool call ids handed out (call_<n>)
+	done      bool  // the stream reached its end ([DONE] sent) or failed
+	usageSeen bool
+}
+
+func (d *decoder) ContentType() string {
+	if d.mode == modeStream {
+		return "text/event-stream"
+	}
+	return "application/json"
+}
+
+func (d *decoder) Status() int { return d.status }
+
+func (d *decoder) Result() *translate.Result { return &d.res }
+
+func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
+	if d.mode == modeStream {
+		return d.decodeStream(dst, src, final)
+	}
+	if d.failed {
+		return dst, nil
+	}
+	if len(d.buf)+len(src) > d.max {
+		d.failed, d.buf = true, nil
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
+		return dst, fmt.Errorf("gemini: response body over %d bytes", d.max)
+	}
+	d.buf = append(d.buf, src...)
+	if !final {
+		return dst, nil
+	}
+	if d.mode == modeError {
+		d.res.Err = ParseError(d.status, d.buf)
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	body := view(d.buf)
+	if !gjson.Valid(body) {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	root := gjson.Parse(body)
+	if root.IsArray() {
+		// A stream requested without alt=sse answers a JSON array of
+		// responses: not produced by this translator's requests.
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned a JSON array instead of a response object"}
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	if root.Get("error").IsObject() {
+		d.res.Err = ParseError(0, d.buf)
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	if e := blocked(root); e != nil {
+		d.res.Err = e
+		return e.AppendJSON(dst), nil
+	}
+	return d.completion(dst, root), nil
+}
+
+// blocked returns the error for a prompt Gemini refused
+// (promptFeedback.blockReason, no candidates).
+func blocked(root gjson.Result) *translate.Error {
+	br := root.Get("promptFeedback.blockReason")
+	if br.Type != gjson.String || br.Str == "" || root.Get("candidates.0").Exists() {
+		return nil
+	}
+	return &translate.Error{Code: translate.CodeContentFiltered, OpenAICode: "content_filter",
+		Message: "The prompt was blocked by Gemini's safety filters (blockReason " + truncate(br.Str) + ")."}
+}
+
+// finishReason maps Gemini's finishReason to OpenAI's.
+// MALFORMED_FUNCTION_CALL is reported as an error instead (see
+// malformedCall).
+func finishReason(fr string, toolCalls bool) string {
+	switch fr {
+	case "MAX_TOKENS":
+		return "length"
+	case "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "LANGUAGE":
+		return "content_filter"
+	}
+	if toolCalls {
+		return "tool_calls"
+	}
+	return "stop"
+}
+
+// malformedCall is the error for finishReason MALFORMED_FUNCTION_CALL: the
+// model tried to call a function and produced invalid call syntax. It is
+// an upstream error (another attempt may succeed), not a silent "stop"
+// with no content.
+func malformedCall(fr string) *translate.Error {
+	return &translate.Error{Code: translate.CodeUpstreamError, OpenAICode: "malformed_function_call",
+		Message: "Gemini produced a malformed function call (finishReason " + fr + "); retry the request."}
+}
+
+func isMalformed(fr string) bool {
+	return fr == "MALFORMED_FUNCTION_CALL" || fr == "UNEXPECTED_TOOL_CALL"
+}
+
+// readUsage reads usageMetadata into the result.
+func (d *decoder) readUsage(u gjson.Result) {
+	if !u.IsObject() {
+		return
+	}
+	d.res.HasUsage = true
+	d.usageSeen = true
+	thoughts := u.Get("thoughtsTokenCount").Int()
+	d.res.Usage.InputTokens = u.Get("promptTokenCount").Int() + u.Get("toolUsePromptTokenCount").Int()
+	d.res.Usage.OutputTokens = u.Get("candidatesTokenCount").Int() + thoughts
+	d.res.Usage.CachedTokens = u.Get("cachedContentTokenCount").Int()
+	d.res.Usage.ReasoningTokens = thoughts
+}
+
+// appendUsage appends OpenAI's usage object from the result.
+func (d *decoder) appendUsage(dst []byte) []byte {
+	u := &d.res.Usage
+	dst = append(dst, `{"prompt_tokens":`...)
+	dst = jsonenc.AppendInt(dst, u.InputTokens)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = jsonenc.AppendInt(dst, u.OutputTokens)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = jsonenc.AppendInt(dst, u.InputTokens+u.OutputTokens)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = jsonenc.AppendInt(dst, u.CachedTokens)
+	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":`...)
+	dst = jsonenc.AppendInt(dst, u.ReasoningTokens)
+	return append(dst, "}}"...)
+}
+
+// responseID returns the OpenAI id for a Gemini responseId.
+func appendID(dst []byte, root gjson.Result) []byte {
+	dst = append(dst, `"chatcmpl-`...)
+	if id := root.Get("responseId"); id.Type == gjson.String && id.Str != "" && isIdent(id.Str) {
+		dst = append(dst, id.Str...)
+	} else {
+		dst = append(dst, "gemini"...)
+	}
+	return append(dst, '"')
+}
+
+func isIdent(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// modelOf returns the model the response names (modelVersion), or the
+// configured model.
+func (d *decoder) modelOf(root gjson.Result) string {
+	if m := root.Get("modelVersion"); m.Type == gjson.String && m.Str != "" {
+		return m.Str
+	}
+	return d.st.model
+}
+
+// completion converts a whole GenerateContentResponse.
+func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
+	d.readUsage(root.Get("usageMetadata"))
+	model := d.modelOf(root)
+	d.res.Model = strings.Clone(model)
+	start := len(dst)
+	dst = append(dst, `{"id":`...)
+	dst = appendID(dst, root)
+	dst = append(dst, `,"object":"chat.completion","created":`...)
+	dst = jsonenc.AppendInt(dst, d.created)
+	dst = append(dst, `,"model":`...)
+	dst = jsonenc.AppendString(dst, model)
+	dst = append(dst, `,"choices":[`...)
+	var calls int64
+	i := 0
+	var fail *translate.Error
+	root.Get("candidates").ForEach(func(_, c gjson.Result) bool {
+		fr := c.Get("finishReason").Str
+		if isMalformed(fr) {
+			fail = malformedCall(fr)
+			return false
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		idx := c.Get("index").Int()
+		if !c.Get("index").Exists() {
+			idx = int64(i)
+		}
+		i++
+		dst = append(dst, `{"index":`...)
+		dst = jsonenc.AppendInt(dst, idx)
+		dst = append(dst, `,"message":{"role":"assistant","content":`...)
+		var text strings.Builder
+		hasText := false
+		parts := c.Get("content.parts")
+		parts.ForEach(func(_, p gjson.Result) bool {
+			if t := p.Get("text"); t.Type == gjson.String && !p.Get("thought").Bool() {
+				text.WriteString(t.Str)
+				hasText = true
+			}
+			return true
+		})
+		if hasText {
+			dst = jsonenc.AppendString(dst, text.String())
+		} else {
+			dst = append(dst, "null"...)
+		}
+		dst = append(dst, `,"refusal":null`...)
+		n := 0
+		parts.ForEach(func(_, p gjson.Result) bool {
+			fc := p.Get("functionCall")
+			if !fc.IsObject() {
+				return true
+			}
+			if n == 0 {
+				dst = append(dst, `,"tool_calls":[`...)
+			} else {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"id":"call_`...)
+			dst = strconv.AppendInt(dst, calls, 10)
+			calls++
+			dst = append(dst, `","type":"function","function":{"name":`...)
+			dst = jsonenc.AppendString(dst, fc.Get("name").String())
+			dst = append(dst, `,"arguments":`...)
+			dst = appendArgs(dst, fc.Get("args"))
+			dst = append(dst, "}}"...)
+			return true
+		})
+		if n > 0 {
+			dst = append(dst, ']')
+		}
+		reason := finishReason(fr, n > 0)
+		if i == 1 {
+			d.res.FinishReason = reason
+		}
+		dst = append(dst, `},"logprobs":null,"finish_reason":"`...)
+		dst = append(dst, reason...)
+		dst = append(dst, `"}`...)
+		return true
+	})
+	if fail != nil {
+		d.res.Err = fail
+		return fail.AppendJSON(dst[:start])
+	}
+	if i == 0 {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response has no candidates"}
+		return d.res.Err.AppendJSON(dst[:start])
+	}
+	dst = append(dst, `],"usage":`...)
+	dst = d.appendUsage(dst)
+	d.res.FirstContent = true
+	d.res.Completed = true
+	return append(dst, '}')
+}
+
+// appendArgs appends a functionCall's args as OpenAI's arguments string.
+func appendArgs(dst []byte, args gjson.Result) []byte {
+	if !args.Exists() || args.Type == gjson.Null {
+		return append(dst, `"{}"`...)
+	}
+	return jsonenc.AppendString(dst, args.Raw)
+}
+
+// decodeStream handles a streamGenerateContent?alt=sse body.
+func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
+	if err := d.sc.Push(src); err != nil {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream stream event too large"}
+		return dst, fmt.Errorf("gemini: %w", err)
+	}
+	for {
+		ev, ok := d.sc.Next()
+		if !ok {
+			break
+		}
+		dst = d.event(dst, ev)
+	}
+	if final {
+		if rest := d.sc.Rest(); len(rest) > 0 {
+			dst = d.event(dst, rest)
+		}
+	}
+	return dst, nil
+}
+
+// event converts one SSE event (one GenerateContentResponse).
+func (d *decoder) event(dst, ev []byte) []byte {
+	if d.done {
+		return dst
+	}
+	f := d.sc.Parse(ev)
+	if !f.HasData {
+		return dst
+	}
+	chunk := view(f.Data)
+	if !gjson.Valid(chunk) {
+		return dst // a truncated last event: the stream is not complete
+	}
+	root := gjson.Parse(chunk)
+	if root.IsArray() {
+		root = root.Get("0")
+	}
+	if root.Get("error").IsObject() {
+		return d.fail(dst, ParseError(0, f.Data))
+	}
+	if d.prefix == nil {
+		if e := blocked(root); e != nil {
+			return d.fail(dst, e)
+		}
+		d.start(root)
+	}
+	d.readUsage(root.Get("usageMetadata"))
+	var fail *translate.Error
+	root.Get("candidates").ForEach(func(_, c gjson.Result) bool {
+		idx := c.Get("index").Int()
+		if idx < 0 || idx >= maxCandidates {
+			return true
+		}
+		cs := &d.cands[idx]
+		if cs.finished {
+			return true
+		}
+		if !cs.started {
+			cs.started = true
+			dst = d.open(dst, idx)
+			dst = append(dst, `"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`...)
+			dst = append(dst, '\n', '\n')
+		}
+		c.Get("content.parts").ForEach(func(_, p gjson.Result) bool {
+			if fc := p.Get("functionCall"); fc.IsObject() {
+				dst = d.open(dst, idx)
+				dst = append(dst, `"delta":{"tool_calls":[{"index":`...)
+				dst = strconv.AppendInt(dst, int64(cs.tools), 10)
+				cs.tools++
+				dst = append(dst, `,"id":"call_`...)
+				dst = strconv.AppendInt(dst, d.calls, 10)
+				d.calls++
+				dst = append(dst, `","type":"function","function":{"name":`...)
+				if n := fc.Get("name"); n.Type == gjson.String {
+					dst = append(dst, n.Raw...)
+				} else {
+					dst = append(dst, `""`...)
+				}
+				dst = append(dst, `,"arguments":`...)
+				dst = appendArgs(dst, fc.Get("args"))
+				dst = append(dst, `}}]},"logprobs":null,"finish_reason":null}]}`...)
+				dst = append(dst, '\n', '\n')
+				d.res.FirstContent = true
+				return true
+			}
+			t := p.Get("text")
+			if t.Type != gjson.String || t.Raw == `""` || p.Get("thought").Bool() {
+				return true
+			}
+			dst = d.open(dst, idx)
+			dst = append(dst, `"delta":{"content":`...)
+			dst = append(dst, t.Raw...)
+			dst = append(dst, `},"logprobs":null,"finish_reason":null}]}`...)
+			dst = append(dst, '\n', '\n')
+			d.res.FirstContent = true
+			return true
+		})
+		fr := c.Get("finishReason")
+		if fr.Type != gjson.String || fr.Str == "" || fr.Str == "FINISH_REASON_UNSPECIFIED" {
+			return true
+		}
+		if isMalformed(fr.Str) {
+			fail = malformedCall(fr.Str)
+			return false
+		}
+		cs.finished = true
+		d.finished++
+		reason := finishReason(fr.Str, cs.tools > 0)
+		if idx == 0 || d.res.FinishReason == "" {
+			d.res.FinishReason = reason
+		}
+		dst = d.open(dst, idx)
+		dst = append(dst, `"delta":{},"logprobs":null,"finish_reason":"`...)
+		dst = append(dst, reason...)
+		dst = append(dst, `"}]}`...)
+		dst = append(dst, '\n', '\n')
+		return true
+	})
+	if fail != nil {
+		return d.fail(dst, fail)
+	}
+	if d.finished >= max(d.st.n, 1) {
+		d.done = true
+		if d.includeUsage {
+			dst = append(dst, d.prefix...)
+			dst = append(dst, `],"usage":`...)
+			dst = d.appendUsage(dst)
+			dst = append(dst, '}', '\n', '\n')
+		}
+		dst = append(dst, "data: [DONE]\n\n"...)
+		d.res.Completed = true
+	}
+	return dst
+}
+
+// start builds the chunk prefix from the first event.
+func (d *decoder) start(root gjson.Result) {
+	model := d.modelOf(root)
+	d.res.Model = strings.Clone(model)
+	p := make([]byte, 0, 128+len(model))
+	p = append(p, `data: {"id":`...)
+	p = appendID(p, root)
+	p = append(p, `,"object":"chat.completion.chunk","created":`...)
+	p = jsonenc.AppendInt(p, d.created)
+	p = append(p, `,"model":`...)
+	p = jsonenc.AppendString(p, model)
+	p = append(p, `,"choices":[`...)
+	d.prefix = p
+}
+
+// open appends the prefix of a chunk for choice idx, up to its "delta".
+func (d *decoder) open(dst []byte, idx int64) []byte {
+	dst = append(dst, d.prefix...)
+	dst = append(dst, `{"index":`...)
+	dst = strconv.AppendInt(dst, idx, 10)
+	return append(dst, ',')
+}
+
+// fail ends the stream with an OpenAI-shaped error event.
+func (d *decoder) fail(dst []byte, e *translate.Error) []byte {
+	d.res.Err = e
+	d.done = true
+	dst = append(dst, "data: "...)
+	dst = e.AppendJSON(dst)
+	return append(dst, '\n', '\n')
+}

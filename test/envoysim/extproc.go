@@ -97,6 +97,7 @@ type xdir struct {
 	fdBodySent    bool
 	fdEOSSent     bool
 	fdDone        bool
+	trailersSent  bool
 }
 
 func newXFilter(x *exchange) *xfilter {
@@ -502,6 +503,7 @@ func (d *xdir) sendBody(b []byte, eos bool, next cbState) {
 }
 
 func (d *xdir) sendTrailersMsg(next cbState) {
+	d.trailersSent = true
 	t := &extprocsvc.HttpTrailers{Trailers: d.trailers.proto()}
 	req := &extprocsvc.ProcessingRequest{}
 	if d.decode {
@@ -510,6 +512,18 @@ func (d *xdir) sendTrailersMsg(next cbState) {
 		req.Request = &extprocsvc.ProcessingRequest_ResponseTrailers{ResponseTrailers: t}
 	}
 	d.f.send(d, req, next)
+}
+
+// fdNextState is the callback state after sending a FULL_DUPLEX_STREAMED
+// body chunk or trailers: Envoy stays in HeadersCallback while the headers
+// response is outstanding, keeps a body callback in progress, and otherwise
+// enters next (handleDataStreamedModeBase, sendTrailers).
+func (d *xdir) fdNextState(next cbState) cbState {
+	switch d.cb {
+	case cbHeaders, cbStreamedBody:
+		return d.cb
+	}
+	return next
 }
 
 // ---- HTTP events into the filter ----
@@ -656,7 +670,7 @@ func (d *xdir) onData(b []byte, eos bool) {
 			return
 		}
 		d.fdBodySent, d.fdEOSSent = true, eos
-		d.sendBody(b, eos, cbIdle)
+		d.sendBody(b, eos, d.fdNextState(cbStreamedBody))
 	default:
 		if d.hasBuf {
 			buf := d.buf
@@ -711,7 +725,7 @@ func (d *xdir) onTrailers(t hmap) {
 			d.clearAsyncState()
 			return
 		}
-		d.sendTrailersMsg(cbIdle)
+		d.sendTrailersMsg(d.fdNextState(cbTrailers))
 		return
 	}
 	if d.cb != cbIdle {
@@ -845,16 +859,24 @@ func (d *xdir) onHeadersResponse(r *extprocsvc.HeadersResponse) error {
 	case d.bodyMode == pm.ProcessingMode_FULL_DUPLEX_STREAMED:
 		// Data held while the headers were processed (only after a
 		// mode_override to FULL_DUPLEX_STREAMED) goes to the server now.
+		// Envoy's getCallbackStateAfterHeaderResp: a body response is
+		// expected only once a body chunk went to the server.
+		switch {
+		case d.fdBodySent:
+			d.cb = cbStreamedBody
+		case d.trailersAvail:
+			d.cb = cbTrailers
+		}
 		d.fwdHeadersIfHeld()
 		if d.hasBuf || (d.completeBody && !d.fdEOSSent && !d.trailersAvail) {
 			b := d.buf
 			d.buf, d.hasBuf = nil, false
 			eos := d.completeBody && !d.trailersAvail
 			d.fdBodySent, d.fdEOSSent = true, eos
-			d.sendBody(b, eos, cbIdle)
+			d.sendBody(b, eos, d.fdNextState(cbStreamedBody))
 		}
-		if d.trailersAvail && d.sendTrailers {
-			d.sendTrailersMsg(cbIdle)
+		if d.trailersAvail && d.sendTrailers && !d.trailersSent {
+			d.sendTrailersMsg(d.fdNextState(cbTrailers))
 		}
 		return nil
 	case d.bodyMode == pm.ProcessingMode_BUFFERED_PARTIAL:
@@ -898,8 +920,15 @@ func (d *xdir) onBodyResponse(r *extprocsvc.BodyResponse) error {
 		if sr == nil {
 			return fmt.Errorf("%w: Normal body mutation response is received while body_mode_ is FULL_DUPLEX_STREAMED", errSpurious)
 		}
-		if d.cb == cbHeaders || !d.headersSeen || d.fdDone {
+		// Only while a body chunk awaits processing (Envoy's
+		// isValidBodyCallbackState): not before the headers response, not
+		// before the first chunk was sent, not after the server's own
+		// end_of_stream.
+		if d.cb != cbStreamedBody {
 			return errSpurious
+		}
+		if sr.GetEndOfStream() {
+			d.cb = cbIdle
 		}
 		if d.decode && f.x.localStreaming && !f.x.routerStarted {
 			// The router never runs behind a streamed local response.
@@ -1009,6 +1038,7 @@ func (d *xdir) onTrailersResponse(r *extprocsvc.TrailersResponse) error {
 			return errSpurious
 		}
 		d.fdDone = true
+		d.finishCall(cbIdle)
 		if !d.trailersAvail {
 			// A synthesized trailers response: no trailers are created, the
 			// direction ends (§2.6, §6 #22).

@@ -1,8 +1,13 @@
 package envoysim
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
+
+	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 )
 
 // §2.1 / §3: in FULL_DUPLEX_STREAMED a streamed_response is accepted only
@@ -86,4 +91,102 @@ func TestFullDuplexBodyResponseBeforeAnyChunkIsSpurious(t *testing.T) {
 			t.Errorf("trailers %v", r.trailer)
 		}
 	})
+}
+
+// §1.5 / HCM: with use_remote_address false (the sim's only mode) Envoy
+// keeps the client's x-forwarded-proto and adds one only when it is absent
+// (ConnectionManagerUtility::mutateRequestHeaders).
+func TestForwardedProtoKept(t *testing.T) {
+	e := start(t, tcfg{noExtProc: true}, nil)
+	wantStatus(t, wait(t, e.get(t, "/", "X-Forwarded-Proto", "https")), 200)
+	if got := e.up.got(t).header.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != "https" {
+		t.Errorf("upstream x-forwarded-proto %q, want the client's [https]", got)
+	}
+	wantStatus(t, wait(t, e.get(t, "/")), 200)
+	if got := e.up.got(t).header.Get("X-Forwarded-Proto"); got != "http" {
+		t.Errorf("upstream x-forwarded-proto %q, want http", got)
+	}
+}
+
+// Access log values as Envoy renders them: %PROTOCOL% is
+// Http::Utility::getProtocolString ("HTTP/2", not Go's "HTTP/2.0");
+// %RESPONSE_CODE_DETAILS% is "via_upstream" for a proxied response and the
+// absl::Status message of an ext_proc error (spaces → '_') for its local
+// reply: "spurious_message", "mismatch_between_content_length_and_the_length_of_the_mutated_body".
+func TestAccessLogProtocolAndDetails(t *testing.T) {
+	log := `{json_format: {proto: "%PROTOCOL%", details: "%RESPONSE_CODE_DETAILS%", status: "%RESPONSE_CODE%"}}`
+	e := start(t, tcfg{accessLog: log, extProc: "processing_mode: {request_body_mode: BUFFERED}"}, nil)
+	logs := func(n int) []map[string]any {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+		defer cancel()
+		l, err := e.sim.WaitAccessLogs(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+
+	// h2 request, proxied.
+	req, _ := http.NewRequest("GET", e.base+"/", nil)
+	res := e.do(t, true, req)
+	ps := e.proc.next(t)
+	ps.expect(t, "request_headers")
+	ps.send(t, reqHeadersResp(cont()))
+	ps.expect(t, "response_headers")
+	ps.send(t, respHeadersResp(cont()))
+	wantStatus(t, wait(t, res), 200)
+	e.up.got(t)
+	if l := logs(1)[0]; l["proto"] != "HTTP/2" || l["details"] != "via_upstream" {
+		t.Errorf("access log %v, want proto HTTP/2 and details via_upstream", l)
+	}
+
+	// Spurious message, fail-closed.
+	res = e.post(t, "/", "data")
+	ps = e.proc.next(t)
+	ps.expect(t, "request_headers")
+	ps.send(t, respHeadersResp(cont()))
+	wantStatus(t, wait(t, res), 500)
+	if l := logs(2)[1]; l["proto"] != "HTTP/1.1" || l["details"] != "spurious_message" {
+		t.Errorf("access log %v, want details spurious_message", l)
+	}
+
+	// Content-length mismatch in BUFFERED mode.
+	res = e.post(t, "/", "data")
+	ps = e.proc.next(t)
+	ps.expect(t, "request_headers")
+	ps.send(t, reqHeadersResp(cont()))
+	ps.expect(t, "request_body")
+	ps.send(t, reqBodyResp(&extprocsvc.CommonResponse{BodyMutation: bodySet("longer body")}))
+	wantStatus(t, wait(t, res), 500)
+	if l := logs(3)[2]; l["details"] != "mismatch_between_content_length_and_the_length_of_the_mutated_body" {
+		t.Errorf("access log %v", l)
+	}
+	e.up.none(t)
+}
+
+// §1.3 / §6 #12 over HTTP/2: a request whose HEADERS frame ends the stream
+// (a GET, or an empty POST as Go's h2 client sends it) gives
+// request_headers{end_of_stream=true} and no body message, as over HTTP/1.
+func TestH2HeadersOnlyRequestHasNoBodyMessage(t *testing.T) {
+	for _, method := range []string{"GET", "POST"} {
+		t.Run(method, func(t *testing.T) {
+			e := start(t, tcfg{extProc: "processing_mode: {request_body_mode: BUFFERED}"}, nil)
+			var body io.Reader
+			if method == "POST" {
+				body = strings.NewReader("")
+			}
+			req, _ := http.NewRequest(method, e.base+"/", body)
+			res := e.do(t, true, req)
+			ps := e.proc.next(t)
+			m := ps.expect(t, "request_headers")
+			if !m.GetRequestHeaders().GetEndOfStream() {
+				t.Error("request_headers end_of_stream = false, want true")
+			}
+			ps.send(t, reqHeadersResp(cont()))
+			ps.expect(t, "response_headers")
+			ps.send(t, respHeadersResp(cont()))
+			wantStatus(t, wait(t, res), 200)
+		})
+	}
 }

@@ -192,14 +192,24 @@ func (x *exchange) run() (abort bool) {
 		}
 	}
 	// HCM header processing before the filter chain (§1.5).
-	h.set("x-forwarded-proto", "http")
+	// use_remote_address is false (not modelled otherwise): Envoy keeps a
+	// client's x-forwarded-proto and sets it only when absent
+	// (ConnectionManagerUtility::mutateRequestHeaders).
+	if _, ok := h.get("x-forwarded-proto"); !ok {
+		h.set("x-forwarded-proto", "http")
+	}
 	if x.hcm.generateRequestID {
 		if _, ok := h.get("x-request-id"); !ok {
 			h.set("x-request-id", newUUID())
 		}
 	}
 	x.reqHeaders = h
-	noBody := x.r.Body == nil || x.r.Body == http.NoBody
+	// HTTP/1: net/http gives NoBody without a body (no content-length/chunked,
+	// or content-length: 0: Envoy's codec then raises decodeHeaders with
+	// end_stream). HTTP/2: HEADERS with END_STREAM still yields a non-nil
+	// Body with ContentLength 0 (an open stream without content-length has
+	// -1), so ContentLength 0 is taken as END_STREAM on the headers.
+	noBody := x.r.Body == nil || x.r.Body == http.NoBody || (x.r.ProtoMajor == 2 && x.r.ContentLength == 0)
 	if noBody {
 		x.reqDone = true
 	} else {
@@ -635,6 +645,7 @@ func (x *exchange) onUpstreamResponse(resp *http.Response) {
 		return
 	}
 	x.upRespStarted = true
+	x.details = "via_upstream" // the router's ResponseCodeDetails::ViaUpstream
 	h := hmap{{":status", strconv.Itoa(resp.StatusCode)}}
 	h = append(h, fromHTTP(resp.Header, hopByHop)...)
 	eos := resp.Body == http.NoBody || (resp.ContentLength == 0 && len(resp.Trailer) == 0)
@@ -839,7 +850,7 @@ func (x *exchange) finish() {
 	rec := &logRecord{
 		start: x.start, duration: time.Since(x.start), reqHeaders: x.reqHeaders, respHeaders: x.respHeaders,
 		status: x.status, flags: x.flags, cluster: x.upCluster, details: x.details, metadata: x.metadata,
-		protocol: x.r.Proto,
+		protocol: protocolString(x.r),
 	}
 	for _, f := range x.hcm.accessLogs {
 		line, obj, err := f.line(rec)
@@ -849,6 +860,14 @@ func (x *exchange) finish() {
 		}
 		x.s.writeLog(line, obj)
 	}
+}
+
+// protocolString is Envoy's Http::Utility::getProtocolString.
+func protocolString(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "HTTP/2"
+	}
+	return r.Proto
 }
 
 func newUUID() string {

@@ -918,7 +918,7 @@ func (d *xdir) onBodyResponse(r *extprocsvc.BodyResponse) error {
 	sr := cr.GetBodyMutation().GetStreamedResponse()
 	if d.bodyMode == pm.ProcessingMode_FULL_DUPLEX_STREAMED {
 		if sr == nil {
-			return fmt.Errorf("%w: Normal body mutation response is received while body_mode_ is FULL_DUPLEX_STREAMED", errSpurious)
+			return spuriousErr("spurious message: Normal body mutation response is received while body_mode_ is FULL_DUPLEX_STREAMED")
 		}
 		// Only while a body chunk awaits processing (Envoy's
 		// isValidBodyCallbackState): not before the headers response, not
@@ -951,7 +951,7 @@ func (d *xdir) onBodyResponse(r *extprocsvc.BodyResponse) error {
 		return nil
 	}
 	if sr != nil {
-		return fmt.Errorf("%w: streamed_response is received while body_mode_ is not FULL_DUPLEX_STREAMED", errSpurious)
+		return spuriousErr("spurious message: streamed_response is received while body_mode_ is not FULL_DUPLEX_STREAMED")
 	}
 	switch d.cb {
 	case cbBufferedBody:
@@ -964,7 +964,7 @@ func (d *xdir) onBodyResponse(r *extprocsvc.BodyResponse) error {
 			nb := applyBodyMutation(bm, d.buf)
 			if d.headersHeld && !f.cfg.allowContentLength {
 				if cl, ok := d.headerMap().get("content-length"); ok && cl != strconv.Itoa(len(nb)) {
-					return fmt.Errorf("%w: mismatch between content length (%s) and the length of the mutated body (%d)", errMutation, cl, len(nb))
+					return mutationErr("mismatch between content length and the length of the mutated body")
 				}
 			}
 			d.buf, d.hasBuf = nb, true
@@ -1178,7 +1178,7 @@ func (f *xfilter) onMessage(e evGrpcMsg) {
 		err = f.enc.onTrailersResponse(r.ResponseTrailers)
 	case *extprocsvc.ProcessingResponse_ImmediateResponse:
 		if f.cfg.disableImmediate {
-			err = fmt.Errorf("%w: unhandled immediate response due to config disabled it", errSpurious)
+			err = spuriousErr("unhandled immediate response due to config disabled it")
 			break
 		}
 		f.setDynamicMetadata(resp)
@@ -1189,7 +1189,7 @@ func (f *xfilter) onMessage(e evGrpcMsg) {
 	case *extprocsvc.ProcessingResponse_StreamedImmediateResponse:
 		err = f.onStreamedImmediate(r.StreamedImmediateResponse)
 	default:
-		err = fmt.Errorf("%w: unhandled message", errSpurious)
+		err = spuriousErr("unhandled message")
 	}
 	if err != nil {
 		f.onError(err)
@@ -1212,14 +1212,15 @@ func (f *xfilter) onError(err error) {
 			return
 		}
 		f.abandon()
-		x.localReply(f.cfg.statusOnError, "", "ext_proc_error_spurious_message", nil, true)
+		// handleErrorResponse: details are the status message.
+		x.localReply(f.cfg.statusOnError, "", replaceAllEmptySpace(err.Error()), nil, true)
 		return
 	}
 	// Mutation failures and the like always fail closed.
 	x.s.count("stream_msgs_received")
 	x.s.logf("ext_proc: %v", err)
 	f.abandon()
-	x.localReply(f.cfg.statusOnError, "", strings.ReplaceAll(err.Error(), " ", "_"), nil, true)
+	x.localReply(f.cfg.statusOnError, "", replaceAllEmptySpace(err.Error()), nil, true)
 }
 
 func (f *xfilter) standaloneOverride(o *pm.ProcessingMode) bool {
@@ -1298,7 +1299,7 @@ func (f *xfilter) onStreamEnd(e evGrpcEnd) {
 		return
 	}
 	f.abandon()
-	x.localReply(f.cfg.statusOnError, "", fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s}", int(code), strings.ReplaceAll(status.Convert(e.err).Message(), " ", "_")), nil, true)
+	x.localReply(f.cfg.statusOnError, "", replaceAllEmptySpace(fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s}", int(code), status.Convert(e.err).Message())), nil, true)
 }
 
 func (f *xfilter) onMessageTimeout(decode bool) {
@@ -1335,7 +1336,7 @@ func (f *xfilter) sendImmediate(ir *extprocsvc.ImmediateResponse) {
 			}
 		}
 	}
-	details := strings.Join(strings.Fields(ir.GetDetails()), "_")
+	details := replaceAllEmptySpace(ir.GetDetails())
 	f.x.localReply(code, string(ir.GetBody()), details, mutate, true)
 }
 
@@ -1464,7 +1465,7 @@ func (f *xfilter) attribute(name string) *structpb.Value {
 	case "request.id":
 		return str(x.reqHeaders.get("x-request-id"))
 	case "request.protocol":
-		return structpb.NewStringValue(x.r.Proto)
+		return structpb.NewStringValue(protocolString(x.r))
 	case "response.code":
 		if s, ok := x.respHeaders.get(":status"); ok {
 			if n, err := strconv.Atoi(s); err == nil {

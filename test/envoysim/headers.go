@@ -113,6 +113,35 @@ func (h hmap) toHTTP(dst http.Header) {
 // both value and raw_value set ... content-length mismatch").
 var errMutation = errors.New("header mutation failed")
 
+// statusErr is an ext_proc processing error whose text is Envoy's
+// absl::Status message, which becomes the local reply's
+// RESPONSE_CODE_DETAILS (whitespace replaced by '_'); kind is errSpurious
+// (FailedPrecondition) or errMutation (any other error).
+type statusErr struct {
+	msg  string
+	kind error
+}
+
+func (e *statusErr) Error() string        { return e.msg }
+func (e *statusErr) Is(target error) bool { return target == e.kind }
+
+func mutationErr(format string, args ...any) error {
+	return &statusErr{msg: fmt.Sprintf(format, args...), kind: errMutation}
+}
+
+func spuriousErr(msg string) error { return &statusErr{msg: msg, kind: errSpurious} }
+
+// replaceAllEmptySpace is Envoy's StringUtil::replaceAllEmptySpace.
+func replaceAllEmptySpace(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\f', '\v', '\n', '\r':
+			return '_'
+		}
+		return r
+	}, s)
+}
+
 type mutationTarget int
 
 const (
@@ -180,12 +209,12 @@ func (s *Sim) applyMutation(m *extprocsvc.HeaderMutation, h *hmap, rules mutatio
 	for _, k := range m.GetRemoveHeaders() {
 		lk := strings.ToLower(k)
 		if !validHeaderName(strings.TrimPrefix(lk, ":")) {
-			return fmt.Errorf("%w: invalid header name %q in remove_headers", errMutation, k)
+			return mutationErr("Invalid character in remove_headers mutation.")
 		}
 		if !rules.allowed(lk, true, false, replaceMode, "") || (target != targetRequest && lk == ":status") {
 			s.count("rejected_header_mutations")
 			if rules.disallowIsError {
-				return fmt.Errorf("%w: removal of %q is not allowed", errMutation, lk)
+				return mutationErr("Invalid attempt to remove %s", lk)
 			}
 			continue
 		}
@@ -198,25 +227,27 @@ func (s *Sim) applyMutation(m *extprocsvc.HeaderMutation, h *hmap, rules mutatio
 		}
 		lk := strings.ToLower(hv.GetKey())
 		if hv.GetValue() != "" && len(hv.GetRawValue()) > 0 {
-			return fmt.Errorf("%w: Only one of value or raw_value in HeaderValue should be set, header %q", errMutation, lk)
+			return mutationErr("Only one of value or raw_value in the HeaderValue message should be set.")
 		}
 		// raw_value only: a value put in "value" is ignored (§2.3).
 		val := string(hv.GetRawValue())
 		if lk == "" || !validHeaderName(strings.TrimPrefix(lk, ":")) || !validHeaderValue(val) {
-			return fmt.Errorf("%w: invalid header %q", errMutation, lk)
+			return mutationErr("Invalid character in set_headers mutation.")
 		}
 		if lk == "content-length" && skipCL {
 			continue
 		}
 		appendOp := o.GetAppend().GetValue()
-		ok := rules.allowed(lk, false, appendOp, replaceMode, val)
+		// Envoy checks an APPEND only if the header exists; otherwise a SET.
+		_, exists := h.get(lk)
+		ok := rules.allowed(lk, false, appendOp && exists, replaceMode, val)
 		if lk == ":status" && target != targetResponse {
 			ok = false
 		}
 		if !ok {
 			s.count("rejected_header_mutations")
 			if rules.disallowIsError {
-				return fmt.Errorf("%w: mutation of %q is not allowed", errMutation, lk)
+				return mutationErr("Invalid attempt to modify %s", lk)
 			}
 			continue
 		}

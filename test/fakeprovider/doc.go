@@ -103,4 +103,20 @@
 // OpenAIOptions.NoStreamUsage, UsageOnLastChunk, Reasoning and ErrorStyle
 // (fastapi, ollama, vllm) make the OpenAI fake behave like an
 // OpenAI-compatible server.
+//
+// # Gemini and Vertex AI
+//
+// NewGemini / ListenGemini serve AI Studio
+// (POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse,
+// :batchEmbedContents; x-goog-api-key) and Vertex AI
+// (POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent,
+// :streamGenerateContent?alt=sse, :predict; a bearer issued by
+// GeminiOptions.OAuth or equal to BearerToken). Requests are decoded
+// strictly (unknown fields, roles other than user/model, empty parts,
+// functionResponse without a name, Schema keywords Gemini rejects such as
+// additionalProperties, $schema or type arrays); errors are google.rpc.Status
+// bodies. x-fake-tool-calls and x-fake-reply work as for OpenAI; the shared
+// faults and holds apply. NewGCPOAuth / ListenGCPOAuth is a Google OAuth
+// token endpoint for service-account JWTs (verified with the key it writes
+// into the credentials file) for Application Default Credentials tests.
 package fakeprovider

@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 )
 
 // §2.1 / §3: in FULL_DUPLEX_STREAMED a streamed_response is accepted only
@@ -187,6 +189,46 @@ func TestH2HeadersOnlyRequestHasNoBodyMessage(t *testing.T) {
 			ps.expect(t, "response_headers")
 			ps.send(t, respHeadersResp(cont()))
 			wantStatus(t, wait(t, res), 200)
+		})
+	}
+}
+
+// §2.7 ImmediateResponse → sendLocalReply → Http::Utility::prepareLocalReply:
+// the header mutations run first; then content-length is set from the body
+// (a mutated content-length does not survive), text/plain is added only
+// when no content-type was set, and an empty body drops content-type and
+// content-length. grpc_status is ignored for a non-gRPC request.
+func TestImmediateResponseLocalReplyHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		set        map[string]string
+		wantCT     string
+	}{
+		{"json_body_wrong_length", `{"e":1}`, map[string]string{"content-type": "application/json", "content-length": "999"}, "application/json"},
+		{"empty_body_drops_content_type", "", map[string]string{"content-type": "application/json", "x-a": "1"}, ""},
+		{"text_plain_default", "denied", map[string]string{"x-a": "1"}, "text/plain"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, tcfg{}, nil)
+			res := e.get(t, "/")
+			ps := e.proc.next(t)
+			ps.expect(t, "request_headers")
+			ps.send(t, &extprocsvc.ProcessingResponse{Response: &extprocsvc.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocsvc.ImmediateResponse{
+				Status: &typev3.HttpStatus{Code: 403}, Body: []byte(tc.body), Headers: hdrMut(tc.set),
+				GrpcStatus: &extprocsvc.GrpcStatus{Status: 7},
+			}}})
+			r := wait(t, res)
+			wantStatus(t, r, 403)
+			if r.body != tc.body || r.header.Get("content-type") != tc.wantCT || r.header.Get("x-a") != tc.set["x-a"] {
+				t.Errorf("client got %q content-type %q headers %v", r.body, r.header.Get("content-type"), r.header)
+			}
+			if cl := r.header.Get("content-length"); tc.body != "" && cl != strconv.Itoa(len(tc.body)) {
+				t.Errorf("content-length %q, want %d", cl, len(tc.body))
+			}
+			if g := r.header.Get("grpc-status"); g != "" {
+				t.Errorf("grpc-status %q on a non-gRPC local reply", g)
+			}
+			e.up.none(t)
 		})
 	}
 }

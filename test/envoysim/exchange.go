@@ -735,13 +735,21 @@ func (x *exchange) localReply(status int, body, details string, mutate func(*hma
 		x.finished, x.abort = true, true
 		return
 	}
+	// Http::Utility::prepareLocalReply: modify_headers first, then
+	// content-length from the body (overriding whatever was set) and
+	// text/plain unless a content-type was set; an empty body drops both.
 	h := hmap{{":status", strconv.Itoa(status)}}
-	if body != "" {
-		h.add("content-length", strconv.Itoa(len(body)))
-		h.add("content-type", "text/plain")
-	}
 	if mutate != nil {
 		mutate(&h)
+	}
+	if body != "" {
+		h.set("content-length", strconv.Itoa(len(body)))
+		if _, ok := h.get("content-type"); !ok {
+			h.add("content-type", "text/plain")
+		}
+	} else {
+		h.del("content-length")
+		h.del("content-type")
 	}
 	if x.respHeadersExist || bypass {
 		if x.xp != nil {

@@ -1326,11 +1326,10 @@ func (f *xfilter) sendImmediate(ir *extprocsvc.ImmediateResponse) {
 		code = 200
 	}
 	var mutate func(*hmap)
-	if ir.GetHeaders() != nil || ir.GetGrpcStatus() != nil {
+	// grpc_status only matters for gRPC requests (is_grpc local replies,
+	// not modelled); for any other request Envoy ignores it.
+	if ir.GetHeaders() != nil {
 		mutate = func(h *hmap) {
-			if g := ir.GetGrpcStatus(); g != nil {
-				h.set("grpc-status", strconv.Itoa(int(g.GetStatus())))
-			}
 			if err := f.x.s.applyMutation(ir.GetHeaders(), h, f.cfg.rules, false, false, targetResponse); err != nil {
 				f.x.s.logf("ext_proc: immediate response mutations failed: %v", err)
 			}

@@ -265,7 +265,7 @@ func TestErrors(t *testing.T) {
 		code   translate.Code
 		client int
 	}{
-		{400, `{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}`, translate.CodeAuthentication, 401},
+		{400, `{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}`, translate.CodeAuthentication, 400},
 		{400, `{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}`, translate.CodeContextLengthExceeded, 400},
 		{400, `{"error":{"code":400,"message":"Invalid JSON payload received. Unknown name \"foo\": Cannot find field.","status":"INVALID_ARGUMENT"}}`, translate.CodeInvalidRequest, 400},
 		{401, `{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}`, translate.CodeAuthentication, 401},
@@ -330,4 +330,29 @@ func FuzzParseError(f *testing.F) {
 			t.Fatalf("bad error %+v", e)
 		}
 	})
+}
+
+// BenchmarkStreamChunk decodes one Gemini text event and encodes its
+// OpenAI chunk (compare translate/openai's BenchmarkStreamChunk).
+func BenchmarkStreamChunk(b *testing.B) {
+	chunk := []byte(`data: {"candidates": [{"content": {"parts": [{"text": " world"}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 10,"candidatesTokenCount": 2,"totalTokenCount": 12},"modelVersion": "gemini-2.5-flash","responseId": "mAitaLmkHPPlz7IPvtfUqQ4"}` + "\r\n\r\n")
+	d := newChat(true, false, 1, 200, "text/event-stream")
+	out, _ := d.Decode(nil, chunk, false) // the role chunk and prefix
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out, _ = d.Decode(out[:0], chunk, false)
+	}
+}
+
+// BenchmarkStreamToolCall is BenchmarkStreamChunk for a functionCall part.
+func BenchmarkStreamToolCall(b *testing.B) {
+	chunk := []byte(`data: {"candidates": [{"content": {"parts": [{"functionCall": {"name": "get_weather","args": {"location": "Paris","unit": "celsius"}}}],"role": "model"},"index": 0}],"modelVersion": "gemini-2.5-flash","responseId": "r"}` + "\r\n\r\n")
+	d := newChat(true, false, 1, 200, "text/event-stream")
+	out, _ := d.Decode(nil, chunk, false)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out, _ = d.Decode(out[:0], chunk, false)
+	}
 }

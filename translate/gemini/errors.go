@@ -106,11 +106,10 @@ func classify(status int, e gjson.Result) *translate.Error {
 	if status >= 400 && status <= 599 {
 		te.Status = status
 	}
-	// Classes whose client status differs from Google's (a bad key is 400
-	// at Google, 401 for OpenAI clients) use the class's status.
-	if code == translate.CodeAuthentication || code == translate.CodeContextLengthExceeded || code == translate.CodeQuotaExhausted {
-		te.Status = 0
-	}
+	// The client status stays Google's even where OpenAI would use another
+	// (a bad AI Studio key is 400 INVALID_ARGUMENT, OpenAI says 401): the
+	// response headers are sent before the body is read. The class and
+	// the OpenAI code carry the difference.
 	return te
 }
 

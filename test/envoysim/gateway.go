@@ -38,6 +38,7 @@ func (s *Sim) Kind() string { return "sim" }
 // with LoopbackBootstrap, every listener gets a free loopback port and the
 // admin interface a free loopback port, and StartGateway returns once every
 // listener accepts connections (admin /ready, then a dial per listener).
+// Cancelling ctx closes either kind of gateway.
 func StartGateway(ctx context.Context, opts Options) (Gateway, error) {
 	bin, err := exec.LookPath("envoy")
 	if err != nil || os.Getenv("LLMUX_E2E_ENVOY") == "sim" {
@@ -116,6 +117,7 @@ func startEnvoy(ctx context.Context, bin string, opts Options) (*envoyGateway, e
 		"--log-level", "warn", "--disable-hot-restart")
 	g := &envoyGateway{cmd: cmd, dir: dir, addrs: addrs, cancel: cancel, waited: make(chan struct{}), stderr: &bytes.Buffer{}}
 	cmd.Stderr = g.stderr
+	setParentDeathSignal(cmd) // no envoy left behind if the test binary dies
 	if opts.AccessLog != nil {
 		cmd.Stdout = opts.AccessLog
 	}
@@ -129,6 +131,14 @@ func startEnvoy(ctx context.Context, bin string, opts Options) (*envoyGateway, e
 		g.Close()
 		return nil, fmt.Errorf("envoysim: envoy not ready: %w\n%s", err, g.stderr.String())
 	}
+	// As with the Sim, cancelling ctx stops the gateway.
+	go func() {
+		select {
+		case <-ctx.Done():
+			g.Close()
+		case <-g.waited:
+		}
+	}()
 	return g, nil
 }
 

@@ -56,3 +56,30 @@ func TestStreamsUnbuffered(t *testing.T) {
 		t.Fatalf("rest %q", rest)
 	}
 }
+
+// Options.Clusters accepts "unix:/path" (the sim dials it); the real-Envoy
+// rewrite must turn it into a pipe endpoint rather than fail.
+func TestLoopbackBootstrapUnixCluster(t *testing.T) {
+	doc := []byte(tcfg{}.yaml())
+	lb, err := LoopbackBootstrap(doc, map[string]string{"extproc": "unix:/tmp/llmux.sock", "upstream": "127.0.0.1:9"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := decodeBootstrap(lb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		a := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress()
+		switch c.GetName() {
+		case "extproc":
+			if a.GetPipe().GetPath() != "/tmp/llmux.sock" {
+				t.Errorf("extproc endpoint %v, want pipe /tmp/llmux.sock", a)
+			}
+		case "upstream":
+			if a.GetSocketAddress().GetPortValue() != 9 {
+				t.Errorf("upstream endpoint %v", a)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package envoysim
 
 import (
 	"fmt"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -10,7 +11,7 @@ import (
 
 // LoopbackBootstrap rewrites a bootstrap so that a REAL Envoy can run it
 // against loopback fakes: each cluster named in clusters gets that single
-// endpoint ("127.0.0.1:port"), its TLS transport socket is dropped, DNS
+// endpoint ("127.0.0.1:port", or "unix:/path" for a pipe), its TLS transport socket is dropped, DNS
 // cluster types become STATIC and the original DNS name is kept as the
 // endpoint hostname (so auto_host_rewrite behaves as in production);
 // listeners named in listenerPorts bind 127.0.0.1 on that port. The result
@@ -38,15 +39,21 @@ func rewriteLoopback(b *bootstrapv3.Bootstrap, clusters map[string]string, liste
 			continue
 		}
 		seen[c.GetName()] = true
-		host, port, err := splitHostPort(addr)
-		if err != nil {
-			return fmt.Errorf("envoysim: cluster %s: %w", c.GetName(), err)
+		var host string
+		var port int
+		pipe, isPipe := strings.CutPrefix(addr, "unix:")
+		if !isPipe {
+			pipe = ""
+			var err error
+			if host, port, err = splitHostPort(addr); err != nil {
+				return fmt.Errorf("envoysim: cluster %s: %w", c.GetName(), err)
+			}
 		}
 		orig := ""
 		if eps := c.GetLoadAssignment().GetEndpoints(); len(eps) > 0 && len(eps[0].GetLbEndpoints()) > 0 {
 			orig = eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
 		}
-		ep := &endpointv3LbEndpoint{host: host, port: port, hostname: orig}
+		ep := &endpointv3LbEndpoint{host: host, port: port, pipe: pipe, hostname: orig}
 		c.LoadAssignment = ep.assignment(c.GetName())
 		c.TransportSocket = nil
 		c.ClusterDiscoveryType = nil

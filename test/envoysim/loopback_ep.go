@@ -15,12 +15,16 @@ import (
 type endpointv3LbEndpoint struct {
 	host     string
 	port     int
+	pipe     string // unix socket path instead of host:port
 	hostname string
 }
 
 func (e *endpointv3LbEndpoint) assignment(cluster string) *endpointv3.ClusterLoadAssignment {
 	ep := &endpointv3.Endpoint{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address: e.host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(e.port)}}}}}
+	if e.pipe != "" {
+		ep.Address = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: e.pipe}}}
+	}
 	if e.hostname != "" && net.ParseIP(e.hostname) == nil {
 		ep.Hostname = e.hostname
 	}

@@ -10,6 +10,7 @@ import (
 
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // §2.1 / §3: in FULL_DUPLEX_STREAMED a streamed_response is accepted only
@@ -230,5 +231,37 @@ func TestImmediateResponseLocalReplyHeaders(t *testing.T) {
 			}
 			e.up.none(t)
 		})
+	}
+}
+
+// §2.9: metadata from several replies merges per namespace, key by key
+// (StreamInfo::setDynamicMetadata → Struct::MergeFrom: a later value for a
+// key replaces it, a nested struct is replaced whole, not merged); a
+// namespace whose value is not a struct still creates the (empty) entry.
+func TestDynamicMetadataMerge(t *testing.T) {
+	log := `{json_format: {a: "%DYNAMIC_METADATA(io.llmux:a)%", b: "%DYNAMIC_METADATA(io.llmux:b)%", nest: "%DYNAMIC_METADATA(io.llmux:n)%", x: "%DYNAMIC_METADATA(x.ns)%", missing: "%DYNAMIC_METADATA(io.llmux:missing)%"}}`
+	e := start(t, tcfg{accessLog: log, extProc: "metadata_options: {receiving_namespaces: {untyped: [io.llmux, x.ns]}}"}, nil)
+	res := e.get(t, "/")
+	ps := e.proc.next(t)
+	ps.expect(t, "request_headers")
+	r := reqHeadersResp(cont())
+	r.DynamicMetadata, _ = structpb.NewStruct(map[string]any{"io.llmux": map[string]any{"a": "1", "b": 2, "n": map[string]any{"p": 1, "q": 2}}, "x.ns": "scalar"})
+	ps.send(t, r)
+	ps.expect(t, "response_headers")
+	r = respHeadersResp(cont())
+	r.DynamicMetadata, _ = structpb.NewStruct(map[string]any{"io.llmux": map[string]any{"b": 3, "n": map[string]any{"q": 4}}})
+	ps.send(t, r)
+	wantStatus(t, wait(t, res), 200)
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	logs, err := e.sim.WaitAccessLogs(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := logs[0]
+	n, _ := l["nest"].(map[string]any)
+	x, isMap := l["x"].(map[string]any)
+	if l["a"] != "1" || l["b"] != float64(3) || len(n) != 1 || n["q"] != float64(4) || !isMap || len(x) != 0 || l["missing"] != nil {
+		t.Errorf("access log %v", l)
 	}
 }

@@ -19,7 +19,8 @@
 //     vhost→route once at decodeHeaders, §8); per_connection_buffer_limit_bytes
 //     (BUFFERED over the limit ⇒ 413); generate_request_id (x-request-id);
 //     stream_idle_timeout (504 once the request is complete, else 408);
-//     x-forwarded-proto; stdout access logs with json_format/text_format and
+//     x-forwarded-proto (kept if the client sent one: use_remote_address is
+//     false); stdout access logs with json_format/text_format and
 //     %START_TIME% %REQ(x)% %RESP(x)% %RESPONSE_CODE% %RESPONSE_FLAGS%
 //     %RESPONSE_CODE_DETAILS% %DURATION% %UPSTREAM_CLUSTER% %PROTOCOL%
 //     %DYNAMIC_METADATA(ns:key)%.
@@ -87,6 +88,17 @@
 //     x-envoy-expected-rq-timeout-ms (upstream) and
 //     x-envoy-upstream-service-time (response) are added.
 //   - Circuit breakers, connect timeouts, load balancing and DNS are ignored.
+//   - An HTTP/2 request with content-length: 0 is taken as HEADERS with
+//     END_STREAM (net/http does not tell them apart): no body message even
+//     if an empty DATA frame with END_STREAM follows.
+//   - HCM cleanInternalHeaders (stripping x-envoy-retry-on,
+//     x-envoy-expected-rq-timeout-ms, ... from external requests),
+//     x-envoy-internal and gRPC-shaped local replies (is_grpc) are not
+//     modelled; ImmediateResponse.grpc_status is ignored, as Envoy does for
+//     non-gRPC requests.
+//   - A streamed_response in BUFFERED / BUFFERED_PARTIAL mode is treated as
+//     spurious; Envoy applies it as "no body mutation" (after the
+//     content-length check against an empty body).
 //   - A response that completes before its request is reset (HTTP/1: the
 //     connection is closed).
 //

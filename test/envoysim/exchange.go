@@ -668,12 +668,15 @@ func (x *exchange) onUpstreamReset(err error) {
 		x.flag("UF")
 		x.s.logf("upstream connect error or disconnect/reset before headers: %v", err)
 		x.localReply(503, "upstream connect error or disconnect/reset before headers. reset reason: "+resetReason(err),
-			"upstream_reset_before_response_started{"+resetReason(err)+"}", nil, false)
+			"upstream_reset_before_response_started{"+replaceAllEmptySpace(resetReason(err))+"}", nil, false)
 		return
 	}
 	x.flag("UR")
 	x.s.logf("upstream reset after response started: %v", err)
-	x.localReply(503, "upstream reset", "upstream_reset_after_response_started{"+resetReason(err)+"}", nil, false)
+	// Router::onUpstreamReset builds the same body either way; only the
+	// details differ.
+	x.localReply(503, "upstream connect error or disconnect/reset before headers. reset reason: "+resetReason(err),
+		"upstream_reset_after_response_started{"+replaceAllEmptySpace(resetReason(err))+"}", nil, false)
 }
 
 func resetReason(err error) string {

@@ -1078,10 +1078,11 @@ func (f *xfilter) setDynamicMetadata(resp *extprocsvc.ProcessingResponse) {
 			f.x.s.logf("ext_proc: dynamic metadata for namespace %q not configured for receiving: dropped", ns)
 			continue
 		}
+		// setDynamicMetadata(ns, value.struct_value()) merges into the
+		// namespace with Struct::MergeFrom: top-level keys replace, nested
+		// structs are not merged; a non-struct value is the empty Struct,
+		// which still creates the namespace.
 		sv := v.GetStructValue()
-		if sv == nil {
-			continue
-		}
 		cur := f.x.metadata[ns]
 		if cur == nil {
 			cur = &structpb.Struct{Fields: map[string]*structpb.Value{}}

@@ -34,6 +34,7 @@ import (
 	"github.com/llmux/llmux/translate"
 	_ "github.com/llmux/llmux/translate/anthropic" // Anthropic and Claude on Vertex AI
 	_ "github.com/llmux/llmux/translate/azure"     // Azure OpenAI
+	_ "github.com/llmux/llmux/translate/bedrock"   // Amazon Bedrock (Converse, Titan and Cohere embeddings)
 	_ "github.com/llmux/llmux/translate/gemini"    // Gemini on AI Studio and Vertex AI
 	_ "github.com/llmux/llmux/translate/openai"    // OpenAI and OpenAI-compatible providers
 )

@@ -29,6 +29,7 @@ import (
 	"github.com/llmux/llmux/translate"
 	_ "github.com/llmux/llmux/translate/anthropic"
 	_ "github.com/llmux/llmux/translate/azure"
+	_ "github.com/llmux/llmux/translate/bedrock"
 	_ "github.com/llmux/llmux/translate/gemini"
 	_ "github.com/llmux/llmux/translate/openai"
 )

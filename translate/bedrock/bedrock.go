@@ -1,0 +1,268 @@
+// Package bedrock translates between OpenAI's chat completions and
+// embeddings APIs and Amazon Bedrock Runtime (kind "bedrock"): Converse
+// and ConverseStream for chat, InvokeModel for Amazon Titan Text Embeddings
+// and Cohere Embed.
+//
+// Every request is signed with AWS Signature Version 4 (service "bedrock")
+// over its final body, with credentials from the AWS SDK's default chain,
+// loaded once per provider and region and cached. Streams arrive as AWS
+// event-stream frames and are decoded incrementally by one decoder per
+// response. What is translated, what is refused and why is documented in
+// docs/providers/bedrock.md.
+package bedrock
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/llmux/llmux/translate"
+)
+
+// Kind is the provider kind served by this translator.
+const Kind = "bedrock"
+
+// Defaults and reserved names.
+const (
+	// SigningService is the SigV4 service name of Bedrock Runtime.
+	SigningService = "bedrock"
+	// ResponseTool is the reserved tool name that carries a JSON response
+	// (response_format json_schema / json_object): the model is forced to
+	// call it, and its input is returned as the message content. Client
+	// tools may not use this name.
+	ResponseTool = "llmux_json_response"
+	// EventStreamType is the content type of ConverseStream responses.
+	EventStreamType = "application/vnd.amazon.eventstream"
+)
+
+// maxBuffered bounds a non-streamed body the decoder holds.
+const maxBuffered = 64 << 20
+
+func init() {
+	translate.Register(Kind, Translator{})
+}
+
+// Translator implements translate.Translator for Amazon Bedrock Runtime.
+// The zero value signs with the AWS default credential chain and the wall
+// clock.
+type Translator struct {
+	// Credentials returns the credentials for target; nil means the AWS
+	// default chain, cached per provider and region (DefaultCredentials).
+	Credentials func(ctx context.Context, target *translate.Target) (aws.Credentials, error)
+	// Now is the signing clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Host returns the Bedrock Runtime host of target: Target.Host, or
+// bedrock-runtime.{region}.amazonaws.com (the name Envoy's
+// auto_host_rewrite puts in Host for the provider's cluster, and so the one
+// that must be signed).
+func Host(t *translate.Target) string {
+	if t.Host != "" {
+		return t.Host
+	}
+	return "bedrock-runtime." + t.Region + ".amazonaws.com"
+}
+
+// escapeModel escapes a model id (or an inference profile / provisioned
+// model ARN) as one path segment: everything but RFC 3986 unreserved
+// characters is percent-encoded, so ':' and '/' become %3A and %2F as
+// AWS's own SDKs send them.
+func escapeModel(id string) string {
+	const hexd = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(id) + 8)
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexd[c>>4])
+		b.WriteByte(hexd[c&15])
+	}
+	return b.String()
+}
+
+// Request implements translate.Translator.
+func (tr Translator) Request(ctx context.Context, req *translate.Request, t *translate.Target) (*translate.Upstream, error) {
+	if t.Region == "" {
+		return nil, fmt.Errorf("bedrock: provider %q has no region", t.Provider)
+	}
+	st := &state{model: t.Model, op: req.Op}
+	req.State = st
+	base := strings.TrimSuffix(t.BasePath, "/") + "/model/" + escapeModel(t.Model)
+	var (
+		path string
+		body []byte
+		terr *translate.Error
+	)
+	switch req.Op {
+	case translate.OpChat:
+		path = base + "/converse"
+		if req.Stream {
+			path = base + "/converse-stream"
+		}
+		b := builder{}
+		body, terr = b.build(view(req.Body))
+		st.jsonMode = b.jsonMode
+	case translate.OpEmbeddings:
+		path = base + "/invoke"
+		body, terr = embedRequest(view(req.Body), t.Model, st)
+	default:
+		return nil, fmt.Errorf("bedrock: unsupported operation %s", req.Op)
+	}
+	if terr != nil {
+		return nil, terr
+	}
+	headers, err := tr.sign(ctx, t, path, body)
+	if err != nil {
+		return nil, err
+	}
+	up := &translate.Upstream{Path: path, Body: body, Headers: headers}
+	keys := make([]string, 0, len(t.Headers))
+	for k := range t.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		up.Headers = append(up.Headers, translate.Header{Key: k, Value: t.Headers[k]})
+	}
+	return up, nil
+}
+
+// sign returns the headers of a SigV4-signed POST of body to path.
+func (tr Translator) sign(ctx context.Context, t *translate.Target, path string, body []byte) ([]translate.Header, error) {
+	credFn := tr.Credentials
+	if credFn == nil {
+		credFn = DefaultCredentials
+	}
+	creds, err := credFn(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("bedrock: AWS credentials for provider %q: %w", t.Provider, err)
+	}
+	now := time.Now
+	if tr.Now != nil {
+		now = tr.Now
+	}
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+	u, err := url.Parse("https://" + Host(t) + path)
+	if err != nil {
+		return nil, fmt.Errorf("bedrock: request URL: %w", err)
+	}
+	// Only the headers set here are signed; Envoy may add others.
+	hr := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: http.Header{}}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("X-Amz-Content-Sha256", hash)
+	if err := v4.NewSigner().SignHTTP(ctx, creds, hr, hash, SigningService, t.Region, now()); err != nil {
+		return nil, fmt.Errorf("bedrock: sign: %w", err)
+	}
+	h := []translate.Header{
+		{Key: "content-type", Value: "application/json"},
+		{Key: "authorization", Value: hr.Header.Get("Authorization")},
+		{Key: "x-amz-date", Value: hr.Header.Get("X-Amz-Date")},
+		{Key: "x-amz-content-sha256", Value: hash},
+	}
+	if tok := hr.Header.Get("X-Amz-Security-Token"); tok != "" {
+		h = append(h, translate.Header{Key: "x-amz-security-token", Value: tok})
+	}
+	return h, nil
+}
+
+var (
+	credsMu sync.Mutex
+	creds   = map[string]*aws.CredentialsCache{}
+)
+
+// DefaultCredentials returns credentials from the AWS SDK's default chain
+// (environment, shared config and credentials files, web identity, SSO,
+// container and instance roles) for the target's region. The chain is
+// loaded once per provider and region and cached with
+// aws.CredentialsCache, which refreshes expiring credentials; ctx bounds
+// the load and any refresh.
+func DefaultCredentials(ctx context.Context, t *translate.Target) (aws.Credentials, error) {
+	key := t.Provider + "\x00" + t.Region
+	credsMu.Lock()
+	c := creds[key]
+	if c == nil {
+		cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(t.Region))
+		if err != nil {
+			credsMu.Unlock()
+			return aws.Credentials{}, err
+		}
+		if cfg.Credentials == nil {
+			credsMu.Unlock()
+			return aws.Credentials{}, fmt.Errorf("no credentials provider")
+		}
+		if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
+			c = cc
+		} else {
+			c = aws.NewCredentialsCache(cfg.Credentials)
+		}
+		creds[key] = c
+	}
+	credsMu.Unlock()
+	return c.Retrieve(ctx)
+}
+
+// state is what the decoder needs to know about the request.
+type state struct {
+	op       translate.Operation
+	model    string
+	jsonMode bool
+	embed    embedKind
+	base64   bool
+}
+
+// nowUnix is the "created" timestamp of responses; tests replace it.
+var nowUnix = func() int64 { return time.Now().Unix() }
+
+// newID returns a response id (Bedrock's bodies carry none); tests
+// replace it.
+var newID = func() string { return "chatcmpl-" + randHex(24) }
+
+// NewDecoder implements translate.Translator.
+func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
+	st, _ := req.State.(*state)
+	if st == nil {
+		st = &state{op: req.Op}
+	}
+	d := &decoder{st: *st, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered, respBlock: -1}
+	d.res.Model = st.model
+	if req.MaxBuffered > 0 {
+		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
+	}
+	switch {
+	case status >= 400:
+		d.mode = modeError
+	case req.Stream && req.Op == translate.OpChat && strings.HasPrefix(contentType, EventStreamType):
+		d.mode = modeStream
+	default:
+		d.mode = modeJSON
+	}
+	return d
+}
+
+// view returns b as a string without copying. The string, and every gjson
+// result read from it, must not outlive b or be used after b changes:
+// strings kept in a Result are cloned.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}

@@ -1,0 +1,499 @@
+package bedrock
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/eventstream"
+	"github.com/llmux/llmux/translate/jsonenc"
+)
+
+type mode uint8
+
+const (
+	modeJSON mode = iota
+	modeStream
+	modeError
+)
+
+// maxToolBlocks bounds the tool blocks a stream may open (memory bound).
+const maxToolBlocks = 4096
+
+// maxFrame bounds one event-stream frame of a Converse stream.
+const maxFrame = 16 << 20
+
+// toolBlock maps a Converse content block index to an OpenAI tool index.
+type toolBlock struct {
+	block   int64
+	index   int
+	hasArgs bool
+}
+
+type decoder struct {
+	st           state
+	stream       bool
+	includeUsage bool
+	status       int
+	created      int64
+	mode         mode
+	res          translate.Result
+
+	// non-streamed
+	maxBuf int
+	buf    []byte
+	failed bool
+
+	// streamed
+	es        eventstream.Decoder
+	head      []byte // chunk prefix, up to and including `"delta":`
+	started   bool   // chunk prefix built
+	roleSent  bool
+	finished  bool // finish chunk sent
+	stopped   bool // messageStop seen
+	done      bool // terminal: [DONE] or an error was sent
+	stop      string
+	tools     []toolBlock
+	respBlock int64 // block index of the JSON response tool, or -1
+	respArgs  bool
+	nTools    int
+	usage     rawUsage
+}
+
+// rawUsage is Bedrock's usage, kept apart until it is reported.
+type rawUsage struct {
+	input, output, cacheRead, cacheWrite int64
+}
+
+func (u *rawUsage) read(v gjson.Result) {
+	u.input = v.Get("inputTokens").Int()
+	u.output = v.Get("outputTokens").Int()
+	u.cacheRead = v.Get("cacheReadInputTokens").Int()
+	u.cacheWrite = v.Get("cacheWriteInputTokens").Int()
+}
+
+// report stores the usage the OpenAI way: prompt tokens include the cache
+// reads and writes (Bedrock's inputTokens counts neither), and both stay
+// visible on their own.
+func (u *rawUsage) report(r *translate.Result) {
+	r.HasUsage = true
+	r.Usage.InputTokens = u.input + u.cacheRead + u.cacheWrite
+	r.Usage.OutputTokens = u.output
+	r.Usage.CachedTokens = u.cacheRead
+	r.Usage.CacheCreationTokens = u.cacheWrite
+}
+
+// appendOpenAI appends OpenAI's usage object.
+func (u *rawUsage) appendOpenAI(dst []byte) []byte {
+	prompt := u.input + u.cacheRead + u.cacheWrite
+	dst = append(dst, `{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, prompt, 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, u.output, 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, prompt+u.output, 10)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, u.cacheRead, 10)
+	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":0}}`...)
+	return dst
+}
+
+func (d *decoder) ContentType() string {
+	if d.mode == modeStream {
+		return "text/event-stream"
+	}
+	return "application/json"
+}
+
+func (d *decoder) Result() *translate.Result { return &d.res }
+
+func (d *decoder) Status() int { return clientStatus(d.status) }
+
+func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
+	if d.mode == modeStream {
+		return d.decodeStream(dst, src, final)
+	}
+	if d.failed {
+		return dst, nil
+	}
+	if len(d.buf)+len(src) > d.maxBuf {
+		d.failed = true
+		d.buf = nil
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
+		return dst, fmt.Errorf("bedrock: response body over %d bytes", d.maxBuf)
+	}
+	d.buf = append(d.buf, src...)
+	if !final {
+		return dst, nil
+	}
+	if d.mode == modeError {
+		e := ParseError(d.status, d.buf)
+		d.res.Err = e
+		return e.AppendJSON(dst), nil
+	}
+	body := view(d.buf)
+	if !gjson.Valid(body) || !gjson.Parse(body).IsObject() {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
+		return d.res.Err.AppendJSON(dst), nil
+	}
+	if d.st.op == translate.OpEmbeddings {
+		return d.embedResponse(dst, body), nil
+	}
+	return d.converse(dst, body), nil
+}
+
+// finishReason maps Converse's stopReason to OpenAI's finish_reason.
+// tools reports whether the message called a client tool.
+func finishReason(stop string, tools bool) string {
+	switch stop {
+	case "max_tokens", "model_context_window_exceeded":
+		return "length"
+	case "tool_use":
+		if tools {
+			return "tool_calls"
+		}
+		return "stop" // only the JSON response tool was called
+	case "guardrail_intervened", "content_filtered":
+		return "content_filter"
+	}
+	return "stop" // end_turn, stop_sequence
+}
+
+// converse converts a whole Converse response into a chat.completion.
+func (d *decoder) converse(dst []byte, body string) []byte {
+	root := gjson.Parse(body)
+	msg := root.Get("output.message")
+	if !msg.IsObject() {
+		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "Bedrock response has no output.message"}
+		return d.res.Err.AppendJSON(dst)
+	}
+	d.res.Model = d.st.model
+	d.usage.read(root.Get("usage"))
+	d.usage.report(&d.res)
+
+	content := msg.Get("content")
+	var resp gjson.Result
+	nTools := 0
+	content.ForEach(func(_, blk gjson.Result) bool {
+		if tu := blk.Get("toolUse"); tu.IsObject() {
+			if tu.Get("name").Str == ResponseTool && d.st.jsonMode {
+				if !resp.Exists() {
+					resp = tu.Get("input")
+				}
+			} else {
+				nTools++
+			}
+		}
+		return true
+	})
+
+	dst = append(dst, `{"id":`...)
+	dst = jsonenc.AppendString(dst, newID())
+	dst = append(dst, `,"object":"chat.completion","created":`...)
+	dst = strconv.AppendInt(dst, d.created, 10)
+	dst = append(dst, `,"model":`...)
+	dst = jsonenc.AppendString(dst, d.st.model)
+	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
+	switch {
+	case resp.Exists():
+		// JSON mode: the response tool's input is the answer.
+		dst = jsonenc.AppendString(dst, resp.Raw)
+		d.res.FirstContent = true
+	default:
+		// Text blocks concatenated: the insides of JSON string literals
+		// concatenate into one valid literal.
+		n := 0
+		content.ForEach(func(_, blk gjson.Result) bool {
+			t := blk.Get("text")
+			if t.Type != gjson.String || len(t.Raw) < 2 {
+				return true
+			}
+			if n == 0 {
+				dst = append(dst, '"')
+			}
+			dst = append(dst, t.Raw[1:len(t.Raw)-1]...)
+			n++
+			return true
+		})
+		switch {
+		case n > 0:
+			dst = append(dst, '"')
+			d.res.FirstContent = true
+		case nTools > 0:
+			dst = append(dst, "null"...)
+		default:
+			dst = append(dst, `""`...)
+		}
+	}
+	dst = append(dst, `,"refusal":null`...)
+	if nTools > 0 {
+		d.res.FirstContent = true
+		dst = append(dst, `,"tool_calls":[`...)
+		n := 0
+		content.ForEach(func(_, blk gjson.Result) bool {
+			tu := blk.Get("toolUse")
+			if !tu.IsObject() || (tu.Get("name").Str == ResponseTool && d.st.jsonMode) {
+				return true
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"id":`...)
+			dst = jsonenc.AppendString(dst, tu.Get("toolUseId").Str)
+			dst = append(dst, `,"type":"function","function":{"name":`...)
+			dst = jsonenc.AppendString(dst, tu.Get("name").Str)
+			dst = append(dst, `,"arguments":`...)
+			args := tu.Get("input").Raw
+			if args == "" {
+				args = "{}"
+			}
+			dst = jsonenc.AppendString(dst, args)
+			dst = append(dst, "}}"...)
+			return true
+		})
+		dst = append(dst, ']')
+	}
+	d.res.FinishReason = finishReason(root.Get("stopReason").Str, nTools > 0)
+	dst = append(dst, `,"annotations":[]},"logprobs":null,"finish_reason":"`...)
+	dst = append(dst, d.res.FinishReason...)
+	dst = append(dst, `"}],"usage":`...)
+	dst = d.usage.appendOpenAI(dst)
+	d.res.Completed = true
+	return append(dst, '}')
+}
+
+// ---- streaming ----
+
+func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
+	if d.es.Max == 0 {
+		d.es.Max = maxFrame
+	}
+	if !d.done {
+		d.es.Push(src)
+		for !d.done {
+			m, ok := d.es.Next()
+			if !ok {
+				break
+			}
+			dst = d.message(dst, &m)
+		}
+		if err := d.es.Err(); err != nil && !d.done {
+			d.done = true
+			dst = d.streamError(dst, &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "malformed Bedrock event stream: " + err.Error()})
+			return dst, nil
+		}
+	}
+	if final && !d.done && d.stopped && d.es.Buffered() == 0 {
+		// messageStop arrived but the metadata event did not: the answer
+		// is whole, its usage unknown.
+		dst = d.end(dst, false)
+	}
+	return dst, nil
+}
+
+const chunkTail = `,"logprobs":null,"finish_reason":null}]}` + "\n\n"
+
+// begin builds the chunk prefix.
+func (d *decoder) begin() {
+	d.started = true
+	d.head = append(d.head[:0], `{"id":`...)
+	d.head = jsonenc.AppendString(d.head, newID())
+	d.head = append(d.head, `,"object":"chat.completion.chunk","created":`...)
+	d.head = strconv.AppendInt(d.head, d.created, 10)
+	d.head = append(d.head, `,"model":`...)
+	d.head = jsonenc.AppendString(d.head, d.st.model)
+	d.head = append(d.head, `,"choices":[{"index":0,"delta":`...)
+}
+
+// role appends the role chunk once.
+func (d *decoder) role(dst []byte) []byte {
+	if d.roleSent {
+		return dst
+	}
+	if !d.started {
+		d.begin()
+	}
+	d.roleSent = true
+	dst = append(dst, "data: "...)
+	dst = append(dst, d.head...)
+	dst = append(dst, `{"role":"assistant","content":""}`...)
+	return append(dst, chunkTail...)
+}
+
+// open appends "data: " and the chunk prefix, sending the role chunk
+// first if it has not been sent.
+func (d *decoder) open(dst []byte) []byte {
+	dst = d.role(dst)
+	dst = append(dst, "data: "...)
+	return append(dst, d.head...)
+}
+
+func (d *decoder) tool(block int64) *toolBlock {
+	for i := len(d.tools) - 1; i >= 0; i-- {
+		if d.tools[i].block == block {
+			return &d.tools[i]
+		}
+	}
+	return nil
+}
+
+// message decodes one event-stream message.
+func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
+	switch string(m.MessageType()) {
+	case eventstream.MessageEvent:
+	case eventstream.MessageException:
+		d.done = true
+		return d.streamError(dst, exceptionError(m.ExceptionType(), m.Payload, nil))
+	case eventstream.MessageError:
+		d.done = true
+		return d.streamError(dst, exceptionError(m.ErrorCode(), nil, m.ErrorMessage()))
+	default:
+		return dst
+	}
+	data := view(m.Payload)
+	switch string(m.EventType()) {
+	case "contentBlockDelta":
+		delta := gjson.Get(data, "delta")
+		if t := delta.Get("text"); t.Exists() {
+			if t.Type != gjson.String || len(t.Raw) <= 2 {
+				return dst
+			}
+			d.res.FirstContent = true
+			dst = d.open(dst)
+			dst = append(dst, `{"content":`...)
+			dst = append(dst, t.Raw...)
+			return append(dst, "}"+chunkTail...)
+		}
+		in := delta.Get("toolUse.input")
+		if in.Type != gjson.String || len(in.Raw) <= 2 {
+			return dst // reasoning, citations and empty deltas are not translated
+		}
+		idx := gjson.Get(data, "contentBlockIndex").Int()
+		if d.respBlock >= 0 && idx == d.respBlock {
+			d.respArgs = true
+			dst = d.open(dst)
+			dst = append(dst, `{"content":`...)
+			dst = append(dst, in.Raw...)
+			return append(dst, "}"+chunkTail...)
+		}
+		tb := d.tool(idx)
+		if tb == nil {
+			return dst
+		}
+		tb.hasArgs = true
+		dst = d.open(dst)
+		dst = append(dst, `{"tool_calls":[{"index":`...)
+		dst = strconv.AppendInt(dst, int64(tb.index), 10)
+		dst = append(dst, `,"function":{"arguments":`...)
+		dst = append(dst, in.Raw...)
+		return append(dst, `}}]}`+chunkTail...)
+	case "messageStart":
+		return d.role(dst) // a second messageStart is ignored
+	case "contentBlockStart":
+		tu := gjson.Get(data, "start.toolUse")
+		if !tu.IsObject() {
+			return dst
+		}
+		idx := gjson.Get(data, "contentBlockIndex").Int()
+		d.res.FirstContent = true
+		if d.st.jsonMode && tu.Get("name").Str == ResponseTool {
+			if !d.started {
+				d.begin()
+			}
+			if d.respBlock < 0 {
+				d.respBlock = idx
+			}
+			return dst
+		}
+		if len(d.tools) >= maxToolBlocks || d.tool(idx) != nil {
+			return dst
+		}
+		d.tools = append(d.tools, toolBlock{block: idx, index: d.nTools})
+		d.nTools++
+		dst = d.open(dst)
+		dst = append(dst, `{"tool_calls":[{"index":`...)
+		dst = strconv.AppendInt(dst, int64(d.nTools-1), 10)
+		dst = append(dst, `,"id":`...)
+		dst = jsonenc.AppendString(dst, tu.Get("toolUseId").Str)
+		dst = append(dst, `,"type":"function","function":{"name":`...)
+		dst = jsonenc.AppendString(dst, tu.Get("name").Str)
+		return append(dst, `,"arguments":""}}]}`+chunkTail...)
+	case "contentBlockStop":
+		idx := gjson.Get(data, "contentBlockIndex").Int()
+		if d.respBlock >= 0 && idx == d.respBlock && !d.respArgs {
+			d.respArgs = true
+			dst = d.open(dst)
+			return append(dst, `{"content":"{}"}`+chunkTail...)
+		}
+		if tb := d.tool(idx); tb != nil && !tb.hasArgs {
+			// A call without input: OpenAI clients parse the arguments.
+			tb.hasArgs = true
+			dst = d.open(dst)
+			dst = append(dst, `{"tool_calls":[{"index":`...)
+			dst = strconv.AppendInt(dst, int64(tb.index), 10)
+			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkTail...)
+		}
+		return dst
+	case "messageStop":
+		if d.stopped {
+			return dst
+		}
+		d.stopped = true
+		d.stop = finishReason(gjson.Get(data, "stopReason").Str, d.nTools > 0)
+		return d.finish(dst)
+	case "metadata":
+		if u := gjson.Get(data, "usage"); u.IsObject() {
+			d.usage.read(u)
+			d.usage.report(&d.res)
+		}
+		if !d.stopped {
+			return dst // metadata before messageStop: not the end
+		}
+		return d.end(dst, d.res.HasUsage)
+	}
+	return dst // unknown events
+}
+
+// end appends the usage chunk (when the client asked and usage is known)
+// and [DONE]: the stream reached its proper end.
+func (d *decoder) end(dst []byte, usage bool) []byte {
+	dst = d.finish(dst)
+	d.done = true
+	d.res.Completed = true
+	if d.includeUsage && usage {
+		dst = append(dst, "data: "...)
+		dst = append(dst, d.head[:len(d.head)-len(`{"index":0,"delta":`)]...)
+		dst = append(dst, `],"usage":`...)
+		dst = d.usage.appendOpenAI(dst)
+		dst = append(dst, "}\n\n"...)
+	}
+	return append(dst, "data: [DONE]\n\n"...)
+}
+
+// finish appends the finish chunk once.
+func (d *decoder) finish(dst []byte) []byte {
+	if d.finished {
+		return dst
+	}
+	d.finished = true
+	if d.stop == "" {
+		d.stop = finishReason("", d.nTools > 0)
+	}
+	d.res.FinishReason = d.stop
+	d.res.Model = d.st.model
+	dst = d.open(dst)
+	dst = append(dst, `{},"logprobs":null,"finish_reason":"`...)
+	dst = append(dst, d.stop...)
+	return append(dst, "\"}]}\n\n"...)
+}
+
+// streamError appends e as an OpenAI-shaped SSE error event.
+func (d *decoder) streamError(dst []byte, e *translate.Error) []byte {
+	d.res.Err = e
+	dst = append(dst, "data: "...)
+	dst = e.AppendJSON(dst)
+	return append(dst, "\n\n"...)
+}

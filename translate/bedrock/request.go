@@ -1,0 +1,715 @@
+package bedrock
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/jsonenc"
+)
+
+// builder translates one OpenAI chat request body into a Converse body.
+type builder struct {
+	sys      []byte // system content blocks, comma separated
+	msgs     []byte // turns, comma separated
+	turn     string // role of the open turn in msgs
+	turnOpen bool
+	nTurns   int
+	toolHist bool // the conversation holds toolUse or toolResult blocks
+	jsonMode bool // response_format asks for JSON: the response tool is forced
+}
+
+// Top-level OpenAI parameters that are accepted and dropped: they tune
+// OpenAI-side features (storage, service tiers, caching keys, end-user
+// ids, determinism hints) that Converse has no field for and that do not
+// change the meaning of the answer. parallel_tool_calls is dropped too:
+// Converse has no switch for it. Anything not handled and not listed here
+// is refused with a 400 naming it.
+var dropped = map[string]bool{
+	"store": true, "metadata": true, "service_tier": true, "seed": true, "user": true, "safety_identifier": true,
+	"prompt_cache_key": true, "prompt_cache_retention": true, "prediction": true, "parallel_tool_calls": true,
+}
+
+func invalid(param, msg string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_value", Message: msg}
+}
+
+func unsupported(param, msg string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_parameter", Message: msg}
+}
+
+func typeErr(param, want string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_type",
+		Message: "Invalid type for '" + param + "': expected " + want + "."}
+}
+
+func isNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
+
+// intValue reads an integral JSON number.
+func intValue(v gjson.Result) (int64, bool) {
+	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) {
+		return 0, false
+	}
+	return int64(v.Num), true
+}
+
+// build returns the Converse body for the OpenAI chat body s.
+func (b *builder) build(s string) ([]byte, *translate.Error) {
+	root := gjson.Parse(s)
+	var (
+		maxTok, maxComp, temperature, topP, topK, stop gjson.Result
+		tools, toolChoice, respFmt                     gjson.Result
+		bad                                            *translate.Error
+	)
+	root.ForEach(func(k, v gjson.Result) bool {
+		if isNull(v) {
+			return true
+		}
+		switch k.Str {
+		case "model", "messages", "stream", "stream_options":
+		case "max_tokens":
+			maxTok = v
+		case "max_completion_tokens":
+			maxComp = v
+		case "temperature":
+			temperature = v
+		case "top_p":
+			topP = v
+		case "top_k":
+			topK = v
+		case "stop":
+			stop = v
+		case "tools":
+			tools = v
+		case "tool_choice":
+			toolChoice = v
+		case "response_format":
+			respFmt = v
+		case "n":
+			if v.Type != gjson.Number || v.Num != 1 {
+				bad = unsupported("n", "Bedrock Converse returns one choice per request; 'n' must be 1.")
+			}
+		case "logprobs":
+			if v.Type == gjson.True {
+				bad = unsupported("logprobs", "Bedrock Converse does not return log probabilities.")
+			}
+		case "top_logprobs":
+			if v.Type != gjson.Number || v.Num != 0 {
+				bad = unsupported("top_logprobs", "Bedrock Converse does not return log probabilities.")
+			}
+		case "frequency_penalty", "presence_penalty":
+			if v.Type != gjson.Number || v.Num != 0 {
+				bad = unsupported(k.Str, "Bedrock Converse has no '"+k.Str+"'.")
+			}
+		case "logit_bias":
+			if !v.IsObject() || len(v.Map()) != 0 {
+				bad = unsupported("logit_bias", "Bedrock Converse has no 'logit_bias'.")
+			}
+		case "modalities":
+			v.ForEach(func(_, m gjson.Result) bool {
+				if m.Str != "text" {
+					bad = unsupported("modalities", "Bedrock Converse produces text only; modality '"+m.String()+"' is not supported.")
+				}
+				return bad == nil
+			})
+		case "audio":
+			bad = unsupported("audio", "Bedrock Converse produces no audio output.")
+		case "functions", "function_call":
+			bad = unsupported(k.Str, "'"+k.Str+"' is deprecated and not translated; use 'tools' and 'tool_choice'.")
+		default:
+			if !dropped[k.Str] {
+				bad = unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Bedrock models).")
+			}
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+
+	if e := b.messages(gjson.Get(s, "messages")); e != nil {
+		return nil, e
+	}
+	b.closeTurn()
+
+	out := make([]byte, 0, len(s)+len(b.sys)+256)
+	out = append(out, `{"messages":[`...)
+	out = append(out, b.msgs...)
+	out = append(out, ']')
+	if len(b.sys) > 0 {
+		out = append(out, `,"system":[`...)
+		out = append(out, b.sys...)
+		out = append(out, ']')
+	}
+
+	// inferenceConfig
+	n := 0
+	field := func(name string) {
+		if n == 0 {
+			out = append(out, `,"inferenceConfig":{`...)
+		} else {
+			out = append(out, ',')
+		}
+		n++
+		out = append(out, '"')
+		out = append(out, name...)
+		out = append(out, `":`...)
+	}
+	var maxTokens int64
+	for _, mt := range []struct {
+		name string
+		v    gjson.Result
+	}{{"max_tokens", maxTok}, {"max_completion_tokens", maxComp}} {
+		if !mt.v.Exists() {
+			continue
+		}
+		v, ok := intValue(mt.v)
+		if !ok {
+			return nil, typeErr(mt.name, "an integer")
+		}
+		if v < 1 {
+			return nil, invalid(mt.name, "'"+mt.name+"' must be at least 1.")
+		}
+		maxTokens = v
+	}
+	if maxTokens > 0 {
+		field("maxTokens")
+		out = strconv.AppendInt(out, maxTokens, 10)
+	}
+	if temperature.Exists() {
+		if temperature.Type != gjson.Number || temperature.Num < 0 {
+			return nil, invalid("temperature", "'temperature' must be a non-negative number.")
+		}
+		field("temperature")
+		out = append(out, temperature.Raw...)
+	}
+	if topP.Exists() {
+		if topP.Type != gjson.Number || topP.Num < 0 || topP.Num > 1 {
+			return nil, invalid("top_p", "'top_p' must be a number between 0 and 1.")
+		}
+		field("topP")
+		out = append(out, topP.Raw...)
+	}
+	if stop.Exists() {
+		seqs, e := stopSequences(stop)
+		if e != nil {
+			return nil, e
+		}
+		if len(seqs) > 0 {
+			field("stopSequences")
+			out = append(out, '[')
+			for i, q := range seqs {
+				if i > 0 {
+					out = append(out, ',')
+				}
+				out = jsonenc.AppendString(out, q)
+			}
+			out = append(out, ']')
+		}
+	}
+	if n > 0 {
+		out = append(out, '}')
+	}
+	if topK.Exists() {
+		// Converse has no top_k; models that take one (Anthropic Claude,
+		// Mistral) read it from additionalModelRequestFields.
+		v, ok := intValue(topK)
+		if !ok || v < 0 {
+			return nil, invalid("top_k", "'top_k' must be a non-negative integer.")
+		}
+		out = append(out, `,"additionalModelRequestFields":{"top_k":`...)
+		out = strconv.AppendInt(out, v, 10)
+		out = append(out, '}')
+	}
+	var e *translate.Error
+	if out, e = b.appendToolConfig(out, tools, toolChoice, respFmt); e != nil {
+		return nil, e
+	}
+	return append(out, '}'), nil
+}
+
+func stopSequences(stop gjson.Result) ([]string, *translate.Error) {
+	var seqs []string
+	switch {
+	case stop.Type == gjson.String:
+		seqs = append(seqs, stop.Str)
+	case stop.IsArray():
+		var bad *translate.Error
+		stop.ForEach(func(_, v gjson.Result) bool {
+			if v.Type != gjson.String {
+				bad = typeErr("stop", "a string or an array of strings")
+				return false
+			}
+			seqs = append(seqs, v.Str)
+			return true
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	default:
+		return nil, typeErr("stop", "a string or an array of strings")
+	}
+	out := seqs[:0]
+	for _, q := range seqs {
+		if q != "" { // Converse rejects empty sequences
+			out = append(out, q)
+		}
+	}
+	return out, nil
+}
+
+// ---- messages ----
+
+// block appends one content block (already encoded) to the turn of role,
+// opening a new turn when the role changes: consecutive messages of one
+// role (and consecutive tool results) share one Converse turn.
+func (b *builder) block(role string, blk []byte) {
+	if !b.turnOpen || b.turn != role {
+		b.closeTurn()
+		if len(b.msgs) > 0 {
+			b.msgs = append(b.msgs, ',')
+		}
+		b.msgs = append(b.msgs, `{"role":"`...)
+		b.msgs = append(b.msgs, role...)
+		b.msgs = append(b.msgs, `","content":[`...)
+		b.turn, b.turnOpen = role, true
+		b.nTurns++
+	} else {
+		b.msgs = append(b.msgs, ',')
+	}
+	b.msgs = append(b.msgs, blk...)
+}
+
+func (b *builder) closeTurn() {
+	if b.turnOpen {
+		b.msgs = append(b.msgs, "]}"...)
+		b.turnOpen = false
+	}
+}
+
+func textBlock(dst []byte, text string) []byte {
+	dst = append(dst, `{"text":`...)
+	dst = jsonenc.AppendString(dst, text)
+	return append(dst, '}')
+}
+
+func (b *builder) messages(msgs gjson.Result) *translate.Error {
+	if !msgs.IsArray() {
+		return typeErr("messages", "an array")
+	}
+	var bad *translate.Error
+	i := 0
+	var scratch []byte
+	msgs.ForEach(func(_, m gjson.Result) bool {
+		p := "messages[" + strconv.Itoa(i) + "]"
+		i++
+		role := m.Get("role").Str
+		content := m.Get("content")
+		switch role {
+		case "system", "developer":
+			// Converse has one top-level system prompt: every system and
+			// developer message is hoisted into it, in order.
+			bad = eachText(p+".content", content, false, func(t string) {
+				if t == "" {
+					return
+				}
+				if len(b.sys) > 0 {
+					b.sys = append(b.sys, ',')
+				}
+				b.sys = textBlock(b.sys, t)
+			})
+		case "user":
+			bad = b.userContent(p, content)
+		case "assistant":
+			bad = eachText(p+".content", content, true, func(t string) {
+				if t != "" {
+					scratch = textBlock(scratch[:0], t)
+					b.block("assistant", scratch)
+				}
+			})
+			if bad == nil {
+				bad = b.toolCalls(p, m.Get("tool_calls"))
+			}
+		case "tool":
+			id := m.Get("tool_call_id")
+			if id.Type != gjson.String || id.Str == "" {
+				bad = &translate.Error{Code: translate.CodeInvalidRequest, Param: p + ".tool_call_id", OpenAICode: "missing_required_parameter",
+					Message: "Missing required parameter: '" + p + ".tool_call_id'."}
+				return false
+			}
+			b.toolHist = true
+			scratch = append(scratch[:0], `{"toolResult":{"toolUseId":`...)
+			scratch = jsonenc.AppendString(scratch, id.Str)
+			scratch = append(scratch, `,"content":[`...)
+			n := 0
+			bad = eachText(p+".content", content, false, func(t string) {
+				if t == "" {
+					return
+				}
+				if n > 0 {
+					scratch = append(scratch, ',')
+				}
+				scratch = textBlock(scratch, t)
+				n++
+			})
+			if n == 0 {
+				// Converse needs at least one result block.
+				scratch = append(scratch, `{"json":{}}`...)
+			}
+			scratch = append(scratch, "]}}"...)
+			b.block("user", scratch)
+		case "function":
+			bad = unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
+		default:
+			bad = invalid(p+".role", "Unknown role '"+role+"'.")
+		}
+		return bad == nil
+	})
+	if bad == nil && b.nTurns == 0 && !b.turnOpen {
+		return invalid("messages", "Bedrock Converse needs at least one user or assistant message with content.")
+	}
+	return bad
+}
+
+// eachText calls fn with each text of an OpenAI content value (a string, or
+// an array of text parts; refusal parts too when refusals is set).
+func eachText(param string, content gjson.Result, refusals bool, fn func(string)) *translate.Error {
+	switch {
+	case isNull(content):
+		return nil
+	case content.Type == gjson.String:
+		fn(content.Str)
+		return nil
+	case content.IsArray():
+		var bad *translate.Error
+		j := 0
+		content.ForEach(func(_, part gjson.Result) bool {
+			pp := param + "[" + strconv.Itoa(j) + "]"
+			j++
+			switch t := part.Get("type").Str; {
+			case t == "text":
+				fn(part.Get("text").Str)
+			case t == "refusal" && refusals:
+				fn(part.Get("refusal").Str)
+			default:
+				bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported here for Bedrock models.")
+			}
+			return bad == nil
+		})
+		return bad
+	}
+	return typeErr(param, "a string or an array of content parts")
+}
+
+func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
+	var scratch []byte
+	switch {
+	case isNull(content):
+		return nil
+	case content.Type == gjson.String:
+		if content.Str != "" {
+			b.block("user", textBlock(scratch, content.Str))
+		}
+		return nil
+	case !content.IsArray():
+		return typeErr(p+".content", "a string or an array of content parts")
+	}
+	var bad *translate.Error
+	j := 0
+	content.ForEach(func(_, part gjson.Result) bool {
+		pp := p + ".content[" + strconv.Itoa(j) + "]"
+		j++
+		switch t := part.Get("type").Str; t {
+		case "text":
+			if txt := part.Get("text").Str; txt != "" {
+				scratch = textBlock(scratch[:0], txt)
+				b.block("user", scratch)
+			}
+		case "image_url":
+			iu := part.Get("image_url")
+			url := iu.Get("url").Str
+			if iu.Type == gjson.String {
+				url = iu.Str
+			}
+			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", url)
+			if bad == nil {
+				b.block("user", scratch)
+			}
+		case "input_audio":
+			bad = unsupported(pp, "Bedrock Converse does not accept audio input.")
+		case "file":
+			bad = unsupported(pp, "File content parts are not translated for Bedrock models.")
+		default:
+			bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported for Bedrock models.")
+		}
+		return bad == nil
+	})
+	return bad
+}
+
+// imageFormats maps media types and file extensions to Converse image
+// formats.
+var imageFormats = map[string]string{
+	"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp",
+	".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".webp": "webp",
+}
+
+// appendImage appends a Converse image block for an OpenAI image URL: a
+// base64 data URL becomes source.bytes, an s3:// URL source.s3Location.
+// http(s) URLs are refused: Converse takes no web URLs, and a translator
+// does no I/O.
+func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
+	switch {
+	case strings.HasPrefix(url, "data:"):
+		meta, data, ok := strings.Cut(url[len("data:"):], ",")
+		mt, isB64 := strings.CutSuffix(meta, ";base64")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if !ok || !isB64 || data == "" {
+			return dst, invalid(param, "Image data URLs must be base64: data:<media type>;base64,<data>.")
+		}
+		format, known := imageFormats[mt]
+		if !known || !strings.HasPrefix(mt, "image/") {
+			return dst, invalid(param, "Bedrock accepts image/png, image/jpeg, image/gif and image/webp; got '"+mt+"'.")
+		}
+		dst = append(dst, `{"image":{"format":"`...)
+		dst = append(dst, format...)
+		dst = append(dst, `","source":{"bytes":`...)
+		dst = jsonenc.AppendString(dst, data)
+		return append(dst, "}}}"...), nil
+	case strings.HasPrefix(url, "s3://"):
+		ext := strings.ToLower(url[strings.LastIndexByte(url, '.')+1:])
+		format, known := imageFormats["."+ext]
+		if !known || !strings.Contains(url, ".") {
+			return dst, invalid(param, "An s3:// image URL must end in .png, .jpg, .jpeg, .gif or .webp.")
+		}
+		dst = append(dst, `{"image":{"format":"`...)
+		dst = append(dst, format...)
+		dst = append(dst, `","source":{"s3Location":{"uri":`...)
+		dst = jsonenc.AppendString(dst, url)
+		return append(dst, "}}}}"...), nil
+	case strings.HasPrefix(url, "https://"), strings.HasPrefix(url, "http://"):
+		return dst, &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_image_url",
+			Message: "Bedrock models take images as bytes (or from S3), not web URLs, and the gateway does not fetch URLs: send the image as a base64 data URL (data:image/png;base64,...) or an s3:// URL."}
+	}
+	return dst, invalid(param, "An image URL must be a base64 data URL or an s3:// URL for Bedrock models.")
+}
+
+func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
+	if isNull(calls) {
+		return nil
+	}
+	if !calls.IsArray() {
+		return typeErr(p+".tool_calls", "an array")
+	}
+	var bad *translate.Error
+	var scratch []byte
+	j := 0
+	calls.ForEach(func(_, c gjson.Result) bool {
+		pp := p + ".tool_calls[" + strconv.Itoa(j) + "]"
+		j++
+		if t := c.Get("type"); t.Exists() && t.Str != "function" {
+			bad = unsupported(pp+".type", "Only function tool calls are translated for Bedrock models.")
+			return false
+		}
+		id, name := c.Get("id").Str, c.Get("function.name").Str
+		if id == "" || name == "" {
+			bad = invalid(pp, "A tool call needs an 'id' and a 'function.name'.")
+			return false
+		}
+		args := strings.TrimSpace(c.Get("function.arguments").Str)
+		if args == "" {
+			args = "{}"
+		}
+		if !gjson.Valid(args) || !gjson.Parse(args).IsObject() {
+			bad = invalid(pp+".function.arguments", "Tool call arguments must be a JSON object for Bedrock models.")
+			return false
+		}
+		b.toolHist = true
+		scratch = append(scratch[:0], `{"toolUse":{"toolUseId":`...)
+		scratch = jsonenc.AppendString(scratch, id)
+		scratch = append(scratch, `,"name":`...)
+		scratch = jsonenc.AppendString(scratch, name)
+		scratch = append(scratch, `,"input":`...)
+		scratch = append(scratch, args...)
+		scratch = append(scratch, "}}"...)
+		b.block("assistant", scratch)
+		return true
+	})
+	return bad
+}
+
+// ---- toolConfig ----
+
+// toolSpec appends {"toolSpec":{name, description, inputSchema:{json}}}.
+func appendToolSpec(dst []byte, param, name, desc string, schema gjson.Result) ([]byte, *translate.Error) {
+	dst = append(dst, `{"toolSpec":{"name":`...)
+	dst = jsonenc.AppendString(dst, name)
+	if desc != "" {
+		dst = append(dst, `,"description":`...)
+		dst = jsonenc.AppendString(dst, desc)
+	}
+	dst = append(dst, `,"inputSchema":{"json":`...)
+	switch {
+	case isNull(schema):
+		dst = append(dst, `{"type":"object","properties":{}}`...)
+	case !schema.IsObject():
+		return dst, typeErr(param, "a JSON schema object")
+	default:
+		dst = append(dst, schema.Raw...)
+	}
+	return append(dst, "}}}"...), nil
+}
+
+func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Result) ([]byte, *translate.Error) {
+	var specs []byte
+	var names []string
+	if tools.Exists() {
+		if !tools.IsArray() {
+			return nil, typeErr("tools", "an array")
+		}
+		var bad *translate.Error
+		n := 0
+		tools.ForEach(func(_, tl gjson.Result) bool {
+			p := "tools[" + strconv.Itoa(n) + "]"
+			n++
+			if t := tl.Get("type").Str; t != "function" {
+				bad = unsupported(p+".type", "Only function tools are translated for Bedrock models; got '"+t+"'.")
+				return false
+			}
+			fn := tl.Get("function")
+			name := fn.Get("name")
+			if name.Type != gjson.String || name.Str == "" {
+				bad = invalid(p+".function.name", "A function tool needs a name.")
+				return false
+			}
+			if name.Str == ResponseTool {
+				bad = invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
+				return false
+			}
+			names = append(names, name.Str)
+			if len(specs) > 0 {
+				specs = append(specs, ',')
+			}
+			specs, bad = appendToolSpec(specs, p+".function.parameters", name.Str, fn.Get("description").Str, fn.Get("parameters"))
+			return bad == nil
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	}
+
+	// response_format: a forced tool whose input schema is the requested
+	// schema; the decoder returns its input as the message content.
+	var respSpec []byte
+	if respFmt.Exists() {
+		var schema gjson.Result
+		desc := "Reply to the user by calling this tool exactly once; its input is the whole answer, as a JSON object."
+		switch t := respFmt.Get("type").Str; t {
+		case "text":
+		case "json_object":
+			b.jsonMode = true
+		case "json_schema":
+			b.jsonMode = true
+			js := respFmt.Get("json_schema")
+			schema = js.Get("schema")
+			if nm := js.Get("name").Str; nm != "" {
+				desc += " Schema: " + nm + "."
+			}
+			if d := js.Get("description").Str; d != "" {
+				desc += " " + d
+			}
+		default:
+			return nil, unsupported("response_format.type", "response_format type '"+t+"' is not supported for Bedrock models.")
+		}
+		if b.jsonMode {
+			if isNull(schema) {
+				schema = gjson.Parse(`{"type":"object"}`)
+			}
+			var bad *translate.Error
+			if respSpec, bad = appendToolSpec(nil, "response_format.json_schema.schema", ResponseTool, desc, schema); bad != nil {
+				return nil, bad
+			}
+		}
+	}
+
+	// tool_choice
+	kind, named := "auto", ""
+	explicit := choice.Exists()
+	switch {
+	case !explicit:
+	case choice.Type == gjson.String:
+		switch choice.Str {
+		case "auto", "none", "required":
+			kind = choice.Str
+		default:
+			return nil, invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
+		}
+	case choice.IsObject() && choice.Get("type").Str == "function":
+		kind, named = "named", choice.Get("function.name").Str
+		found := false
+		for _, nm := range names {
+			found = found || nm == named
+		}
+		if !found {
+			return nil, invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
+		}
+	default:
+		return nil, unsupported("tool_choice", "This tool_choice form is not supported for Bedrock models.")
+	}
+	if len(names) == 0 && (kind == "required" || kind == "named") {
+		return nil, invalid("tool_choice", "'tool_choice' requires 'tools'.")
+	}
+	if kind == "none" && !b.toolHist {
+		// Converse has no "none": the client tools are left out of this
+		// request, so the model cannot call one. (When the conversation
+		// already holds tool calls or results, Converse requires the tool
+		// definitions; they are then kept, without a toolChoice.)
+		specs, names = nil, nil
+	}
+	if b.jsonMode {
+		switch {
+		case kind == "none" || (kind == "auto" && len(names) == 0):
+			kind, named = "named", ResponseTool
+		case kind == "auto":
+			kind = "required" // a client tool or the JSON answer
+		}
+	}
+	if len(specs) == 0 && len(respSpec) == 0 {
+		return out, nil // no tools: nothing to choose
+	}
+	out = append(out, `,"toolConfig":{"tools":[`...)
+	out = append(out, specs...)
+	if len(respSpec) > 0 {
+		if len(specs) > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, respSpec...)
+	}
+	out = append(out, ']')
+	switch kind {
+	case "auto":
+		if explicit {
+			out = append(out, `,"toolChoice":{"auto":{}}`...)
+		}
+	case "none":
+		// Never a tool and never a toolChoice: see above.
+	case "required":
+		out = append(out, `,"toolChoice":{"any":{}}`...)
+	case "named":
+		out = append(out, `,"toolChoice":{"tool":{"name":`...)
+		out = jsonenc.AppendString(out, named)
+		out = append(out, "}}"...)
+	}
+	return append(out, '}'), nil
+}
+
+// randHex returns n random hex digits.
+func randHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}

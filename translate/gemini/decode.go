@@ -39,13 +39,11 @@ type decoder struct {
 	status       int
 	includeUsage bool
 	created      int64
-	max          int
 	mode         mode
 
-	res    translate.Result
-	sc     sse.Scanner
-	buf    []byte
-	failed bool
+	res   translate.Result
+	sc    sse.Scanner
+	whole wholeBody
 
 	// stream state
 	prefix    []byte // `data: {"id":…,"model":…,"choices":[` of every chunk
@@ -71,23 +69,14 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.mode == modeStream {
 		return d.decodeStream(dst, src, final)
 	}
-	if d.failed {
-		return dst, nil
-	}
-	if len(d.buf)+len(src) > d.max {
-		d.failed, d.buf = true, nil
-		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
-		return dst, fmt.Errorf("gemini: response body over %d bytes", d.max)
-	}
-	d.buf = append(d.buf, src...)
-	if !final {
-		return dst, nil
+	if ready, err := d.whole.add(src, final, &d.res); !ready {
+		return dst, err
 	}
 	if d.mode == modeError {
-		d.res.Err = ParseError(d.status, d.buf)
+		d.res.Err = ParseError(d.status, d.whole.buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	body := view(d.buf)
+	body := view(d.whole.buf)
 	if !gjson.Valid(body) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -100,7 +89,7 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if root.Get("error").IsObject() {
-		d.res.Err = ParseError(0, d.buf)
+		d.res.Err = ParseError(0, d.whole.buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if e := blocked(root); e != nil {
@@ -108,6 +97,28 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return e.AppendJSON(dst), nil
 	}
 	return d.completion(dst, root), nil
+}
+
+// wholeBody holds a non-streamed body until its end, within a bound.
+type wholeBody struct {
+	buf    []byte
+	max    int
+	failed bool
+}
+
+// add appends src and reports whether the whole body is there (final). Over
+// the bound it fails once, recording the error in res.
+func (w *wholeBody) add(src []byte, final bool, res *translate.Result) (bool, error) {
+	if w.failed {
+		return false, nil
+	}
+	if len(w.buf)+len(src) > w.max {
+		w.failed, w.buf = true, nil
+		res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
+		return false, fmt.Errorf("gemini: response body over %d bytes", w.max)
+	}
+	w.buf = append(w.buf, src...)
+	return final, nil
 }
 
 // blocked returns the error for a prompt Gemini refused

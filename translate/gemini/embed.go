@@ -122,10 +122,8 @@ func estimateTokens(text string) int64 {
 type embedDecoder struct {
 	st     state
 	status int
-	max    int
-	buf    []byte
+	whole  wholeBody
 	res    translate.Result
-	failed bool
 }
 
 func (d *embedDecoder) ContentType() string       { return "application/json" }
@@ -133,21 +131,12 @@ func (d *embedDecoder) Status() int               { return d.status }
 func (d *embedDecoder) Result() *translate.Result { return &d.res }
 
 func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
-	if d.failed {
-		return dst, nil
+	if ready, err := d.whole.add(src, final, &d.res); !ready {
+		return dst, err
 	}
-	if len(d.buf)+len(src) > d.max {
-		d.failed, d.buf = true, nil
-		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
-		return dst, fmt.Errorf("gemini: response body over %d bytes", d.max)
-	}
-	d.buf = append(d.buf, src...)
-	if !final {
-		return dst, nil
-	}
-	body := view(d.buf)
+	body := view(d.whole.buf)
 	if d.status >= 400 {
-		d.res.Err = ParseError(d.status, d.buf)
+		d.res.Err = ParseError(d.status, d.whole.buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if !gjson.Valid(body) {
@@ -155,7 +144,7 @@ func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if e := gjson.Get(body, "error"); e.Exists() {
-		d.res.Err = ParseError(0, d.buf)
+		d.res.Err = ParseError(0, d.whole.buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	var list gjson.Result

@@ -166,9 +166,9 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 		max = maxBuffered
 	}
 	if req.Op == translate.OpEmbeddings {
-		return &embedDecoder{st: *st, status: status, max: max}
+		return &embedDecoder{st: *st, status: status, whole: wholeBody{max: max}}
 	}
-	d := &decoder{st: *st, status: status, includeUsage: req.IncludeUsage, created: nowUnix(), max: max}
+	d := &decoder{st: *st, status: status, includeUsage: req.IncludeUsage, created: nowUnix(), whole: wholeBody{max: max}}
 	switch {
 	case status >= 400:
 		d.mode = modeError

@@ -115,7 +115,7 @@ func jsonEqual(a, b string) bool {
 func TestRequestRefusals(t *testing.T) {
 	cases := []struct {
 		name, body, param string
-		code         translate.Code
+		code              translate.Code
 	}{
 		{"http image", `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}`, "messages[0].content[0].image_url.url", translate.CodeUnsupported},
 		{"bad data URL", `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,abc"}}]}]}`, "messages[0].content[0].image_url.url", translate.CodeInvalidRequest},

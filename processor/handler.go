@@ -67,6 +67,7 @@ type handler struct {
 	dec                             translate.Decoder
 	forwardedAt, headersAt, firstAt time.Time
 	broken                          bool // the decoder failed; the rest of the body is dropped
+	sawBody                         bool // Envoy sent at least one response_body message
 	recorded                        bool
 
 	buf   []byte // reused output buffer
@@ -420,6 +421,7 @@ func (h *handler) decode(src []byte, final bool) []byte {
 }
 
 func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
+	h.sawBody = true
 	eos := b.GetEndOfStream()
 	out := h.decode(b.GetBody(), eos)
 	if len(out) == 0 && !eos {
@@ -443,7 +445,10 @@ func (h *handler) onResponseTrailers() error {
 	if h.ph != phaseResponseBody {
 		return h.send(trailers)
 	}
-	if out := h.decode(nil, true); len(out) > 0 {
+	// A body reply is only valid while Envoy is processing a body chunk:
+	// when the response was headers and trailers with no body, there is
+	// nothing to flush into (Envoy would treat it as spurious and reset).
+	if out := h.decode(nil, true); len(out) > 0 && h.sawBody {
 		h.chunk.body.Body = out
 		h.chunk.body.EndOfStream = false
 		h.chunk.msg.DynamicMetadata = nil

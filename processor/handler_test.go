@@ -518,3 +518,21 @@ func TestProcessingModeMismatch(t *testing.T) {
 		t.Fatalf("right modes rejected: %v", r)
 	}
 }
+
+// TestTrailersWithoutBody: headers then trailers, no body message. llmux
+// must answer only the trailers (a body reply would be spurious in Envoy).
+func TestTrailersWithoutBody(t *testing.T) {
+	x := newExchange(t)
+	forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+	x.must(respHeaders(false, ":status", "200", "content-type", "application/json"))
+	out, err := x.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{Trailers: headerMap("grpc-status", "0")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].GetResponseTrailers() == nil {
+		t.Fatalf("want only a trailers reply, got %v", out)
+	}
+	if x.h.ph != phaseDone {
+		t.Fatalf("phase %s", x.h.ph)
+	}
+}

@@ -119,4 +119,27 @@
 // faults and holds apply. NewGCPOAuth / ListenGCPOAuth is a Google OAuth
 // token endpoint for service-account JWTs (verified with the key it writes
 // into the credentials file) for Application Default Credentials tests.
+//
+// # Bedrock
+//
+// NewBedrock / ListenBedrock serve Bedrock Runtime: POST
+// /model/{model id}/converse (JSON), /model/{model id}/converse-stream
+// (real application/vnd.amazon.eventstream frames: messageStart,
+// contentBlockStart for toolUse, contentBlockDelta, contentBlockStop,
+// messageStop, metadata) and /model/{model id}/invoke for Titan Text
+// Embeddings and Cohere Embed. Every request must carry a SigV4 signature
+// (service bedrock, BedrockOptions.Region, Host
+// bedrock-runtime.{region}.amazonaws.com) that the fake recomputes with the
+// AWS SDK signer from the known test credentials (BedrockAccessKeyID /
+// BedrockSecretAccessKey by default) over the headers named in
+// SignedHeaders, and must pass strict validation (unknown fields, missing
+// messages, a first turn or consecutive turns breaking user/assistant
+// order, toolResult outside a user turn or without its toolUse, tool
+// blocks without toolConfig, …); failures get Bedrock's error: the type in
+// x-amzn-ErrorType and {"message": ...} in the body. x-fake-status answers
+// the exception Bedrock uses for that status (429 ThrottlingException,
+// 400 ValidationException, 503 ServiceUnavailableException, …;
+// x-fake-error-code names another type, or context_length_exceeded); the
+// in-band error is an exception frame (x-fake-error-code picks its
+// :exception-type, default modelStreamErrorException).
 package fakeprovider

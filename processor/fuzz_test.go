@@ -76,22 +76,44 @@ func FuzzStreamHandler(f *testing.F) {
 			t.Fatal("routing mutation incomplete")
 		}
 
-		r = one(step(respHeaders(false, ":status", strconv.Itoa(status), "content-type", ct)), "response_headers")
-		if r.GetResponseHeaders() == nil {
-			t.Fatalf("response_headers answered with %T", r.Response)
+		// The headers reply may wait for the body (non-streamed and error
+		// responses); it must come before any body reply, exactly once.
+		headerReplies := 0
+		check := func(out []*extprocv3.ProcessingResponse) {
+			for _, r := range out {
+				switch {
+				case r.GetResponseHeaders() != nil:
+					headerReplies++
+				case r.GetResponseBody() != nil:
+					if headerReplies != 1 {
+						t.Fatal("a body reply before the headers reply")
+					}
+				default:
+					t.Fatalf("unexpected reply %T", r.Response)
+				}
+			}
 		}
+		check(step(respHeaders(false, ":status", strconv.Itoa(status), "content-type", ct)))
 		// Deliver the response in three pieces; the last reply must end
 		// the stream.
 		n := len(respBytes)
 		parts := []string{respBytes[:n/3], respBytes[n/3 : 2*n/3], respBytes[2*n/3:]}
 		var last *extprocv3.ProcessingResponse
 		for i, p := range parts {
-			for _, r := range step(respBody(p, i == 2)) {
+			out := step(respBody(p, i == 2))
+			check(out)
+			for _, r := range out {
+				if r.GetResponseHeaders() != nil {
+					continue
+				}
 				if r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse() == nil {
 					t.Fatalf("body answered without streamed_response: %v", r)
 				}
 				last = r
 			}
+		}
+		if headerReplies != 1 {
+			t.Fatalf("%d headers replies", headerReplies)
 		}
 		if last == nil || !last.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetEndOfStream() {
 			t.Fatal("the response never ended")

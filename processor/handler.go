@@ -66,8 +66,9 @@ type handler struct {
 	errCode                         string
 	dec                             translate.Decoder
 	forwardedAt, headersAt, firstAt time.Time
-	broken                          bool // the decoder failed; the rest of the body is dropped
-	sawBody                         bool // Envoy sent at least one response_body message
+	broken                          bool                       // the decoder failed; the rest of the body is dropped
+	sawBody                         bool                       // Envoy sent at least one response_body message
+	heldHeaders                     *extprocv3.HeadersResponse // response headers reply waiting for the body
 	recorded                        bool
 
 	buf   []byte // reused output buffer
@@ -390,6 +391,40 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	}
 	h.ph = phaseResponseBody
 	h.chunk = newChunkResponse()
+	if h.status >= 400 || !h.treq.Stream {
+		// The body decides the client's status (a provider's 400 that is
+		// really an authentication error; a 200 whose body is an error),
+		// and this body is held whole anyway: answer the headers once the
+		// body is in. FULL_DUPLEX allows it — Envoy keeps sending body
+		// chunks while the headers reply is outstanding (reference §3, §6
+		// #20) — and no message timer runs in that mode.
+		h.heldHeaders = resp
+		return nil
+	}
+	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}})
+}
+
+// releaseHeaders sends a held response-headers reply, with the status the
+// decoded body calls for.
+func (h *handler) releaseHeaders() error {
+	resp := h.heldHeaders
+	if resp == nil {
+		return nil
+	}
+	h.heldHeaders = nil
+	if e := h.dec.Result().Err; e != nil {
+		if st := e.HTTPStatus(); st >= 200 && st != h.status {
+			h.status = st
+			mut := resp.Response.HeaderMutation
+			kept := mut.SetHeaders[:0]
+			for _, hv := range mut.SetHeaders {
+				if hv.GetHeader().GetKey() != ":status" {
+					kept = append(kept, hv)
+				}
+			}
+			mut.SetHeaders = append(kept, header(":status", strconv.Itoa(st)))
+		}
+	}
 	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}})
 }
 
@@ -427,6 +462,9 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	if len(out) == 0 && !eos {
 		return nil
 	}
+	if err := h.releaseHeaders(); err != nil {
+		return err
+	}
 	h.chunk.body.Body = out
 	h.chunk.body.EndOfStream = eos
 	h.chunk.msg.DynamicMetadata = nil
@@ -448,7 +486,11 @@ func (h *handler) onResponseTrailers() error {
 	// A body reply is only valid while Envoy is processing a body chunk:
 	// when the response was headers and trailers with no body, there is
 	// nothing to flush into (Envoy would treat it as spurious and reset).
-	if out := h.decode(nil, true); len(out) > 0 && h.sawBody {
+	out := h.decode(nil, true)
+	if err := h.releaseHeaders(); err != nil {
+		return err
+	}
+	if len(out) > 0 && h.sawBody {
 		h.chunk.body.Body = out
 		h.chunk.body.EndOfStream = false
 		h.chunk.msg.DynamicMetadata = nil

@@ -433,21 +433,26 @@ func TestStreamUsageInjectedAndRemoved(t *testing.T) {
 func TestResponseTrailersEndTheBody(t *testing.T) {
 	x := newExchange(t)
 	forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
-	x.must(respHeaders(false, ":status", "200", "content-type", "application/json"))
+	if out, err := x.send(respHeaders(false, ":status", "200", "content-type", "application/json")); err != nil || len(out) != 0 {
+		t.Fatalf("non-stream headers should be held until the body is in: %v %v", out, err)
+	}
 	out, err := x.send(respBody(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`, false))
 	if err != nil || len(out) != 0 {
 		t.Fatalf("non-stream body should be held until the end: %v %v", out, err)
 	}
 	out, err = x.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{Trailers: headerMap("x-t", "1")}}})
-	if err != nil || len(out) != 2 {
-		t.Fatalf("want body + trailers replies, got %d (%v)", len(out), err)
+	if err != nil || len(out) != 3 {
+		t.Fatalf("want headers + body + trailers replies, got %d (%v)", len(out), err)
 	}
-	sr := out[0].GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+	if out[0].GetResponseHeaders() == nil {
+		t.Fatalf("first reply %v", out[0])
+	}
+	sr := out[1].GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse()
 	if sr.GetEndOfStream() || !strings.Contains(string(sr.GetBody()), `"content":"ok"`) {
 		t.Errorf("body reply %v", sr)
 	}
-	if out[1].GetResponseTrailers() == nil || br2md(out[1])["input_tokens"].GetNumberValue() != 3 {
-		t.Errorf("trailers reply %v", out[1])
+	if out[2].GetResponseTrailers() == nil || br2md(out[2])["input_tokens"].GetNumberValue() != 3 {
+		t.Errorf("trailers reply %v", out[2])
 	}
 }
 
@@ -469,12 +474,21 @@ func TestUpstreamErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newExchange(t)
 			forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
-			hr := x.must(respHeaders(false, ":status", strconv.Itoa(tc.status), "content-type", tc.ct))
-			ctSet := setHeader(hr.GetResponseHeaders().GetResponse().GetHeaderMutation(), "content-type")
-			if tc.ct != "application/json" && ctSet != "application/json" {
+			if out, err := x.send(respHeaders(false, ":status", strconv.Itoa(tc.status), "content-type", tc.ct)); err != nil || len(out) != 0 {
+				t.Fatalf("error headers should wait for the body: %v %v", out, err)
+			}
+			out, err := x.send(respBody(tc.body, true))
+			if err != nil || len(out) != 2 || out[0].GetResponseHeaders() == nil {
+				t.Fatalf("want headers then body, got %v %v", out, err)
+			}
+			hm := out[0].GetResponseHeaders().GetResponse().GetHeaderMutation()
+			if ctSet := setHeader(hm, "content-type"); tc.ct != "application/json" && ctSet != "application/json" {
 				t.Errorf("content-type not corrected: %q", ctSet)
 			}
-			r := x.must(respBody(tc.body, true))
+			if st := setHeader(hm, ":status"); st != "" && st != strconv.Itoa(tc.status) {
+				t.Errorf(":status changed to %s", st)
+			}
+			r := out[1]
 			got := r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody()
 			if tc.passThrough && string(got) != tc.body {
 				t.Errorf("OpenAI error body altered: %s", got)
@@ -524,15 +538,64 @@ func TestProcessingModeMismatch(t *testing.T) {
 func TestTrailersWithoutBody(t *testing.T) {
 	x := newExchange(t)
 	forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
-	x.must(respHeaders(false, ":status", "200", "content-type", "application/json"))
+	if out, err := x.send(respHeaders(false, ":status", "200", "content-type", "application/json")); err != nil || len(out) != 0 {
+		t.Fatalf("%v %v", out, err)
+	}
 	out, err := x.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{Trailers: headerMap("grpc-status", "0")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 1 || out[0].GetResponseTrailers() == nil {
-		t.Fatalf("want only a trailers reply, got %v", out)
+	if len(out) != 2 || out[0].GetResponseHeaders() == nil || out[1].GetResponseTrailers() == nil {
+		t.Fatalf("want the held headers reply and a trailers reply, no body reply; got %v", out)
 	}
 	if x.h.ph != phaseDone {
 		t.Fatalf("phase %s", x.h.ph)
+	}
+}
+
+// statusDecoder is an OpenAI-schema decoder whose parsed error carries a
+// different status than the provider's (as Gemini's bad-key 400 does).
+type statusTranslator struct{ translate.Translator }
+
+func (s statusTranslator) NewDecoder(req *translate.Request, status int, ct string) translate.Decoder {
+	return &statusDecoder{Decoder: s.Translator.NewDecoder(req, status, ct)}
+}
+
+type statusDecoder struct{ translate.Decoder }
+
+func (d *statusDecoder) Result() *translate.Result {
+	r := d.Decoder.Result()
+	if r.Err != nil {
+		r.Err.Status = 401
+	}
+	return r
+}
+
+// TestHeldHeadersTakeTheBodysStatus: a non-streamed or error response's
+// headers reply waits for the body, and carries the status the decoded
+// error calls for.
+func TestHeldHeadersTakeTheBodysStatus(t *testing.T) {
+	cfg := testConfig(t)
+	base, _ := translate.Lookup("openai")
+	s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock(), Logger: discardLogger(),
+		Translator: func(kind string) (translate.Translator, bool) { return statusTranslator{base}, kind == "openai" }})
+	rec := &recorder{}
+	x := &exchange{t: t, h: newHandler(s, context.Background(), rec), rec: rec}
+	forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+	if out, _ := x.send(respHeaders(false, ":status", "400", "content-type", "application/json")); len(out) != 0 {
+		t.Fatalf("headers not held: %v", out)
+	}
+	if out, _ := x.send(respBody(`{"error":{"message":"API key not valid`, false)); len(out) != 0 {
+		t.Fatalf("partial error body released: %v", out)
+	}
+	out, err := x.send(respBody(`","type":"invalid_request_error","code":"invalid_api_key"}}`, true))
+	if err != nil || len(out) != 2 {
+		t.Fatalf("%v %v", out, err)
+	}
+	if st := setHeader(out[0].GetResponseHeaders().GetResponse().GetHeaderMutation(), ":status"); st != "401" {
+		t.Fatalf(":status %q", st)
+	}
+	if br2md(out[1])["status"].GetNumberValue() != 401 {
+		t.Fatalf("metadata status %v", br2md(out[1])["status"])
 	}
 }

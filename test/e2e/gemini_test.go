@@ -349,7 +349,7 @@ func TestGeminiErrors(t *testing.T) {
 		openaiCode         string
 	}{
 		{"invalid argument", "400", "", 400, "invalid_request"},
-		{"bad API key", "400", "api_key_invalid", 400, "invalid_api_key"},
+		{"bad API key", "400", "api_key_invalid", 401, "invalid_api_key"},
 		{"context length", "400", "context_length_exceeded", 400, "context_length_exceeded"},
 		{"unauthenticated", "401", "", 401, "invalid_api_key"},
 		{"permission", "403", "", 403, "permission_denied"},

@@ -103,13 +103,14 @@ func classify(status int, e gjson.Result) *translate.Error {
 		}
 	}
 	te := &translate.Error{Code: code, Message: truncate(msg)}
-	if status >= 400 && status <= 599 {
+	// The client status is Google's, except where the body says more than
+	// the status: a bad AI Studio key is 400 INVALID_ARGUMENT, which
+	// OpenAI clients expect as 401. The processor holds the headers of an
+	// error response until its body is decoded, so the status can follow
+	// the class.
+	if status >= 400 && status <= 599 && code != translate.CodeAuthentication {
 		te.Status = status
 	}
-	// The client status stays Google's even where OpenAI would use another
-	// (a bad AI Studio key is 400 INVALID_ARGUMENT, OpenAI says 401): the
-	// response headers are sent before the body is read. The class and
-	// the OpenAI code carry the difference.
 	return te
 }
 

@@ -13,6 +13,7 @@ import (
 
 	pm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -789,5 +790,40 @@ func TestRefusesUnmodelled(t *testing.T) {
 				t.Errorf("error %q does not name %q", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestEarlyLocalReplyClosesHTTP1 checks Envoy's drain rule
+// (ConnectionManagerImpl::ActiveStream::encodeHeaders): a response that
+// starts before an HTTP/1 request is complete carries "connection: close",
+// so clients do not reuse a connection Envoy closes.
+func TestEarlyLocalReplyClosesHTTP1(t *testing.T) {
+	e := start(t, tcfg{}, nil)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodPost, e.base+"/", pr)
+	type out struct {
+		resp *http.Response
+		err  error
+	}
+	ch := make(chan out, 1)
+	c := &http.Client{Transport: &http.Transport{}} // keep-alive on
+	defer c.CloseIdleConnections()
+	go func() {
+		resp, err := c.Do(req)
+		if err == nil {
+			_, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		ch <- out{resp, err}
+	}()
+	ps := e.proc.next(t)
+	ps.expect(t, "request_headers")
+	ps.send(t, &extprocsvc.ProcessingResponse{Response: &extprocsvc.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocsvc.ImmediateResponse{
+		Status: &typev3.HttpStatus{Code: 401}, Body: []byte("no"),
+	}}})
+	r := <-ch
+	if r.err != nil || r.resp.StatusCode != 401 || !r.resp.Close {
+		t.Fatalf("err %v, resp %+v", r.err, r.resp)
 	}
 }

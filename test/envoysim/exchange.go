@@ -791,6 +791,14 @@ func (x *exchange) clientHeaders(h hmap, eos bool) {
 	if _, ok := h.get("content-type"); !ok {
 		dst["Content-Type"] = nil // no sniffing: Envoy adds nothing
 	}
+	if !x.reqDone && x.r.ProtoMajor == 1 {
+		// ConnectionManagerImpl::ActiveStream::encodeHeaders: a response
+		// that starts before the request is complete drains an HTTP/1
+		// connection and says so with "connection: close", so the client
+		// does not reuse a connection Envoy is about to close.
+		dst.Set("Connection", "close")
+		x.s.count("downstream_rq_response_before_rq_complete")
+	}
 	x.w.WriteHeader(code)
 	if eos {
 		x.respComplete()

@@ -129,7 +129,13 @@ func TestBedrockRejects(t *testing.T) {
 		{"tampered signature", brModel, user, func(u *translate.Upstream) {
 			for i := range u.Headers {
 				if u.Headers[i].Key == "authorization" {
-					u.Headers[i].Value = u.Headers[i].Value[:len(u.Headers[i].Value)-1] + "0"
+					// Change the last hex digit to a different one.
+					v := u.Headers[i].Value
+					last := "0"
+					if v[len(v)-1] == '0' {
+						last = "1"
+					}
+					u.Headers[i].Value = v[:len(v)-1] + last
 				}
 			}
 		}, 403, "InvalidSignatureException", "signature"},

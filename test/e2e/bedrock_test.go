@@ -306,9 +306,9 @@ func TestBedrockErrors(t *testing.T) {
 	}{
 		{"validation", status("400"), 400, "invalid_request", "invalid_request"},
 		{"context length", status("400", "context_length_exceeded"), 400, "context_length_exceeded", "context_length_exceeded"},
-		{"quota", status("400", "ServiceQuotaExceededException"), 400, "insufficient_quota", "quota_exhausted"},
+		{"quota", status("400", "ServiceQuotaExceededException"), 429, "insufficient_quota", "quota_exhausted"},
 		{"throttled", status("429"), 429, "rate_limit_exceeded", "rate_limited"},
-		{"model not ready", status("429", "ModelNotReadyException"), 429, "upstream_unavailable", "upstream_unavailable"},
+		{"model not ready", status("429", "ModelNotReadyException"), 503, "upstream_unavailable", "upstream_unavailable"},
 		{"access denied", status("403"), 403, "permission_denied", "permission_denied"},
 		{"not found", status("404"), 404, "model_not_found", "not_found"},
 		{"model timeout", status("408"), 504, "timeout", "timeout"},
@@ -332,14 +332,14 @@ func TestBedrockErrors(t *testing.T) {
 func TestBedrockBadCredentials(t *testing.T) {
 	r, _ := bedrockRig(t, fakeprovider.BedrockOptions{AccessKeyID: fakeprovider.BedrockAccessKeyID, SecretAccessKey: "another-secret"})
 	_, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("x")})
-	apiError(t, err, 403, "invalid_api_key")
+	apiError(t, err, 401, "invalid_api_key")
 }
 
 // TestBedrockExceptionMidStream: an exception frame after some content
 // reaches the SDK as a stream error, after the content, without [DONE].
 func TestBedrockExceptionMidStream(t *testing.T) {
 	r, _ := bedrockRig(t, fakeprovider.BedrockOptions{})
-	for _, tc := range []struct{ exception, class string }{
+	for i, tc := range []struct{ exception, class string }{
 		{"throttlingException", "rate_limited"},
 		{"modelStreamErrorException", "upstream_error"},
 	} {
@@ -353,15 +353,14 @@ func TestBedrockExceptionMidStream(t *testing.T) {
 			}
 		}
 		err := stream.Err()
-		stream.Close()
 		if err == nil || content != "Hello from" || !strings.Contains(err.Error(), "(fake)") {
 			t.Fatalf("%s: stream error %v after %q", tc.exception, err, content)
 		}
-	}
-	if logs := r.accessLogs(2); logs != nil {
-		if logs[0]["error_code"] != "rate_limited" || logs[1]["error_code"] != "upstream_error" {
-			t.Errorf("access logs %v / %v", logs[0]["error_code"], logs[1]["error_code"])
+		// Checked before Close: the upstream ended the stream, not the client.
+		if logs := r.accessLogs(i + 1); logs != nil && logs[i]["error_code"] != tc.class {
+			t.Errorf("%s: access log error_code %v, want %s", tc.exception, logs[i]["error_code"], tc.class)
 		}
+		stream.Close()
 	}
 	// A truncated stream ends without [DONE]: the SDK sees the stream end
 	// early, and the gateway records no completion.

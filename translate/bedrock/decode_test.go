@@ -364,14 +364,14 @@ func TestErrorTable(t *testing.T) {
 		{400, `{"message":"The model returned the following errors: prompt is too long: 215000 tokens > 200000 maximum"}`, translate.CodeContextLengthExceeded, 400, ""},
 		{400, `{"message":"Malformed input request: #: extraneous key [foo] is not permitted, please reformat your input and try again."}`, translate.CodeInvalidRequest, 400, ""},
 		{400, `{"__type":"ValidationException","message":"1 validation error detected"}`, translate.CodeInvalidRequest, 400, ""},
-		{400, `{"__type":"com.amazon.bedrock#ServiceQuotaExceededException","message":"Your request exceeds the service quota for your account."}`, translate.CodeQuotaExhausted, 400, ""},
-		{400, `{"message":"Your request exceeds the service quota for your account."}`, translate.CodeQuotaExhausted, 400, ""},
+		{400, `{"__type":"com.amazon.bedrock#ServiceQuotaExceededException","message":"Your request exceeds the service quota for your account."}`, translate.CodeQuotaExhausted, 429, ""},
+		{400, `{"message":"Your request exceeds the service quota for your account."}`, translate.CodeQuotaExhausted, 429, ""},
 		{429, `{"message":"Too many requests, please wait before trying again."}`, translate.CodeRateLimited, 429, ""},
 		{429, `{"__type":"ThrottlingException","message":"Too many tokens"}`, translate.CodeRateLimited, 429, ""},
-		{429, `{"message":"Model is not ready for inference. Wait and try your request again."}`, translate.CodeUpstreamUnavailable, 429, ""},
+		{429, `{"message":"Model is not ready for inference. Wait and try your request again."}`, translate.CodeUpstreamUnavailable, 503, ""},
 		{403, `{"message":"You don't have access to the model with the specified model ID."}`, translate.CodePermissionDenied, 403, ""},
-		{403, `{"message":"The security token included in the request is invalid."}`, translate.CodeAuthentication, 403, ""},
-		{403, `{"message":"The request signature we calculated does not match the signature you provided."}`, translate.CodeAuthentication, 403, ""},
+		{403, `{"message":"The security token included in the request is invalid."}`, translate.CodeAuthentication, 401, ""},
+		{403, `{"message":"The request signature we calculated does not match the signature you provided."}`, translate.CodeAuthentication, 401, ""},
 		{404, `{"message":"The provided model identifier is invalid."}`, translate.CodeNotFound, 404, ""},
 		{408, `{"message":"Model has timed out in processing the request."}`, translate.CodeTimeout, 504, ""},
 		{424, `{"message":"Received error from model"}`, translate.CodeUpstreamError, 500, ""},
@@ -384,7 +384,7 @@ func TestErrorTable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		d := Translator{}.NewDecoder(chatReq(true, false, false), tc.status, "application/json")
-		if d.ContentType() != "application/json" || d.Status() != tc.clientStat {
+		if d.ContentType() != "application/json" || d.Status() != clientStatus(tc.status) {
 			t.Errorf("%d: %s %d", tc.status, d.ContentType(), d.Status())
 		}
 		out := decodeAll(t, d, []byte(tc.body), 5)

@@ -150,11 +150,10 @@ func ParseError(status int, body []byte) *translate.Error {
 	case msg == "":
 		msg = fmt.Sprintf("Bedrock returned HTTP %d", status)
 	}
-	st := clientStatus(status)
-	if st < 400 {
-		st = code.Status()
-	}
-	return &translate.Error{Code: code, Status: st, Message: strings.Clone(msg), OpenAICode: oc}
+	// The client's status follows the class (the processor holds the
+	// response headers until the body is decoded): a ServiceQuota 400
+	// becomes 429, ModelNotReady's 429 a 503, a bad signature's 403 a 401.
+	return &translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}
 }
 
 // exceptionError classifies an exception (or error) message of an event

@@ -180,6 +180,8 @@ func TestBedrockRejects(t *testing.T) {
 func TestBedrockValidation(t *testing.T) {
 	bad := []string{
 		`{}`,
+		`{"foo":1,"messages":[{"role":"user","content":[{"text":"a"}]}]}`,
+		`{"messages":[{"role":"user","content":[{"text":"a","extra":1}]}]}`,
 		`{"messages":[]}`,
 		`{"messages":[{"role":"user","content":[{"text":"a"}]},{"role":"user","content":[{"text":"b"}]}]}`,
 		`{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"a","content":[{"text":"x"}]}}]}],"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{}}}}]}}`,

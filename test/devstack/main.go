@@ -64,15 +64,11 @@ func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port 
 
 	clusters := map[string]string{"llmux": grpcAddr}
 	if !realProvider {
-		fake, err := fakeprovider.ListenOpenAI("127.0.0.1:0", fakeprovider.OpenAIOptions{APIKey: os.Getenv("OPENAI_API_KEY")})
+		stop, err := startDemoProviders(clusters)
 		if err != nil {
-			return fmt.Errorf("demo provider: %w", err)
+			return err
 		}
-		defer fake.Close()
-		for _, c := range []string{"openai", "anthropic", "bedrock_us_east_1", "gemini", "vertex_us_central1", "azure"} {
-			clusters[c] = fake.Addr()
-		}
-		log.Printf("demo provider (fake OpenAI) on %s; every provider cluster points at it", fake.Addr())
+		defer stop()
 	}
 
 	llmux := exec.CommandContext(ctx, bin, "-config", cfg, "-grpc-listen", grpcAddr, "-admin-listen", admin)
@@ -118,6 +114,67 @@ func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port 
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// startDemoProviders starts a fake of every provider the example
+// configuration uses and points the Envoy clusters at them. The fakes check
+// the credentials llmux sends, so the demo exercises the same auth paths.
+func startDemoProviders(clusters map[string]string) (stop func(), err error) {
+	var closers []func()
+	stop = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	// Bedrock requests are SigV4-signed with the AWS default chain: give
+	// it the fake's test credentials unless real ones are set.
+	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		os.Setenv("AWS_ACCESS_KEY_ID", fakeprovider.BedrockAccessKeyID)
+		os.Setenv("AWS_SECRET_ACCESS_KEY", fakeprovider.BedrockSecretAccessKey)
+		os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	}
+	start := func(cluster string, listen func() (*fakeprovider.Server, error)) error {
+		s, err := listen()
+		if err != nil {
+			return fmt.Errorf("demo provider for %s: %w", cluster, err)
+		}
+		closers = append(closers, s.Close)
+		clusters[cluster] = s.Addr()
+		log.Printf("demo provider %s (fake %s) on %s", cluster, s.Name(), s.Addr())
+		return nil
+	}
+	const any = "127.0.0.1:0"
+	for _, f := range []struct {
+		cluster string
+		listen  func() (*fakeprovider.Server, error)
+	}{
+		{"openai", func() (*fakeprovider.Server, error) {
+			return fakeprovider.ListenOpenAI(any, fakeprovider.OpenAIOptions{APIKey: os.Getenv("OPENAI_API_KEY")})
+		}},
+		{"anthropic", func() (*fakeprovider.Server, error) {
+			return fakeprovider.ListenAnthropic(any, fakeprovider.AnthropicOptions{APIKey: os.Getenv("ANTHROPIC_API_KEY")})
+		}},
+		{"azure", func() (*fakeprovider.Server, error) {
+			return fakeprovider.ListenAzure(any, fakeprovider.AzureOptions{APIKey: os.Getenv("AZURE_OPENAI_API_KEY")})
+		}},
+		{"gemini", func() (*fakeprovider.Server, error) {
+			return fakeprovider.ListenGemini(any, fakeprovider.GeminiOptions{APIKey: os.Getenv("GEMINI_API_KEY")})
+		}},
+		{"bedrock_us_east_1", func() (*fakeprovider.Server, error) {
+			return fakeprovider.ListenBedrock(any, fakeprovider.BedrockOptions{Region: "us-east-1"})
+		}},
+	} {
+		if err := start(f.cluster, f.listen); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	// Clusters with no fake (Vertex) point at the OpenAI fake, so the
+	// stand-in loads the bootstrap; requests to them fail visibly.
+	for _, c := range []string{"vertex_us_central1"} {
+		clusters[c] = clusters["openai"]
+	}
+	return stop, nil
 }
 
 // waitHealthy waits until llmux answers the gRPC health check.

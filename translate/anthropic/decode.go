@@ -279,24 +279,7 @@ func (d *decoder) message(dst []byte, body string) []byte {
 // ---- streaming ----
 
 func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
-	if err := d.sc.Push(src); err != nil {
-		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream stream event too large"}
-		return dst, fmt.Errorf("anthropic: %w", err)
-	}
-	for {
-		ev, ok := d.sc.Next()
-		if !ok {
-			break
-		}
-		dst = d.event(dst, ev)
-	}
-	if final {
-		if rest := d.sc.Rest(); len(rest) > 0 {
-			// The last event without its blank line: decode it if whole.
-			dst = d.event(dst, rest)
-		}
-	}
-	return dst, nil
+	return translate.DecodeSSE(&d.sc, &d.res, dst, src, final, d.event)
 }
 
 const chunkTail = `,"logprobs":null,"finish_reason":null}]}` + "\n\n"

@@ -332,23 +332,7 @@ func appendArgs(dst []byte, args gjson.Result) []byte {
 
 // decodeStream handles a streamGenerateContent?alt=sse body.
 func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
-	if err := d.sc.Push(src); err != nil {
-		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream stream event too large"}
-		return dst, fmt.Errorf("gemini: %w", err)
-	}
-	for {
-		ev, ok := d.sc.Next()
-		if !ok {
-			break
-		}
-		dst = d.event(dst, ev)
-	}
-	if final {
-		if rest := d.sc.Rest(); len(rest) > 0 {
-			dst = d.event(dst, rest)
-		}
-	}
-	return dst, nil
+	return translate.DecodeSSE(&d.sc, &d.res, dst, src, final, d.event)
 }
 
 // event converts one SSE event (one GenerateContentResponse).

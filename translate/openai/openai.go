@@ -254,25 +254,7 @@ func IsOpenAIShaped(body string) bool {
 }
 
 func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
-	if err := d.sc.Push(src); err != nil {
-		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream stream event too large"}
-		return dst, fmt.Errorf("openai: %w", err)
-	}
-	for {
-		ev, ok := d.sc.Next()
-		if !ok {
-			break
-		}
-		dst = d.event(dst, ev)
-	}
-	if final {
-		if rest := d.sc.Rest(); len(rest) > 0 {
-			// A stream that ended without the blank line after its last
-			// event: decode what is complete, drop the rest.
-			dst = d.event(dst, rest)
-		}
-	}
-	return dst, nil
+	return translate.DecodeSSE(&d.sc, &d.res, dst, src, final, d.event)
 }
 
 var doneData = []byte("[DONE]")

@@ -69,6 +69,7 @@ type handler struct {
 	broken                          bool                       // the decoder failed; the rest of the body is dropped
 	sawBody                         bool                       // Envoy sent at least one response_body message
 	heldHeaders                     *extprocv3.HeadersResponse // response headers reply waiting for the body
+	outcomeSent                     bool                       // final metadata went out with the terminal event
 	recorded                        bool
 
 	buf   []byte // reused output buffer
@@ -468,9 +469,17 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	h.chunk.body.Body = out
 	h.chunk.body.EndOfStream = eos
 	h.chunk.msg.DynamicMetadata = nil
-	if eos {
+	switch {
+	case eos:
 		h.ph = phaseDone
 		h.complete()
+		h.chunk.msg.DynamicMetadata = h.metadata(true)
+	case !h.outcomeSent && h.dec.Result().Completed:
+		// The terminal event (with usage) is in this reply: a client may
+		// close as soon as it reads it, before the upstream's end of
+		// stream reaches llmux. Send the outcome now so the access log
+		// has the tokens either way.
+		h.outcomeSent = true
 		h.chunk.msg.DynamicMetadata = h.metadata(true)
 	}
 	return h.send(h.chunk.msg)
@@ -579,6 +588,12 @@ func (h *handler) finish() {
 	// went away, or (once the response had started) the upstream reset and
 	// Envoy reset the client stream (reference §4.2). ext_proc cannot tell
 	// these apart; both are recorded as canceled.
+	if h.dec != nil && h.dec.Result().Completed {
+		// The client had the whole response (its terminal event) and
+		// closed before the upstream's end of stream: a success.
+		h.complete()
+		return
+	}
 	if h.errCode == "" {
 		h.errCode = string(translate.CodeCanceled)
 	}

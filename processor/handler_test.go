@@ -599,3 +599,20 @@ func TestHeldHeadersTakeTheBodysStatus(t *testing.T) {
 		t.Fatalf("metadata status %v", br2md(out[1])["status"])
 	}
 }
+
+// TestOutcomeWithTheTerminalEvent: the reply that carries [DONE] carries
+// the tokens too, so a client that closes right after it loses nothing.
+func TestOutcomeWithTheTerminalEvent(t *testing.T) {
+	x := newExchange(t)
+	forward(t, x, `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	x.must(respHeaders(false, ":status", "200", "content-type", "text/event-stream"))
+	r := x.must(respBody(streamUpstream, false))
+	if md := br2md(r); md["output_tokens"].GetNumberValue() != 1 || md["status"].GetNumberValue() != 200 {
+		t.Fatalf("metadata with the terminal event: %v", md)
+	}
+	// Envoy ends the stream (the client left) before the upstream's end.
+	x.h.finish()
+	if x.h.errCode != "" || x.h.status != 200 {
+		t.Fatalf("a completed response recorded as %d %q", x.h.status, x.h.errCode)
+	}
+}

@@ -474,12 +474,15 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 		h.ph = phaseDone
 		h.complete()
 		h.chunk.msg.DynamicMetadata = h.metadata(true)
-	case !h.outcomeSent && h.dec.Result().Completed:
-		// The terminal event (with usage) is in this reply: a client may
-		// close as soon as it reads it, before the upstream's end of
-		// stream reaches llmux. Send the outcome now so the access log
-		// has the tokens either way.
+	case !h.outcomeSent && (h.dec.Result().Completed || h.dec.Result().Err != nil):
+		// The terminal event (with usage) or an in-band error is in this
+		// reply: a client may close as soon as it reads it, before the
+		// upstream's end of stream reaches llmux. Send the outcome now so
+		// the access log has it either way.
 		h.outcomeSent = true
+		if e := h.dec.Result().Err; e != nil && h.errCode == "" {
+			h.errCode = string(e.Code)
+		}
 		h.chunk.msg.DynamicMetadata = h.metadata(true)
 	}
 	return h.send(h.chunk.msg)
@@ -588,9 +591,10 @@ func (h *handler) finish() {
 	// went away, or (once the response had started) the upstream reset and
 	// Envoy reset the client stream (reference §4.2). ext_proc cannot tell
 	// these apart; both are recorded as canceled.
-	if h.dec != nil && h.dec.Result().Completed {
-		// The client had the whole response (its terminal event) and
-		// closed before the upstream's end of stream: a success.
+	if h.outcomeSent {
+		// The client had the whole response (its terminal event, or the
+		// in-band error) and closed before the upstream's end of stream:
+		// the outcome stands.
 		h.complete()
 		return
 	}

@@ -42,6 +42,14 @@ type AnthropicOptions struct {
 	ChunkDelay time.Duration
 	// Script queues fault plans, one per request; see Server.Enqueue.
 	Script []Fault
+
+	// OAuth, when set, is the fake Google token endpoint whose issued
+	// tokens the Claude-on-Vertex routes (anthropic_vertex.go) accept as
+	// "Authorization: Bearer".
+	OAuth *GCPOAuth
+	// BearerToken is accepted on the Vertex routes as well. With neither
+	// OAuth nor BearerToken any non-empty bearer token is accepted.
+	BearerToken string
 }
 
 // anthropic is the handler state of an Anthropic fake.
@@ -136,6 +144,10 @@ func anthropicStatusError(status int, code string) antError {
 }
 
 func (a *anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if m := vertexAnthropicPath.FindStringSubmatch(r.URL.Path); m != nil {
+		a.serveVertex(w, r, m[3], m[4] == "streamRawPredict")
+		return
+	}
 	w.Header().Set("request-id", "req_fake"+strconv.FormatUint(a.s.nextID(), 10))
 	if strings.TrimSuffix(r.URL.Path, "/") != "/v1/messages" {
 		a.writeError(w, http.StatusNotFound, antError{"not_found_error", "Not Found"})

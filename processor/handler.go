@@ -371,6 +371,13 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			ct = headerValue(hv)
 		}
 	}
+	if h.status == 401 {
+		// A revoked or expired cloud credential: fetch a fresh one next
+		// time rather than reuse it until it would have expired.
+		if f, ok := h.tr.(translate.CredentialForgetter); ok {
+			f.ForgetCredentials(h.dep.Provider.Name)
+		}
+	}
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
 	if st := h.dec.Status(); st >= 200 && st != h.status {

@@ -616,3 +616,36 @@ func TestOutcomeWithTheTerminalEvent(t *testing.T) {
 		t.Fatalf("a completed response recorded as %d %q", x.h.status, x.h.errCode)
 	}
 }
+
+// forgetful records ForgetCredentials calls.
+type forgetful struct {
+	translate.Translator
+	forgot []string
+}
+
+func (f *forgetful) ForgetCredentials(p string) { f.forgot = append(f.forgot, p) }
+
+// TestUnauthorizedForgetsCachedCredentials: a provider's 401 makes the
+// translator drop its cached credential for that provider.
+func TestUnauthorizedForgetsCachedCredentials(t *testing.T) {
+	for _, status := range []string{"401", "429"} {
+		cfg := testConfig(t)
+		base, _ := translate.Lookup("openai")
+		f := &forgetful{Translator: base}
+		s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock(), Logger: discardLogger(),
+			Translator: func(kind string) (translate.Translator, bool) { return f, kind == "openai" }})
+		rec := &recorder{}
+		x := &exchange{t: t, h: newHandler(s, context.Background(), rec), rec: rec}
+		forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+		if _, err := x.send(respHeaders(false, ":status", status, "content-type", "application/json")); err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if status == "401" {
+			want = 1
+		}
+		if len(f.forgot) != want || want == 1 && f.forgot[0] != "openai" {
+			t.Fatalf("status %s: forgot %v", status, f.forgot)
+		}
+	}
+}

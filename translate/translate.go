@@ -117,6 +117,15 @@ type Translator interface {
 	NewDecoder(req *Request, status int, contentType string) Decoder
 }
 
+// CredentialForgetter is implemented by translators that cache provider
+// credentials (cloud tokens, assumed-role keys). The processor calls
+// ForgetCredentials when a provider answers 401, so the next request
+// fetches a fresh credential instead of reusing a revoked one until it
+// would have expired.
+type CredentialForgetter interface {
+	ForgetCredentials(provider string)
+}
+
 // Decoder turns provider response bytes into OpenAI response bytes,
 // incrementally.
 type Decoder interface {

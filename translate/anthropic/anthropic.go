@@ -159,6 +159,10 @@ func parsePositive(s string) (int64, error) {
 var nowUnix = func() int64 { return time.Now().Unix() }
 
 // NewDecoder implements translate.Translator.
+// ForgetCredentials implements translate.CredentialForgetter: it drops the
+// cached Google token of a vertex_anthropic provider.
+func (Translator) ForgetCredentials(provider string) { gcpauth.Default.Forget(provider) }
+
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
 	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered}
 	if req.MaxBuffered > 0 {

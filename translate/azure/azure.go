@@ -129,6 +129,10 @@ func (tr *Translator) Request(ctx context.Context, req *translate.Request, t *tr
 }
 
 // NewDecoder implements translate.Translator.
+// ForgetCredentials implements translate.CredentialForgetter: it drops the
+// provider's cached Entra ID tokens.
+func (tr *Translator) ForgetCredentials(provider string) { tr.tokens.forget(provider) }
+
 func (tr *Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
 	return openai.NewDecoder(req, status, contentType, decoderOptions)
 }

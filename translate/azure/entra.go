@@ -38,6 +38,17 @@ type tokenCache struct {
 
 type cacheKey struct{ provider, scope string }
 
+// forget drops every cached token of a provider.
+func (c *tokenCache) forget(provider string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.entries {
+		if k.provider == provider {
+			delete(c.entries, k)
+		}
+	}
+}
+
 type tokenEntry struct {
 	sem   chan struct{} // one refresher at a time
 	mu    sync.Mutex

@@ -219,6 +219,18 @@ func DefaultCredentials(ctx context.Context, t *translate.Target) (aws.Credentia
 	return c.Retrieve(ctx)
 }
 
+// ForgetCredentials implements translate.CredentialForgetter: the next
+// request of the provider reloads the AWS default chain.
+func (Translator) ForgetCredentials(provider string) {
+	credsMu.Lock()
+	defer credsMu.Unlock()
+	for k := range creds {
+		if strings.HasPrefix(k, provider+"\x00") {
+			delete(creds, k)
+		}
+	}
+}
+
 // state is what the decoder needs to know about the request.
 type state struct {
 	op       translate.Operation

@@ -156,6 +156,10 @@ func appendHeaders(dst []translate.Header, h map[string]string) []translate.Head
 var nowUnix = func() int64 { return time.Now().Unix() }
 
 // NewDecoder implements translate.Translator.
+// ForgetCredentials implements translate.CredentialForgetter: it drops the
+// cached Google token of a vertex provider.
+func (Translator) ForgetCredentials(provider string) { gcpauth.Default.Forget(provider) }
+
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
 	st, _ := req.State.(*state)
 	if st == nil {

@@ -450,10 +450,15 @@ func (h *handler) decode(src []byte, final bool) []byte {
 		if e == nil {
 			e = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "The provider's response could not be decoded."}
 		}
-		if h.treq.Stream {
+		// The error goes out in the framing of the body the client is
+		// getting: an SSE event in a stream, the JSON body otherwise (a
+		// buffered decoder has produced nothing before it fails).
+		if h.dec.ContentType() == "text/event-stream" {
 			out = append(out, "data: "...)
 			out = e.AppendJSON(out)
 			out = append(out, "\n\n"...)
+		} else {
+			out = e.AppendJSON(out)
 		}
 	}
 	if h.firstAt.IsZero() && h.dec.Result().FirstContent {

@@ -649,3 +649,59 @@ func TestUnauthorizedForgetsCachedCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeFailureBody: when the decoder gives up (a body over the
+// buffer bound), the client gets the OpenAI error in the framing of the
+// decoder's content type: a JSON body for a JSON response (held headers,
+// whether or not the client asked for a stream), an SSE event for a
+// stream. An empty body or an SSE event inside a JSON body is wrong.
+func TestDecodeFailureBody(t *testing.T) {
+	tests := []struct {
+		name    string
+		request string
+		status  string
+		ct      string
+		wantSSE bool
+	}{
+		{"non-stream 200", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`, "200", "application/json", false},
+		{"non-stream 500", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`, "500", "application/json", false},
+		{"stream 500", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "500", "application/json", false},
+		{"stream answered with JSON", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "200", "application/json", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock(), Logger: discardLogger()})
+			rec := &recorder{}
+			x := &exchange{t: t, h: newHandler(s, context.Background(), rec), rec: rec}
+			forward(t, x, tc.request)
+			x.h.treq.MaxBuffered = 64
+			if _, err := x.send(respHeaders(false, ":status", tc.status, "content-type", tc.ct)); err != nil {
+				t.Fatal(err)
+			}
+			var body strings.Builder
+			for _, chunk := range []string{strings.Repeat("x", 40), strings.Repeat("y", 40), "z"} {
+				out, err := x.send(respBody(chunk, chunk == "z"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range out {
+					body.Write(r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody())
+				}
+			}
+			if x.h.ph != phaseDone {
+				t.Fatalf("phase %s", x.h.ph)
+			}
+			got := body.String()
+			if tc.wantSSE != strings.HasPrefix(got, "data: ") {
+				t.Fatalf("framing: %q", got)
+			}
+			if !tc.wantSSE && gjson.Get(got, "error.code").String() != "upstream_protocol" {
+				t.Fatalf("client body %q, want an OpenAI error", got)
+			}
+			if x.h.errCode != "upstream_protocol" {
+				t.Errorf("error code %q", x.h.errCode)
+			}
+		})
+	}
+}

@@ -164,7 +164,7 @@ var nowUnix = func() int64 { return time.Now().Unix() }
 func (Translator) ForgetCredentials(provider string) { gcpauth.Default.Forget(provider) }
 
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
-	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered}
+	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered, respBlock: -1}
 	if req.MaxBuffered > 0 {
 		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
 	}

@@ -301,7 +301,6 @@ func (d *decoder) chunk(dst []byte, open, raw, close string) []byte {
 // begin builds the chunk prefix from the message id and model.
 func (d *decoder) begin(id, model string) {
 	d.started = true
-	d.respBlock = -1
 	d.head = append(d.head[:0], `{"id":`...)
 	d.head = jsonenc.AppendString(d.head, id)
 	d.head = append(d.head, `,"object":"chat.completion.chunk","created":`...)
@@ -401,6 +400,9 @@ func (d *decoder) event(dst, ev []byte) []byte {
 				d.respBlock = idx
 				if hasInput {
 					d.respArgs = true
+					if !d.started {
+						d.begin("", "")
+					}
 					dst = append(dst, "data: "...)
 					dst = append(dst, d.head...)
 					dst = append(dst, `{"content":`...)

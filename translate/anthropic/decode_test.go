@@ -440,3 +440,60 @@ func BenchmarkStreamToolChunk(b *testing.B) {
 func BenchmarkStreamEscapedText(b *testing.B) {
 	benchEvent(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"line one\\nline \\\"two\\\" \\u00e9\"}}\n\n")
 }
+
+// TestStreamWithoutMessageStart: a stream whose first event is not
+// message_start (a relay that dropped it) still maps the JSON response
+// tool's block, whatever its index, to the message content.
+func TestStreamWithoutMessageStart(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"response tool at index 1",
+			"data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"" + ResponseTool + "\",\"input\":{}}}\n\n" +
+				"data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n" +
+				"data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n" +
+				"data: {\"type\":\"content_block_stop\",\"index\":1}\n\n" +
+				"data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":2}}\n\n" +
+				"data: {\"type\":\"message_stop\"}\n\n",
+			`{"a":1}`},
+		{"response tool at index 0, split deltas",
+			"data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"" + ResponseTool + "\",\"input\":{}}}\n\n" +
+				"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n" +
+				"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n" +
+				"data: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+				"data: {\"type\":\"message_stop\"}\n\n",
+			`{"a":1}`},
+		{"response tool with its input in the start",
+			"data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"" + ResponseTool + "\",\"input\":{\"a\":1}}}\n\n" +
+				"data: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+				"data: {\"type\":\"message_stop\"}\n\n",
+			`{"a":1}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+			out := decodeAll(t, d, []byte(tc.src), len(tc.src))
+			var content strings.Builder
+			for _, ev := range strings.Split(string(out), "\n\n") {
+				data, _ := strings.CutPrefix(ev, "data: ")
+				var c struct {
+					Choices []struct {
+						Delta struct{ Content string }
+					}
+				}
+				if data == "" || data == "[DONE]" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(data), &c); err != nil {
+					t.Fatalf("chunk %q: %v", data, err)
+				}
+				for _, ch := range c.Choices {
+					content.WriteString(ch.Delta.Content)
+				}
+			}
+			if content.String() != tc.want || !bytes.HasSuffix(out, []byte("data: [DONE]\n\n")) {
+				t.Fatalf("content %q, want %q:\n%s", content.String(), tc.want, out)
+			}
+		})
+	}
+}

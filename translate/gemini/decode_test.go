@@ -356,3 +356,27 @@ func BenchmarkStreamToolCall(b *testing.B) {
 		out, _ = d.Decode(out[:0], chunk, false)
 	}
 }
+
+// TestEmbeddingsErrorKeepsDst: Decode appends to dst; an error body must
+// not discard what the caller already had there.
+func TestEmbeddingsErrorKeepsDst(t *testing.T) {
+	tests := []struct{ name, body string }{
+		{"no values", `{"embeddings":[{"values":[1,2]},{"nothing":true}]}`},
+		{"no embeddings", `{"other":1}`},
+		{"invalid JSON", `{"embeddings":`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &translate.Request{Op: translate.OpEmbeddings, State: &state{model: "gemini-embedding-001"}}
+			d := Translator{}.NewDecoder(req, 200, "application/json")
+			out, err := d.Decode([]byte("PREFIX"), []byte(tc.body), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest, ok := strings.CutPrefix(string(out), "PREFIX")
+			if !ok || !jsonValid([]byte(rest)) || d.Result().Err == nil {
+				t.Fatalf("%q (err %v)", out, d.Result().Err)
+			}
+		})
+	}
+}

@@ -159,6 +159,7 @@ func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	var tokens int64
+	start := len(dst)
 	dst = append(dst, `{"object":"list","data":[`...)
 	i := 0
 	var bad bool
@@ -189,7 +190,7 @@ func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	})
 	if bad {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream embedding has no values"}
-		return d.res.Err.AppendJSON(dst[:0]), nil
+		return d.res.Err.AppendJSON(dst[:start]), nil
 	}
 	if !vertex {
 		// AI Studio reports no token count: the estimate made from the

@@ -69,6 +69,7 @@ type handler struct {
 	broken                          bool                       // the decoder failed; the rest of the body is dropped
 	sawBody                         bool                       // Envoy sent at least one response_body message
 	heldHeaders                     *extprocv3.HeadersResponse // response headers reply waiting for the body
+	masked                          *translate.Error           // replaces a provider's auth error for the client
 	outcomeSent                     bool                       // final metadata went out with the terminal event
 	recorded                        bool
 
@@ -420,7 +421,11 @@ func (h *handler) releaseHeaders() error {
 		return nil
 	}
 	h.heldHeaders = nil
-	if e := h.dec.Result().Err; e != nil {
+	e := h.dec.Result().Err
+	if h.masked != nil {
+		e = h.masked
+	}
+	if e != nil {
 		if st := e.HTTPStatus(); st >= 200 && st != h.status {
 			h.status = st
 			mut := resp.Response.HeaderMutation
@@ -443,6 +448,20 @@ func (h *handler) decode(src []byte, final bool) []byte {
 		return out
 	}
 	out, err := h.dec.Decode(out, src, final)
+	if final && err == nil && h.heldHeaders != nil {
+		if e := h.dec.Result().Err; e != nil && e.Code == translate.CodeAuthentication {
+			// The provider rejected the gateway's own credential: the
+			// client's key is fine, and the provider's message may quote
+			// part of the gateway's key. The client gets a 502 that says
+			// so; operators get the log line and error_code
+			// "authentication" in metadata and metrics.
+			h.masked = &translate.Error{Code: translate.CodeUpstreamError, Status: 502, OpenAICode: "upstream_authentication_failed",
+				Message: "The provider rejected the gateway's credentials for this model; this is a gateway configuration problem, not your API key."}
+			h.s.opts.Logger.Error("llmux: the provider rejected the gateway's credentials", "request_id", h.requestID,
+				"deployment", h.dep.Name, "provider", h.dep.Provider.Name, "upstream_status", h.status)
+			out = h.masked.AppendJSON(out[:0])
+		}
+	}
 	if err != nil {
 		h.broken = true
 		h.s.opts.Logger.Warn("llmux: response decoding failed", "request_id", h.requestID, "deployment", h.dep.Name, "error", err)

@@ -566,7 +566,7 @@ type statusDecoder struct{ translate.Decoder }
 func (d *statusDecoder) Result() *translate.Result {
 	r := d.Decoder.Result()
 	if r.Err != nil {
-		r.Err.Status = 401
+		r.Err.Status = 409
 	}
 	return r
 }
@@ -585,17 +585,17 @@ func TestHeldHeadersTakeTheBodysStatus(t *testing.T) {
 	if out, _ := x.send(respHeaders(false, ":status", "400", "content-type", "application/json")); len(out) != 0 {
 		t.Fatalf("headers not held: %v", out)
 	}
-	if out, _ := x.send(respBody(`{"error":{"message":"API key not valid`, false)); len(out) != 0 {
+	if out, _ := x.send(respBody(`{"error":{"message":"conflict`, false)); len(out) != 0 {
 		t.Fatalf("partial error body released: %v", out)
 	}
-	out, err := x.send(respBody(`","type":"invalid_request_error","code":"invalid_api_key"}}`, true))
+	out, err := x.send(respBody(`","type":"invalid_request_error","code":"conflict"}}`, true))
 	if err != nil || len(out) != 2 {
 		t.Fatalf("%v %v", out, err)
 	}
-	if st := setHeader(out[0].GetResponseHeaders().GetResponse().GetHeaderMutation(), ":status"); st != "401" {
+	if st := setHeader(out[0].GetResponseHeaders().GetResponse().GetHeaderMutation(), ":status"); st != "409" {
 		t.Fatalf(":status %q", st)
 	}
-	if br2md(out[1])["status"].GetNumberValue() != 401 {
+	if br2md(out[1])["status"].GetNumberValue() != 409 {
 		t.Fatalf("metadata status %v", br2md(out[1])["status"])
 	}
 }
@@ -703,5 +703,31 @@ func TestDecodeFailureBody(t *testing.T) {
 				t.Errorf("error code %q", x.h.errCode)
 			}
 		})
+	}
+}
+
+// TestProviderAuthFailureIsAGatewayError: when the provider rejects the
+// gateway's own key, the client gets a 502 that blames the gateway (not a
+// 401 that blames the client's key), and none of the provider's text,
+// which may quote part of the gateway's key.
+func TestProviderAuthFailureIsAGatewayError(t *testing.T) {
+	x := newExchange(t)
+	forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+	if out, _ := x.send(respHeaders(false, ":status", "401", "content-type", "application/json")); len(out) != 0 {
+		t.Fatalf("headers not held: %v", out)
+	}
+	out, err := x.send(respBody(`{"error":{"message":"Incorrect API key provided: sk-pro****9999.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`, true))
+	if err != nil || len(out) != 2 {
+		t.Fatalf("%v %v", out, err)
+	}
+	if st := setHeader(out[0].GetResponseHeaders().GetResponse().GetHeaderMutation(), ":status"); st != "502" {
+		t.Fatalf(":status %q", st)
+	}
+	body := string(out[1].GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody())
+	if strings.Contains(body, "sk-pro") || gjson.Get(body, "error.code").String() != "upstream_authentication_failed" {
+		t.Fatalf("client body %s", body)
+	}
+	if md := br2md(out[1]); md["status"].GetNumberValue() != 502 || md["error_code"].GetStringValue() != "authentication" {
+		t.Fatalf("metadata %v", md)
 	}
 }

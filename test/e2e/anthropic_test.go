@@ -307,7 +307,7 @@ func TestAnthropicErrors(t *testing.T) {
 		{"prompt too long", func() error {
 			return chat(h(fakeprovider.HeaderStatus, "400"), h(fakeprovider.HeaderErrorCode, "prompt_too_long"))
 		}, 400, "context_length_exceeded"},
-		{"upstream 401", func() error { return chat(h(fakeprovider.HeaderStatus, "401")) }, 401, "invalid_api_key"},
+		{"upstream 401", func() error { return chat(h(fakeprovider.HeaderStatus, "401")) }, 502, "upstream_authentication_failed"},
 		{"upstream 403", func() error { return chat(h(fakeprovider.HeaderStatus, "403")) }, 403, "permission_denied"},
 		{"upstream 429", func() error { return chat(h(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
 		{"upstream 500", func() error { return chat(h(fakeprovider.HeaderStatus, "500")) }, 500, "upstream_unavailable"},

@@ -297,7 +297,7 @@ func TestAzureErrors(t *testing.T) {
 			}
 		}, true},
 		{"deployment not found", func() error { return chat("gpt-gone") }, 404, "DeploymentNotFound", "not_found", nil, false},
-		{"wrong provider key", func() error { return chat("gpt-badkey") }, 401, "invalid_api_key", "authentication", nil, false},
+		{"wrong provider key", func() error { return chat("gpt-badkey") }, 502, "upstream_authentication_failed", "authentication", nil, false},
 		{"server error", func() error {
 			return chat("gpt-4o", option.WithHeader(fakeprovider.HeaderStatus, "500"))
 		}, 500, "InternalServerError", "upstream_error", nil, true},

@@ -332,7 +332,7 @@ func TestBedrockErrors(t *testing.T) {
 func TestBedrockBadCredentials(t *testing.T) {
 	r, _ := bedrockRig(t, fakeprovider.BedrockOptions{AccessKeyID: fakeprovider.BedrockAccessKeyID, SecretAccessKey: "another-secret"})
 	_, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("x")})
-	apiError(t, err, 401, "invalid_api_key")
+	apiError(t, err, 502, "upstream_authentication_failed")
 }
 
 // TestBedrockExceptionMidStream: an exception frame after some content

@@ -349,9 +349,9 @@ func TestGeminiErrors(t *testing.T) {
 		openaiCode         string
 	}{
 		{"invalid argument", "400", "", 400, "invalid_request"},
-		{"bad API key", "400", "api_key_invalid", 401, "invalid_api_key"},
+		{"bad API key", "400", "api_key_invalid", 502, "upstream_authentication_failed"},
 		{"context length", "400", "context_length_exceeded", 400, "context_length_exceeded"},
-		{"unauthenticated", "401", "", 401, "invalid_api_key"},
+		{"unauthenticated", "401", "", 502, "upstream_authentication_failed"},
 		{"permission", "403", "", 403, "permission_denied"},
 		{"not found", "404", "", 404, "model_not_found"},
 		{"rate limited", "429", "", 429, "rate_limit_exceeded"},
@@ -365,7 +365,7 @@ func TestGeminiErrors(t *testing.T) {
 		})
 	}
 	t.Run("vertex unauthenticated", func(t *testing.T) {
-		apiError(t, chat("vertex-pro", fault("401", "")...), 401, "invalid_api_key")
+		apiError(t, chat("vertex-pro", fault("401", "")...), 502, "upstream_authentication_failed")
 	})
 	t.Run("mid-stream error", func(t *testing.T) {
 		stream := g.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gemini-flash", Messages: userMsg("one two three")},

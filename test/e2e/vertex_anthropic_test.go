@@ -276,12 +276,12 @@ func TestVertexAnthropicWrongToken(t *testing.T) {
 	v := startVertexAnthropicRig(t, elsewhere)
 	ctx := context.Background()
 	_, err := v.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "claude-vertex", Messages: userMsg("x")})
-	apiError(t, err, 401, "invalid_api_key")
+	apiError(t, err, 502, "upstream_authentication_failed")
 	stream := v.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-vertex", Messages: userMsg("x")})
 	for stream.Next() {
 		t.Errorf("chunk %s", stream.Current().RawJSON())
 	}
-	apiError(t, stream.Err(), 401, "invalid_api_key")
+	apiError(t, stream.Err(), 502, "upstream_authentication_failed")
 	_ = stream.Close()
 	// The gateway did send a token, the one its ADC issuer handed out.
 	up := v.last(t)

@@ -120,7 +120,19 @@ func (h *handler) handle(req *extprocv3.ProcessingRequest) error {
 		}
 		return h.onRequestBody(m.RequestBody)
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		if h.ph != phaseResponseHeaders {
+		switch h.ph {
+		case phaseResponseHeaders:
+		case phaseRequestHeaders, phaseRequestBody:
+			// Envoy answered the client itself before llmux forwarded
+			// anything (its own 413 over the buffer limit, a route or
+			// cluster error): that local reply passes through the encoder
+			// chain (reference §4.2). Decode it as an OpenAI error body.
+			tr, ok := h.s.opts.Translator(translate.ClientSchema)
+			if !ok {
+				return h.protocolError("response_headers")
+			}
+			h.tr, h.treq = tr, translate.Request{Op: h.ep.op(), MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
+		default:
 			return h.protocolError("response_headers")
 		}
 		return h.onResponseHeaders(m.ResponseHeaders)
@@ -372,7 +384,7 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			ct = headerValue(hv)
 		}
 	}
-	if h.status == 401 {
+	if h.status == 401 && h.dep != nil {
 		// A revoked or expired cloud credential: fetch a fresh one next
 		// time rather than reuse it until it would have expired.
 		if f, ok := h.tr.(translate.CredentialForgetter); ok {
@@ -448,7 +460,7 @@ func (h *handler) decode(src []byte, final bool) []byte {
 		return out
 	}
 	out, err := h.dec.Decode(out, src, final)
-	if final && err == nil && h.heldHeaders != nil {
+	if final && err == nil && h.heldHeaders != nil && h.dep != nil {
 		if e := h.dec.Result().Err; e != nil && e.Code == translate.CodeAuthentication {
 			// The provider rejected the gateway's own credential: the
 			// client's key is fine, and the provider's message may quote
@@ -464,7 +476,7 @@ func (h *handler) decode(src []byte, final bool) []byte {
 	}
 	if err != nil {
 		h.broken = true
-		h.s.opts.Logger.Warn("llmux: response decoding failed", "request_id", h.requestID, "deployment", h.dep.Name, "error", err)
+		h.s.opts.Logger.Warn("llmux: response decoding failed", "request_id", h.requestID, "deployment", h.depName(), "error", err)
 		e := h.dec.Result().Err
 		if e == nil {
 			e = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "The provider's response could not be decoded."}
@@ -611,6 +623,14 @@ func (h *handler) complete() {
 	h.s.opts.Logger.Log(h.ctx, level, "request",
 		"request_id", h.requestID, "tenant", h.tenant, "endpoint", r.Endpoint, "model_group", r.ModelGroup,
 		"deployment", r.Deployment, "status", h.status, "error_code", h.errCode, "duration", now.Sub(h.start))
+}
+
+// depName is the chosen deployment's name, or "" before one is chosen.
+func (h *handler) depName() string {
+	if h.dep == nil {
+		return ""
+	}
+	return h.dep.Name
 }
 
 // finish runs when the stream ends, however it ends.

@@ -731,3 +731,44 @@ func TestProviderAuthFailureIsAGatewayError(t *testing.T) {
 		t.Fatalf("metadata %v", md)
 	}
 }
+
+// TestEnvoyLocalReplyBeforeForwarding: Envoy answers the client itself
+// (its 413 over the buffer limit; an ext_authz 401 before llmux ran) and
+// the reply passes through ext_proc's encoder side. llmux turns it into
+// an OpenAI error instead of failing the stream.
+func TestEnvoyLocalReplyBeforeForwarding(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		started bool // llmux saw the request headers
+		status  string
+		body    string
+		code    string
+	}{
+		{"413 during the body phase", true, "413", "Payload Too Large", "request_too_large"},
+		{"401 from ext_authz, no request seen", false, "401", "denied", "invalid_api_key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newExchange(t)
+			if tc.started {
+				x.must(post("/v1/chat/completions", bearer()...))
+			}
+			if out, err := x.send(respHeaders(false, ":status", tc.status, "content-type", "text/plain")); err != nil || len(out) != 0 {
+				t.Fatalf("%v %v", out, err)
+			}
+			out, err := x.send(respBody(tc.body, true))
+			if err != nil || len(out) != 2 {
+				t.Fatalf("%v %v", out, err)
+			}
+			if ct := setHeader(out[0].GetResponseHeaders().GetResponse().GetHeaderMutation(), "content-type"); ct != "application/json" {
+				t.Errorf("content-type %q", ct)
+			}
+			body := out[1].GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody()
+			if gjson.GetBytes(body, "error.code").String() != tc.code {
+				t.Errorf("body %s", body)
+			}
+			if st := setHeader(out[0].GetResponseHeaders().GetResponse().GetHeaderMutation(), ":status"); st != "" && st != tc.status {
+				t.Errorf(":status changed to %s", st)
+			}
+		})
+	}
+}

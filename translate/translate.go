@@ -181,6 +181,11 @@ type Result struct {
 	Err *Error
 }
 
+// ClientSchema is the kind whose translator speaks the clients' own schema
+// (OpenAI's). The processor uses its decoder for replies that come from
+// Envoy itself rather than from a provider.
+const ClientSchema = "openai"
+
 // KnownKinds lists every provider kind the configuration accepts. A kind
 // without a registered translator is accepted by the configuration, and its
 // deployments are reported unavailable (503) until a translator serves it.

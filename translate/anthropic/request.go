@@ -7,8 +7,12 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chatreq"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
+
+// provider names Anthropic in error messages.
+const provider = "Anthropic"
 
 // builder translates one OpenAI chat request body into an Anthropic
 // Messages body.
@@ -34,21 +38,6 @@ var dropped = map[string]bool{
 	"prompt_cache_key": true, "prompt_cache_retention": true, "prediction": true,
 }
 
-func invalid(param, msg string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_value", Message: msg}
-}
-
-func unsupported(param, msg string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_parameter", Message: msg}
-}
-
-func typeErr(param, want string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_type",
-		Message: "Invalid type for '" + param + "': expected " + want + "."}
-}
-
-func isNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
-
 // build returns the Anthropic body for the OpenAI body s.
 func (b *builder) build(s string) ([]byte, *translate.Error) {
 	root := gjson.Parse(s)
@@ -58,7 +47,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		bad                                                  *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
-		if isNull(v) {
+		if chatreq.IsNull(v) {
 			return true
 		}
 		switch k.Str {
@@ -87,40 +76,10 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 			parallel = v
 		case "response_format":
 			respFmt = v
-		case "n":
-			if v.Type != gjson.Number || v.Num != 1 {
-				bad = unsupported("n", "Anthropic returns one choice per request; 'n' must be 1.")
-			}
-		case "logprobs":
-			if v.Type == gjson.True {
-				bad = unsupported("logprobs", "Anthropic does not return log probabilities.")
-			}
-		case "top_logprobs":
-			if v.Type != gjson.Number || v.Num != 0 {
-				bad = unsupported("top_logprobs", "Anthropic does not return log probabilities.")
-			}
-		case "frequency_penalty", "presence_penalty":
-			if v.Type != gjson.Number || v.Num != 0 {
-				bad = unsupported(k.Str, "Anthropic has no '"+k.Str+"'.")
-			}
-		case "logit_bias":
-			if !v.IsObject() || len(v.Map()) != 0 {
-				bad = unsupported("logit_bias", "Anthropic has no 'logit_bias'.")
-			}
-		case "modalities":
-			v.ForEach(func(_, m gjson.Result) bool {
-				if m.Str != "text" {
-					bad = unsupported("modalities", "Anthropic produces text only; modality '"+m.String()+"' is not supported.")
-				}
-				return bad == nil
-			})
-		case "audio":
-			bad = unsupported("audio", "Anthropic produces no audio output.")
-		case "functions", "function_call":
-			bad = unsupported(k.Str, "'"+k.Str+"' is deprecated and not translated; use 'tools' and 'tool_choice'.")
 		default:
-			if !dropped[k.Str] {
-				bad = unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Anthropic models).")
+			var handled bool
+			if handled, bad = chatreq.OpenAIOnly(k.Str, v, provider); !handled && !dropped[k.Str] {
+				bad = chatreq.Unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Anthropic models).")
 			}
 		}
 		return bad == nil
@@ -138,12 +97,12 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		if !mt.v.Exists() {
 			continue
 		}
-		n, ok := intValue(mt.v)
+		n, ok := chatreq.IntValue(mt.v)
 		if !ok {
-			return nil, typeErr(mt.name, "an integer")
+			return nil, chatreq.TypeErr(mt.name, "an integer")
 		}
 		if n < 1 {
-			return nil, invalid(mt.name, "'"+mt.name+"' must be at least 1.")
+			return nil, chatreq.Invalid(mt.name, "'"+mt.name+"' must be at least 1.")
 		}
 		maxTokens = n
 	}
@@ -179,25 +138,25 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 
 	if temperature.Exists() {
 		if temperature.Type != gjson.Number {
-			return nil, typeErr("temperature", "a number")
+			return nil, chatreq.TypeErr("temperature", "a number")
 		}
 		if temperature.Num < 0 || temperature.Num > 1 {
-			return nil, invalid("temperature", "Anthropic accepts a temperature between 0 and 1; got "+temperature.Raw+".")
+			return nil, chatreq.Invalid("temperature", "Anthropic accepts a temperature between 0 and 1; got "+temperature.Raw+".")
 		}
 		out = append(out, `,"temperature":`...)
 		out = append(out, temperature.Raw...)
 	}
 	if topP.Exists() {
 		if topP.Type != gjson.Number || topP.Num < 0 || topP.Num > 1 {
-			return nil, invalid("top_p", "'top_p' must be a number between 0 and 1.")
+			return nil, chatreq.Invalid("top_p", "'top_p' must be a number between 0 and 1.")
 		}
 		out = append(out, `,"top_p":`...)
 		out = append(out, topP.Raw...)
 	}
 	if topK.Exists() {
-		n, ok := intValue(topK)
+		n, ok := chatreq.IntValue(topK)
 		if !ok || n < 0 {
-			return nil, invalid("top_k", "'top_k' must be a non-negative integer.")
+			return nil, chatreq.Invalid("top_k", "'top_k' must be a non-negative integer.")
 		}
 		out = append(out, `,"top_k":`...)
 		out = strconv.AppendInt(out, n, 10)
@@ -217,7 +176,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	}
 	if uid.Exists() {
 		if uid.Type != gjson.String {
-			return nil, typeErr("user", "a string")
+			return nil, chatreq.TypeErr("user", "a string")
 		}
 		if uid.Str != "" {
 			out = append(out, `,"metadata":{"user_id":`...)
@@ -232,34 +191,10 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	return append(out, '}'), nil
 }
 
-// intValue reads an integral JSON number.
-func intValue(v gjson.Result) (int64, bool) {
-	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) {
-		return 0, false
-	}
-	return int64(v.Num), true
-}
-
 func appendStop(out []byte, stop gjson.Result) ([]byte, *translate.Error) {
-	var seqs []string
-	switch {
-	case stop.Type == gjson.String:
-		seqs = append(seqs, stop.Str)
-	case stop.IsArray():
-		var bad *translate.Error
-		stop.ForEach(func(_, v gjson.Result) bool {
-			if v.Type != gjson.String {
-				bad = typeErr("stop", "a string or an array of strings")
-				return false
-			}
-			seqs = append(seqs, v.Str)
-			return true
-		})
-		if bad != nil {
-			return nil, bad
-		}
-	default:
-		return nil, typeErr("stop", "a string or an array of strings")
+	seqs, bad := chatreq.StopSequences(stop)
+	if bad != nil {
+		return nil, bad
 	}
 	n := 0
 	for _, s := range seqs {
@@ -325,7 +260,7 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "system", "developer":
 			// Anthropic has one top-level system prompt: every system and
 			// developer message is hoisted into it, in order.
-			bad = eachText(p+".content", content, false, func(t string) {
+			bad = chatreq.EachText(p+".content", content, false, provider, func(t string) {
 				if t == "" {
 					return
 				}
@@ -337,7 +272,7 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "user":
 			bad = b.userContent(p, content)
 		case "assistant":
-			bad = eachText(p+".content", content, true, func(t string) {
+			bad = chatreq.EachText(p+".content", content, true, provider, func(t string) {
 				if t != "" {
 					scratch = textBlock(scratch[:0], t)
 					b.block("assistant", scratch)
@@ -347,16 +282,14 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 				bad = b.toolCalls(p, m.Get("tool_calls"))
 			}
 		case "tool":
-			id := m.Get("tool_call_id")
-			if id.Type != gjson.String || id.Str == "" {
-				bad = &translate.Error{Code: translate.CodeInvalidRequest, Param: p + ".tool_call_id", OpenAICode: "missing_required_parameter",
-					Message: "Missing required parameter: '" + p + ".tool_call_id'."}
+			var id string
+			if id, bad = chatreq.ToolCallID(p, m); bad != nil {
 				return false
 			}
 			scratch = append(scratch[:0], `{"type":"tool_result","tool_use_id":`...)
-			scratch = jsonenc.AppendString(scratch, id.Str)
+			scratch = jsonenc.AppendString(scratch, id)
 			n := 0
-			bad = eachText(p+".content", content, false, func(t string) {
+			bad = chatreq.EachText(p+".content", content, false, provider, func(t string) {
 				if t == "" {
 					return
 				}
@@ -376,49 +309,19 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 			// share one user turn, as Anthropic requires.
 			b.block("user", scratch)
 		case "function":
-			bad = unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
+			bad = chatreq.Unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
 		default:
-			bad = invalid(p+".role", "Unknown role '"+role+"'.")
+			bad = chatreq.Invalid(p+".role", "Unknown role '"+role+"'.")
 		}
 		return bad == nil
 	})
 	return bad
 }
 
-// eachText calls fn with each text of an OpenAI content value (a string, or
-// an array of text parts; refusal parts too when refusals is set).
-func eachText(param string, content gjson.Result, refusals bool, fn func(string)) *translate.Error {
-	switch {
-	case isNull(content):
-		return nil
-	case content.Type == gjson.String:
-		fn(content.Str)
-		return nil
-	case content.IsArray():
-		var bad *translate.Error
-		j := 0
-		content.ForEach(func(_, part gjson.Result) bool {
-			pp := param + "[" + strconv.Itoa(j) + "]"
-			j++
-			switch t := part.Get("type").Str; {
-			case t == "text":
-				fn(part.Get("text").Str)
-			case t == "refusal" && refusals:
-				fn(part.Get("refusal").Str)
-			default:
-				bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported here for Anthropic models.")
-			}
-			return bad == nil
-		})
-		return bad
-	}
-	return typeErr(param, "a string or an array of content parts")
-}
-
 func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 	var scratch []byte
 	switch {
-	case isNull(content):
+	case chatreq.IsNull(content):
 		return nil
 	case content.Type == gjson.String:
 		if content.Str != "" {
@@ -426,7 +329,7 @@ func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 		}
 		return nil
 	case !content.IsArray():
-		return typeErr(p+".content", "a string or an array of content parts")
+		return chatreq.TypeErr(p+".content", "a string or an array of content parts")
 	}
 	var bad *translate.Error
 	j := 0
@@ -440,21 +343,16 @@ func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 				b.block("user", scratch)
 			}
 		case "image_url":
-			iu := part.Get("image_url")
-			url := iu.Get("url").Str
-			if iu.Type == gjson.String {
-				url = iu.Str
-			}
-			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", url)
+			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
 			if bad == nil {
 				b.block("user", scratch)
 			}
 		case "input_audio":
-			bad = unsupported(pp, "Anthropic models do not accept audio input.")
+			bad = chatreq.Unsupported(pp, "Anthropic models do not accept audio input.")
 		case "file":
-			bad = unsupported(pp, "File content parts are not translated for Anthropic models.")
+			bad = chatreq.Unsupported(pp, "File content parts are not translated for Anthropic models.")
 		default:
-			bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported for Anthropic models.")
+			bad = chatreq.Unsupported(pp+".type", "Content part type '"+t+"' is not supported for Anthropic models.")
 		}
 		return bad == nil
 	})
@@ -469,14 +367,13 @@ var imageTypes = map[string]bool{"image/jpeg": true, "image/png": true, "image/g
 func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 	switch {
 	case strings.HasPrefix(url, "data:"):
-		meta, data, ok := strings.Cut(url[len("data:"):], ",")
-		mt, isB64 := strings.CutSuffix(meta, ";base64")
-		mt = strings.ToLower(strings.TrimSpace(mt))
-		if !ok || !isB64 || data == "" {
-			return dst, invalid(param, "Image data URLs must be base64: data:<media type>;base64,<data>.")
+		mt, data, ok := chatreq.Base64DataURL(url)
+		if !ok {
+			return dst, chatreq.Invalid(param, "Image data URLs must be base64: data:<media type>;base64,<data>.")
 		}
+		mt = strings.ToLower(strings.TrimSpace(mt))
 		if !imageTypes[mt] {
-			return dst, invalid(param, "Anthropic accepts image/jpeg, image/png, image/gif and image/webp; got '"+mt+"'.")
+			return dst, chatreq.Invalid(param, "Anthropic accepts image/jpeg, image/png, image/gif and image/webp; got '"+mt+"'.")
 		}
 		dst = append(dst, `{"type":"image","source":{"type":"base64","media_type":`...)
 		dst = jsonenc.AppendString(dst, mt)
@@ -488,39 +385,14 @@ func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 		dst = jsonenc.AppendString(dst, url)
 		return append(dst, "}}"...), nil
 	}
-	return dst, invalid(param, "An image URL must be an http(s) URL or a base64 data URL.")
+	return dst, chatreq.Invalid(param, "An image URL must be an http(s) URL or a base64 data URL.")
 }
 
+// toolCalls appends a tool_use block for each tool call of the assistant
+// message at p.
 func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
-	if isNull(calls) {
-		return nil
-	}
-	if !calls.IsArray() {
-		return typeErr(p+".tool_calls", "an array")
-	}
-	var bad *translate.Error
 	var scratch []byte
-	j := 0
-	calls.ForEach(func(_, c gjson.Result) bool {
-		pp := p + ".tool_calls[" + strconv.Itoa(j) + "]"
-		j++
-		if t := c.Get("type"); t.Exists() && t.Str != "function" {
-			bad = unsupported(pp+".type", "Only function tool calls are translated for Anthropic models.")
-			return false
-		}
-		id, name := c.Get("id").Str, c.Get("function.name").Str
-		if id == "" || name == "" {
-			bad = invalid(pp, "A tool call needs an 'id' and a 'function.name'.")
-			return false
-		}
-		args := strings.TrimSpace(c.Get("function.arguments").Str)
-		if args == "" {
-			args = "{}"
-		}
-		if !gjson.Valid(args) || !gjson.Parse(args).IsObject() {
-			bad = invalid(pp+".function.arguments", "Tool call arguments must be a JSON object for Anthropic models.")
-			return false
-		}
+	return chatreq.EachToolCall(p, calls, provider, func(id, name, args string) {
 		scratch = append(scratch[:0], `{"type":"tool_use","id":`...)
 		scratch = jsonenc.AppendString(scratch, id)
 		scratch = append(scratch, `,"name":`...)
@@ -529,9 +401,7 @@ func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
 		scratch = append(scratch, args...)
 		scratch = append(scratch, '}')
 		b.block("assistant", scratch)
-		return true
 	})
-	return bad
 }
 
 // ---- tools, tool_choice, response_format ----
@@ -539,15 +409,15 @@ func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
 // appendSchema appends an object JSON schema, adding "type":"object" when
 // the schema has no type (Anthropic requires it on input_schema).
 func appendSchema(dst []byte, param string, schema gjson.Result) ([]byte, *translate.Error) {
-	if isNull(schema) {
+	if chatreq.IsNull(schema) {
 		return append(dst, `{"type":"object","properties":{}}`...), nil
 	}
 	if !schema.IsObject() {
-		return dst, typeErr(param, "a JSON schema object")
+		return dst, chatreq.TypeErr(param, "a JSON schema object")
 	}
 	if t := schema.Get("type"); t.Exists() {
 		if t.Str != "object" {
-			return dst, invalid(param, "Anthropic needs an object schema here (type \"object\").")
+			return dst, chatreq.Invalid(param, "Anthropic needs an object schema here (type \"object\").")
 		}
 		return append(dst, schema.Raw...), nil
 	}
@@ -564,23 +434,23 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 	n := 0
 	if tools.Exists() {
 		if !tools.IsArray() {
-			return nil, typeErr("tools", "an array")
+			return nil, chatreq.TypeErr("tools", "an array")
 		}
 		var bad *translate.Error
 		tools.ForEach(func(_, tl gjson.Result) bool {
 			p := "tools[" + strconv.Itoa(n) + "]"
 			if t := tl.Get("type").Str; t != "function" {
-				bad = unsupported(p+".type", "Only function tools are translated for Anthropic models; got '"+t+"'.")
+				bad = chatreq.Unsupported(p+".type", "Only function tools are translated for Anthropic models; got '"+t+"'.")
 				return false
 			}
 			fn := tl.Get("function")
 			name := fn.Get("name")
 			if name.Type != gjson.String || name.Str == "" {
-				bad = invalid(p+".function.name", "A function tool needs a name.")
+				bad = chatreq.Invalid(p+".function.name", "A function tool needs a name.")
 				return false
 			}
 			if name.Str == ResponseTool {
-				bad = invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
+				bad = chatreq.Invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
 				return false
 			}
 			names = append(names, name.Str)
@@ -627,7 +497,7 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 				desc += " " + d
 			}
 		default:
-			return nil, unsupported("response_format.type", "response_format type '"+t+"' is not supported for Anthropic models.")
+			return nil, chatreq.Unsupported("response_format.type", "response_format type '"+t+"' is not supported for Anthropic models.")
 		}
 		if jsonMode {
 			if n == 0 {
@@ -639,7 +509,7 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 			out = jsonenc.AppendString(out, desc)
 			out = append(out, `,"input_schema":`...)
 			var bad *translate.Error
-			if isNull(schema) {
+			if chatreq.IsNull(schema) {
 				out = append(out, `{"type":"object"}`...)
 			} else if out, bad = appendSchema(out, "response_format.json_schema.schema", schema); bad != nil {
 				return nil, bad
@@ -661,7 +531,7 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 		case "auto", "none", "required":
 			kind = choice.Str
 		default:
-			return nil, invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
+			return nil, chatreq.Invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
 		}
 	case choice.IsObject() && choice.Get("type").Str == "function":
 		kind, named = "named", choice.Get("function.name").Str
@@ -670,13 +540,13 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 			found = found || nm == named
 		}
 		if !found {
-			return nil, invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
+			return nil, chatreq.Invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
 		}
 	default:
-		return nil, unsupported("tool_choice", "This tool_choice form is not supported for Anthropic models.")
+		return nil, chatreq.Unsupported("tool_choice", "This tool_choice form is not supported for Anthropic models.")
 	}
 	if n == 0 && (kind == "required" || kind == "named") {
-		return nil, invalid("tool_choice", "'tool_choice' requires 'tools'.")
+		return nil, chatreq.Invalid("tool_choice", "'tool_choice' requires 'tools'.")
 	}
 	if jsonMode {
 		switch {

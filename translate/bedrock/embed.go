@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chatreq"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -47,7 +48,7 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 	var input, dims, format gjson.Result
 	var bad *translate.Error
 	gjson.Parse(s).ForEach(func(k, v gjson.Result) bool {
-		if isNull(v) {
+		if chatreq.IsNull(v) {
 			return true
 		}
 		switch k.Str {
@@ -59,7 +60,7 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 		case "encoding_format":
 			format = v
 		default:
-			bad = unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Bedrock embeddings).")
+			bad = chatreq.Unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Bedrock embeddings).")
 		}
 		return bad == nil
 	})
@@ -71,7 +72,7 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 	case "base64":
 		st.base64 = true
 	default:
-		return nil, invalid("encoding_format", "'encoding_format' must be 'float' or 'base64'.")
+		return nil, chatreq.Invalid("encoding_format", "'encoding_format' must be 'float' or 'base64'.")
 	}
 	var texts []string
 	switch {
@@ -81,7 +82,7 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 		j := 0
 		input.ForEach(func(_, v gjson.Result) bool {
 			if v.Type != gjson.String {
-				bad = unsupported("input["+strconv.Itoa(j)+"]", "Bedrock embeddings take text; token arrays are not supported.")
+				bad = chatreq.Unsupported("input["+strconv.Itoa(j)+"]", "Bedrock embeddings take text; token arrays are not supported.")
 				return false
 			}
 			texts = append(texts, v.Str)
@@ -92,10 +93,10 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 			return nil, bad
 		}
 	default:
-		return nil, typeErr("input", "a string or an array of strings")
+		return nil, chatreq.TypeErr("input", "a string or an array of strings")
 	}
 	if len(texts) == 0 {
-		return nil, invalid("input", "'input' must not be empty.")
+		return nil, chatreq.Invalid("input", "'input' must not be empty.")
 	}
 	out := make([]byte, 0, len(s)+64)
 	if st.embed == embedTitan {
@@ -107,9 +108,9 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 		out = append(out, `{"inputText":`...)
 		out = jsonenc.AppendString(out, texts[0])
 		if dims.Exists() {
-			n, ok := intValue(dims)
+			n, ok := chatreq.IntValue(dims)
 			if !v2 || !ok || !titanV2Dimensions[n] {
-				return nil, invalid("dimensions", "Amazon Titan Text Embeddings v2 supports 'dimensions' 256, 512 or 1024 (v1 has a fixed size).")
+				return nil, chatreq.Invalid("dimensions", "Amazon Titan Text Embeddings v2 supports 'dimensions' 256, 512 or 1024 (v1 has a fixed size).")
 			}
 			out = append(out, `,"dimensions":`...)
 			out = strconv.AppendInt(out, n, 10)
@@ -121,7 +122,7 @@ func embedRequest(s, model string, st *state) ([]byte, *translate.Error) {
 		return append(out, '}'), nil
 	}
 	if dims.Exists() {
-		return nil, unsupported("dimensions", "Cohere Embed on Bedrock has a fixed output size; 'dimensions' is not supported.")
+		return nil, chatreq.Unsupported("dimensions", "Cohere Embed on Bedrock has a fixed output size; 'dimensions' is not supported.")
 	}
 	out = append(out, `{"texts":[`...)
 	for i, t := range texts {

@@ -9,8 +9,12 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chatreq"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
+
+// provider names Bedrock in error messages about its models.
+const provider = "Bedrock"
 
 // builder translates one OpenAI chat request body into a Converse body.
 type builder struct {
@@ -34,29 +38,6 @@ var dropped = map[string]bool{
 	"prompt_cache_key": true, "prompt_cache_retention": true, "prediction": true, "parallel_tool_calls": true,
 }
 
-func invalid(param, msg string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_value", Message: msg}
-}
-
-func unsupported(param, msg string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_parameter", Message: msg}
-}
-
-func typeErr(param, want string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_type",
-		Message: "Invalid type for '" + param + "': expected " + want + "."}
-}
-
-func isNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
-
-// intValue reads an integral JSON number.
-func intValue(v gjson.Result) (int64, bool) {
-	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) {
-		return 0, false
-	}
-	return int64(v.Num), true
-}
-
 // build returns the Converse body for the OpenAI chat body s.
 func (b *builder) build(s string) ([]byte, *translate.Error) {
 	root := gjson.Parse(s)
@@ -66,7 +47,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		bad                                            *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
-		if isNull(v) {
+		if chatreq.IsNull(v) {
 			return true
 		}
 		switch k.Str {
@@ -89,40 +70,10 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 			toolChoice = v
 		case "response_format":
 			respFmt = v
-		case "n":
-			if v.Type != gjson.Number || v.Num != 1 {
-				bad = unsupported("n", "Bedrock Converse returns one choice per request; 'n' must be 1.")
-			}
-		case "logprobs":
-			if v.Type == gjson.True {
-				bad = unsupported("logprobs", "Bedrock Converse does not return log probabilities.")
-			}
-		case "top_logprobs":
-			if v.Type != gjson.Number || v.Num != 0 {
-				bad = unsupported("top_logprobs", "Bedrock Converse does not return log probabilities.")
-			}
-		case "frequency_penalty", "presence_penalty":
-			if v.Type != gjson.Number || v.Num != 0 {
-				bad = unsupported(k.Str, "Bedrock Converse has no '"+k.Str+"'.")
-			}
-		case "logit_bias":
-			if !v.IsObject() || len(v.Map()) != 0 {
-				bad = unsupported("logit_bias", "Bedrock Converse has no 'logit_bias'.")
-			}
-		case "modalities":
-			v.ForEach(func(_, m gjson.Result) bool {
-				if m.Str != "text" {
-					bad = unsupported("modalities", "Bedrock Converse produces text only; modality '"+m.String()+"' is not supported.")
-				}
-				return bad == nil
-			})
-		case "audio":
-			bad = unsupported("audio", "Bedrock Converse produces no audio output.")
-		case "functions", "function_call":
-			bad = unsupported(k.Str, "'"+k.Str+"' is deprecated and not translated; use 'tools' and 'tool_choice'.")
 		default:
-			if !dropped[k.Str] {
-				bad = unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Bedrock models).")
+			var handled bool
+			if handled, bad = chatreq.OpenAIOnly(k.Str, v, "Bedrock Converse"); !handled && !dropped[k.Str] {
+				bad = chatreq.Unsupported(k.Str, "Unrecognized request argument supplied: "+k.Str+" (not supported for Bedrock models).")
 			}
 		}
 		return bad == nil
@@ -167,12 +118,12 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		if !mt.v.Exists() {
 			continue
 		}
-		v, ok := intValue(mt.v)
+		v, ok := chatreq.IntValue(mt.v)
 		if !ok {
-			return nil, typeErr(mt.name, "an integer")
+			return nil, chatreq.TypeErr(mt.name, "an integer")
 		}
 		if v < 1 {
-			return nil, invalid(mt.name, "'"+mt.name+"' must be at least 1.")
+			return nil, chatreq.Invalid(mt.name, "'"+mt.name+"' must be at least 1.")
 		}
 		maxTokens = v
 	}
@@ -182,14 +133,14 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	}
 	if temperature.Exists() {
 		if temperature.Type != gjson.Number || temperature.Num < 0 {
-			return nil, invalid("temperature", "'temperature' must be a non-negative number.")
+			return nil, chatreq.Invalid("temperature", "'temperature' must be a non-negative number.")
 		}
 		field("temperature")
 		out = append(out, temperature.Raw...)
 	}
 	if topP.Exists() {
 		if topP.Type != gjson.Number || topP.Num < 0 || topP.Num > 1 {
-			return nil, invalid("top_p", "'top_p' must be a number between 0 and 1.")
+			return nil, chatreq.Invalid("top_p", "'top_p' must be a number between 0 and 1.")
 		}
 		field("topP")
 		out = append(out, topP.Raw...)
@@ -217,9 +168,9 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	if topK.Exists() {
 		// Converse has no top_k; models that take one (Anthropic Claude,
 		// Mistral) read it from additionalModelRequestFields.
-		v, ok := intValue(topK)
+		v, ok := chatreq.IntValue(topK)
 		if !ok || v < 0 {
-			return nil, invalid("top_k", "'top_k' must be a non-negative integer.")
+			return nil, chatreq.Invalid("top_k", "'top_k' must be a non-negative integer.")
 		}
 		out = append(out, `,"additionalModelRequestFields":{"top_k":`...)
 		out = strconv.AppendInt(out, v, 10)
@@ -232,26 +183,11 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	return append(out, '}'), nil
 }
 
+// stopSequences reads "stop", leaving out the empty sequences.
 func stopSequences(stop gjson.Result) ([]string, *translate.Error) {
-	var seqs []string
-	switch {
-	case stop.Type == gjson.String:
-		seqs = append(seqs, stop.Str)
-	case stop.IsArray():
-		var bad *translate.Error
-		stop.ForEach(func(_, v gjson.Result) bool {
-			if v.Type != gjson.String {
-				bad = typeErr("stop", "a string or an array of strings")
-				return false
-			}
-			seqs = append(seqs, v.Str)
-			return true
-		})
-		if bad != nil {
-			return nil, bad
-		}
-	default:
-		return nil, typeErr("stop", "a string or an array of strings")
+	seqs, bad := chatreq.StopSequences(stop)
+	if bad != nil {
+		return nil, bad
 	}
 	out := seqs[:0]
 	for _, q := range seqs {
@@ -299,7 +235,7 @@ func textBlock(dst []byte, text string) []byte {
 
 func (b *builder) messages(msgs gjson.Result) *translate.Error {
 	if !msgs.IsArray() {
-		return typeErr("messages", "an array")
+		return chatreq.TypeErr("messages", "an array")
 	}
 	var bad *translate.Error
 	i := 0
@@ -313,7 +249,7 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "system", "developer":
 			// Converse has one top-level system prompt: every system and
 			// developer message is hoisted into it, in order.
-			bad = eachText(p+".content", content, false, func(t string) {
+			bad = chatreq.EachText(p+".content", content, false, provider, func(t string) {
 				if t == "" {
 					return
 				}
@@ -325,7 +261,7 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "user":
 			bad = b.userContent(p, content)
 		case "assistant":
-			bad = eachText(p+".content", content, true, func(t string) {
+			bad = chatreq.EachText(p+".content", content, true, provider, func(t string) {
 				if t != "" {
 					scratch = textBlock(scratch[:0], t)
 					b.block("assistant", scratch)
@@ -335,18 +271,16 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 				bad = b.toolCalls(p, m.Get("tool_calls"))
 			}
 		case "tool":
-			id := m.Get("tool_call_id")
-			if id.Type != gjson.String || id.Str == "" {
-				bad = &translate.Error{Code: translate.CodeInvalidRequest, Param: p + ".tool_call_id", OpenAICode: "missing_required_parameter",
-					Message: "Missing required parameter: '" + p + ".tool_call_id'."}
+			var id string
+			if id, bad = chatreq.ToolCallID(p, m); bad != nil {
 				return false
 			}
 			b.toolHist = true
 			scratch = append(scratch[:0], `{"toolResult":{"toolUseId":`...)
-			scratch = jsonenc.AppendString(scratch, id.Str)
+			scratch = jsonenc.AppendString(scratch, id)
 			scratch = append(scratch, `,"content":[`...)
 			n := 0
-			bad = eachText(p+".content", content, false, func(t string) {
+			bad = chatreq.EachText(p+".content", content, false, provider, func(t string) {
 				if t == "" {
 					return
 				}
@@ -363,52 +297,22 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 			scratch = append(scratch, "]}}"...)
 			b.block("user", scratch)
 		case "function":
-			bad = unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
+			bad = chatreq.Unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
 		default:
-			bad = invalid(p+".role", "Unknown role '"+role+"'.")
+			bad = chatreq.Invalid(p+".role", "Unknown role '"+role+"'.")
 		}
 		return bad == nil
 	})
 	if bad == nil && b.nTurns == 0 && !b.turnOpen {
-		return invalid("messages", "Bedrock Converse needs at least one user or assistant message with content.")
+		return chatreq.Invalid("messages", "Bedrock Converse needs at least one user or assistant message with content.")
 	}
 	return bad
-}
-
-// eachText calls fn with each text of an OpenAI content value (a string, or
-// an array of text parts; refusal parts too when refusals is set).
-func eachText(param string, content gjson.Result, refusals bool, fn func(string)) *translate.Error {
-	switch {
-	case isNull(content):
-		return nil
-	case content.Type == gjson.String:
-		fn(content.Str)
-		return nil
-	case content.IsArray():
-		var bad *translate.Error
-		j := 0
-		content.ForEach(func(_, part gjson.Result) bool {
-			pp := param + "[" + strconv.Itoa(j) + "]"
-			j++
-			switch t := part.Get("type").Str; {
-			case t == "text":
-				fn(part.Get("text").Str)
-			case t == "refusal" && refusals:
-				fn(part.Get("refusal").Str)
-			default:
-				bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported here for Bedrock models.")
-			}
-			return bad == nil
-		})
-		return bad
-	}
-	return typeErr(param, "a string or an array of content parts")
 }
 
 func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 	var scratch []byte
 	switch {
-	case isNull(content):
+	case chatreq.IsNull(content):
 		return nil
 	case content.Type == gjson.String:
 		if content.Str != "" {
@@ -416,7 +320,7 @@ func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 		}
 		return nil
 	case !content.IsArray():
-		return typeErr(p+".content", "a string or an array of content parts")
+		return chatreq.TypeErr(p+".content", "a string or an array of content parts")
 	}
 	var bad *translate.Error
 	j := 0
@@ -430,21 +334,16 @@ func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 				b.block("user", scratch)
 			}
 		case "image_url":
-			iu := part.Get("image_url")
-			url := iu.Get("url").Str
-			if iu.Type == gjson.String {
-				url = iu.Str
-			}
-			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", url)
+			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
 			if bad == nil {
 				b.block("user", scratch)
 			}
 		case "input_audio":
-			bad = unsupported(pp, "Bedrock Converse does not accept audio input.")
+			bad = chatreq.Unsupported(pp, "Bedrock Converse does not accept audio input.")
 		case "file":
-			bad = unsupported(pp, "File content parts are not translated for Bedrock models.")
+			bad = chatreq.Unsupported(pp, "File content parts are not translated for Bedrock models.")
 		default:
-			bad = unsupported(pp+".type", "Content part type '"+t+"' is not supported for Bedrock models.")
+			bad = chatreq.Unsupported(pp+".type", "Content part type '"+t+"' is not supported for Bedrock models.")
 		}
 		return bad == nil
 	})
@@ -465,15 +364,14 @@ var imageFormats = map[string]string{
 func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 	switch {
 	case strings.HasPrefix(url, "data:"):
-		meta, data, ok := strings.Cut(url[len("data:"):], ",")
-		mt, isB64 := strings.CutSuffix(meta, ";base64")
-		mt = strings.ToLower(strings.TrimSpace(mt))
-		if !ok || !isB64 || data == "" {
-			return dst, invalid(param, "Image data URLs must be base64: data:<media type>;base64,<data>.")
+		mt, data, ok := chatreq.Base64DataURL(url)
+		if !ok {
+			return dst, chatreq.Invalid(param, "Image data URLs must be base64: data:<media type>;base64,<data>.")
 		}
+		mt = strings.ToLower(strings.TrimSpace(mt))
 		format, known := imageFormats[mt]
 		if !known || !strings.HasPrefix(mt, "image/") {
-			return dst, invalid(param, "Bedrock accepts image/png, image/jpeg, image/gif and image/webp; got '"+mt+"'.")
+			return dst, chatreq.Invalid(param, "Bedrock accepts image/png, image/jpeg, image/gif and image/webp; got '"+mt+"'.")
 		}
 		dst = append(dst, `{"image":{"format":"`...)
 		dst = append(dst, format...)
@@ -484,7 +382,7 @@ func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 		ext := strings.ToLower(url[strings.LastIndexByte(url, '.')+1:])
 		format, known := imageFormats["."+ext]
 		if !known || !strings.Contains(url, ".") {
-			return dst, invalid(param, "An s3:// image URL must end in .png, .jpg, .jpeg, .gif or .webp.")
+			return dst, chatreq.Invalid(param, "An s3:// image URL must end in .png, .jpg, .jpeg, .gif or .webp.")
 		}
 		dst = append(dst, `{"image":{"format":"`...)
 		dst = append(dst, format...)
@@ -495,39 +393,14 @@ func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 		return dst, &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_image_url",
 			Message: "Bedrock models take images as bytes (or from S3), not web URLs, and the gateway does not fetch URLs: send the image as a base64 data URL (data:image/png;base64,...) or an s3:// URL."}
 	}
-	return dst, invalid(param, "An image URL must be a base64 data URL or an s3:// URL for Bedrock models.")
+	return dst, chatreq.Invalid(param, "An image URL must be a base64 data URL or an s3:// URL for Bedrock models.")
 }
 
+// toolCalls appends a toolUse block for each tool call of the assistant
+// message at p.
 func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
-	if isNull(calls) {
-		return nil
-	}
-	if !calls.IsArray() {
-		return typeErr(p+".tool_calls", "an array")
-	}
-	var bad *translate.Error
 	var scratch []byte
-	j := 0
-	calls.ForEach(func(_, c gjson.Result) bool {
-		pp := p + ".tool_calls[" + strconv.Itoa(j) + "]"
-		j++
-		if t := c.Get("type"); t.Exists() && t.Str != "function" {
-			bad = unsupported(pp+".type", "Only function tool calls are translated for Bedrock models.")
-			return false
-		}
-		id, name := c.Get("id").Str, c.Get("function.name").Str
-		if id == "" || name == "" {
-			bad = invalid(pp, "A tool call needs an 'id' and a 'function.name'.")
-			return false
-		}
-		args := strings.TrimSpace(c.Get("function.arguments").Str)
-		if args == "" {
-			args = "{}"
-		}
-		if !gjson.Valid(args) || !gjson.Parse(args).IsObject() {
-			bad = invalid(pp+".function.arguments", "Tool call arguments must be a JSON object for Bedrock models.")
-			return false
-		}
+	return chatreq.EachToolCall(p, calls, provider, func(id, name, args string) {
 		b.toolHist = true
 		scratch = append(scratch[:0], `{"toolUse":{"toolUseId":`...)
 		scratch = jsonenc.AppendString(scratch, id)
@@ -537,9 +410,7 @@ func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
 		scratch = append(scratch, args...)
 		scratch = append(scratch, "}}"...)
 		b.block("assistant", scratch)
-		return true
 	})
-	return bad
 }
 
 // ---- toolConfig ----
@@ -554,10 +425,10 @@ func appendToolSpec(dst []byte, param, name, desc string, schema gjson.Result) (
 	}
 	dst = append(dst, `,"inputSchema":{"json":`...)
 	switch {
-	case isNull(schema):
+	case chatreq.IsNull(schema):
 		dst = append(dst, `{"type":"object","properties":{}}`...)
 	case !schema.IsObject():
-		return dst, typeErr(param, "a JSON schema object")
+		return dst, chatreq.TypeErr(param, "a JSON schema object")
 	default:
 		dst = append(dst, schema.Raw...)
 	}
@@ -569,7 +440,7 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 	var names []string
 	if tools.Exists() {
 		if !tools.IsArray() {
-			return nil, typeErr("tools", "an array")
+			return nil, chatreq.TypeErr("tools", "an array")
 		}
 		var bad *translate.Error
 		n := 0
@@ -577,17 +448,17 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 			p := "tools[" + strconv.Itoa(n) + "]"
 			n++
 			if t := tl.Get("type").Str; t != "function" {
-				bad = unsupported(p+".type", "Only function tools are translated for Bedrock models; got '"+t+"'.")
+				bad = chatreq.Unsupported(p+".type", "Only function tools are translated for Bedrock models; got '"+t+"'.")
 				return false
 			}
 			fn := tl.Get("function")
 			name := fn.Get("name")
 			if name.Type != gjson.String || name.Str == "" {
-				bad = invalid(p+".function.name", "A function tool needs a name.")
+				bad = chatreq.Invalid(p+".function.name", "A function tool needs a name.")
 				return false
 			}
 			if name.Str == ResponseTool {
-				bad = invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
+				bad = chatreq.Invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
 				return false
 			}
 			names = append(names, name.Str)
@@ -623,10 +494,10 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 				desc += " " + d
 			}
 		default:
-			return nil, unsupported("response_format.type", "response_format type '"+t+"' is not supported for Bedrock models.")
+			return nil, chatreq.Unsupported("response_format.type", "response_format type '"+t+"' is not supported for Bedrock models.")
 		}
 		if b.jsonMode {
-			if isNull(schema) {
+			if chatreq.IsNull(schema) {
 				schema = gjson.Parse(`{"type":"object"}`)
 			}
 			var bad *translate.Error
@@ -646,7 +517,7 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 		case "auto", "none", "required":
 			kind = choice.Str
 		default:
-			return nil, invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
+			return nil, chatreq.Invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
 		}
 	case choice.IsObject() && choice.Get("type").Str == "function":
 		kind, named = "named", choice.Get("function.name").Str
@@ -655,13 +526,13 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 			found = found || nm == named
 		}
 		if !found {
-			return nil, invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
+			return nil, chatreq.Invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
 		}
 	default:
-		return nil, unsupported("tool_choice", "This tool_choice form is not supported for Bedrock models.")
+		return nil, chatreq.Unsupported("tool_choice", "This tool_choice form is not supported for Bedrock models.")
 	}
 	if len(names) == 0 && (kind == "required" || kind == "named") {
-		return nil, invalid("tool_choice", "'tool_choice' requires 'tools'.")
+		return nil, chatreq.Invalid("tool_choice", "'tool_choice' requires 'tools'.")
 	}
 	if kind == "none" && !b.toolHist {
 		// Converse has no "none": the client tools are left out of this

@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chatreq"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -23,7 +24,7 @@ func buildEmbeddings(s, model string, vertex bool, st *state) ([]byte, *translat
 		switch k.Str {
 		case "model", "input", "dimensions", "encoding_format", "user":
 		default:
-			if !isNull(v) {
+			if !chatreq.IsNull(v) {
 				bad = unsupported(k.Str, "Unrecognized or unsupported parameter '"+k.Str+"' for a Gemini embeddings deployment.")
 			}
 		}
@@ -48,24 +49,24 @@ func buildEmbeddings(s, model string, vertex bool, st *state) ([]byte, *translat
 			return true
 		})
 	default:
-		bad = typeErr("input", "a string or an array of strings")
+		bad = chatreq.TypeErr("input", "a string or an array of strings")
 	}
 	if bad != nil {
 		return nil, bad
 	}
 	if len(inputs) == 0 {
-		return nil, invalid("input", "'input' must not be empty.")
+		return nil, chatreq.Invalid("input", "'input' must not be empty.")
 	}
 	if len(inputs) > 250 {
-		return nil, invalid("input", fmt.Sprintf("Gemini embeds at most 250 inputs per request, got %d.", len(inputs)))
+		return nil, chatreq.Invalid("input", fmt.Sprintf("Gemini embeds at most 250 inputs per request, got %d.", len(inputs)))
 	}
 	dims := root.Get("dimensions")
-	if !isNull(dims) && (dims.Type != gjson.Number || dims.Num < 1 || dims.Num != float64(int64(dims.Num))) {
-		return nil, invalid("dimensions", "'dimensions' must be a positive integer.")
+	if !chatreq.IsNull(dims) && (dims.Type != gjson.Number || dims.Num < 1 || dims.Num != float64(int64(dims.Num))) {
+		return nil, chatreq.Invalid("dimensions", "'dimensions' must be a positive integer.")
 	}
 	for _, v := range inputs {
 		if v.Str == "" {
-			return nil, invalid("input", "'input' must not contain empty strings.")
+			return nil, chatreq.Invalid("input", "'input' must not contain empty strings.")
 		}
 		st.inputTokens += estimateTokens(v.Str)
 	}
@@ -81,7 +82,7 @@ func buildEmbeddings(s, model string, vertex bool, st *state) ([]byte, *translat
 			out = append(out, '}')
 		}
 		out = append(out, ']')
-		if !isNull(dims) {
+		if !chatreq.IsNull(dims) {
 			out = append(out, `,"parameters":{"outputDimensionality":`...)
 			out = jsonenc.AppendInt(out, dims.Int())
 			out = append(out, '}')
@@ -98,7 +99,7 @@ func buildEmbeddings(s, model string, vertex bool, st *state) ([]byte, *translat
 		out = append(out, `","content":{"parts":[{"text":`...)
 		out = append(out, v.Raw...)
 		out = append(out, `}]}`...)
-		if !isNull(dims) {
+		if !chatreq.IsNull(dims) {
 			out = append(out, `,"outputDimensionality":`...)
 			out = jsonenc.AppendInt(out, dims.Int())
 		}

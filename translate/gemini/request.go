@@ -7,6 +7,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chatreq"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -20,20 +21,11 @@ var dropped = map[string]bool{
 	"stream_options": true, "stream": true, "model": true, "messages": true,
 }
 
-func invalid(param, msg string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_value", Message: msg}
-}
-
+// unsupported is chatreq.Unsupported with Code CodeUnsupported: Gemini's
+// refusals of unsupported features keep their own error code.
 func unsupported(param, msg string) *translate.Error {
 	return &translate.Error{Code: translate.CodeUnsupported, Param: param, OpenAICode: "unsupported_parameter", Message: msg}
 }
-
-func typeErr(param, want string) *translate.Error {
-	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_type",
-		Message: "Invalid type for '" + param + "': expected " + want + "."}
-}
-
-func isNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
 
 // chatBuilder translates one OpenAI chat request body into a Gemini
 // GenerateContentRequest body.
@@ -57,7 +49,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		bad                                                  *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
-		if isNull(v) || dropped[k.Str] {
+		if chatreq.IsNull(v) || dropped[k.Str] {
 			return true
 		}
 		switch k.Str {
@@ -120,13 +112,13 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 	if bad != nil {
 		return nil, bad
 	}
-	if !isNull(n) {
+	if !chatreq.IsNull(n) {
 		if n.Type != gjson.Number || n.Num < 1 || n.Num > 8 || n.Num != float64(int(n.Num)) {
-			return nil, invalid("n", "'n' must be an integer from 1 to 8 for Gemini.")
+			return nil, chatreq.Invalid("n", "'n' must be an integer from 1 to 8 for Gemini.")
 		}
 		b.n = int(n.Num)
 	}
-	if !isNull(tools) {
+	if !chatreq.IsNull(tools) {
 		if err := b.declare(tools); err != nil {
 			return nil, err
 		}
@@ -135,7 +127,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		return nil, err
 	}
 	if len(b.contents) == 0 {
-		return nil, invalid("messages", "Gemini needs at least one user or assistant message besides system messages.")
+		return nil, chatreq.Invalid("messages", "Gemini needs at least one user or assistant message besides system messages.")
 	}
 
 	out := make([]byte, 0, len(b.contents)+len(b.sys)+len(s)/4+256)
@@ -151,15 +143,15 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		out = append(out, "]}"...)
 	}
 	var err *translate.Error
-	if !isNull(tools) && len(b.declared) > 0 {
+	if !chatreq.IsNull(tools) && len(b.declared) > 0 {
 		if out, err = appendTools(out, tools); err != nil {
 			return nil, err
 		}
 		if out, err = b.toolConfig(out, toolChoice); err != nil {
 			return nil, err
 		}
-	} else if !isNull(toolChoice) && toolChoice.Type != gjson.String {
-		return nil, invalid("tool_choice", "'tool_choice' names a function but the request declares no tools.")
+	} else if !chatreq.IsNull(toolChoice) && toolChoice.Type != gjson.String {
+		return nil, chatreq.Invalid("tool_choice", "'tool_choice' names a function but the request declares no tools.")
 	}
 
 	// generationConfig
@@ -175,22 +167,22 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		out = append(out, '"', ':')
 	}
 	num := func(name, param string, v gjson.Result) {
-		if isNull(v) || err != nil {
+		if chatreq.IsNull(v) || err != nil {
 			return
 		}
 		if v.Type != gjson.Number {
-			err = typeErr(param, "a number")
+			err = chatreq.TypeErr(param, "a number")
 			return
 		}
 		field(name)
 		out = append(out, v.Raw...)
 	}
 	integer := func(name, param string, v gjson.Result) {
-		if isNull(v) || err != nil {
+		if chatreq.IsNull(v) || err != nil {
 			return
 		}
 		if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) {
-			err = typeErr(param, "an integer")
+			err = chatreq.TypeErr(param, "an integer")
 			return
 		}
 		field(name)
@@ -199,7 +191,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 	num("temperature", "temperature", temperature)
 	num("topP", "top_p", topP)
 	integer("topK", "top_k", topK)
-	if !isNull(maxComp) {
+	if !chatreq.IsNull(maxComp) {
 		integer("maxOutputTokens", "max_completion_tokens", maxComp)
 	} else {
 		integer("maxOutputTokens", "max_tokens", maxTok)
@@ -214,7 +206,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 	if err != nil {
 		return nil, err
 	}
-	if !isNull(stop) {
+	if !chatreq.IsNull(stop) {
 		field("stopSequences")
 		switch {
 		case stop.Type == gjson.String:
@@ -226,7 +218,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 			i := 0
 			stop.ForEach(func(_, v gjson.Result) bool {
 				if v.Type != gjson.String {
-					err = typeErr("stop", "a string or an array of strings")
+					err = chatreq.TypeErr("stop", "a string or an array of strings")
 					return false
 				}
 				if i > 0 {
@@ -238,13 +230,13 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 			})
 			out = append(out, ']')
 		default:
-			err = typeErr("stop", "a string or an array of strings")
+			err = chatreq.TypeErr("stop", "a string or an array of strings")
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	if !isNull(respFmt) {
+	if !chatreq.IsNull(respFmt) {
 		if out, err = responseFormat(out, respFmt, func(o []byte, name string) []byte {
 			if len(o) > body {
 				o = append(o, ',')
@@ -254,7 +246,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 			return nil, err
 		}
 	}
-	if !isNull(effort) {
+	if !chatreq.IsNull(effort) {
 		budget := -1
 		switch effort.Str {
 		case "none", "minimal":
@@ -266,7 +258,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		case "high":
 			budget = 24576
 		default:
-			return nil, invalid("reasoning_effort", "'reasoning_effort' must be one of none, minimal, low, medium, high.")
+			return nil, chatreq.Invalid("reasoning_effort", "'reasoning_effort' must be one of none, minimal, low, medium, high.")
 		}
 		field("thinkingConfig")
 		out = append(out, `{"thinkingBudget":`...)
@@ -284,7 +276,7 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 // responseFormat appends responseMimeType (and responseSchema).
 func responseFormat(out []byte, rf gjson.Result, field func([]byte, string) []byte) ([]byte, *translate.Error) {
 	if !rf.IsObject() {
-		return out, typeErr("response_format", "an object")
+		return out, chatreq.TypeErr("response_format", "an object")
 	}
 	switch t := rf.Get("type").Str; t {
 	case "text":
@@ -295,21 +287,21 @@ func responseFormat(out []byte, rf gjson.Result, field func([]byte, string) []by
 	case "json_schema":
 		schema := rf.Get("json_schema.schema")
 		if !schema.IsObject() {
-			return out, invalid("response_format.json_schema.schema", "'response_format.json_schema.schema' must be a JSON Schema object.")
+			return out, chatreq.Invalid("response_format.json_schema.schema", "'response_format.json_schema.schema' must be a JSON Schema object.")
 		}
 		out = field(out, "responseMimeType")
 		out = append(out, `"application/json"`...)
 		out = field(out, "responseSchema")
 		return ConvertSchema(out, schema.Raw, "response_format.json_schema.schema")
 	default:
-		return out, invalid("response_format.type", "'response_format.type' must be text, json_object or json_schema.")
+		return out, chatreq.Invalid("response_format.type", "'response_format.type' must be text, json_object or json_schema.")
 	}
 }
 
 // declare records the declared function names (tool_choice checks them).
 func (b *chatBuilder) declare(tools gjson.Result) *translate.Error {
 	if !tools.IsArray() {
-		return typeErr("tools", "an array")
+		return chatreq.TypeErr("tools", "an array")
 	}
 	var bad *translate.Error
 	i := 0
@@ -322,7 +314,7 @@ func (b *chatBuilder) declare(tools gjson.Result) *translate.Error {
 		}
 		name := t.Get("function.name")
 		if name.Type != gjson.String || name.Str == "" {
-			bad = invalid(p+".function.name", "'"+p+".function.name' is required.")
+			bad = chatreq.Invalid(p+".function.name", "'"+p+".function.name' is required.")
 			return false
 		}
 		if b.declared == nil {
@@ -361,7 +353,7 @@ func appendTools(out []byte, tools gjson.Result) ([]byte, *translate.Error) {
 				return false
 			}
 		} else if params.Exists() && params.Type != gjson.Null && !params.IsObject() {
-			bad = typeErr(p+".parameters", "an object")
+			bad = chatreq.TypeErr(p+".parameters", "an object")
 			return false
 		}
 		out = append(out, '}')
@@ -376,7 +368,7 @@ func appendTools(out []byte, tools gjson.Result) ([]byte, *translate.Error) {
 // toolConfig appends functionCallingConfig for tool_choice. "none" keeps
 // the tools declared and sets mode NONE: it never becomes a tool.
 func (b *chatBuilder) toolConfig(out []byte, tc gjson.Result) ([]byte, *translate.Error) {
-	if isNull(tc) {
+	if chatreq.IsNull(tc) {
 		return out, nil
 	}
 	mode, name := "", ""
@@ -390,19 +382,19 @@ func (b *chatBuilder) toolConfig(out []byte, tc gjson.Result) ([]byte, *translat
 		case "required":
 			mode = "ANY"
 		default:
-			return out, invalid("tool_choice", "'tool_choice' must be none, auto, required or a named function.")
+			return out, chatreq.Invalid("tool_choice", "'tool_choice' must be none, auto, required or a named function.")
 		}
 	case tc.IsObject():
 		n := tc.Get("function.name")
 		if tc.Get("type").Str != "function" || n.Type != gjson.String {
-			return out, invalid("tool_choice", "'tool_choice' must name a function: {\"type\":\"function\",\"function\":{\"name\":…}}.")
+			return out, chatreq.Invalid("tool_choice", "'tool_choice' must name a function: {\"type\":\"function\",\"function\":{\"name\":…}}.")
 		}
 		if !b.declared[n.Str] {
-			return out, invalid("tool_choice", "'tool_choice' names function '"+n.Str+"', which is not in 'tools'.")
+			return out, chatreq.Invalid("tool_choice", "'tool_choice' names function '"+n.Str+"', which is not in 'tools'.")
 		}
 		mode, name = "ANY", n.Raw
 	default:
-		return out, typeErr("tool_choice", "a string or an object")
+		return out, chatreq.TypeErr("tool_choice", "a string or an object")
 	}
 	out = append(out, `,"toolConfig":{"functionCallingConfig":{"mode":"`...)
 	out = append(out, mode...)
@@ -419,7 +411,7 @@ func (b *chatBuilder) toolConfig(out []byte, tc gjson.Result) ([]byte, *translat
 // systemInstruction.
 func (b *chatBuilder) messages(msgs gjson.Result) *translate.Error {
 	if !msgs.IsArray() {
-		return typeErr("messages", "an array")
+		return chatreq.TypeErr("messages", "an array")
 	}
 	var bad *translate.Error
 	i := 0
@@ -427,7 +419,7 @@ func (b *chatBuilder) messages(msgs gjson.Result) *translate.Error {
 		p := "messages[" + strconv.Itoa(i) + "]"
 		i++
 		if !m.IsObject() {
-			bad = typeErr(p, "an object")
+			bad = chatreq.TypeErr(p, "an object")
 			return false
 		}
 		switch role := m.Get("role").Str; role {
@@ -452,7 +444,7 @@ func (b *chatBuilder) messages(msgs gjson.Result) *translate.Error {
 		case "function":
 			bad = unsupported(p+".role", "Role 'function' is deprecated and not translated; use tool messages.")
 		default:
-			bad = invalid(p+".role", "Invalid role '"+role+"'.")
+			bad = chatreq.Invalid(p+".role", "Invalid role '"+role+"'.")
 		}
 		return bad == nil
 	})
@@ -501,7 +493,7 @@ func (b *chatBuilder) system(c gjson.Result, p string) *translate.Error {
 			pp := p + "[" + strconv.Itoa(j) + "]"
 			j++
 			if part.Get("type").Str != "text" {
-				bad = invalid(pp+".type", "System messages may only contain text parts.")
+				bad = chatreq.Invalid(pp+".type", "System messages may only contain text parts.")
 				return false
 			}
 			if t := part.Get("text"); t.Type == gjson.String && t.Str != "" {
@@ -511,7 +503,7 @@ func (b *chatBuilder) system(c gjson.Result, p string) *translate.Error {
 		})
 		return bad
 	default:
-		return typeErr(p, "a string or an array of text parts")
+		return chatreq.TypeErr(p, "a string or an array of text parts")
 	}
 	return nil
 }
@@ -541,7 +533,7 @@ func (b *chatBuilder) part(n *int, obj ...string) {
 func (b *chatBuilder) parts(c gjson.Result, p string, assistant bool) (int, *translate.Error) {
 	n := 0
 	switch {
-	case isNull(c):
+	case chatreq.IsNull(c):
 		return 0, nil
 	case c.Type == gjson.String:
 		if c.Str != "" {
@@ -549,7 +541,7 @@ func (b *chatBuilder) parts(c gjson.Result, p string, assistant bool) (int, *tra
 		}
 		return n, nil
 	case !c.IsArray():
-		return 0, typeErr(p, "a string or an array of content parts")
+		return 0, chatreq.TypeErr(p, "a string or an array of content parts")
 	}
 	var bad *translate.Error
 	j := 0
@@ -560,7 +552,7 @@ func (b *chatBuilder) parts(c gjson.Result, p string, assistant bool) (int, *tra
 		case typ == "text" || (assistant && typ == "refusal"):
 			t := part.Get(typ)
 			if t.Type != gjson.String {
-				bad = typeErr(pp+"."+typ, "a string")
+				bad = chatreq.TypeErr(pp+"."+typ, "a string")
 				return false
 			}
 			if t.Str != "" {
@@ -581,12 +573,12 @@ func (b *chatBuilder) parts(c gjson.Result, p string, assistant bool) (int, *tra
 			case "mp3":
 				mime = "audio/mp3"
 			default:
-				bad = invalid(pp+".input_audio.format", "'input_audio.format' must be wav or mp3.")
+				bad = chatreq.Invalid(pp+".input_audio.format", "'input_audio.format' must be wav or mp3.")
 				return false
 			}
 			data := part.Get("input_audio.data")
 			if data.Type != gjson.String || data.Str == "" {
-				bad = invalid(pp+".input_audio.data", "'input_audio.data' must be base64 audio.")
+				bad = chatreq.Invalid(pp+".input_audio.data", "'input_audio.data' must be base64 audio.")
 				return false
 			}
 			b.part(&n, `{"inlineData":{"mimeType":"`, mime, `","data":`, data.Raw, `}}`)
@@ -598,7 +590,7 @@ func (b *chatBuilder) parts(c gjson.Result, p string, assistant bool) (int, *tra
 			}
 			bad = b.media(&n, fd.Str, pp+".file.file_data", "")
 		default:
-			bad = invalid(pp+".type", "Unsupported content part type '"+typ+"'.")
+			bad = chatreq.Invalid(pp+".type", "Unsupported content part type '"+typ+"'.")
 		}
 		return bad == nil
 	})
@@ -611,23 +603,23 @@ func (b *chatBuilder) parts(c gjson.Result, p string, assistant bool) (int, *tra
 func (b *chatBuilder) media(n *int, u, param, mime string) *translate.Error {
 	switch {
 	case strings.HasPrefix(u, "data:"):
-		meta, data, ok := strings.Cut(u[len("data:"):], ",")
-		if !ok || !strings.HasSuffix(meta, ";base64") || data == "" {
-			return invalid(param, "Invalid data URL in '"+param+"': expected data:<mime type>;base64,<data>.")
+		var data string
+		var ok bool
+		if mime, data, ok = chatreq.Base64DataURL(u); !ok {
+			return chatreq.Invalid(param, "Invalid data URL in '"+param+"': expected data:<mime type>;base64,<data>.")
 		}
-		mime = strings.TrimSuffix(meta, ";base64")
 		if mime == "" || strings.ContainsAny(mime, `"\`) {
-			return invalid(param, "Invalid media type in the data URL of '"+param+"'.")
+			return chatreq.Invalid(param, "Invalid media type in the data URL of '"+param+"'.")
 		}
 		if !validBase64(data) {
-			return invalid(param, "Invalid base64 data in the data URL of '"+param+"'.")
+			return chatreq.Invalid(param, "Invalid base64 data in the data URL of '"+param+"'.")
 		}
 		b.part(n, `{"inlineData":{"mimeType":"`, mime, `","data":"`, data, `"}}`)
 		return nil
 	case strings.HasPrefix(u, "gs://"):
 		mime = mimeFromName(u)
 		if mime == "" {
-			return invalid(param, "Cannot tell the media type of '"+u+"' from its extension (png, jpg, jpeg, webp, gif, heic, heif, pdf, wav, mp3, mp4).")
+			return chatreq.Invalid(param, "Cannot tell the media type of '"+u+"' from its extension (png, jpg, jpeg, webp, gif, heic, heif, pdf, wav, mp3, mp4).")
 		}
 		var esc []byte
 		esc = jsonenc.AppendString(esc, u)
@@ -636,7 +628,7 @@ func (b *chatBuilder) media(n *int, u, param, mime string) *translate.Error {
 	case strings.HasPrefix(u, "http://"), strings.HasPrefix(u, "https://"):
 		return unsupported(param, "Gemini does not fetch image URLs; send the image as a data URL (data:image/png;base64,…) or a gs:// URI.")
 	}
-	return invalid(param, "'"+param+"' must be a data URL or a gs:// URI.")
+	return chatreq.Invalid(param, "'"+param+"' must be a data URL or a gs:// URI.")
 }
 
 func validBase64(s string) bool {
@@ -688,8 +680,8 @@ func (b *chatBuilder) assistant(m gjson.Result, p string) *translate.Error {
 		return bad
 	}
 	calls := m.Get("tool_calls")
-	if !isNull(calls) && !calls.IsArray() {
-		return typeErr(p+".tool_calls", "an array")
+	if !chatreq.IsNull(calls) && !calls.IsArray() {
+		return chatreq.TypeErr(p+".tool_calls", "an array")
 	}
 	j := 0
 	calls.ForEach(func(_, tc gjson.Result) bool {
@@ -697,7 +689,7 @@ func (b *chatBuilder) assistant(m gjson.Result, p string) *translate.Error {
 		j++
 		name := tc.Get("function.name")
 		if name.Type != gjson.String || name.Str == "" {
-			bad = invalid(pp+".function.name", "'"+pp+".function.name' is required.")
+			bad = chatreq.Invalid(pp+".function.name", "'"+pp+".function.name' is required.")
 			return false
 		}
 		args := tc.Get("function.arguments")
@@ -705,12 +697,12 @@ func (b *chatBuilder) assistant(m gjson.Result, p string) *translate.Error {
 		if args.Type == gjson.String && strings.TrimSpace(args.Str) != "" {
 			a := gjson.Parse(args.Str)
 			if !gjson.Valid(args.Str) || !a.IsObject() {
-				bad = invalid(pp+".function.arguments", "'"+pp+".function.arguments' must be a JSON object (Gemini takes function arguments as an object).")
+				bad = chatreq.Invalid(pp+".function.arguments", "'"+pp+".function.arguments' must be a JSON object (Gemini takes function arguments as an object).")
 				return false
 			}
 			raw = a.Raw
 		} else if args.Exists() && args.Type != gjson.String && args.Type != gjson.Null {
-			bad = typeErr(pp+".function.arguments", "a string")
+			bad = chatreq.TypeErr(pp+".function.arguments", "a string")
 			return false
 		}
 		if id := tc.Get("id"); id.Type == gjson.String && id.Str != "" {
@@ -739,11 +731,11 @@ func (b *chatBuilder) assistant(m gjson.Result, p string) *translate.Error {
 func (b *chatBuilder) tool(m gjson.Result, p string) *translate.Error {
 	id := m.Get("tool_call_id")
 	if id.Type != gjson.String || id.Str == "" {
-		return invalid(p+".tool_call_id", "'"+p+".tool_call_id' is required.")
+		return chatreq.Invalid(p+".tool_call_id", "'"+p+".tool_call_id' is required.")
 	}
 	name, ok := b.toolNames[id.Str]
 	if !ok {
-		return invalid(p+".tool_call_id", "'"+p+".tool_call_id' ("+id.Str+") matches no tool call of an earlier assistant message; Gemini needs the function name.")
+		return chatreq.Invalid(p+".tool_call_id", "'"+p+".tool_call_id' ("+id.Str+") matches no tool call of an earlier assistant message; Gemini needs the function name.")
 	}
 	var text string
 	c := m.Get("content")
@@ -759,9 +751,9 @@ func (b *chatBuilder) tool(m gjson.Result, p string) *translate.Error {
 			return true
 		})
 		text = sb.String()
-	case isNull(c):
+	case chatreq.IsNull(c):
 	default:
-		return typeErr(p+".content", "a string or an array of text parts")
+		return chatreq.TypeErr(p+".content", "a string or an array of text parts")
 	}
 	if !b.turnOpen || !b.toolTurn() {
 		b.closeTurn()

@@ -1,0 +1,230 @@
+// Package chatreq reads OpenAI chat completion request bodies for the
+// provider translators: content values and their parts, data URLs, tool
+// calls and tool messages, and the request errors a translator returns for
+// them. It writes no provider JSON; each translator encodes what it reads.
+//
+// Where a message names the provider, the caller passes the name in.
+package chatreq
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/llmux/llmux/translate"
+)
+
+// Invalid returns a 400 error with OpenAI code "invalid_value" for param.
+func Invalid(param, msg string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_value", Message: msg}
+}
+
+// Unsupported returns a 400 error with OpenAI code "unsupported_parameter"
+// for param.
+func Unsupported(param, msg string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "unsupported_parameter", Message: msg}
+}
+
+// TypeErr returns a 400 error with OpenAI code "invalid_type" saying that
+// param should be want (an indefinite noun phrase: "an integer").
+func TypeErr(param, want string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "invalid_type",
+		Message: "Invalid type for '" + param + "': expected " + want + "."}
+}
+
+// Missing returns a 400 error with OpenAI code "missing_required_parameter"
+// for param.
+func Missing(param string) *translate.Error {
+	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: "missing_required_parameter",
+		Message: "Missing required parameter: '" + param + "'."}
+}
+
+// IsNull reports whether r is absent or JSON null: OpenAI treats both as
+// "not set".
+func IsNull(r gjson.Result) bool { return !r.Exists() || r.Type == gjson.Null }
+
+// IntValue reads an integral JSON number.
+func IntValue(v gjson.Result) (int64, bool) {
+	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) {
+		return 0, false
+	}
+	return int64(v.Num), true
+}
+
+// StopSequences reads the "stop" parameter: a string or an array of
+// strings. Empty sequences are kept; the caller drops what its provider
+// refuses.
+func StopSequences(stop gjson.Result) ([]string, *translate.Error) {
+	var seqs []string
+	switch {
+	case stop.Type == gjson.String:
+		seqs = append(seqs, stop.Str)
+	case stop.IsArray():
+		var bad *translate.Error
+		stop.ForEach(func(_, v gjson.Result) bool {
+			if v.Type != gjson.String {
+				bad = TypeErr("stop", "a string or an array of strings")
+				return false
+			}
+			seqs = append(seqs, v.Str)
+			return true
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	default:
+		return nil, TypeErr("stop", "a string or an array of strings")
+	}
+	return seqs, nil
+}
+
+// EachText calls fn with each text of an OpenAI content value at param (a
+// string, or an array of text parts; refusal parts too when refusals is
+// set). A null or absent content calls nothing. Any other part type is
+// refused as not supported for provider's models.
+func EachText(param string, content gjson.Result, refusals bool, provider string, fn func(string)) *translate.Error {
+	switch {
+	case IsNull(content):
+		return nil
+	case content.Type == gjson.String:
+		fn(content.Str)
+		return nil
+	case content.IsArray():
+		var bad *translate.Error
+		j := 0
+		content.ForEach(func(_, part gjson.Result) bool {
+			pp := param + "[" + strconv.Itoa(j) + "]"
+			j++
+			switch t := part.Get("type").Str; {
+			case t == "text":
+				fn(part.Get("text").Str)
+			case t == "refusal" && refusals:
+				fn(part.Get("refusal").Str)
+			default:
+				bad = Unsupported(pp+".type", "Content part type '"+t+"' is not supported here for "+provider+" models.")
+			}
+			return bad == nil
+		})
+		return bad
+	}
+	return TypeErr(param, "a string or an array of content parts")
+}
+
+// ImageURL returns the URL of an "image_url" content part: image_url.url,
+// or image_url itself when a client sends the short string form.
+func ImageURL(part gjson.Result) string {
+	iu := part.Get("image_url")
+	if iu.Type == gjson.String {
+		return iu.Str
+	}
+	return iu.Get("url").Str
+}
+
+// Base64DataURL splits a base64 data URL, data:<media type>;base64,<data>,
+// into its media type (as written) and its data. ok is false when url is
+// not such a URL or its data is empty.
+func Base64DataURL(url string) (mediaType, data string, ok bool) {
+	rest, isData := strings.CutPrefix(url, "data:")
+	meta, data, hasComma := strings.Cut(rest, ",")
+	mediaType, isB64 := strings.CutSuffix(meta, ";base64")
+	if !isData || !hasComma || !isB64 || data == "" {
+		return "", "", false
+	}
+	return mediaType, data, true
+}
+
+// EachToolCall calls fn with the id, function name and arguments (a JSON
+// object, "{}" when empty) of each function tool call in the tool_calls of
+// the assistant message at p. Null or absent tool_calls call nothing; a
+// call of another type, without an id or name, or with arguments that are
+// not a JSON object is refused, naming provider.
+func EachToolCall(p string, calls gjson.Result, provider string, fn func(id, name, args string)) *translate.Error {
+	if IsNull(calls) {
+		return nil
+	}
+	if !calls.IsArray() {
+		return TypeErr(p+".tool_calls", "an array")
+	}
+	var bad *translate.Error
+	j := 0
+	calls.ForEach(func(_, c gjson.Result) bool {
+		pp := p + ".tool_calls[" + strconv.Itoa(j) + "]"
+		j++
+		if t := c.Get("type"); t.Exists() && t.Str != "function" {
+			bad = Unsupported(pp+".type", "Only function tool calls are translated for "+provider+" models.")
+			return false
+		}
+		id, name := c.Get("id").Str, c.Get("function.name").Str
+		if id == "" || name == "" {
+			bad = Invalid(pp, "A tool call needs an 'id' and a 'function.name'.")
+			return false
+		}
+		args := strings.TrimSpace(c.Get("function.arguments").Str)
+		if args == "" {
+			args = "{}"
+		}
+		if !gjson.Valid(args) || !gjson.Parse(args).IsObject() {
+			bad = Invalid(pp+".function.arguments", "Tool call arguments must be a JSON object for "+provider+" models.")
+			return false
+		}
+		fn(id, name, args)
+		return true
+	})
+	return bad
+}
+
+// ToolCallID returns the tool_call_id of the tool message m at p, or a
+// missing-parameter error when it is not a non-empty string.
+func ToolCallID(p string, m gjson.Result) (string, *translate.Error) {
+	id := m.Get("tool_call_id")
+	if id.Type != gjson.String || id.Str == "" {
+		return "", Missing(p + ".tool_call_id")
+	}
+	return id.Str, nil
+}
+
+// OpenAIOnly checks the top-level parameter key, set to the non-null v, when
+// it asks for an OpenAI feature that provider (as named in a sentence:
+// "Bedrock Converse") lacks: n other than 1, log probabilities, frequency
+// and presence penalties, logit_bias, non-text modalities, audio output and
+// the deprecated functions and function_call. handled is false for any
+// other key; err is set when the value asks for what provider lacks.
+func OpenAIOnly(key string, v gjson.Result, provider string) (handled bool, err *translate.Error) {
+	switch key {
+	case "n":
+		if v.Type != gjson.Number || v.Num != 1 {
+			err = Unsupported("n", provider+" returns one choice per request; 'n' must be 1.")
+		}
+	case "logprobs":
+		if v.Type == gjson.True {
+			err = Unsupported("logprobs", provider+" does not return log probabilities.")
+		}
+	case "top_logprobs":
+		if v.Type != gjson.Number || v.Num != 0 {
+			err = Unsupported("top_logprobs", provider+" does not return log probabilities.")
+		}
+	case "frequency_penalty", "presence_penalty":
+		if v.Type != gjson.Number || v.Num != 0 {
+			err = Unsupported(key, provider+" has no '"+key+"'.")
+		}
+	case "logit_bias":
+		if !v.IsObject() || len(v.Map()) != 0 {
+			err = Unsupported("logit_bias", provider+" has no 'logit_bias'.")
+		}
+	case "modalities":
+		v.ForEach(func(_, m gjson.Result) bool {
+			if m.Str != "text" {
+				err = Unsupported("modalities", provider+" produces text only; modality '"+m.String()+"' is not supported.")
+			}
+			return err == nil
+		})
+	case "audio":
+		err = Unsupported("audio", provider+" produces no audio output.")
+	case "functions", "function_call":
+		err = Unsupported(key, "'"+key+"' is deprecated and not translated; use 'tools' and 'tool_choice'.")
+	default:
+		return false, nil
+	}
+	return true, err
+}

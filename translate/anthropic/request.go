@@ -318,30 +318,16 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 	return bad
 }
 
+// userContent appends the blocks of a user message's content.
 func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 	var scratch []byte
-	switch {
-	case chatreq.IsNull(content):
-		return nil
-	case content.Type == gjson.String:
-		if content.Str != "" {
-			b.block("user", textBlock(scratch, content.Str))
+	return chatreq.EachPart(p+".content", content, func(txt string) {
+		if txt != "" {
+			scratch = textBlock(scratch[:0], txt)
+			b.block("user", scratch)
 		}
-		return nil
-	case !content.IsArray():
-		return chatreq.TypeErr(p+".content", "a string or an array of content parts")
-	}
-	var bad *translate.Error
-	j := 0
-	content.ForEach(func(_, part gjson.Result) bool {
-		pp := p + ".content[" + strconv.Itoa(j) + "]"
-		j++
-		switch t := part.Get("type").Str; t {
-		case "text":
-			if txt := part.Get("text").Str; txt != "" {
-				scratch = textBlock(scratch[:0], txt)
-				b.block("user", scratch)
-			}
+	}, func(pp, t string, part gjson.Result) (bad *translate.Error) {
+		switch t {
 		case "image_url":
 			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
 			if bad == nil {
@@ -354,9 +340,8 @@ func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 		default:
 			bad = chatreq.Unsupported(pp+".type", "Content part type '"+t+"' is not supported for Anthropic models.")
 		}
-		return bad == nil
+		return bad
 	})
-	return bad
 }
 
 // Image media types Anthropic accepts.
@@ -430,30 +415,13 @@ func appendSchema(dst []byte, param string, schema gjson.Result) ([]byte, *trans
 }
 
 func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]byte, *translate.Error) {
-	var names []string
+	var (
+		names []string
+		bad   *translate.Error
+	)
 	n := 0
 	if tools.Exists() {
-		if !tools.IsArray() {
-			return nil, chatreq.TypeErr("tools", "an array")
-		}
-		var bad *translate.Error
-		tools.ForEach(func(_, tl gjson.Result) bool {
-			p := "tools[" + strconv.Itoa(n) + "]"
-			if t := tl.Get("type").Str; t != "function" {
-				bad = chatreq.Unsupported(p+".type", "Only function tools are translated for Anthropic models; got '"+t+"'.")
-				return false
-			}
-			fn := tl.Get("function")
-			name := fn.Get("name")
-			if name.Type != gjson.String || name.Str == "" {
-				bad = chatreq.Invalid(p+".function.name", "A function tool needs a name.")
-				return false
-			}
-			if name.Str == ResponseTool {
-				bad = chatreq.Invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
-				return false
-			}
-			names = append(names, name.Str)
+		names, bad = chatreq.EachFunctionTool(tools, provider, ResponseTool, func(p, name string, fn gjson.Result) (err *translate.Error) {
 			if n == 0 {
 				out = append(out, `,"tools":[`...)
 			} else {
@@ -461,15 +429,15 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 			}
 			n++
 			out = append(out, `{"name":`...)
-			out = jsonenc.AppendString(out, name.Str)
+			out = jsonenc.AppendString(out, name)
 			if d := fn.Get("description").Str; d != "" {
 				out = append(out, `,"description":`...)
 				out = jsonenc.AppendString(out, d)
 			}
 			out = append(out, `,"input_schema":`...)
-			out, bad = appendSchema(out, p+".function.parameters", fn.Get("parameters"))
+			out, err = appendSchema(out, p+".function.parameters", fn.Get("parameters"))
 			out = append(out, '}')
-			return bad == nil
+			return err
 		})
 		if bad != nil {
 			return nil, bad
@@ -478,75 +446,35 @@ func appendTools(out []byte, tools, choice, parallel, respFmt gjson.Result) ([]b
 
 	// response_format: a forced tool whose input schema is the requested
 	// schema; the decoder returns its input as the message content.
-	jsonMode := false
-	if respFmt.Exists() {
-		var schema gjson.Result
-		desc := "Reply to the user by calling this tool exactly once; its input is the whole answer, as a JSON object."
-		switch t := respFmt.Get("type").Str; t {
-		case "text":
-		case "json_object":
-			jsonMode = true
-		case "json_schema":
-			jsonMode = true
-			js := respFmt.Get("json_schema")
-			schema = js.Get("schema")
-			if nm := js.Get("name").Str; nm != "" {
-				desc += " Schema: " + nm + "."
-			}
-			if d := js.Get("description").Str; d != "" {
-				desc += " " + d
-			}
-		default:
-			return nil, chatreq.Unsupported("response_format.type", "response_format type '"+t+"' is not supported for Anthropic models.")
+	jsonMode, schema, desc, bad := chatreq.ResponseTool(respFmt, provider)
+	if bad != nil {
+		return nil, bad
+	}
+	if jsonMode {
+		if n == 0 {
+			out = append(out, `,"tools":[`...)
+		} else {
+			out = append(out, ',')
 		}
-		if jsonMode {
-			if n == 0 {
-				out = append(out, `,"tools":[`...)
-			} else {
-				out = append(out, ',')
-			}
-			out = append(out, `{"name":"`+ResponseTool+`","description":`...)
-			out = jsonenc.AppendString(out, desc)
-			out = append(out, `,"input_schema":`...)
-			var bad *translate.Error
-			if chatreq.IsNull(schema) {
-				out = append(out, `{"type":"object"}`...)
-			} else if out, bad = appendSchema(out, "response_format.json_schema.schema", schema); bad != nil {
-				return nil, bad
-			}
-			out = append(out, '}')
+		out = append(out, `{"name":"`+ResponseTool+`","description":`...)
+		out = jsonenc.AppendString(out, desc)
+		out = append(out, `,"input_schema":`...)
+		if chatreq.IsNull(schema) {
+			out = append(out, `{"type":"object"}`...)
+		} else if out, bad = appendSchema(out, "response_format.json_schema.schema", schema); bad != nil {
+			return nil, bad
 		}
+		out = append(out, '}')
 	}
 	if n > 0 || jsonMode {
 		out = append(out, ']')
 	}
 
 	// tool_choice
-	kind, named := "auto", ""
 	explicit := choice.Exists()
-	switch {
-	case !explicit:
-	case choice.Type == gjson.String:
-		switch choice.Str {
-		case "auto", "none", "required":
-			kind = choice.Str
-		default:
-			return nil, chatreq.Invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
-		}
-	case choice.IsObject() && choice.Get("type").Str == "function":
-		kind, named = "named", choice.Get("function.name").Str
-		found := false
-		for _, nm := range names {
-			found = found || nm == named
-		}
-		if !found {
-			return nil, chatreq.Invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
-		}
-	default:
-		return nil, chatreq.Unsupported("tool_choice", "This tool_choice form is not supported for Anthropic models.")
-	}
-	if n == 0 && (kind == "required" || kind == "named") {
-		return nil, chatreq.Invalid("tool_choice", "'tool_choice' requires 'tools'.")
+	kind, named, bad := chatreq.ToolChoice(choice, names, provider)
+	if bad != nil {
+		return nil, bad
 	}
 	if jsonMode {
 		switch {

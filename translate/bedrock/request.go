@@ -309,30 +309,16 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 	return bad
 }
 
+// userContent appends the blocks of a user message's content.
 func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 	var scratch []byte
-	switch {
-	case chatreq.IsNull(content):
-		return nil
-	case content.Type == gjson.String:
-		if content.Str != "" {
-			b.block("user", textBlock(scratch, content.Str))
+	return chatreq.EachPart(p+".content", content, func(txt string) {
+		if txt != "" {
+			scratch = textBlock(scratch[:0], txt)
+			b.block("user", scratch)
 		}
-		return nil
-	case !content.IsArray():
-		return chatreq.TypeErr(p+".content", "a string or an array of content parts")
-	}
-	var bad *translate.Error
-	j := 0
-	content.ForEach(func(_, part gjson.Result) bool {
-		pp := p + ".content[" + strconv.Itoa(j) + "]"
-		j++
-		switch t := part.Get("type").Str; t {
-		case "text":
-			if txt := part.Get("text").Str; txt != "" {
-				scratch = textBlock(scratch[:0], txt)
-				b.block("user", scratch)
-			}
+	}, func(pp, t string, part gjson.Result) (bad *translate.Error) {
+		switch t {
 		case "image_url":
 			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
 			if bad == nil {
@@ -345,9 +331,8 @@ func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
 		default:
 			bad = chatreq.Unsupported(pp+".type", "Content part type '"+t+"' is not supported for Bedrock models.")
 		}
-		return bad == nil
+		return bad
 	})
-	return bad
 }
 
 // imageFormats maps media types and file extensions to Converse image
@@ -436,37 +421,18 @@ func appendToolSpec(dst []byte, param, name, desc string, schema gjson.Result) (
 }
 
 func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Result) ([]byte, *translate.Error) {
-	var specs []byte
-	var names []string
+	var (
+		specs []byte
+		names []string
+		bad   *translate.Error
+	)
 	if tools.Exists() {
-		if !tools.IsArray() {
-			return nil, chatreq.TypeErr("tools", "an array")
-		}
-		var bad *translate.Error
-		n := 0
-		tools.ForEach(func(_, tl gjson.Result) bool {
-			p := "tools[" + strconv.Itoa(n) + "]"
-			n++
-			if t := tl.Get("type").Str; t != "function" {
-				bad = chatreq.Unsupported(p+".type", "Only function tools are translated for Bedrock models; got '"+t+"'.")
-				return false
-			}
-			fn := tl.Get("function")
-			name := fn.Get("name")
-			if name.Type != gjson.String || name.Str == "" {
-				bad = chatreq.Invalid(p+".function.name", "A function tool needs a name.")
-				return false
-			}
-			if name.Str == ResponseTool {
-				bad = chatreq.Invalid(p+".function.name", "The tool name '"+ResponseTool+"' is reserved by the gateway.")
-				return false
-			}
-			names = append(names, name.Str)
+		names, bad = chatreq.EachFunctionTool(tools, provider, ResponseTool, func(p, name string, fn gjson.Result) (err *translate.Error) {
 			if len(specs) > 0 {
 				specs = append(specs, ',')
 			}
-			specs, bad = appendToolSpec(specs, p+".function.parameters", name.Str, fn.Get("description").Str, fn.Get("parameters"))
-			return bad == nil
+			specs, err = appendToolSpec(specs, p+".function.parameters", name, fn.Get("description").Str, fn.Get("parameters"))
+			return err
 		})
 		if bad != nil {
 			return nil, bad
@@ -475,64 +441,28 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 
 	// response_format: a forced tool whose input schema is the requested
 	// schema; the decoder returns its input as the message content.
-	var respSpec []byte
-	if respFmt.Exists() {
-		var schema gjson.Result
-		desc := "Reply to the user by calling this tool exactly once; its input is the whole answer, as a JSON object."
-		switch t := respFmt.Get("type").Str; t {
-		case "text":
-		case "json_object":
-			b.jsonMode = true
-		case "json_schema":
-			b.jsonMode = true
-			js := respFmt.Get("json_schema")
-			schema = js.Get("schema")
-			if nm := js.Get("name").Str; nm != "" {
-				desc += " Schema: " + nm + "."
-			}
-			if d := js.Get("description").Str; d != "" {
-				desc += " " + d
-			}
-		default:
-			return nil, chatreq.Unsupported("response_format.type", "response_format type '"+t+"' is not supported for Bedrock models.")
+	var (
+		respSpec []byte
+		schema   gjson.Result
+		desc     string
+	)
+	if b.jsonMode, schema, desc, bad = chatreq.ResponseTool(respFmt, provider); bad != nil {
+		return nil, bad
+	}
+	if b.jsonMode {
+		if chatreq.IsNull(schema) {
+			schema = gjson.Parse(`{"type":"object"}`)
 		}
-		if b.jsonMode {
-			if chatreq.IsNull(schema) {
-				schema = gjson.Parse(`{"type":"object"}`)
-			}
-			var bad *translate.Error
-			if respSpec, bad = appendToolSpec(nil, "response_format.json_schema.schema", ResponseTool, desc, schema); bad != nil {
-				return nil, bad
-			}
+		if respSpec, bad = appendToolSpec(nil, "response_format.json_schema.schema", ResponseTool, desc, schema); bad != nil {
+			return nil, bad
 		}
 	}
 
 	// tool_choice
-	kind, named := "auto", ""
 	explicit := choice.Exists()
-	switch {
-	case !explicit:
-	case choice.Type == gjson.String:
-		switch choice.Str {
-		case "auto", "none", "required":
-			kind = choice.Str
-		default:
-			return nil, chatreq.Invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
-		}
-	case choice.IsObject() && choice.Get("type").Str == "function":
-		kind, named = "named", choice.Get("function.name").Str
-		found := false
-		for _, nm := range names {
-			found = found || nm == named
-		}
-		if !found {
-			return nil, chatreq.Invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
-		}
-	default:
-		return nil, chatreq.Unsupported("tool_choice", "This tool_choice form is not supported for Bedrock models.")
-	}
-	if len(names) == 0 && (kind == "required" || kind == "named") {
-		return nil, chatreq.Invalid("tool_choice", "'tool_choice' requires 'tools'.")
+	kind, named, bad := chatreq.ToolChoice(choice, names, provider)
+	if bad != nil {
+		return nil, bad
 	}
 	if kind == "none" && !b.toolHist {
 		// Converse has no "none": the client tools are left out of this

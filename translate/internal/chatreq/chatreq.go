@@ -79,16 +79,17 @@ func StopSequences(stop gjson.Result) ([]string, *translate.Error) {
 	return seqs, nil
 }
 
-// EachText calls fn with each text of an OpenAI content value at param (a
-// string, or an array of text parts; refusal parts too when refusals is
-// set). A null or absent content calls nothing. Any other part type is
-// refused as not supported for provider's models.
-func EachText(param string, content gjson.Result, refusals bool, provider string, fn func(string)) *translate.Error {
+// EachPart walks an OpenAI content value at param: a string is passed to
+// text, and so is the text of each "text" part of an array; every other
+// part goes to other with its param (param[i]) and type, and an error from
+// other stops the walk. A null or absent content calls nothing; any other
+// JSON type is an invalid_type error.
+func EachPart(param string, content gjson.Result, text func(string), other func(pp, typ string, part gjson.Result) *translate.Error) *translate.Error {
 	switch {
 	case IsNull(content):
 		return nil
 	case content.Type == gjson.String:
-		fn(content.Str)
+		text(content.Str)
 		return nil
 	case content.IsArray():
 		var bad *translate.Error
@@ -96,19 +97,30 @@ func EachText(param string, content gjson.Result, refusals bool, provider string
 		content.ForEach(func(_, part gjson.Result) bool {
 			pp := param + "[" + strconv.Itoa(j) + "]"
 			j++
-			switch t := part.Get("type").Str; {
-			case t == "text":
-				fn(part.Get("text").Str)
-			case t == "refusal" && refusals:
-				fn(part.Get("refusal").Str)
-			default:
-				bad = Unsupported(pp+".type", "Content part type '"+t+"' is not supported here for "+provider+" models.")
+			if t := part.Get("type").Str; t == "text" {
+				text(part.Get("text").Str)
+			} else {
+				bad = other(pp, t, part)
 			}
 			return bad == nil
 		})
 		return bad
 	}
 	return TypeErr(param, "a string or an array of content parts")
+}
+
+// EachText calls fn with each text of an OpenAI content value at param (a
+// string, or an array of text parts; refusal parts too when refusals is
+// set). A null or absent content calls nothing. Any other part type is
+// refused as not supported for provider's models.
+func EachText(param string, content gjson.Result, refusals bool, provider string, fn func(string)) *translate.Error {
+	return EachPart(param, content, fn, func(pp, t string, part gjson.Result) *translate.Error {
+		if t == "refusal" && refusals {
+			fn(part.Get("refusal").Str)
+			return nil
+		}
+		return Unsupported(pp+".type", "Content part type '"+t+"' is not supported here for "+provider+" models.")
+	})
 }
 
 // ImageURL returns the URL of an "image_url" content part: image_url.url,
@@ -172,6 +184,105 @@ func EachToolCall(p string, calls gjson.Result, provider string, fn func(id, nam
 		return true
 	})
 	return bad
+}
+
+// EachFunctionTool checks the "tools" parameter, an array of function
+// tools, and calls fn with the param (tools[i]), name and "function" object
+// of each; an error from fn stops the walk. It returns the tool names in
+// order. A tool of another type, without a name, or named reserved (the
+// gateway's own tool) is refused; messages name provider.
+func EachFunctionTool(tools gjson.Result, provider, reserved string, fn func(p, name string, function gjson.Result) *translate.Error) ([]string, *translate.Error) {
+	if !tools.IsArray() {
+		return nil, TypeErr("tools", "an array")
+	}
+	var names []string
+	var bad *translate.Error
+	i := 0
+	tools.ForEach(func(_, tl gjson.Result) bool {
+		p := "tools[" + strconv.Itoa(i) + "]"
+		i++
+		if t := tl.Get("type").Str; t != "function" {
+			bad = Unsupported(p+".type", "Only function tools are translated for "+provider+" models; got '"+t+"'.")
+			return false
+		}
+		function := tl.Get("function")
+		name := function.Get("name")
+		if name.Type != gjson.String || name.Str == "" {
+			bad = Invalid(p+".function.name", "A function tool needs a name.")
+			return false
+		}
+		if name.Str == reserved {
+			bad = Invalid(p+".function.name", "The tool name '"+reserved+"' is reserved by the gateway.")
+			return false
+		}
+		names = append(names, name.Str)
+		bad = fn(p, name.Str, function)
+		return bad == nil
+	})
+	return names, bad
+}
+
+// ResponseTool reads response_format for a provider that answers in JSON
+// through a forced tool: jsonMode is set for json_object and json_schema,
+// with the requested schema (null when none) and a description for the
+// tool. Other types than text are refused; messages name provider.
+func ResponseTool(respFmt gjson.Result, provider string) (jsonMode bool, schema gjson.Result, desc string, err *translate.Error) {
+	if !respFmt.Exists() {
+		return false, schema, "", nil
+	}
+	desc = "Reply to the user by calling this tool exactly once; its input is the whole answer, as a JSON object."
+	switch t := respFmt.Get("type").Str; t {
+	case "text":
+	case "json_object":
+		jsonMode = true
+	case "json_schema":
+		jsonMode = true
+		js := respFmt.Get("json_schema")
+		schema = js.Get("schema")
+		if nm := js.Get("name").Str; nm != "" {
+			desc += " Schema: " + nm + "."
+		}
+		if d := js.Get("description").Str; d != "" {
+			desc += " " + d
+		}
+	default:
+		return false, schema, desc, Unsupported("response_format.type", "response_format type '"+t+"' is not supported for "+provider+" models.")
+	}
+	return jsonMode, schema, desc, nil
+}
+
+// ToolChoice reads tool_choice against the declared tool names: kind is
+// "auto" (also when choice is absent), "none", "required" or "named", with
+// named the function's name. Naming an undeclared function, or requiring a
+// tool when none is declared, is invalid; other forms are refused, naming
+// provider.
+func ToolChoice(choice gjson.Result, names []string, provider string) (kind, named string, err *translate.Error) {
+	kind = "auto"
+	switch {
+	case !choice.Exists():
+	case choice.Type == gjson.String:
+		switch choice.Str {
+		case "auto", "none", "required":
+			kind = choice.Str
+		default:
+			return "", "", Invalid("tool_choice", "tool_choice must be 'auto', 'none', 'required' or a named function.")
+		}
+	case choice.IsObject() && choice.Get("type").Str == "function":
+		kind, named = "named", choice.Get("function.name").Str
+		found := false
+		for _, nm := range names {
+			found = found || nm == named
+		}
+		if !found {
+			return "", "", Invalid("tool_choice", "tool_choice names function '"+named+"', which is not in 'tools'.")
+		}
+	default:
+		return "", "", Unsupported("tool_choice", "This tool_choice form is not supported for "+provider+" models.")
+	}
+	if len(names) == 0 && (kind == "required" || kind == "named") {
+		return "", "", Invalid("tool_choice", "'tool_choice' requires 'tools'.")
+	}
+	return kind, named, nil
 }
 
 // ToolCallID returns the tool_call_id of the tool message m at p, or a

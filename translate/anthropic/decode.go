@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chunkw"
 	"github.com/llmux/llmux/translate/jsonenc"
 	"github.com/llmux/llmux/translate/sse"
 )
@@ -92,17 +93,7 @@ func (u *rawUsage) report(r *translate.Result) {
 
 // appendOpenAI appends OpenAI's usage object.
 func (u *rawUsage) appendOpenAI(dst []byte) []byte {
-	prompt := u.input + u.cacheRead + u.cacheCreation
-	dst = append(dst, `{"prompt_tokens":`...)
-	dst = strconv.AppendInt(dst, prompt, 10)
-	dst = append(dst, `,"completion_tokens":`...)
-	dst = strconv.AppendInt(dst, u.output, 10)
-	dst = append(dst, `,"total_tokens":`...)
-	dst = strconv.AppendInt(dst, prompt+u.output, 10)
-	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
-	dst = strconv.AppendInt(dst, u.cacheRead, 10)
-	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":0}}`...)
-	return dst
+	return chunkw.AppendUsage(dst, u.input+u.cacheRead+u.cacheCreation, u.output, u.cacheRead, 0)
 }
 
 func (d *decoder) ContentType() string {
@@ -197,13 +188,8 @@ func (d *decoder) message(dst []byte, body string) []byte {
 		return true
 	})
 
-	dst = append(dst, `{"id":`...)
-	dst = jsonenc.AppendString(dst, msg.Get("id").Str)
-	dst = append(dst, `,"object":"chat.completion","created":`...)
-	dst = strconv.AppendInt(dst, d.created, 10)
-	dst = append(dst, `,"model":`...)
-	dst = jsonenc.AppendString(dst, msg.Get("model").Str)
-	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
+	dst = chunkw.AppendPrefix(dst, "chat.completion", msg.Get("id").Str, d.created, msg.Get("model").Str)
+	dst = append(dst, `{"index":0,"message":{"role":"assistant","content":`...)
 	switch {
 	case resp.Exists():
 		// JSON mode: the response tool's input is the answer; any text
@@ -252,25 +238,13 @@ func (d *decoder) message(dst []byte, body string) []byte {
 				dst = append(dst, ',')
 			}
 			n++
-			dst = append(dst, `{"id":`...)
-			dst = jsonenc.AppendString(dst, blk.Get("id").Str)
-			dst = append(dst, `,"type":"function","function":{"name":`...)
-			dst = jsonenc.AppendString(dst, blk.Get("name").Str)
-			dst = append(dst, `,"arguments":`...)
-			args := blk.Get("input").Raw
-			if args == "" {
-				args = "{}"
-			}
-			dst = jsonenc.AppendString(dst, args)
-			dst = append(dst, "}}"...)
+			dst = chunkw.AppendToolCall(dst, blk.Get("id").Str, blk.Get("name").Str, blk.Get("input").Raw)
 			return true
 		})
 		dst = append(dst, ']')
 	}
 	d.res.FinishReason = finishReason(msg.Get("stop_reason").Str, nTools > 0)
-	dst = append(dst, `,"annotations":[]},"logprobs":null,"finish_reason":"`...)
-	dst = append(dst, d.res.FinishReason...)
-	dst = append(dst, `"}],"usage":`...)
+	dst = chunkw.AppendMessageEnd(dst, d.res.FinishReason)
 	dst = d.usage.appendOpenAI(dst)
 	d.res.Completed = true
 	return append(dst, '}')
@@ -281,8 +255,6 @@ func (d *decoder) message(dst []byte, body string) []byte {
 func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
 	return translate.DecodeSSE(&d.sc, &d.res, dst, src, final, d.event)
 }
-
-const chunkTail = `,"logprobs":null,"finish_reason":null}]}` + "\n\n"
 
 // chunk appends one chat.completion.chunk whose delta is the JSON object
 // made of open, raw and close.
@@ -295,19 +267,14 @@ func (d *decoder) chunk(dst []byte, open, raw, close string) []byte {
 	dst = append(dst, open...)
 	dst = append(dst, raw...)
 	dst = append(dst, close...)
-	return append(dst, chunkTail...)
+	return append(dst, chunkw.Tail...)
 }
 
 // begin builds the chunk prefix from the message id and model.
 func (d *decoder) begin(id, model string) {
 	d.started = true
-	d.head = append(d.head[:0], `{"id":`...)
-	d.head = jsonenc.AppendString(d.head, id)
-	d.head = append(d.head, `,"object":"chat.completion.chunk","created":`...)
-	d.head = strconv.AppendInt(d.head, d.created, 10)
-	d.head = append(d.head, `,"model":`...)
-	d.head = jsonenc.AppendString(d.head, model)
-	d.head = append(d.head, `,"choices":[{"index":0,"delta":`...)
+	d.head = chunkw.AppendPrefix(d.head[:0], "chat.completion.chunk", id, d.created, model)
+	d.head = append(d.head, `{"index":0,"delta":`...)
 }
 
 func (d *decoder) tool(block int64) *toolBlock {
@@ -364,7 +331,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			dst = strconv.AppendInt(dst, int64(tb.index), 10)
 			dst = append(dst, `,"function":{"arguments":`...)
 			dst = append(dst, pj.Raw...)
-			return append(dst, `}}]}`+chunkTail...)
+			return append(dst, `}}]}`+chunkw.Tail...)
 		}
 		return dst // thinking and signature deltas are not translated
 	case "message_start":
@@ -407,7 +374,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 					dst = append(dst, d.head...)
 					dst = append(dst, `{"content":`...)
 					dst = jsonenc.AppendString(dst, in.Raw)
-					return append(dst, `}`+chunkTail...)
+					return append(dst, `}`+chunkw.Tail...)
 				}
 				return dst
 			}
@@ -433,7 +400,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			} else {
 				dst = append(dst, `""`...)
 			}
-			return append(dst, `}}]}`+chunkTail...)
+			return append(dst, `}}]}`+chunkw.Tail...)
 		}
 		return dst
 	case "content_block_stop":
@@ -449,7 +416,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			dst = append(dst, d.head...)
 			dst = append(dst, `{"tool_calls":[{"index":`...)
 			dst = strconv.AppendInt(dst, int64(tb.index), 10)
-			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkTail...)
+			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkw.Tail...)
 		}
 		return dst
 	case "message_delta":

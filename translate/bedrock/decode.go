@@ -8,6 +8,7 @@ import (
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/eventstream"
+	"github.com/llmux/llmux/translate/internal/chunkw"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -87,17 +88,7 @@ func (u *rawUsage) report(r *translate.Result) {
 
 // appendOpenAI appends OpenAI's usage object.
 func (u *rawUsage) appendOpenAI(dst []byte) []byte {
-	prompt := u.input + u.cacheRead + u.cacheWrite
-	dst = append(dst, `{"prompt_tokens":`...)
-	dst = strconv.AppendInt(dst, prompt, 10)
-	dst = append(dst, `,"completion_tokens":`...)
-	dst = strconv.AppendInt(dst, u.output, 10)
-	dst = append(dst, `,"total_tokens":`...)
-	dst = strconv.AppendInt(dst, prompt+u.output, 10)
-	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
-	dst = strconv.AppendInt(dst, u.cacheRead, 10)
-	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":0}}`...)
-	return dst
+	return chunkw.AppendUsage(dst, u.input+u.cacheRead+u.cacheWrite, u.output, u.cacheRead, 0)
 }
 
 func (d *decoder) ContentType() string {
@@ -189,13 +180,8 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 		return true
 	})
 
-	dst = append(dst, `{"id":`...)
-	dst = jsonenc.AppendString(dst, newID())
-	dst = append(dst, `,"object":"chat.completion","created":`...)
-	dst = strconv.AppendInt(dst, d.created, 10)
-	dst = append(dst, `,"model":`...)
-	dst = jsonenc.AppendString(dst, d.st.model)
-	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
+	dst = chunkw.AppendPrefix(dst, "chat.completion", newID(), d.created, d.st.model)
+	dst = append(dst, `{"index":0,"message":{"role":"assistant","content":`...)
 	switch {
 	case resp.Exists():
 		// JSON mode: the response tool's input is the answer.
@@ -241,25 +227,13 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 				dst = append(dst, ',')
 			}
 			n++
-			dst = append(dst, `{"id":`...)
-			dst = jsonenc.AppendString(dst, tu.Get("toolUseId").Str)
-			dst = append(dst, `,"type":"function","function":{"name":`...)
-			dst = jsonenc.AppendString(dst, tu.Get("name").Str)
-			dst = append(dst, `,"arguments":`...)
-			args := tu.Get("input").Raw
-			if args == "" {
-				args = "{}"
-			}
-			dst = jsonenc.AppendString(dst, args)
-			dst = append(dst, "}}"...)
+			dst = chunkw.AppendToolCall(dst, tu.Get("toolUseId").Str, tu.Get("name").Str, tu.Get("input").Raw)
 			return true
 		})
 		dst = append(dst, ']')
 	}
 	d.res.FinishReason = finishReason(root.Get("stopReason").Str, nTools > 0)
-	dst = append(dst, `,"annotations":[]},"logprobs":null,"finish_reason":"`...)
-	dst = append(dst, d.res.FinishReason...)
-	dst = append(dst, `"}],"usage":`...)
+	dst = chunkw.AppendMessageEnd(dst, d.res.FinishReason)
 	dst = d.usage.appendOpenAI(dst)
 	d.res.Completed = true
 	return append(dst, '}')
@@ -294,18 +268,11 @@ func (d *decoder) decodeStream(dst, src []byte, final bool) ([]byte, error) {
 	return dst, nil
 }
 
-const chunkTail = `,"logprobs":null,"finish_reason":null}]}` + "\n\n"
-
 // begin builds the chunk prefix.
 func (d *decoder) begin() {
 	d.started = true
-	d.head = append(d.head[:0], `{"id":`...)
-	d.head = jsonenc.AppendString(d.head, newID())
-	d.head = append(d.head, `,"object":"chat.completion.chunk","created":`...)
-	d.head = strconv.AppendInt(d.head, d.created, 10)
-	d.head = append(d.head, `,"model":`...)
-	d.head = jsonenc.AppendString(d.head, d.st.model)
-	d.head = append(d.head, `,"choices":[{"index":0,"delta":`...)
+	d.head = chunkw.AppendPrefix(d.head[:0], "chat.completion.chunk", newID(), d.created, d.st.model)
+	d.head = append(d.head, `{"index":0,"delta":`...)
 }
 
 // role appends the role chunk once.
@@ -320,7 +287,7 @@ func (d *decoder) role(dst []byte) []byte {
 	dst = append(dst, "data: "...)
 	dst = append(dst, d.head...)
 	dst = append(dst, `{"role":"assistant","content":""}`...)
-	return append(dst, chunkTail...)
+	return append(dst, chunkw.Tail...)
 }
 
 // open appends "data: " and the chunk prefix, sending the role chunk
@@ -365,7 +332,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			dst = d.open(dst)
 			dst = append(dst, `{"content":`...)
 			dst = append(dst, t.Raw...)
-			return append(dst, "}"+chunkTail...)
+			return append(dst, "}"+chunkw.Tail...)
 		}
 		in := delta.Get("toolUse.input")
 		if in.Type != gjson.String || len(in.Raw) <= 2 {
@@ -377,7 +344,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			dst = d.open(dst)
 			dst = append(dst, `{"content":`...)
 			dst = append(dst, in.Raw...)
-			return append(dst, "}"+chunkTail...)
+			return append(dst, "}"+chunkw.Tail...)
 		}
 		tb := d.tool(idx)
 		if tb == nil {
@@ -389,7 +356,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 		dst = strconv.AppendInt(dst, int64(tb.index), 10)
 		dst = append(dst, `,"function":{"arguments":`...)
 		dst = append(dst, in.Raw...)
-		return append(dst, `}}]}`+chunkTail...)
+		return append(dst, `}}]}`+chunkw.Tail...)
 	case "messageStart":
 		return d.role(dst) // a second messageStart is ignored
 	case "contentBlockStart":
@@ -420,13 +387,13 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 		dst = jsonenc.AppendString(dst, tu.Get("toolUseId").Str)
 		dst = append(dst, `,"type":"function","function":{"name":`...)
 		dst = jsonenc.AppendString(dst, tu.Get("name").Str)
-		return append(dst, `,"arguments":""}}]}`+chunkTail...)
+		return append(dst, `,"arguments":""}}]}`+chunkw.Tail...)
 	case "contentBlockStop":
 		idx := gjson.Get(data, "contentBlockIndex").Int()
 		if d.respBlock >= 0 && idx == d.respBlock && !d.respArgs {
 			d.respArgs = true
 			dst = d.open(dst)
-			return append(dst, `{"content":"{}"}`+chunkTail...)
+			return append(dst, `{"content":"{}"}`+chunkw.Tail...)
 		}
 		if tb := d.tool(idx); tb != nil && !tb.hasArgs {
 			// A call without input: OpenAI clients parse the arguments.
@@ -434,7 +401,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			dst = d.open(dst)
 			dst = append(dst, `{"tool_calls":[{"index":`...)
 			dst = strconv.AppendInt(dst, int64(tb.index), 10)
-			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkTail...)
+			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkw.Tail...)
 		}
 		return dst
 	case "messageStop":

@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/chunkw"
 	"github.com/llmux/llmux/translate/jsonenc"
 	"github.com/llmux/llmux/translate/sse"
 )
@@ -178,17 +179,7 @@ func (d *decoder) readUsage(u gjson.Result) {
 // appendUsage appends OpenAI's usage object from the result.
 func (d *decoder) appendUsage(dst []byte) []byte {
 	u := &d.res.Usage
-	dst = append(dst, `{"prompt_tokens":`...)
-	dst = jsonenc.AppendInt(dst, u.InputTokens)
-	dst = append(dst, `,"completion_tokens":`...)
-	dst = jsonenc.AppendInt(dst, u.OutputTokens)
-	dst = append(dst, `,"total_tokens":`...)
-	dst = jsonenc.AppendInt(dst, u.InputTokens+u.OutputTokens)
-	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
-	dst = jsonenc.AppendInt(dst, u.CachedTokens)
-	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":`...)
-	dst = jsonenc.AppendInt(dst, u.ReasoningTokens)
-	return append(dst, "}}"...)
+	return chunkw.AppendUsage(dst, u.InputTokens, u.OutputTokens, u.CachedTokens, u.ReasoningTokens)
 }
 
 // responseID returns the OpenAI id for a Gemini responseId.

@@ -1,0 +1,41 @@
+package chunkw
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestPieces(t *testing.T) {
+	var b []byte
+	b = AppendPrefix(b, "chat.completion", `id"1`, 7, "m")
+	b = append(b, `{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[`...)
+	b = AppendToolCall(b, "c1", "f", "")
+	b = append(b, ',')
+	b = AppendToolCall(b, "c2", "g", `{"a":1}`)
+	b = append(b, ']')
+	b = AppendMessageEnd(b, "tool_calls")
+	b = AppendUsage(b, 3, 4, 1, 2)
+	b = append(b, '}')
+	want := `{"id":"id\"1","object":"chat.completion","created":7,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[` +
+		`{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"g","arguments":"{\"a\":1}"}}],` +
+		`"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,` +
+		`"prompt_tokens_details":{"cached_tokens":1},"completion_tokens_details":{"reasoning_tokens":2}}}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	if !json.Valid(b) {
+		t.Fatal("invalid JSON")
+	}
+}
+
+func TestAllocs(t *testing.T) {
+	b := make([]byte, 0, 1024)
+	n := testing.AllocsPerRun(100, func() {
+		b = AppendPrefix(b[:0], "chat.completion.chunk", "id", 1, "model")
+		b = AppendUsage(b, 1, 2, 3, 4)
+		b = append(b, Tail...)
+	})
+	if n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+}

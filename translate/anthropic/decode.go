@@ -2,7 +2,6 @@ package anthropic
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -197,27 +196,16 @@ func (d *decoder) message(dst []byte, body string) []byte {
 		dst = jsonenc.AppendString(dst, resp.Raw)
 		d.res.FirstContent = true
 	default:
-		// Text blocks concatenated: the insides of JSON string literals
-		// concatenate into one valid literal.
-		n := 0
-		content.ForEach(func(_, blk gjson.Result) bool {
+		// Text blocks concatenated.
+		var n int
+		dst, n = chunkw.AppendJoined(dst, content, func(blk gjson.Result) gjson.Result {
 			if blk.Get("type").Str != "text" {
-				return true
+				return gjson.Result{}
 			}
-			t := blk.Get("text")
-			if t.Type != gjson.String || len(t.Raw) < 2 {
-				return true
-			}
-			if n == 0 {
-				dst = append(dst, '"')
-			}
-			dst = append(dst, t.Raw[1:len(t.Raw)-1]...)
-			n++
-			return true
+			return blk.Get("text")
 		})
 		switch {
 		case n > 0:
-			dst = append(dst, '"')
 			d.res.FirstContent = true
 		case nTools > 0:
 			dst = append(dst, "null"...)
@@ -327,11 +315,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			tb.hasArgs = true
 			dst = append(dst, "data: "...)
 			dst = append(dst, d.head...)
-			dst = append(dst, `{"tool_calls":[{"index":`...)
-			dst = strconv.AppendInt(dst, int64(tb.index), 10)
-			dst = append(dst, `,"function":{"arguments":`...)
-			dst = append(dst, pj.Raw...)
-			return append(dst, `}}]}`+chunkw.Tail...)
+			return chunkw.AppendToolArgs(dst, tb.index, pj.Raw)
 		}
 		return dst // thinking and signature deltas are not translated
 	case "message_start":
@@ -388,13 +372,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			}
 			dst = append(dst, "data: "...)
 			dst = append(dst, d.head...)
-			dst = append(dst, `{"tool_calls":[{"index":`...)
-			dst = strconv.AppendInt(dst, int64(d.nTools-1), 10)
-			dst = append(dst, `,"id":`...)
-			dst = jsonenc.AppendString(dst, blk.Get("id").Str)
-			dst = append(dst, `,"type":"function","function":{"name":`...)
-			dst = jsonenc.AppendString(dst, blk.Get("name").Str)
-			dst = append(dst, `,"arguments":`...)
+			dst = chunkw.AppendToolStart(dst, d.nTools-1, blk.Get("id").Str, blk.Get("name").Str)
 			if hasInput {
 				dst = jsonenc.AppendString(dst, in.Raw)
 			} else {
@@ -414,9 +392,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			tb.hasArgs = true
 			dst = append(dst, "data: "...)
 			dst = append(dst, d.head...)
-			dst = append(dst, `{"tool_calls":[{"index":`...)
-			dst = strconv.AppendInt(dst, int64(tb.index), 10)
-			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkw.Tail...)
+			return chunkw.AppendToolArgs(dst, tb.index, `"{}"`)
 		}
 		return dst
 	case "message_delta":
@@ -468,7 +444,5 @@ func (d *decoder) finish(dst []byte) []byte {
 	}
 	dst = append(dst, "data: "...)
 	dst = append(dst, d.head...)
-	dst = append(dst, `{},"logprobs":null,"finish_reason":"`...)
-	dst = append(dst, d.stop...)
-	return append(dst, "\"}]}\n\n"...)
+	return chunkw.AppendFinish(dst, d.stop)
 }

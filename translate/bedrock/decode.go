@@ -2,7 +2,6 @@ package bedrock
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/tidwall/gjson"
 
@@ -188,24 +187,11 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 		dst = jsonenc.AppendString(dst, resp.Raw)
 		d.res.FirstContent = true
 	default:
-		// Text blocks concatenated: the insides of JSON string literals
-		// concatenate into one valid literal.
-		n := 0
-		content.ForEach(func(_, blk gjson.Result) bool {
-			t := blk.Get("text")
-			if t.Type != gjson.String || len(t.Raw) < 2 {
-				return true
-			}
-			if n == 0 {
-				dst = append(dst, '"')
-			}
-			dst = append(dst, t.Raw[1:len(t.Raw)-1]...)
-			n++
-			return true
-		})
+		// Text blocks concatenated.
+		var n int
+		dst, n = chunkw.AppendJoined(dst, content, func(blk gjson.Result) gjson.Result { return blk.Get("text") })
 		switch {
 		case n > 0:
-			dst = append(dst, '"')
 			d.res.FirstContent = true
 		case nTools > 0:
 			dst = append(dst, "null"...)
@@ -352,11 +338,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 		}
 		tb.hasArgs = true
 		dst = d.open(dst)
-		dst = append(dst, `{"tool_calls":[{"index":`...)
-		dst = strconv.AppendInt(dst, int64(tb.index), 10)
-		dst = append(dst, `,"function":{"arguments":`...)
-		dst = append(dst, in.Raw...)
-		return append(dst, `}}]}`+chunkw.Tail...)
+		return chunkw.AppendToolArgs(dst, tb.index, in.Raw)
 	case "messageStart":
 		return d.role(dst) // a second messageStart is ignored
 	case "contentBlockStart":
@@ -381,13 +363,8 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 		d.tools = append(d.tools, toolBlock{block: idx, index: d.nTools})
 		d.nTools++
 		dst = d.open(dst)
-		dst = append(dst, `{"tool_calls":[{"index":`...)
-		dst = strconv.AppendInt(dst, int64(d.nTools-1), 10)
-		dst = append(dst, `,"id":`...)
-		dst = jsonenc.AppendString(dst, tu.Get("toolUseId").Str)
-		dst = append(dst, `,"type":"function","function":{"name":`...)
-		dst = jsonenc.AppendString(dst, tu.Get("name").Str)
-		return append(dst, `,"arguments":""}}]}`+chunkw.Tail...)
+		dst = chunkw.AppendToolStart(dst, d.nTools-1, tu.Get("toolUseId").Str, tu.Get("name").Str)
+		return append(dst, `""}}]}`+chunkw.Tail...)
 	case "contentBlockStop":
 		idx := gjson.Get(data, "contentBlockIndex").Int()
 		if d.respBlock >= 0 && idx == d.respBlock && !d.respArgs {
@@ -399,9 +376,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			// A call without input: OpenAI clients parse the arguments.
 			tb.hasArgs = true
 			dst = d.open(dst)
-			dst = append(dst, `{"tool_calls":[{"index":`...)
-			dst = strconv.AppendInt(dst, int64(tb.index), 10)
-			return append(dst, `,"function":{"arguments":"{}"}}]}`+chunkw.Tail...)
+			return chunkw.AppendToolArgs(dst, tb.index, `"{}"`)
 		}
 		return dst
 	case "messageStop":
@@ -452,9 +427,7 @@ func (d *decoder) finish(dst []byte) []byte {
 	d.res.FinishReason = d.stop
 	d.res.Model = d.st.model
 	dst = d.open(dst)
-	dst = append(dst, `{},"logprobs":null,"finish_reason":"`...)
-	dst = append(dst, d.stop...)
-	return append(dst, "\"}]}\n\n"...)
+	return chunkw.AppendFinish(dst, d.stop)
 }
 
 // streamError appends e as an OpenAI-shaped SSE error event.

@@ -7,6 +7,8 @@ package chunkw
 import (
 	"strconv"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -62,6 +64,64 @@ func AppendToolCall(dst []byte, id, name, args string) []byte {
 	}
 	dst = jsonenc.AppendString(dst, args)
 	return append(dst, "}}"...)
+}
+
+// AppendToolStart appends the start of a delta that opens tool call index:
+// {"tool_calls":[{"index":index,"id":id,"type":"function","function":
+// {"name":name,"arguments":. The caller appends the arguments (a JSON
+// string) and `}}]}` + Tail.
+func AppendToolStart(dst []byte, index int, id, name string) []byte {
+	dst = append(dst, `{"tool_calls":[{"index":`...)
+	dst = strconv.AppendInt(dst, int64(index), 10)
+	dst = append(dst, `,"id":`...)
+	dst = jsonenc.AppendString(dst, id)
+	dst = append(dst, `,"type":"function","function":{"name":`...)
+	dst = jsonenc.AppendString(dst, name)
+	return append(dst, `,"arguments":`...)
+}
+
+// AppendToolArgs appends a whole delta that adds args, a JSON string
+// literal as raw JSON, to the arguments of tool call index, and the chunk's
+// Tail.
+func AppendToolArgs(dst []byte, index int, args string) []byte {
+	dst = append(dst, `{"tool_calls":[{"index":`...)
+	dst = strconv.AppendInt(dst, int64(index), 10)
+	dst = append(dst, `,"function":{"arguments":`...)
+	dst = append(dst, args...)
+	return append(dst, `}}]}`+Tail...)
+}
+
+// AppendFinish appends an empty delta with finish_reason reason, ending the
+// chunk and its SSE event.
+func AppendFinish(dst []byte, reason string) []byte {
+	dst = append(dst, `{},"logprobs":null,"finish_reason":"`...)
+	dst = append(dst, reason...)
+	return append(dst, "\"}]}\n\n"...)
+}
+
+// AppendJoined appends, as one JSON string, the concatenation of the
+// strings that text picks from the elements of arr (an element for which
+// text returns no string is skipped). The insides of JSON string literals
+// concatenate into one valid literal, so nothing is decoded. It returns
+// how many strings were joined; when none, nothing is appended.
+func AppendJoined(dst []byte, arr gjson.Result, text func(elem gjson.Result) gjson.Result) ([]byte, int) {
+	n := 0
+	arr.ForEach(func(_, elem gjson.Result) bool {
+		t := text(elem)
+		if t.Type != gjson.String || len(t.Raw) < 2 {
+			return true
+		}
+		if n == 0 {
+			dst = append(dst, '"')
+		}
+		dst = append(dst, t.Raw[1:len(t.Raw)-1]...)
+		n++
+		return true
+	})
+	if n > 0 {
+		dst = append(dst, '"')
+	}
+	return dst, n
 }
 
 // AppendMessageEnd closes the message of a single-choice chat.completion

@@ -3,6 +3,8 @@ package chunkw
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 func TestPieces(t *testing.T) {
@@ -37,5 +39,31 @@ func TestAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocs", n)
+	}
+}
+
+func TestDeltas(t *testing.T) {
+	b := AppendToolStart(nil, 2, "id", "f")
+	b = append(b, `""}}]}`+Tail...)
+	b = AppendToolArgs(b, 2, `"{}"`)
+	b = AppendFinish(b, "tool_calls")
+	want := `{"tool_calls":[{"index":2,"id":"id","type":"function","function":{"name":"f","arguments":""}}]},"logprobs":null,"finish_reason":null}]}` + "\n\n" +
+		`{"tool_calls":[{"index":2,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}` + "\n\n" +
+		`{},"logprobs":null,"finish_reason":"tool_calls"}]}` + "\n\n"
+	if string(b) != want {
+		t.Fatalf("got  %q\nwant %q", b, want)
+	}
+}
+
+func TestAppendJoined(t *testing.T) {
+	arr := gjson.Parse(`[{"text":"a\"b"},{"x":1},{"text":""},{"text":3},{"text":"\u00e9"}]`)
+	pick := func(e gjson.Result) gjson.Result { return e.Get("text") }
+	b, n := AppendJoined([]byte("x"), arr, pick)
+	if string(b) != `x"a\"b\u00e9"` || n != 3 {
+		t.Fatalf("got %s, %d", b, n)
+	}
+	b, n = AppendJoined(nil, gjson.Parse(`[{"x":1}]`), pick)
+	if len(b) != 0 || n != 0 {
+		t.Fatalf("got %s, %d", b, n)
 	}
 }

@@ -247,14 +247,10 @@ func textBlock(dst []byte, text string) []byte {
 	return append(dst, '}')
 }
 
+// messages appends the system blocks and the turns of the messages.
 func (b *builder) messages(msgs gjson.Result) *translate.Error {
-	var bad *translate.Error
-	i := 0
 	var scratch []byte
-	msgs.ForEach(func(_, m gjson.Result) bool {
-		p := "messages[" + strconv.Itoa(i) + "]"
-		i++
-		role := m.Get("role").Str
+	return chatreq.EachMessage(msgs, func(p, role string, m gjson.Result) (bad *translate.Error) {
 		content := m.Get("content")
 		switch role {
 		case "system", "developer":
@@ -284,7 +280,7 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "tool":
 			var id string
 			if id, bad = chatreq.ToolCallID(p, m); bad != nil {
-				return false
+				return bad
 			}
 			scratch = append(scratch[:0], `{"type":"tool_result","tool_use_id":`...)
 			scratch = jsonenc.AppendString(scratch, id)
@@ -308,14 +304,9 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 			// Consecutive tool results (and a user message after them)
 			// share one user turn, as Anthropic requires.
 			b.block("user", scratch)
-		case "function":
-			bad = chatreq.Unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
-		default:
-			bad = chatreq.Invalid(p+".role", "Unknown role '"+role+"'.")
 		}
-		return bad == nil
+		return bad
 	})
-	return bad
 }
 
 // userContent appends the blocks of a user message's content.

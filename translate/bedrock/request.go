@@ -237,13 +237,8 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 	if !msgs.IsArray() {
 		return chatreq.TypeErr("messages", "an array")
 	}
-	var bad *translate.Error
-	i := 0
 	var scratch []byte
-	msgs.ForEach(func(_, m gjson.Result) bool {
-		p := "messages[" + strconv.Itoa(i) + "]"
-		i++
-		role := m.Get("role").Str
+	bad := chatreq.EachMessage(msgs, func(p, role string, m gjson.Result) (bad *translate.Error) {
 		content := m.Get("content")
 		switch role {
 		case "system", "developer":
@@ -273,7 +268,7 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "tool":
 			var id string
 			if id, bad = chatreq.ToolCallID(p, m); bad != nil {
-				return false
+				return bad
 			}
 			b.toolHist = true
 			scratch = append(scratch[:0], `{"toolResult":{"toolUseId":`...)
@@ -296,12 +291,8 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 			}
 			scratch = append(scratch, "]}}"...)
 			b.block("user", scratch)
-		case "function":
-			bad = chatreq.Unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
-		default:
-			bad = chatreq.Invalid(p+".role", "Unknown role '"+role+"'.")
 		}
-		return bad == nil
+		return bad
 	})
 	if bad == nil && b.nTurns == 0 && !b.turnOpen {
 		return chatreq.Invalid("messages", "Bedrock Converse needs at least one user or assistant message with content.")

@@ -285,6 +285,29 @@ func ToolChoice(choice gjson.Result, names []string, provider string) (kind, nam
 	return kind, named, nil
 }
 
+// EachMessage calls fn with the param (messages[i]), role and value of
+// each message of msgs in order, stopping at the first error. fn sees the
+// roles system, developer, user, assistant and tool; the deprecated
+// function role and unknown roles are refused here.
+func EachMessage(msgs gjson.Result, fn func(p, role string, m gjson.Result) *translate.Error) *translate.Error {
+	var bad *translate.Error
+	i := 0
+	msgs.ForEach(func(_, m gjson.Result) bool {
+		p := "messages[" + strconv.Itoa(i) + "]"
+		i++
+		switch role := m.Get("role").Str; role {
+		case "system", "developer", "user", "assistant", "tool":
+			bad = fn(p, role, m)
+		case "function":
+			bad = Unsupported(p+".role", "The deprecated 'function' role is not translated; use 'tool' messages.")
+		default:
+			bad = Invalid(p+".role", "Unknown role '"+role+"'.")
+		}
+		return bad == nil
+	})
+	return bad
+}
+
 // ToolCallID returns the tool_call_id of the tool message m at p, or a
 // missing-parameter error when it is not a non-empty string.
 func ToolCallID(p string, m gjson.Result) (string, *translate.Error) {

@@ -59,40 +59,23 @@ type decoder struct {
 	usage     rawUsage
 }
 
-// rawUsage is Anthropic's usage, kept apart until it is reported.
-type rawUsage struct {
-	input, output, cacheRead, cacheCreation int64
-}
+// rawUsage is Anthropic's usage, kept apart until it is reported
+// (Anthropic's input_tokens counts neither cache reads nor cache writes).
+type rawUsage struct{ chunkw.CacheUsage }
 
 func (u *rawUsage) read(v gjson.Result) {
 	if x := v.Get("input_tokens"); x.Exists() {
-		u.input = x.Int()
+		u.Input = x.Int()
 	}
 	if x := v.Get("output_tokens"); x.Exists() {
-		u.output = x.Int()
+		u.Output = x.Int()
 	}
 	if x := v.Get("cache_read_input_tokens"); x.Exists() {
-		u.cacheRead = x.Int()
+		u.CacheRead = x.Int()
 	}
 	if x := v.Get("cache_creation_input_tokens"); x.Exists() {
-		u.cacheCreation = x.Int()
+		u.CacheWrite = x.Int()
 	}
-}
-
-// report stores the usage the OpenAI way: prompt tokens include the cache
-// reads and writes (Anthropic's input_tokens counts neither), and both stay
-// visible on their own.
-func (u *rawUsage) report(r *translate.Result) {
-	r.HasUsage = true
-	r.Usage.InputTokens = u.input + u.cacheRead + u.cacheCreation
-	r.Usage.OutputTokens = u.output
-	r.Usage.CachedTokens = u.cacheRead
-	r.Usage.CacheCreationTokens = u.cacheCreation
-}
-
-// appendOpenAI appends OpenAI's usage object.
-func (u *rawUsage) appendOpenAI(dst []byte) []byte {
-	return chunkw.AppendUsage(dst, u.input+u.cacheRead+u.cacheCreation, u.output, u.cacheRead, 0)
 }
 
 func (d *decoder) ContentType() string {
@@ -169,7 +152,7 @@ func (d *decoder) message(dst []byte, body string) []byte {
 	msg := gjson.Parse(body)
 	d.res.Model = strings.Clone(msg.Get("model").Str)
 	d.usage.read(msg.Get("usage"))
-	d.usage.report(&d.res)
+	d.usage.Report(&d.res)
 
 	content := msg.Get("content")
 	var resp gjson.Result
@@ -233,7 +216,7 @@ func (d *decoder) message(dst []byte, body string) []byte {
 	}
 	d.res.FinishReason = finishReason(msg.Get("stop_reason").Str, nTools > 0)
 	dst = chunkw.AppendMessageEnd(dst, d.res.FinishReason)
-	dst = d.usage.appendOpenAI(dst)
+	dst = d.usage.AppendOpenAI(dst)
 	d.res.Completed = true
 	return append(dst, '}')
 }
@@ -328,7 +311,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		d.begin(msg.Get("id").Str, msg.Get("model").Str)
 		if u := msg.Get("usage"); u.IsObject() {
 			d.usage.read(u)
-			d.usage.report(&d.res)
+			d.usage.Report(&d.res)
 		}
 		return d.chunk(dst, `{"role":"assistant","content":""}`, "", "")
 	case "content_block_start":
@@ -398,7 +381,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 	case "message_delta":
 		if u := gjson.Get(data, "usage"); u.IsObject() {
 			d.usage.read(u)
-			d.usage.report(&d.res)
+			d.usage.Report(&d.res)
 		}
 		if sr := gjson.Get(data, "delta.stop_reason"); sr.Type == gjson.String {
 			d.stop = finishReason(sr.Str, d.nTools > 0)
@@ -409,12 +392,12 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		dst = d.finish(dst)
 		d.done = true
 		d.res.Completed = true
-		d.usage.report(&d.res)
+		d.usage.Report(&d.res)
 		if d.includeUsage {
 			dst = append(dst, "data: "...)
 			dst = append(dst, d.head[:len(d.head)-len(`{"index":0,"delta":`)]...)
 			dst = append(dst, `],"usage":`...)
-			dst = d.usage.appendOpenAI(dst)
+			dst = d.usage.AppendOpenAI(dst)
 			dst = append(dst, "}\n\n"...)
 		}
 		return append(dst, "data: [DONE]\n\n"...)

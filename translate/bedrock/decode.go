@@ -62,32 +62,15 @@ type decoder struct {
 	usage     rawUsage
 }
 
-// rawUsage is Bedrock's usage, kept apart until it is reported.
-type rawUsage struct {
-	input, output, cacheRead, cacheWrite int64
-}
+// rawUsage is Bedrock's usage, kept apart until it is reported (Bedrock's
+// inputTokens counts neither cache reads nor cache writes).
+type rawUsage struct{ chunkw.CacheUsage }
 
 func (u *rawUsage) read(v gjson.Result) {
-	u.input = v.Get("inputTokens").Int()
-	u.output = v.Get("outputTokens").Int()
-	u.cacheRead = v.Get("cacheReadInputTokens").Int()
-	u.cacheWrite = v.Get("cacheWriteInputTokens").Int()
-}
-
-// report stores the usage the OpenAI way: prompt tokens include the cache
-// reads and writes (Bedrock's inputTokens counts neither), and both stay
-// visible on their own.
-func (u *rawUsage) report(r *translate.Result) {
-	r.HasUsage = true
-	r.Usage.InputTokens = u.input + u.cacheRead + u.cacheWrite
-	r.Usage.OutputTokens = u.output
-	r.Usage.CachedTokens = u.cacheRead
-	r.Usage.CacheCreationTokens = u.cacheWrite
-}
-
-// appendOpenAI appends OpenAI's usage object.
-func (u *rawUsage) appendOpenAI(dst []byte) []byte {
-	return chunkw.AppendUsage(dst, u.input+u.cacheRead+u.cacheWrite, u.output, u.cacheRead, 0)
+	u.Input = v.Get("inputTokens").Int()
+	u.Output = v.Get("outputTokens").Int()
+	u.CacheRead = v.Get("cacheReadInputTokens").Int()
+	u.CacheWrite = v.Get("cacheWriteInputTokens").Int()
 }
 
 func (d *decoder) ContentType() string {
@@ -161,7 +144,7 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 	}
 	d.res.Model = d.st.model
 	d.usage.read(root.Get("usage"))
-	d.usage.report(&d.res)
+	d.usage.Report(&d.res)
 
 	content := msg.Get("content")
 	var resp gjson.Result
@@ -220,7 +203,7 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 	}
 	d.res.FinishReason = finishReason(root.Get("stopReason").Str, nTools > 0)
 	dst = chunkw.AppendMessageEnd(dst, d.res.FinishReason)
-	dst = d.usage.appendOpenAI(dst)
+	dst = d.usage.AppendOpenAI(dst)
 	d.res.Completed = true
 	return append(dst, '}')
 }
@@ -389,7 +372,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 	case "metadata":
 		if u := gjson.Get(data, "usage"); u.IsObject() {
 			d.usage.read(u)
-			d.usage.report(&d.res)
+			d.usage.Report(&d.res)
 		}
 		if !d.stopped {
 			return dst // metadata before messageStop: not the end
@@ -409,7 +392,7 @@ func (d *decoder) end(dst []byte, usage bool) []byte {
 		dst = append(dst, "data: "...)
 		dst = append(dst, d.head[:len(d.head)-len(`{"index":0,"delta":`)]...)
 		dst = append(dst, `],"usage":`...)
-		dst = d.usage.appendOpenAI(dst)
+		dst = d.usage.AppendOpenAI(dst)
 		dst = append(dst, "}\n\n"...)
 	}
 	return append(dst, "data: [DONE]\n\n"...)

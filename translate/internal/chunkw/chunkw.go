@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -47,6 +48,28 @@ func AppendUsage(dst []byte, prompt, completion, cached, reasoning int64) []byte
 	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":`...)
 	dst = strconv.AppendInt(dst, reasoning, 10)
 	return append(dst, "}}"...)
+}
+
+// CacheUsage is the token usage of a provider that counts cache reads and
+// writes apart from its input tokens (Anthropic, Bedrock Converse), kept as
+// the provider reports it until it is reported the OpenAI way.
+type CacheUsage struct {
+	Input, Output, CacheRead, CacheWrite int64
+}
+
+// Report stores u in r the OpenAI way: prompt tokens include the cache
+// reads and writes, and both stay visible on their own.
+func (u *CacheUsage) Report(r *translate.Result) {
+	r.HasUsage = true
+	r.Usage.InputTokens = u.Input + u.CacheRead + u.CacheWrite
+	r.Usage.OutputTokens = u.Output
+	r.Usage.CachedTokens = u.CacheRead
+	r.Usage.CacheCreationTokens = u.CacheWrite
+}
+
+// AppendOpenAI appends OpenAI's usage object for u.
+func (u *CacheUsage) AppendOpenAI(dst []byte) []byte {
+	return AppendUsage(dst, u.Input+u.CacheRead+u.CacheWrite, u.Output, u.CacheRead, 0)
 }
 
 // AppendToolCall appends one function tool call of a chat.completion

@@ -14,10 +14,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/gcpauth"
+	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
 // Kinds served by this translator.
@@ -100,7 +100,7 @@ func (tr Translator) Request(ctx context.Context, req *translate.Request, t *tra
 	} else {
 		b.model = t.Model
 	}
-	body, terr := b.build(view(req.Body))
+	body, terr := b.build(respbody.View(req.Body))
 	if terr != nil {
 		return nil, terr
 	}
@@ -168,23 +168,6 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 	if req.MaxBuffered > 0 {
 		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
 	}
-	switch {
-	case status >= 400:
-		d.mode = modeError
-	case req.Stream && strings.HasPrefix(contentType, "text/event-stream"):
-		d.mode = modeStream
-	default:
-		d.mode = modeJSON
-	}
+	d.mode = respbody.ModeOf(status, req.Stream, contentType, "text/event-stream")
 	return d
-}
-
-// view returns b as a string without copying. The string, and every gjson
-// result read from it, must not outlive b or be used after b changes:
-// strings kept in a Result are cloned.
-func view(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }

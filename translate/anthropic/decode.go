@@ -8,16 +8,9 @@ import (
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/internal/chunkw"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/jsonenc"
 	"github.com/llmux/llmux/translate/sse"
-)
-
-type mode uint8
-
-const (
-	modeJSON mode = iota
-	modeStream
-	modeError
 )
 
 // maxToolBlocks bounds the tool blocks a stream may open (memory bound).
@@ -36,7 +29,7 @@ type decoder struct {
 	includeUsage bool
 	status       int
 	created      int64
-	mode         mode
+	mode         respbody.Mode
 	res          translate.Result
 
 	// non-streamed
@@ -78,12 +71,7 @@ func (u *rawUsage) read(v gjson.Result) {
 	}
 }
 
-func (d *decoder) ContentType() string {
-	if d.mode == modeStream {
-		return "text/event-stream"
-	}
-	return "application/json"
-}
+func (d *decoder) ContentType() string { return d.mode.ContentType() }
 
 func (d *decoder) Result() *translate.Result { return &d.res }
 
@@ -96,7 +84,7 @@ func (d *decoder) Status() int {
 }
 
 func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
-	if d.mode == modeStream {
+	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
 	if d.failed {
@@ -112,13 +100,13 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if !final {
 		return dst, nil
 	}
-	if d.mode == modeError {
+	if d.mode == respbody.Error {
 		e := ParseError(d.status, d.buf)
 		e.Status = d.Status()
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}
-	body := view(d.buf)
+	body := respbody.View(d.buf)
 	if !gjson.Valid(body) || !gjson.Parse(body).IsObject() {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -266,7 +254,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 	if !f.HasData {
 		return dst
 	}
-	data := view(f.Data)
+	data := respbody.View(f.Data)
 	if !gjson.Valid(data) {
 		return dst // a truncated last event; the stream is not complete
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/openai"
 )
 
@@ -18,7 +19,7 @@ const maxMessage = 1024
 // reply, an HTML page) are classified as the OpenAI translator does, by
 // status; 529 becomes 503 for the client.
 func ParseError(status int, body []byte) *translate.Error {
-	s := view(body)
+	s := respbody.View(body)
 	if gjson.Valid(s) {
 		if e := gjson.Get(s, "error"); e.IsObject() {
 			return parseErrorObject(status, e)

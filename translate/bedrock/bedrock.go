@@ -22,13 +22,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
 // Kind is the provider kind served by this translator.
@@ -117,11 +117,11 @@ func (tr Translator) Request(ctx context.Context, req *translate.Request, t *tra
 			path = base + "/converse-stream"
 		}
 		b := builder{}
-		body, terr = b.build(view(req.Body))
+		body, terr = b.build(respbody.View(req.Body))
 		st.jsonMode = b.jsonMode
 	case translate.OpEmbeddings:
 		path = base + "/invoke"
-		body, terr = embedRequest(view(req.Body), t.Model, st)
+		body, terr = embedRequest(respbody.View(req.Body), t.Model, st)
 	default:
 		return nil, fmt.Errorf("bedrock: unsupported operation %s", req.Op)
 	}
@@ -258,23 +258,6 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 	if req.MaxBuffered > 0 {
 		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
 	}
-	switch {
-	case status >= 400:
-		d.mode = modeError
-	case req.Stream && req.Op == translate.OpChat && strings.HasPrefix(contentType, EventStreamType):
-		d.mode = modeStream
-	default:
-		d.mode = modeJSON
-	}
+	d.mode = respbody.ModeOf(status, req.Stream && req.Op == translate.OpChat, contentType, EventStreamType)
 	return d
-}
-
-// view returns b as a string without copying. The string, and every gjson
-// result read from it, must not outlive b or be used after b changes:
-// strings kept in a Result are cloned.
-func view(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }

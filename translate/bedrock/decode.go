@@ -8,15 +8,8 @@ import (
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/eventstream"
 	"github.com/llmux/llmux/translate/internal/chunkw"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/jsonenc"
-)
-
-type mode uint8
-
-const (
-	modeJSON mode = iota
-	modeStream
-	modeError
 )
 
 // maxToolBlocks bounds the tool blocks a stream may open (memory bound).
@@ -38,7 +31,7 @@ type decoder struct {
 	includeUsage bool
 	status       int
 	created      int64
-	mode         mode
+	mode         respbody.Mode
 	res          translate.Result
 
 	// non-streamed
@@ -73,19 +66,14 @@ func (u *rawUsage) read(v gjson.Result) {
 	u.CacheWrite = v.Get("cacheWriteInputTokens").Int()
 }
 
-func (d *decoder) ContentType() string {
-	if d.mode == modeStream {
-		return "text/event-stream"
-	}
-	return "application/json"
-}
+func (d *decoder) ContentType() string { return d.mode.ContentType() }
 
 func (d *decoder) Result() *translate.Result { return &d.res }
 
 func (d *decoder) Status() int { return clientStatus(d.status) }
 
 func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
-	if d.mode == modeStream {
+	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
 	if d.failed {
@@ -101,12 +89,12 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if !final {
 		return dst, nil
 	}
-	if d.mode == modeError {
+	if d.mode == respbody.Error {
 		e := ParseError(d.status, d.buf)
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}
-	body := view(d.buf)
+	body := respbody.View(d.buf)
 	if !gjson.Valid(body) || !gjson.Parse(body).IsObject() {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -289,7 +277,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 	default:
 		return dst
 	}
-	data := view(m.Payload)
+	data := respbody.View(m.Payload)
 	switch string(m.EventType()) {
 	case "contentBlockDelta":
 		delta := gjson.Get(data, "delta")

@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
 // maxMessage bounds an error message copied from a provider body.
@@ -117,7 +118,7 @@ func classify(typ string, status int, msg string) (translate.Code, string) {
 // read from the body when it carries one (__type, code or type), else the
 // status and the message decide (see classify).
 func ParseError(status int, body []byte) *translate.Error {
-	s := view(body)
+	s := respbody.View(body)
 	var typ, msg string
 	if gjson.Valid(s) {
 		root := gjson.Parse(s)
@@ -161,7 +162,7 @@ func ParseError(status int, body []byte) *translate.Error {
 // {"message": "..."} (or :error-message).
 func exceptionError(typ, payload, headerMsg []byte) *translate.Error {
 	msg := string(headerMsg)
-	if p := view(payload); gjson.Valid(p) {
+	if p := respbody.View(payload); gjson.Valid(p) {
 		if m := gjson.Get(p, "message"); m.Type == gjson.String && m.Str != "" {
 			msg = m.Str
 		}

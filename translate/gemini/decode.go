@@ -9,16 +9,9 @@ import (
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/internal/chunkw"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/jsonenc"
 	"github.com/llmux/llmux/translate/sse"
-)
-
-type mode uint8
-
-const (
-	modeJSON mode = iota
-	modeStream
-	modeError
 )
 
 // maxCandidates bounds the per-candidate state (Gemini's candidateCount is
@@ -40,7 +33,7 @@ type decoder struct {
 	status       int
 	includeUsage bool
 	created      int64
-	mode         mode
+	mode         respbody.Mode
 
 	res   translate.Result
 	sc    sse.Scanner
@@ -55,29 +48,24 @@ type decoder struct {
 	usageSeen bool
 }
 
-func (d *decoder) ContentType() string {
-	if d.mode == modeStream {
-		return "text/event-stream"
-	}
-	return "application/json"
-}
+func (d *decoder) ContentType() string { return d.mode.ContentType() }
 
 func (d *decoder) Status() int { return d.status }
 
 func (d *decoder) Result() *translate.Result { return &d.res }
 
 func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
-	if d.mode == modeStream {
+	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
 	if ready, err := d.whole.add(src, final, &d.res); !ready {
 		return dst, err
 	}
-	if d.mode == modeError {
+	if d.mode == respbody.Error {
 		d.res.Err = ParseError(d.status, d.whole.buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	body := view(d.whole.buf)
+	body := respbody.View(d.whole.buf)
 	if !gjson.Valid(body) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -335,7 +323,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 	if !f.HasData {
 		return dst
 	}
-	chunk := view(f.Data)
+	chunk := respbody.View(f.Data)
 	if !gjson.Valid(chunk) {
 		return dst // a truncated last event: the stream is not complete
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/internal/chatreq"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/jsonenc"
 )
 
@@ -135,7 +136,7 @@ func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if ready, err := d.whole.add(src, final, &d.res); !ready {
 		return dst, err
 	}
-	body := view(d.whole.buf)
+	body := respbody.View(d.whole.buf)
 	if d.status >= 400 {
 		d.res.Err = ParseError(d.status, d.whole.buf)
 		return d.res.Err.AppendJSON(dst), nil

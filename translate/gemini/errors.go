@@ -7,6 +7,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/openai"
 )
 
@@ -21,7 +22,7 @@ const maxMessage = 512
 // responses; that form is accepted too. Anything else (an Envoy local
 // reply, an HTML page) is classified by status.
 func ParseError(status int, body []byte) *translate.Error {
-	s := view(body)
+	s := respbody.View(body)
 	if gjson.Valid(s) {
 		root := gjson.Parse(s)
 		if root.IsArray() {

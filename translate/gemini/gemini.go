@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/gcpauth"
+	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
 // Kinds served by this translator.
@@ -85,14 +85,14 @@ func (tr Translator) Request(ctx context.Context, req *translate.Request, t *tra
 	switch req.Op {
 	case translate.OpChat:
 		b := chatBuilder{}
-		body, terr = b.build(view(req.Body))
+		body, terr = b.build(respbody.View(req.Body))
 		st.n = b.n
 		verb = ":generateContent"
 		if req.Stream {
 			verb = ":streamGenerateContent?alt=sse"
 		}
 	case translate.OpEmbeddings:
-		body, terr = buildEmbeddings(view(req.Body), model, tr.Vertex, st)
+		body, terr = buildEmbeddings(respbody.View(req.Body), model, tr.Vertex, st)
 		verb = ":batchEmbedContents"
 		if tr.Vertex {
 			verb = ":predict"
@@ -173,23 +173,6 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 		return &embedDecoder{st: *st, status: status, whole: wholeBody{max: max}}
 	}
 	d := &decoder{st: *st, status: status, includeUsage: req.IncludeUsage, created: nowUnix(), whole: wholeBody{max: max}}
-	switch {
-	case status >= 400:
-		d.mode = modeError
-	case req.Stream && strings.HasPrefix(contentType, "text/event-stream"):
-		d.mode = modeStream
-	default:
-		d.mode = modeJSON
-	}
+	d.mode = respbody.ModeOf(status, req.Stream, contentType, "text/event-stream")
 	return d
-}
-
-// view returns b as a string without copying. The string, and every gjson
-// result read from it, must not outlive b or be used after b changes:
-// strings kept in a Result are cloned.
-func view(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }

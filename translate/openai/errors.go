@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
 // maxMessage bounds an error message copied from a provider body.
@@ -31,7 +32,7 @@ func ParseErrorWith(status int, body []byte, opts DecoderOptions) *translate.Err
 }
 
 func parseError(status int, body []byte, opts *DecoderOptions) *translate.Error {
-	s := view(body)
+	s := respbody.View(body)
 	if gjson.Valid(s) {
 		if e, ok := errorObject(s, true); ok {
 			return classify(status, e, opts)

@@ -13,12 +13,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
 	"github.com/llmux/llmux/translate"
+	"github.com/llmux/llmux/translate/internal/respbody"
 	"github.com/llmux/llmux/translate/sse"
 )
 
@@ -134,50 +134,30 @@ func NewDecoder(req *translate.Request, status int, contentType string, opts Dec
 	if req.MaxBuffered > 0 {
 		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
 	}
-	switch {
-	case status >= 400:
-		d.mode = modeError
-	case req.Stream && strings.HasPrefix(contentType, "text/event-stream"):
-		d.mode = modeStream
-	default:
-		d.mode = modeJSON
-	}
+	d.mode = respbody.ModeOf(status, req.Stream, contentType, "text/event-stream")
 	return d
 }
-
-type mode uint8
-
-const (
-	modeJSON mode = iota
-	modeStream
-	modeError
-)
 
 type decoder struct {
 	req    translate.Request
 	status int
 	opts   DecoderOptions
 	maxBuf int
-	mode   mode
+	mode   respbody.Mode
 	res    translate.Result
 	sc     sse.Scanner
 	buf    []byte
 	failed bool
 }
 
-func (d *decoder) ContentType() string {
-	if d.mode == modeStream {
-		return "text/event-stream"
-	}
-	return "application/json"
-}
+func (d *decoder) ContentType() string { return d.mode.ContentType() }
 
 func (d *decoder) Result() *translate.Result { return &d.res }
 
 func (d *decoder) Status() int { return d.status }
 
 func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
-	if d.mode == modeStream {
+	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
 	if d.failed {
@@ -194,10 +174,10 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if !final {
 		return dst, nil
 	}
-	if d.mode == modeError {
+	if d.mode == respbody.Error {
 		return d.finishError(dst), nil
 	}
-	body := view(d.buf)
+	body := respbody.View(d.buf)
 	if !gjson.Valid(body) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -219,7 +199,7 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 func (d *decoder) finishError(dst []byte) []byte {
 	e := parseError(d.status, d.buf, &d.opts)
 	d.res.Err = e
-	return appendErrorBody(dst, view(d.buf), e)
+	return appendErrorBody(dst, respbody.View(d.buf), e)
 }
 
 // appendErrorBody appends body when it is OpenAI-shaped, else e in OpenAI's
@@ -269,7 +249,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		d.res.Completed = true
 		return appendEvent(dst, ev)
 	}
-	chunk := view(f.Data)
+	chunk := respbody.View(f.Data)
 	if !gjson.Valid(chunk) {
 		if string(f.Event) == "error" {
 			// event: error with a non-JSON payload.
@@ -369,14 +349,4 @@ func readUsage(r *translate.Result, u gjson.Result) {
 	r.Usage.AudioInputTokens = u.Get("prompt_tokens_details.audio_tokens").Int()
 	r.Usage.ReasoningTokens = u.Get("completion_tokens_details.reasoning_tokens").Int()
 	r.Usage.AudioOutputTokens = u.Get("completion_tokens_details.audio_tokens").Int()
-}
-
-// view returns b as a string without copying. The string, and every gjson
-// result read from it, must not outlive b or be used after b changes:
-// strings kept in a Result are cloned.
-func view(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }

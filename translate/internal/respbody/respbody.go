@@ -1,0 +1,54 @@
+// Package respbody holds what the provider decoders share about reading an
+// upstream response body: which way to read it (Mode) and a zero-copy view
+// of its bytes.
+package respbody
+
+import (
+	"strings"
+	"unsafe"
+)
+
+// Mode is how a decoder reads an upstream response body.
+type Mode uint8
+
+const (
+	// JSON is one JSON body, buffered whole.
+	JSON Mode = iota
+	// Stream is a stream, decoded as it arrives.
+	Stream
+	// Error is the body of an error status: the provider's error.
+	Error
+)
+
+// ModeOf picks the mode for a response: Error for a status of 400 or more,
+// Stream when the client asked for a stream (stream) and the body is one
+// (contentType starts with streamType), JSON otherwise.
+func ModeOf(status int, stream bool, contentType, streamType string) Mode {
+	switch {
+	case status >= 400:
+		return Error
+	case stream && strings.HasPrefix(contentType, streamType):
+		return Stream
+	default:
+		return JSON
+	}
+}
+
+// ContentType returns the content type of what a decoder in mode m writes:
+// text/event-stream for Stream, application/json otherwise.
+func (m Mode) ContentType() string {
+	if m == Stream {
+		return "text/event-stream"
+	}
+	return "application/json"
+}
+
+// View returns b as a string without copying. The string, and every gjson
+// result read from it, must not outlive b or be used after b changes:
+// strings kept in a Result are cloned.
+func View(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}

@@ -1,0 +1,28 @@
+package respbody
+
+import "testing"
+
+func TestModeOf(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		stream bool
+		ct     string
+		want   Mode
+	}{
+		{200, true, "text/event-stream; charset=utf-8", Stream},
+		{200, false, "text/event-stream", JSON},
+		{200, true, "application/json", JSON},
+		{400, true, "text/event-stream", Error},
+		{529, false, "application/json", Error},
+	} {
+		if got := ModeOf(c.status, c.stream, c.ct, "text/event-stream"); got != c.want {
+			t.Errorf("ModeOf(%d, %v, %q) = %v, want %v", c.status, c.stream, c.ct, got, c.want)
+		}
+	}
+	if Stream.ContentType() != "text/event-stream" || JSON.ContentType() != "application/json" || Error.ContentType() != "application/json" {
+		t.Error("ContentType")
+	}
+	if View(nil) != "" || View([]byte("ab")) != "ab" {
+		t.Error("View")
+	}
+}

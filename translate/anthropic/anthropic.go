@@ -164,9 +164,9 @@ var nowUnix = func() int64 { return time.Now().Unix() }
 func (Translator) ForgetCredentials(provider string) { gcpauth.Default.Forget(provider) }
 
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
-	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered, respBlock: -1}
+	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), whole: respbody.Whole{Max: maxBuffered, Name: "anthropic"}, respBlock: -1}
 	if req.MaxBuffered > 0 {
-		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
+		d.whole.Max = int(min(req.MaxBuffered, 1<<40))
 	}
 	d.mode = respbody.ModeOf(status, req.Stream, contentType, "text/event-stream")
 	return d

@@ -1,7 +1,6 @@
 package anthropic
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -33,9 +32,7 @@ type decoder struct {
 	res          translate.Result
 
 	// non-streamed
-	maxBuf int
-	buf    []byte
-	failed bool
+	whole respbody.Whole
 
 	// streamed
 	sc        sse.Scanner
@@ -87,26 +84,16 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
-	if d.failed {
-		return dst, nil
-	}
-	if len(d.buf)+len(src) > d.maxBuf {
-		d.failed = true
-		d.buf = nil
-		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
-		return dst, fmt.Errorf("anthropic: response body over %d bytes", d.maxBuf)
-	}
-	d.buf = append(d.buf, src...)
-	if !final {
-		return dst, nil
+	if ready, err := d.whole.Add(src, final, &d.res); !ready {
+		return dst, err
 	}
 	if d.mode == respbody.Error {
-		e := ParseError(d.status, d.buf)
+		e := ParseError(d.status, d.whole.Buf)
 		e.Status = d.Status()
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}
-	body := respbody.View(d.buf)
+	body := respbody.View(d.whole.Buf)
 	if !gjson.Valid(body) || !gjson.Parse(body).IsObject() {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil

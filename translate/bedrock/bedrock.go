@@ -253,10 +253,10 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 	if st == nil {
 		st = &state{op: req.Op}
 	}
-	d := &decoder{st: *st, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), maxBuf: maxBuffered, respBlock: -1}
+	d := &decoder{st: *st, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), whole: respbody.Whole{Max: maxBuffered, Name: "bedrock"}, respBlock: -1}
 	d.res.Model = st.model
 	if req.MaxBuffered > 0 {
-		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
+		d.whole.Max = int(min(req.MaxBuffered, 1<<40))
 	}
 	d.mode = respbody.ModeOf(status, req.Stream && req.Op == translate.OpChat, contentType, EventStreamType)
 	return d

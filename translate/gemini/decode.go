@@ -1,7 +1,6 @@
 package gemini
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -37,7 +36,7 @@ type decoder struct {
 
 	res   translate.Result
 	sc    sse.Scanner
-	whole wholeBody
+	whole respbody.Whole
 
 	// stream state
 	prefix    []byte // `data: {"id":…,"model":…,"choices":[` of every chunk
@@ -58,14 +57,14 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
-	if ready, err := d.whole.add(src, final, &d.res); !ready {
+	if ready, err := d.whole.Add(src, final, &d.res); !ready {
 		return dst, err
 	}
 	if d.mode == respbody.Error {
-		d.res.Err = ParseError(d.status, d.whole.buf)
+		d.res.Err = ParseError(d.status, d.whole.Buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	body := respbody.View(d.whole.buf)
+	body := respbody.View(d.whole.Buf)
 	if !gjson.Valid(body) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -78,7 +77,7 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if root.Get("error").IsObject() {
-		d.res.Err = ParseError(0, d.whole.buf)
+		d.res.Err = ParseError(0, d.whole.Buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if e := blocked(root); e != nil {
@@ -86,28 +85,6 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return e.AppendJSON(dst), nil
 	}
 	return d.completion(dst, root), nil
-}
-
-// wholeBody holds a non-streamed body until its end, within a bound.
-type wholeBody struct {
-	buf    []byte
-	max    int
-	failed bool
-}
-
-// add appends src and reports whether the whole body is there (final). Over
-// the bound it fails once, recording the error in res.
-func (w *wholeBody) add(src []byte, final bool, res *translate.Result) (bool, error) {
-	if w.failed {
-		return false, nil
-	}
-	if len(w.buf)+len(src) > w.max {
-		w.failed, w.buf = true, nil
-		res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
-		return false, fmt.Errorf("gemini: response body over %d bytes", w.max)
-	}
-	w.buf = append(w.buf, src...)
-	return final, nil
 }
 
 // blocked returns the error for a prompt Gemini refused

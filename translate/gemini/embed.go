@@ -124,7 +124,7 @@ func estimateTokens(text string) int64 {
 type embedDecoder struct {
 	st     state
 	status int
-	whole  wholeBody
+	whole  respbody.Whole
 	res    translate.Result
 }
 
@@ -133,12 +133,12 @@ func (d *embedDecoder) Status() int               { return d.status }
 func (d *embedDecoder) Result() *translate.Result { return &d.res }
 
 func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
-	if ready, err := d.whole.add(src, final, &d.res); !ready {
+	if ready, err := d.whole.Add(src, final, &d.res); !ready {
 		return dst, err
 	}
-	body := respbody.View(d.whole.buf)
+	body := respbody.View(d.whole.Buf)
 	if d.status >= 400 {
-		d.res.Err = ParseError(d.status, d.whole.buf)
+		d.res.Err = ParseError(d.status, d.whole.Buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if !gjson.Valid(body) {
@@ -146,7 +146,7 @@ func (d *embedDecoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	if e := gjson.Get(body, "error"); e.Exists() {
-		d.res.Err = ParseError(0, d.whole.buf)
+		d.res.Err = ParseError(0, d.whole.Buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
 	var list gjson.Result

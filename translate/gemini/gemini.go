@@ -170,9 +170,9 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 		max = maxBuffered
 	}
 	if req.Op == translate.OpEmbeddings {
-		return &embedDecoder{st: *st, status: status, whole: wholeBody{max: max}}
+		return &embedDecoder{st: *st, status: status, whole: respbody.Whole{Max: max, Name: "gemini"}}
 	}
-	d := &decoder{st: *st, status: status, includeUsage: req.IncludeUsage, created: nowUnix(), whole: wholeBody{max: max}}
+	d := &decoder{st: *st, status: status, includeUsage: req.IncludeUsage, created: nowUnix(), whole: respbody.Whole{Max: max, Name: "gemini"}}
 	d.mode = respbody.ModeOf(status, req.Stream, contentType, "text/event-stream")
 	return d
 }

@@ -128,11 +128,11 @@ type DecoderOptions struct {
 // (OpenAI, Azure OpenAI, compatible servers) with the given HTTP status and
 // content type.
 func NewDecoder(req *translate.Request, status int, contentType string, opts DecoderOptions) translate.Decoder {
-	d := &decoder{req: *req, status: status, opts: opts, maxBuf: maxBuffered}
+	d := &decoder{req: *req, status: status, opts: opts, whole: respbody.Whole{Max: maxBuffered, Name: "openai"}}
 	d.req.Body = nil // not needed, and not retained
 	d.req.State = nil
 	if req.MaxBuffered > 0 {
-		d.maxBuf = int(min(req.MaxBuffered, 1<<40))
+		d.whole.Max = int(min(req.MaxBuffered, 1<<40))
 	}
 	d.mode = respbody.ModeOf(status, req.Stream, contentType, "text/event-stream")
 	return d
@@ -142,12 +142,10 @@ type decoder struct {
 	req    translate.Request
 	status int
 	opts   DecoderOptions
-	maxBuf int
 	mode   respbody.Mode
 	res    translate.Result
 	sc     sse.Scanner
-	buf    []byte
-	failed bool
+	whole  respbody.Whole
 }
 
 func (d *decoder) ContentType() string { return d.mode.ContentType() }
@@ -160,24 +158,13 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	if d.mode == respbody.Stream {
 		return d.decodeStream(dst, src, final)
 	}
-	if d.failed {
-		return dst, nil
-	}
-	if len(d.buf)+len(src) > d.maxBuf {
-		d.failed = true
-		d.buf = nil
-		e := &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
-		d.res.Err = e
-		return dst, fmt.Errorf("openai: response body over %d bytes", d.maxBuf)
-	}
-	d.buf = append(d.buf, src...)
-	if !final {
-		return dst, nil
+	if ready, err := d.whole.Add(src, final, &d.res); !ready {
+		return dst, err
 	}
 	if d.mode == respbody.Error {
 		return d.finishError(dst), nil
 	}
-	body := respbody.View(d.buf)
+	body := respbody.View(d.whole.Buf)
 	if !gjson.Valid(body) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
@@ -189,7 +176,7 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	}
 	d.readObject(body)
 	d.res.Completed = true
-	return append(dst, d.buf...), nil
+	return append(dst, d.whole.Buf...), nil
 }
 
 // finishError normalises an error body. An OpenAI-shaped body passes
@@ -197,9 +184,9 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 // string error, an Envoy local reply, an HTML page) is rewritten into
 // OpenAI's shape.
 func (d *decoder) finishError(dst []byte) []byte {
-	e := parseError(d.status, d.buf, &d.opts)
+	e := parseError(d.status, d.whole.Buf, &d.opts)
 	d.res.Err = e
-	return appendErrorBody(dst, respbody.View(d.buf), e)
+	return appendErrorBody(dst, respbody.View(d.whole.Buf), e)
 }
 
 // appendErrorBody appends body when it is OpenAI-shaped, else e in OpenAI's

@@ -4,8 +4,11 @@
 package respbody
 
 import (
+	"fmt"
 	"strings"
 	"unsafe"
+
+	"github.com/llmux/llmux/translate"
 )
 
 // Mode is how a decoder reads an upstream response body.
@@ -41,6 +44,31 @@ func (m Mode) ContentType() string {
 		return "text/event-stream"
 	}
 	return "application/json"
+}
+
+// Whole holds a non-streamed body until its end, within a bound.
+type Whole struct {
+	Buf    []byte // the body so far
+	Max    int    // the bound on len(Buf)
+	Name   string // the provider, in the error Add returns
+	failed bool
+}
+
+// Add appends src and reports whether the whole body is there (final).
+// Over the bound it fails once, dropping the body, recording the error in
+// res and returning an error naming the provider; after that it ignores
+// what comes.
+func (w *Whole) Add(src []byte, final bool, res *translate.Result) (bool, error) {
+	if w.failed {
+		return false, nil
+	}
+	if len(w.Buf)+len(src) > w.Max {
+		w.failed, w.Buf = true, nil
+		res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream response body too large"}
+		return false, fmt.Errorf("%s: response body over %d bytes", w.Name, w.Max)
+	}
+	w.Buf = append(w.Buf, src...)
+	return final, nil
 }
 
 // View returns b as a string without copying. The string, and every gjson

@@ -1,6 +1,10 @@
 package respbody
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/llmux/llmux/translate"
+)
 
 func TestModeOf(t *testing.T) {
 	for _, c := range []struct {
@@ -24,5 +28,23 @@ func TestModeOf(t *testing.T) {
 	}
 	if View(nil) != "" || View([]byte("ab")) != "ab" {
 		t.Error("View")
+	}
+}
+
+func TestWhole(t *testing.T) {
+	var res translate.Result
+	w := Whole{Max: 4, Name: "p"}
+	if ready, err := w.Add([]byte("ab"), false, &res); ready || err != nil {
+		t.Fatal(ready, err)
+	}
+	if ready, err := w.Add([]byte("cd"), true, &res); !ready || err != nil || string(w.Buf) != "abcd" {
+		t.Fatal(ready, err, string(w.Buf))
+	}
+	w = Whole{Max: 4, Name: "p"}
+	if ready, err := w.Add([]byte("abcde"), false, &res); ready || err == nil || err.Error() != "p: response body over 4 bytes" || res.Err == nil || w.Buf != nil {
+		t.Fatal(ready, err, res.Err)
+	}
+	if ready, err := w.Add([]byte("x"), true, &res); ready || err != nil {
+		t.Fatal("after failure:", ready, err)
 	}
 }

@@ -158,11 +158,11 @@ func parsePositive(s string) (int64, error) {
 // nowUnix is the "created" timestamp of responses; tests replace it.
 var nowUnix = func() int64 { return time.Now().Unix() }
 
-// NewDecoder implements translate.Translator.
 // ForgetCredentials implements translate.CredentialForgetter: it drops the
 // cached Google token of a vertex_anthropic provider.
 func (Translator) ForgetCredentials(provider string) { gcpauth.Default.Forget(provider) }
 
+// NewDecoder implements translate.Translator.
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
 	d := &decoder{op: req.Op, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), whole: respbody.Whole{Max: maxBuffered, Name: "anthropic"}, respBlock: -1}
 	if req.MaxBuffered > 0 {

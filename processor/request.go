@@ -1,0 +1,208 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
+)
+
+func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
+	var authz, apiKey, identity string
+	idh := h.cfg.IdentityHeader()
+	for _, hv := range m.GetHeaders().GetHeaders() {
+		switch k := hv.GetKey(); k {
+		case ":method":
+			h.method = headerValue(hv)
+		case ":path":
+			h.path = headerValue(hv)
+		case "x-request-id":
+			h.requestID = headerValue(hv)
+		case "authorization":
+			authz = headerValue(hv)
+		case "x-api-key", "api-key":
+			apiKey = headerValue(hv)
+		default:
+			if idh != "" && k == idh {
+				identity = headerValue(hv)
+			}
+		}
+	}
+	if h.requestID == "" {
+		h.requestID = newRequestID()
+	}
+
+	ep, modelID := classify(h.path)
+	h.ep = ep
+	if ep == epUnknown {
+		return h.immediate(&translate.Error{Code: translate.CodeNotFound, OpenAICode: "unknown_url",
+			Message: fmt.Sprintf("Unknown request URL: %s %s. Please check the URL for typos.", h.method, pathOnly(h.path))})
+	}
+	if h.method != ep.method() {
+		return h.immediate(&translate.Error{Code: translate.CodeMethodNotAllowed, OpenAICode: "method_not_allowed",
+			Message: fmt.Sprintf("Method %s is not allowed for %s; use %s.", h.method, pathOnly(h.path), ep.method())},
+			header("allow", ep.method()))
+	}
+	if e := h.authenticate(authz, apiKey, identity); e != nil {
+		return h.immediate(e)
+	}
+	switch ep {
+	case epModels:
+		return h.immediateOK(appendModels(nil, h.cfg))
+	case epModel:
+		g, ok := h.cfg.Group(modelID)
+		if !ok {
+			return h.immediate(modelNotFound(modelID))
+		}
+		return h.immediateOK(appendModel(nil, g.Name, h.cfg.LoadedAt().Unix()))
+	}
+	if m.GetEndOfStream() {
+		return h.immediate(invalid("", "missing_body", "The request body is empty; a JSON object is required."))
+	}
+	h.ph = phaseRequestBody
+	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}})
+}
+
+// authenticate resolves the caller's tenant from an identity Envoy
+// established, or from an API key in the configuration.
+func (h *handler) authenticate(authz, apiKey, identity string) *translate.Error {
+	if identity != "" {
+		h.tenant = identity
+		return nil
+	}
+	key := apiKey
+	if authz != "" {
+		scheme, token, ok := strings.Cut(authz, " ")
+		if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
+			return &translate.Error{Code: translate.CodeAuthentication, OpenAICode: "invalid_api_key",
+				Message: "The Authorization header must be of the form 'Bearer <API key>'."}
+		}
+		key = strings.TrimSpace(token)
+	}
+	if key == "" {
+		return &translate.Error{Code: translate.CodeAuthentication, OpenAICode: "missing_api_key",
+			Message: "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in an x-api-key header."}
+	}
+	tenant, name, ok := h.cfg.Authenticate(key)
+	if !ok {
+		return &translate.Error{Code: translate.CodeAuthentication, OpenAICode: "invalid_api_key",
+			Message: "Incorrect API key provided: " + maskKey(key) + "."}
+	}
+	h.tenant, h.keyName = tenant, name
+	return nil
+}
+
+func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
+	body := b.GetBody()
+	if max := h.cfg.Server().MaxRequestBodyBytes; max > 0 && int64(len(body)) > max {
+		return h.immediate(&translate.Error{Code: translate.CodeRequestTooLarge, OpenAICode: "request_too_large",
+			Message: fmt.Sprintf("The request body is %d bytes; the limit is %d bytes.", len(body), max)})
+	}
+	p, e := validate(h.ep, body)
+	if e != nil {
+		return h.immediate(e)
+	}
+	g, ok := h.cfg.Group(p.model)
+	if !ok {
+		return h.immediate(modelNotFound(p.model))
+	}
+	h.group = g
+	dep, tr := h.pick(g)
+	if dep == nil {
+		return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
+			Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
+	}
+	h.dep, h.tr = dep, tr
+	h.treq = translate.Request{Op: h.ep.op(), Body: body, Stream: p.stream, IncludeUsage: p.includeUsage,
+		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
+	target := translate.Target{
+		Model:      dep.Model,
+		BasePath:   dep.Provider.BasePath,
+		APIVersion: dep.Provider.APIVersion,
+		APIKey:     dep.Provider.APIKey.Value(),
+		Headers:    dep.Provider.Headers,
+		Provider:   dep.Provider.Name,
+		Region:     dep.Provider.Region,
+		Project:    dep.Provider.Project,
+		Host:       dep.Provider.Host,
+		Options:    dep.Provider.Options,
+	}
+	up, err := tr.Request(h.ctx, &h.treq, &target)
+	if err != nil {
+		var te *translate.Error
+		if errors.As(err, &te) {
+			return h.immediate(te)
+		}
+		h.s.opts.Logger.Error("llmux: request translation failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
+		return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway could not translate the request for the provider."})
+	}
+	h.treq.Body = nil // do not hold the client's body past this phase
+
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: append(clientCredentialHeaders[:len(clientCredentialHeaders):len(clientCredentialHeaders)], "accept-encoding")}
+	if idh := h.cfg.IdentityHeader(); idh != "" {
+		mut.RemoveHeaders = append(mut.RemoveHeaders, idh)
+	}
+	mut.SetHeaders = make([]*corev3.HeaderValueOption, 0, 4+len(up.Headers))
+	mut.SetHeaders = append(mut.SetHeaders,
+		header(":path", up.Path),
+		header(h.cfg.Server().ClusterHeader, dep.Provider.Cluster),
+		header("content-length", strconv.Itoa(len(up.Body))),
+		header("x-request-id", h.requestID),
+	)
+	for _, hd := range up.Headers {
+		mut.SetHeaders = append(mut.SetHeaders, header(hd.Key, hd.Value))
+	}
+	h.forwardedAt = h.s.opts.Now()
+	h.ph = phaseResponseHeaders
+	return h.send(&extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation:  mut,
+			BodyMutation:    &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: up.Body}},
+			ClearRouteCache: true,
+		}}},
+		DynamicMetadata: h.metadata(false),
+	})
+}
+
+// pick chooses a deployment of the group: the lowest priority among those
+// this build can serve, then weighted random.
+func (h *handler) pick(g *config.Group) (*config.Deployment, translate.Translator) {
+	var (
+		best    []*config.Deployment
+		bestPri = -1
+		total   int
+	)
+	for _, d := range g.Deployments {
+		if _, ok := h.s.opts.Translator(d.Provider.Kind); !ok || d.Weight <= 0 && len(g.Deployments) > 1 {
+			continue
+		}
+		switch {
+		case bestPri < 0 || d.Priority < bestPri:
+			best, bestPri, total = append(best[:0], d), d.Priority, max(d.Weight, 0)
+		case d.Priority == bestPri:
+			best, total = append(best, d), total+max(d.Weight, 0)
+		}
+	}
+	if len(best) == 0 {
+		return nil, nil
+	}
+	d := best[0]
+	if len(best) > 1 && total > 0 {
+		n := rand.IntN(total)
+		for _, c := range best {
+			if n -= c.Weight; n < 0 {
+				d = c
+				break
+			}
+		}
+	}
+	tr, _ := h.s.opts.Translator(d.Provider.Kind)
+	return d, tr
+}

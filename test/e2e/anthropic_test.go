@@ -94,7 +94,7 @@ func TestAnthropicStreamUnbuffered(t *testing.T) {
 				params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
 			}
 			stream := r.client.Chat.Completions.NewStreaming(context.Background(), params,
-				option.WithHeader(fakeprovider.HeaderHold, "a1"), option.WithHeader(fakeprovider.HeaderHoldAfter, "2"))
+				withFault(fakeprovider.HeaderHold, "a1"), withFault(fakeprovider.HeaderHoldAfter, "2"))
 			defer stream.Close()
 			if !stream.Next() {
 				t.Fatalf("no first chunk: %v", stream.Err())
@@ -155,7 +155,7 @@ func TestAnthropicParallelToolRoundTrip(t *testing.T) {
 	})}
 	msgs := userMsg("weather in two cities")
 	stream := r.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: msgs, Tools: tools},
-		option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+		withFault(fakeprovider.HeaderToolCalls, "2"))
 	acc := openai.ChatCompletionAccumulator{}
 	for stream.Next() {
 		acc.AddChunk(stream.Current())
@@ -182,7 +182,7 @@ func TestAnthropicParallelToolRoundTrip(t *testing.T) {
 		openai.ToolMessage("18C in city-0", m.ToolCalls[0].ID),
 		openai.ToolMessage("25C in city-1", m.ToolCalls[1].ID))
 	resp, err := r.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: msgs, Tools: tools},
-		option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+		withFault(fakeprovider.HeaderToolCalls, "2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,6 @@ func TestAnthropicErrors(t *testing.T) {
 		_, err := r.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: userMsg("x")}, opts...)
 		return err
 	}
-	h := option.WithHeader
 	tests := []struct {
 		name   string
 		call   func() error
@@ -303,17 +302,17 @@ func TestAnthropicErrors(t *testing.T) {
 			_, err := r.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: userMsg("x"), N: param.NewOpt[int64](2)})
 			return err
 		}, 400, "unsupported_parameter"},
-		{"upstream 400", func() error { return chat(h(fakeprovider.HeaderStatus, "400")) }, 400, "invalid_request"},
+		{"upstream 400", func() error { return chat(withFault(fakeprovider.HeaderStatus, "400")) }, 400, "invalid_request"},
 		{"prompt too long", func() error {
-			return chat(h(fakeprovider.HeaderStatus, "400"), h(fakeprovider.HeaderErrorCode, "prompt_too_long"))
+			return chat(withFault(fakeprovider.HeaderStatus, "400"), withFault(fakeprovider.HeaderErrorCode, "prompt_too_long"))
 		}, 400, "context_length_exceeded"},
-		{"upstream 401", func() error { return chat(h(fakeprovider.HeaderStatus, "401")) }, 502, "upstream_authentication_failed"},
-		{"upstream 403", func() error { return chat(h(fakeprovider.HeaderStatus, "403")) }, 403, "permission_denied"},
-		{"upstream 429", func() error { return chat(h(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
-		{"upstream 500", func() error { return chat(h(fakeprovider.HeaderStatus, "500")) }, 500, "upstream_unavailable"},
-		{"upstream 529 becomes 503", func() error { return chat(h(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
+		{"upstream 401", func() error { return chat(withFault(fakeprovider.HeaderStatus, "401")) }, 502, "upstream_authentication_failed"},
+		{"upstream 403", func() error { return chat(withFault(fakeprovider.HeaderStatus, "403")) }, 403, "permission_denied"},
+		{"upstream 429", func() error { return chat(withFault(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
+		{"upstream 500", func() error { return chat(withFault(fakeprovider.HeaderStatus, "500")) }, 500, "upstream_unavailable"},
+		{"upstream 529 becomes 503", func() error { return chat(withFault(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
 		{"streamed 529 becomes 503", func() error {
-			s := r.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: userMsg("x")}, h(fakeprovider.HeaderStatus, "529"))
+			s := r.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: userMsg("x")}, withFault(fakeprovider.HeaderStatus, "529"))
 			defer s.Close()
 			for s.Next() {
 			}
@@ -332,7 +331,7 @@ func TestAnthropicErrors(t *testing.T) {
 func TestAnthropicInbandOverloaded(t *testing.T) {
 	r, _ := anthropicRig(t, fakeprovider.AnthropicOptions{})
 	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: userMsg("a b c d")},
-		option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), option.WithHeader(fakeprovider.HeaderFaultAfter, "5"))
+		withFault(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), withFault(fakeprovider.HeaderFaultAfter, "5"))
 	defer stream.Close()
 	var content string
 	for stream.Next() {

@@ -108,7 +108,7 @@ func TestAzureStreamUnbuffered(t *testing.T) {
 	r, az := azureRig(t)
 	// Frames: prompt filter, role, "one", " two", … — hold after "one".
 	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("one two three four")},
-		option.WithHeader(fakeprovider.HeaderHold, "az1"), option.WithHeader(fakeprovider.HeaderHoldAfter, "3"))
+		withFault(fakeprovider.HeaderHold, "az1"), withFault(fakeprovider.HeaderHoldAfter, "3"))
 	defer stream.Close()
 	if !stream.Next() {
 		t.Fatalf("no first chunk: %v", stream.Err())
@@ -160,7 +160,7 @@ func TestAzureToolCallRoundTrip(t *testing.T) {
 		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}},
 	})}
 	params := openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("weather in Paris and Rome"), Tools: tools}
-	_, acc := streamChunks(t, r, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+	_, acc := streamChunks(t, r, params, withFault(fakeprovider.HeaderToolCalls, "2"))
 	msg := acc.Choices[0].Message
 	if acc.Choices[0].FinishReason != "tool_calls" || len(msg.ToolCalls) != 2 {
 		t.Fatalf("tool calls %+v", acc.Choices[0])
@@ -172,7 +172,7 @@ func TestAzureToolCallRoundTrip(t *testing.T) {
 		}
 		params.Messages = append(params.Messages, openai.ToolMessage(`{"temp_c":21}`, tc.ID))
 	}
-	resp, err := r.client.Chat.Completions.New(ctx, params, option.WithHeader(fakeprovider.HeaderReply, "Sunny in both."))
+	resp, err := r.client.Chat.Completions.New(ctx, params, withFault(fakeprovider.HeaderReply, "Sunny in both."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestAzureImageAndJSONSchema(t *testing.T) {
 		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
 			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "answer", Schema: schema, Strict: param.NewOpt(true)},
 		}},
-	}, option.WithHeader(fakeprovider.HeaderReply, `{"answer":"a tiny PNG"}`))
+	}, withFault(fakeprovider.HeaderReply, `{"answer":"a tiny PNG"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestAzureErrors(t *testing.T) {
 		retryable bool
 	}{
 		{"prompt content filter", func() error {
-			return chat("gpt-4o", option.WithHeader(fakeprovider.HeaderContentFilter, "prompt"))
+			return chat("gpt-4o", withFault(fakeprovider.HeaderContentFilter, "prompt"))
 		}, 400, "content_filter", "content_filtered", func(t *testing.T, ae *openai.Error) {
 			if gjson.Get(ae.RawJSON(), "innererror.code").String() != "ResponsibleAIPolicyViolation" {
 				t.Errorf("innererror lost: %s", ae.RawJSON())
@@ -287,7 +287,7 @@ func TestAzureErrors(t *testing.T) {
 			}
 		}, false},
 		{"rate limited", func() error {
-			return chat("gpt-4o", option.WithHeader(fakeprovider.HeaderStatus, "429"), option.WithHeader(fakeprovider.HeaderRetryAfter, "7"))
+			return chat("gpt-4o", withFault(fakeprovider.HeaderStatus, "429"), withFault(fakeprovider.HeaderRetryAfter, "7"))
 		}, 429, "rate_limit_exceeded", "rate_limited", func(t *testing.T, ae *openai.Error) {
 			if ae.Response.Header.Get("retry-after") != "7" {
 				t.Errorf("retry-after %q", ae.Response.Header.Get("retry-after"))
@@ -299,7 +299,7 @@ func TestAzureErrors(t *testing.T) {
 		{"deployment not found", func() error { return chat("gpt-gone") }, 404, "DeploymentNotFound", "not_found", nil, false},
 		{"wrong provider key", func() error { return chat("gpt-badkey") }, 502, "upstream_authentication_failed", "authentication", nil, false},
 		{"server error", func() error {
-			return chat("gpt-4o", option.WithHeader(fakeprovider.HeaderStatus, "500"))
+			return chat("gpt-4o", withFault(fakeprovider.HeaderStatus, "500"))
 		}, 500, "InternalServerError", "upstream_error", nil, true},
 	}
 	for i, tc := range tests {
@@ -327,12 +327,12 @@ func TestAzureErrors(t *testing.T) {
 func TestAzureCompletionFiltered(t *testing.T) {
 	r, _ := azureRig(t)
 	_, acc := streamChunks(t, r, openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("a b c d e f")},
-		option.WithHeader(fakeprovider.HeaderContentFilter, "completion"))
+		withFault(fakeprovider.HeaderContentFilter, "completion"))
 	if acc.Choices[0].FinishReason != "content_filter" {
 		t.Errorf("finish %q", acc.Choices[0].FinishReason)
 	}
 	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: userMsg("a b c d e f")},
-		option.WithHeader(fakeprovider.HeaderContentFilter, "completion"))
+		withFault(fakeprovider.HeaderContentFilter, "completion"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,9 +373,7 @@ func rawStreamData(t *testing.T, r *rig, body string, hdr ...string) []string {
 	}
 	req.Header.Set("Authorization", "Bearer "+clientKey)
 	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
+	setFakeHeaders(req, hdr...)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func TestBedrockStreamUnbuffered(t *testing.T) {
 	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
 		Model: "claude", Messages: userMsg("one two three four"),
 		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)},
-	}, option.WithHeader(fakeprovider.HeaderHold, "br1"), option.WithHeader(fakeprovider.HeaderHoldAfter, "2"))
+	}, withFault(fakeprovider.HeaderHold, "br1"), withFault(fakeprovider.HeaderHoldAfter, "2"))
 	defer stream.Close()
 	// Frames: messageStart, "Hello" — then the hold.
 	var acc openai.ChatCompletionAccumulator
@@ -154,7 +154,7 @@ func TestBedrockToolCallRoundTrip(t *testing.T) {
 		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}},
 	})}
 	params := openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("weather in Paris and Rome"), Tools: tools}
-	_, acc := streamChunks(t, r, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+	_, acc := streamChunks(t, r, params, withFault(fakeprovider.HeaderToolCalls, "2"))
 	msg := acc.Choices[0].Message
 	if acc.Choices[0].FinishReason != "tool_calls" || len(msg.ToolCalls) != 2 || msg.ToolCalls[0].ID == msg.ToolCalls[1].ID {
 		t.Fatalf("tool calls %+v", acc.Choices[0])
@@ -166,7 +166,7 @@ func TestBedrockToolCallRoundTrip(t *testing.T) {
 		}
 		params.Messages = append(params.Messages, openai.ToolMessage(`{"temp_c":21}`, tc.ID))
 	}
-	resp, err := r.client.Chat.Completions.New(context.Background(), params, option.WithHeader(fakeprovider.HeaderReply, "Sunny in both."))
+	resp, err := r.client.Chat.Completions.New(context.Background(), params, withFault(fakeprovider.HeaderReply, "Sunny in both."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,9 +291,9 @@ func TestBedrockErrors(t *testing.T) {
 		return err
 	}
 	status := func(s string, code ...string) []option.RequestOption {
-		o := []option.RequestOption{option.WithHeader(fakeprovider.HeaderStatus, s)}
+		o := []option.RequestOption{withFault(fakeprovider.HeaderStatus, s)}
 		if len(code) > 0 {
-			o = append(o, option.WithHeader(fakeprovider.HeaderErrorCode, code[0]))
+			o = append(o, withFault(fakeprovider.HeaderErrorCode, code[0]))
 		}
 		return o
 	}
@@ -344,8 +344,8 @@ func TestBedrockExceptionMidStream(t *testing.T) {
 		{"modelStreamErrorException", "upstream_error"},
 	} {
 		stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("a b c d")},
-			option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), option.WithHeader(fakeprovider.HeaderFaultAfter, "3"),
-			option.WithHeader(fakeprovider.HeaderErrorCode, tc.exception))
+			withFault(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), withFault(fakeprovider.HeaderFaultAfter, "3"),
+			withFault(fakeprovider.HeaderErrorCode, tc.exception))
 		content := ""
 		for stream.Next() {
 			if c := stream.Current(); len(c.Choices) > 0 {

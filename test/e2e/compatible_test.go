@@ -152,9 +152,9 @@ func TestCompatibleErrorBodies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.style+" "+tc.status, func(t *testing.T) {
 			r, _ := compatibleRig(t, fakeprovider.OpenAIOptions{ErrorStyle: tc.style})
-			opts := []option.RequestOption{option.WithHeader(fakeprovider.HeaderStatus, tc.status)}
+			opts := []option.RequestOption{withFault(fakeprovider.HeaderStatus, tc.status)}
 			if tc.errCode != "" {
-				opts = append(opts, option.WithHeader(fakeprovider.HeaderErrorCode, tc.errCode))
+				opts = append(opts, withFault(fakeprovider.HeaderErrorCode, tc.errCode))
 			}
 			_, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "local", Messages: userMsg("x")}, opts...)
 			apiError(t, err, tc.wantStatus, tc.wantCode)
@@ -181,7 +181,7 @@ func TestCompatibleInbandErrorWrapped(t *testing.T) {
 	}
 	// The SDK surfaces it as an error.
 	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "local", Messages: userMsg("a b c")},
-		option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultInbandError))
+		withFault(fakeprovider.HeaderFault, fakeprovider.FaultInbandError))
 	defer stream.Close()
 	for stream.Next() {
 	}

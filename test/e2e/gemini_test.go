@@ -140,7 +140,7 @@ func TestGeminiStreamUnbuffered(t *testing.T) {
 			stream := g.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
 				Model: model, Messages: userMsg("one two three four"),
 				StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)},
-			}, option.WithHeader(fakeprovider.HeaderHold, gate), option.WithHeader(fakeprovider.HeaderHoldAfter, "2"))
+			}, withFault(fakeprovider.HeaderHold, gate), withFault(fakeprovider.HeaderHoldAfter, "2"))
 			defer stream.Close()
 			if !stream.Next() {
 				t.Fatalf("no first chunk: %v", stream.Err())
@@ -194,7 +194,7 @@ func TestGeminiParallelToolCallRoundTrip(t *testing.T) {
 		Tools:    []openai.ChatCompletionToolUnionParam{tool},
 	}
 	// Streamed: whole calls per chunk, indexes 0 and 1.
-	stream := g.client.Chat.Completions.NewStreaming(ctx, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+	stream := g.client.Chat.Completions.NewStreaming(ctx, params, withFault(fakeprovider.HeaderToolCalls, "2"))
 	acc := openai.ChatCompletionAccumulator{}
 	for stream.Next() {
 		acc.AddChunk(stream.Current())
@@ -206,7 +206,7 @@ func TestGeminiParallelToolCallRoundTrip(t *testing.T) {
 	if calls := acc.Choices[0].Message.ToolCalls; len(calls) != 2 || acc.Choices[0].FinishReason != "tool_calls" || calls[1].ID == calls[0].ID {
 		t.Fatalf("streamed tool calls %+v", acc.Choices[0])
 	}
-	first, err := g.client.Chat.Completions.New(ctx, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+	first, err := g.client.Chat.Completions.New(ctx, params, withFault(fakeprovider.HeaderToolCalls, "2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,9 +337,9 @@ func TestGeminiErrors(t *testing.T) {
 		return err
 	}
 	fault := func(status, code string) []option.RequestOption {
-		o := []option.RequestOption{option.WithHeader(fakeprovider.HeaderStatus, status)}
+		o := []option.RequestOption{withFault(fakeprovider.HeaderStatus, status)}
 		if code != "" {
-			o = append(o, option.WithHeader(fakeprovider.HeaderErrorCode, code))
+			o = append(o, withFault(fakeprovider.HeaderErrorCode, code))
 		}
 		return o
 	}
@@ -369,7 +369,7 @@ func TestGeminiErrors(t *testing.T) {
 	})
 	t.Run("mid-stream error", func(t *testing.T) {
 		stream := g.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gemini-flash", Messages: userMsg("one two three")},
-			option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), option.WithHeader(fakeprovider.HeaderFaultAfter, "2"))
+			withFault(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), withFault(fakeprovider.HeaderFaultAfter, "2"))
 		defer stream.Close()
 		n := 0
 		for stream.Next() {
@@ -381,7 +381,7 @@ func TestGeminiErrors(t *testing.T) {
 	})
 	t.Run("truncated stream", func(t *testing.T) {
 		stream := g.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gemini-flash", Messages: userMsg("one two three")},
-			option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultTruncate), option.WithHeader(fakeprovider.HeaderFaultAfter, "2"))
+			withFault(fakeprovider.HeaderFault, fakeprovider.FaultTruncate), withFault(fakeprovider.HeaderFaultAfter, "2"))
 		defer stream.Close()
 		acc := openai.ChatCompletionAccumulator{}
 		for stream.Next() {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 	"github.com/tidwall/gjson"
 
@@ -34,7 +33,7 @@ func TestOpenAIParallelToolCallRoundTrip(t *testing.T) {
 		Messages: userMsg("weather in Paris and Oslo?"),
 		Tools:    []openai.ChatCompletionToolUnionParam{weatherTool},
 	}
-	first, err := r.client.Chat.Completions.New(ctx, params, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+	first, err := r.client.Chat.Completions.New(ctx, params, withFault(fakeprovider.HeaderToolCalls, "2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,7 @@ func TestOpenAIStreamedToolCalls(t *testing.T) {
 	r := startRig(t)
 	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
 		Model: "gpt-4o-mini", Messages: userMsg("weather?"), Tools: []openai.ChatCompletionToolUnionParam{weatherTool},
-	}, option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+	}, withFault(fakeprovider.HeaderToolCalls, "2"))
 	defer stream.Close()
 	acc := openai.ChatCompletionAccumulator{}
 	for stream.Next() {

@@ -91,7 +91,7 @@ func TestChatStreamUnbuffered(t *testing.T) {
 				params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
 			}
 			stream := r.client.Chat.Completions.NewStreaming(context.Background(), params,
-				option.WithHeader(fakeprovider.HeaderHold, "g1"), option.WithHeader(fakeprovider.HeaderHoldAfter, "2"))
+				withFault(fakeprovider.HeaderHold, "g1"), withFault(fakeprovider.HeaderHoldAfter, "2"))
 			defer stream.Close()
 			if !stream.Next() {
 				t.Fatalf("no first chunk: %v", stream.Err())
@@ -248,13 +248,13 @@ func TestErrorsSurfaceInTheSDK(t *testing.T) {
 		{"body over the limit", func() error { return chat("gpt-4o-mini", userMsg(strings.Repeat("x", maxBody))) }, 413, "request_too_large"},
 		{"no deployment available", func() error { return chat("claude-sonnet", userMsg("x")) }, 503, "no_deployment_available"},
 		{"provider rate limit", func() error {
-			return chat("gpt-4o-mini", userMsg("x"), option.WithHeader(fakeprovider.HeaderStatus, "429"))
+			return chat("gpt-4o-mini", userMsg("x"), withFault(fakeprovider.HeaderStatus, "429"))
 		}, 429, "rate_limit_exceeded"},
 		{"provider quota", func() error {
-			return chat("gpt-4o-mini", userMsg("x"), option.WithHeader(fakeprovider.HeaderStatus, "429"), option.WithHeader(fakeprovider.HeaderErrorCode, "insufficient_quota"))
+			return chat("gpt-4o-mini", userMsg("x"), withFault(fakeprovider.HeaderStatus, "429"), withFault(fakeprovider.HeaderErrorCode, "insufficient_quota"))
 		}, 429, "insufficient_quota"},
 		{"provider unreachable", func() error {
-			return chat("gpt-4o-mini", userMsg("x"), option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultResetBeforeHeaders))
+			return chat("gpt-4o-mini", userMsg("x"), withFault(fakeprovider.HeaderFault, fakeprovider.FaultResetBeforeHeaders))
 		}, 503, "upstream_unavailable"},
 	}
 	for _, tc := range tests {
@@ -268,7 +268,7 @@ func TestErrorsSurfaceInTheSDK(t *testing.T) {
 func TestInbandStreamError(t *testing.T) {
 	r := startRig(t)
 	stream := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("a b c")},
-		option.WithHeader(fakeprovider.HeaderFault, fakeprovider.FaultInbandError))
+		withFault(fakeprovider.HeaderFault, fakeprovider.FaultInbandError))
 	defer stream.Close()
 	n := 0
 	for stream.Next() {
@@ -289,7 +289,7 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	r := startRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	stream := r.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("a b c d")},
-		option.WithHeader(fakeprovider.HeaderHold, "d1"))
+		withFault(fakeprovider.HeaderHold, "d1"))
 	if !stream.Next() {
 		t.Fatalf("no first chunk: %v", stream.Err())
 	}

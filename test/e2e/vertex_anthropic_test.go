@@ -160,7 +160,7 @@ func TestVertexAnthropicStreamUnbuffered(t *testing.T) {
 	stream := v.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
 		Model: "claude-vertex", Messages: userMsg("one two three four"),
 		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)},
-	}, option.WithHeader(fakeprovider.HeaderHold, "vx1"), option.WithHeader(fakeprovider.HeaderHoldAfter, "2"))
+	}, withFault(fakeprovider.HeaderHold, "vx1"), withFault(fakeprovider.HeaderHoldAfter, "2"))
 	defer stream.Close()
 	if !stream.Next() {
 		t.Fatalf("no first chunk: %v", stream.Err())
@@ -222,7 +222,7 @@ func TestVertexAnthropicToolRoundTrip(t *testing.T) {
 	})}
 	msgs := userMsg("weather in two cities")
 	stream := v.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-vertex", Messages: msgs, Tools: tools},
-		option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+		withFault(fakeprovider.HeaderToolCalls, "2"))
 	acc := openai.ChatCompletionAccumulator{}
 	for stream.Next() {
 		acc.AddChunk(stream.Current())
@@ -250,7 +250,7 @@ func TestVertexAnthropicToolRoundTrip(t *testing.T) {
 		openai.ToolMessage("18C in city-0", m.ToolCalls[0].ID),
 		openai.ToolMessage("25C in city-1", m.ToolCalls[1].ID))
 	resp, err := v.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "claude-vertex", Messages: msgs, Tools: tools},
-		option.WithHeader(fakeprovider.HeaderToolCalls, "2"))
+		withFault(fakeprovider.HeaderToolCalls, "2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,6 @@ func TestVertexAnthropicWrongToken(t *testing.T) {
 func TestVertexAnthropicErrors(t *testing.T) {
 	v := startVertexAnthropicRig(t, nil)
 	ctx := context.Background()
-	h := option.WithHeader
 	chat := func(opts ...option.RequestOption) error {
 		_, err := v.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "claude-vertex", Messages: userMsg("x")}, opts...)
 		return err
@@ -315,17 +314,17 @@ func TestVertexAnthropicErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"Google quota 429", func() error { return chat(h(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
-		{"streamed Google quota 429", func() error { return streamed(h(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
+		{"Google quota 429", func() error { return chat(withFault(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
+		{"streamed Google quota 429", func() error { return streamed(withFault(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
 		{"Anthropic rate_limit_error 429", func() error {
-			return chat(h(fakeprovider.HeaderStatus, "429"), h(fakeprovider.HeaderErrorCode, "rate_limit_error"))
+			return chat(withFault(fakeprovider.HeaderStatus, "429"), withFault(fakeprovider.HeaderErrorCode, "rate_limit_error"))
 		}, 429, "rate_limit_exceeded"},
-		{"529 becomes 503", func() error { return chat(h(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
-		{"streamed 529 becomes 503", func() error { return streamed(h(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
-		{"Google 403", func() error { return chat(h(fakeprovider.HeaderStatus, "403")) }, 403, "permission_denied"},
-		{"Google 404", func() error { return chat(h(fakeprovider.HeaderStatus, "404")) }, 404, "model_not_found"},
+		{"529 becomes 503", func() error { return chat(withFault(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
+		{"streamed 529 becomes 503", func() error { return streamed(withFault(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
+		{"Google 403", func() error { return chat(withFault(fakeprovider.HeaderStatus, "403")) }, 403, "permission_denied"},
+		{"Google 404", func() error { return chat(withFault(fakeprovider.HeaderStatus, "404")) }, 404, "model_not_found"},
 		{"prompt too long", func() error {
-			return chat(h(fakeprovider.HeaderStatus, "400"), h(fakeprovider.HeaderErrorCode, "prompt_too_long"))
+			return chat(withFault(fakeprovider.HeaderStatus, "400"), withFault(fakeprovider.HeaderErrorCode, "prompt_too_long"))
 		}, 400, "context_length_exceeded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { apiError(t, tc.call(), tc.status, tc.code) })
@@ -334,7 +333,7 @@ func TestVertexAnthropicErrors(t *testing.T) {
 	// An overloaded_error event mid-stream ends the stream with an error
 	// after the content so far.
 	s := v.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-vertex", Messages: userMsg("a b c d")},
-		h(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), h(fakeprovider.HeaderFaultAfter, "5"))
+		withFault(fakeprovider.HeaderFault, fakeprovider.FaultInbandError), withFault(fakeprovider.HeaderFaultAfter, "5"))
 	var content string
 	for s.Next() {
 		if c := s.Current(); len(c.Choices) > 0 {

@@ -163,7 +163,7 @@ func (a *anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, http.StatusBadRequest, antInvalid(err.Error()))
 		return
 	}
-	if f.Delay == 0 && r.Header.Get(HeaderDelay) == "" {
+	if f.Delay == 0 && fakeHeader(r, HeaderDelay) == "" {
 		f.Delay = a.opts.ChunkDelay
 	}
 	if f.Kind == FaultResetBeforeHeaders {
@@ -255,7 +255,7 @@ type antReply struct {
 func (a *anthropic) buildReply(r *http.Request, req *antRequest) *antReply {
 	seq := a.s.nextID()
 	rep := &antReply{id: "msg_fake" + fakeHex("msg", seq, 20), model: req.model, stop: "end_turn"}
-	text := r.Header.Get(HeaderReply)
+	text := fakeHeader(r, HeaderReply)
 	if text == "" {
 		text = a.opts.Reply
 	}
@@ -263,7 +263,7 @@ func (a *anthropic) buildReply(r *http.Request, req *antRequest) *antReply {
 		text = "Hello from fake-anthropic: " + req.lastUserText
 	}
 	n := a.opts.ToolCalls
-	if v, err := strconv.Atoi(strings.TrimSpace(r.Header.Get(HeaderToolCalls))); err == nil && v >= 0 {
+	if v, err := strconv.Atoi(strings.TrimSpace(fakeHeader(r, HeaderToolCalls))); err == nil && v >= 0 {
 		n = min(v, 64)
 	}
 	var calls []string // tool names to call

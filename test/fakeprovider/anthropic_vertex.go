@@ -59,7 +59,7 @@ func (a *anthropic) serveVertex(w http.ResponseWriter, r *http.Request, model st
 		writeGoogleError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
 		return
 	}
-	if f.Delay == 0 && r.Header.Get(HeaderDelay) == "" {
+	if f.Delay == 0 && fakeHeader(r, HeaderDelay) == "" {
 		f.Delay = a.opts.ChunkDelay
 	}
 	if f.Kind == FaultResetBeforeHeaders {

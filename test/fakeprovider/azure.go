@@ -275,7 +275,7 @@ func withModel(body []byte, model string) []byte {
 
 func (a *azureFake) chat(w http.ResponseWriter, r *http.Request, f Fault, model string) {
 	nTools := a.opts.ToolCalls
-	if v := strings.TrimSpace(r.Header.Get(HeaderToolCalls)); v != "" {
+	if v := strings.TrimSpace(fakeHeader(r, HeaderToolCalls)); v != "" {
 		if _, err := fmt.Sscan(v, &nTools); err != nil || nTools < 0 || nTools > maxToolCalls {
 			a.writeError(w, http.StatusBadRequest, azError{Code: "fakeprovider_bad_header", Message: "fakeprovider: invalid " + HeaderToolCalls})
 			return
@@ -287,7 +287,7 @@ func (a *azureFake) chat(w http.ResponseWriter, r *http.Request, f Fault, model 
 		a.writeError(w, http.StatusBadRequest, azError{Code: strDeref(verr.Code, "BadRequest"), Message: verr.Message, Param: verr.Param, Type: strPtr(verr.Type)})
 		return
 	}
-	filter := strings.ToLower(strings.TrimSpace(r.Header.Get(HeaderContentFilter)))
+	filter := strings.ToLower(strings.TrimSpace(fakeHeader(r, HeaderContentFilter)))
 	if filter == "prompt" {
 		a.writeError(w, http.StatusBadRequest, azureStatusError(http.StatusBadRequest, "content_filter"))
 		return

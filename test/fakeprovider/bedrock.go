@@ -189,7 +189,7 @@ func (b *bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.writeError(w, *brValidation("%s", err.Error()))
 		return
 	}
-	if f.Delay == 0 && r.Header.Get(HeaderDelay) == "" {
+	if f.Delay == 0 && fakeHeader(r, HeaderDelay) == "" {
 		f.Delay = b.opts.ChunkDelay
 	}
 	if f.Kind == FaultResetBeforeHeaders {
@@ -276,7 +276,7 @@ type brReply struct {
 func (b *bedrock) buildReply(r *http.Request, req *brRequest) *brReply {
 	seq := b.s.nextID()
 	rep := &brReply{stop: "end_turn"}
-	text := r.Header.Get(HeaderReply)
+	text := fakeHeader(r, HeaderReply)
 	if text == "" {
 		text = b.opts.Reply
 	}
@@ -284,7 +284,7 @@ func (b *bedrock) buildReply(r *http.Request, req *brRequest) *brReply {
 		text = "Hello from fake-bedrock: " + req.lastUserText
 	}
 	n := b.opts.ToolCalls
-	if v, err := strconv.Atoi(strings.TrimSpace(r.Header.Get(HeaderToolCalls))); err == nil && v >= 0 {
+	if v, err := strconv.Atoi(strings.TrimSpace(fakeHeader(r, HeaderToolCalls))); err == nil && v >= 0 {
 		n = min(v, 64)
 	}
 	var calls []string

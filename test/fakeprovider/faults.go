@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -252,4 +253,59 @@ func abortBeforeHeaders(w http.ResponseWriter, r *http.Request) {
 // needsRetryAfter reports whether responses with status carry retry-after.
 func needsRetryAfter(status int) bool {
 	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+}
+
+// plans holds fault plans registered by request id: request id → the
+// x-fake-* headers that make up the plan. A gateway forwards only the
+// headers it allows (never x-fake-*), but it does forward its request id,
+// so tests that go through the gateway register their faults here.
+var plans struct {
+	sync.Mutex
+	m map[string]http.Header
+}
+
+// PlanFor registers a fault header (an x-fake-* name and value, as the
+// Header* constants describe) for every request that carries request id
+// id, in any fake of this process. It adds to the headers registered
+// before for id. Call ForgetPlan when the test ends.
+func PlanFor(id string, name, value string) {
+	plans.Lock()
+	defer plans.Unlock()
+	if plans.m == nil {
+		plans.m = map[string]http.Header{}
+	}
+	h := plans.m[id]
+	if h == nil {
+		h = http.Header{}
+		plans.m[id] = h
+	}
+	h.Set(name, value)
+}
+
+// ForgetPlan drops the fault plan registered for request id id.
+func ForgetPlan(id string) {
+	plans.Lock()
+	defer plans.Unlock()
+	delete(plans.m, id)
+}
+
+// registeredPlan returns a copy of the fault headers registered for r's
+// request id, or nil.
+func registeredPlan(r *http.Request) http.Header {
+	id := r.Header.Get("x-request-id")
+	if id == "" {
+		return nil
+	}
+	plans.Lock()
+	defer plans.Unlock()
+	return plans.m[id].Clone()
+}
+
+// fakeHeader reads an x-fake-* setting of r: the request's own header, or
+// else the plan registered for its request id.
+func fakeHeader(r *http.Request, name string) string {
+	if v := r.Header.Get(name); v != "" {
+		return v
+	}
+	return registeredPlan(r).Get(name)
 }

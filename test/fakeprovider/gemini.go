@@ -548,7 +548,7 @@ func checkSchema(p string, v any, depth int) error {
 // ---- responses ----
 
 func (g *geminiFake) replyText(r *http.Request, req *gGenerateRequest) string {
-	if v := r.Header.Get(HeaderReply); v != "" {
+	if v := fakeHeader(r, HeaderReply); v != "" {
 		return v
 	}
 	if g.opts.Reply != "" {
@@ -577,7 +577,7 @@ func (g *geminiFake) replyText(r *http.Request, req *gGenerateRequest) string {
 // toolCalls returns the function calls to answer with, or nil.
 func (g *geminiFake) toolCalls(r *http.Request, req *gGenerateRequest) []map[string]any {
 	n := g.opts.ToolCalls
-	if v := r.Header.Get(HeaderToolCalls); v != "" {
+	if v := fakeHeader(r, HeaderToolCalls); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
 	var decls []gFunctionDeclaration

@@ -236,7 +236,7 @@ func (o *openAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.writeError(w, http.StatusBadRequest, invalidRequest(err.Error(), "", "fakeprovider_bad_header"))
 		return
 	}
-	if f.Delay == 0 && r.Header.Get(HeaderDelay) == "" {
+	if f.Delay == 0 && fakeHeader(r, HeaderDelay) == "" {
 		f.Delay = o.opts.ChunkDelay
 	}
 	if f.Kind == FaultResetBeforeHeaders {
@@ -387,7 +387,7 @@ type chatReply struct {
 
 func (o *openAI) chatCompletions(w http.ResponseWriter, r *http.Request, f Fault) {
 	nTools := o.opts.ToolCalls
-	if v := strings.TrimSpace(r.Header.Get(HeaderToolCalls)); v != "" {
+	if v := strings.TrimSpace(fakeHeader(r, HeaderToolCalls)); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > maxToolCalls {
 			o.writeError(w, http.StatusBadRequest, invalidRequest(fmt.Sprintf("fakeprovider: invalid %s %q (want 0 to %d)", HeaderToolCalls, v, maxToolCalls), "", "fakeprovider_bad_header"))
@@ -428,7 +428,7 @@ func (o *openAI) buildReply(r *http.Request, req *chatRequest, nTools int) *chat
 		model:   req.model,
 		n:       max(req.n, 1),
 	}
-	text := r.Header.Get(HeaderReply)
+	text := fakeHeader(r, HeaderReply)
 	if text == "" {
 		text = o.opts.Reply
 	}

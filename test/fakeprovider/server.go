@@ -165,7 +165,8 @@ func (s *Server) ScriptLen() int {
 }
 
 // planFault returns the fault plan of r: the next scripted plan (or
-// DefaultFault) overridden by r's x-fake-* headers. A malformed header is
+// DefaultFault), overridden by the plan registered for r's request id
+// (PlanFor), then by r's own x-fake-* headers. A malformed header is
 // an error, and the scripted plan is consumed anyway.
 func (s *Server) planFault(r *http.Request) (Fault, error) {
 	base := DefaultFault()
@@ -176,6 +177,12 @@ func (s *Server) planFault(r *http.Request) (Fault, error) {
 		s.script = s.script[1:]
 	}
 	s.scriptMu.Unlock()
+	if reg := registeredPlan(r); reg != nil {
+		var err error
+		if base, err = parseFaultOver(base, reg); err != nil {
+			return base, err
+		}
+	}
 	return parseFaultOver(base, r.Header)
 }
 

@@ -13,8 +13,9 @@ import (
 )
 
 type reload struct {
-	ok  bool
-	err error
+	ok    bool
+	err   error
+	cause string
 }
 
 const watchCfg = "providers: [{name: p, kind: openai, cluster: c}]\ndeployments: [{name: d, provider: p, model: %s}]\nmodel_groups: [{name: g, deployments: [d]}]\n"
@@ -45,7 +46,9 @@ func watch(t *testing.T, s *Store) <-chan reload {
 	ch := make(chan reload, 64)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Watch(ctx, func(ok bool, err error) { ch <- reload{ok, err} }) }()
+	go func() {
+		done <- s.Watch(ctx, WatchHooks{Reloaded: func(ok bool, err error, cause string) { ch <- reload{ok, err, cause} }})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -285,8 +288,27 @@ func TestNewStoreErrors(t *testing.T) {
 	}
 	s, _ := newStore(t, fmt.Sprintf(watchCfg, "m"))
 	s.path = filepath.Join(dir, "no-such-dir", "llmux.yaml")
-	if err := s.Watch(context.Background(), nil); err == nil {
-		t.Error("Watch on a missing directory succeeded")
+	// A directory that cannot be watched degrades to polling; Watch keeps
+	// running until its context ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	degraded := make(chan error, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Watch(ctx, WatchHooks{Degraded: func(err error) { degraded <- err }})
+	}()
+	select {
+	case err := <-degraded:
+		if !strings.Contains(err.Error(), "no-such-dir") || !strings.Contains(err.Error(), "polling every") {
+			t.Errorf("degraded: %v", err)
+		}
+	case err := <-done:
+		t.Fatalf("Watch returned %v", err)
+	case <-time.After(deadline):
+		t.Fatal("no degradation reported")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Watch: %v", err)
 	}
 }
 

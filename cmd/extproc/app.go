@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,9 +12,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -56,9 +60,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs := flag.NewFlagSet("llmux-extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := &flags{}
-	fs.StringVar(&f.config, "config", "llmux.yaml", "path of the llmux configuration file (watched; valid changes apply live)")
+	fs.StringVar(&f.config, "config", "llmux.yaml", "path of the llmux configuration file (watched with the files it refers to; valid changes apply live; SIGHUP reloads)")
 	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:50051", "ext_proc gRPC listen address: host:port or unix:///path/to.sock")
-	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9090", "admin HTTP listen address (/healthz /readyz /metrics /config /debug/pprof); empty disables it")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9090", "admin HTTP listen address (/healthz /readyz /status /metrics /config /debug/pprof); empty disables it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&f.maxRecvBytes, "grpc-max-recv-bytes", 64<<20, "largest gRPC message accepted (Envoy sends a buffered request body as one message)")
@@ -109,6 +113,40 @@ type hooks struct {
 	started func(grpcAddr, adminAddr string)
 	// reloaded reports each configuration reload.
 	reloaded func(ok bool)
+	// hup, when set, replaces SIGHUP: each value asks for a reload.
+	hup <-chan os.Signal
+}
+
+// summary describes a configuration for the logs: the providers serving
+// its model groups ("name (kind)"), and how many deployments and model
+// groups it has.
+func summary(rt *config.Runtime) []any {
+	var providers []string
+	seenP, seenD := map[string]bool{}, map[string]bool{}
+	for _, g := range rt.Groups() {
+		for _, d := range g.Deployments {
+			seenD[d.Name] = true
+			if p := d.Provider; !seenP[p.Name] {
+				seenP[p.Name] = true
+				providers = append(providers, p.Name+" ("+p.Kind+")")
+			}
+		}
+	}
+	slices.Sort(providers)
+	return []any{"config_version", rt.Version(), "providers", strings.Join(providers, ", "), "deployments", len(seenD), "model_groups", len(rt.Groups())}
+}
+
+// fieldPaths lists the field paths of a configuration error, for the log.
+func fieldPaths(err error) []string {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		return nil
+	}
+	paths := make([]string, 0, len(es))
+	for _, e := range es {
+		paths = append(paths, e.Path)
+	}
+	return slices.Compact(paths)
 }
 
 // run is the whole program; it returns when ctx is cancelled and every
@@ -130,6 +168,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	if err != nil {
 		return fmt.Errorf("load config: %w", err)
 	}
+	log.Info("configuration loaded", append([]any{"config", f.config, "files", store.Status().Files}, summary(store.Current())...)...)
 	for _, g := range store.Current().Groups() {
 		for _, d := range g.Deployments {
 			if _, ok := translate.Lookup(d.Provider.Kind); !ok {
@@ -153,6 +192,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	if err != nil {
 		return err
 	}
+	if err := registerConfigGauges(reg, store); err != nil {
+		return err
+	}
 
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(f.maxRecvBytes),
@@ -172,7 +214,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	if err != nil {
 		return fmt.Errorf("grpc listen: %w", err)
 	}
-	var draining atomic.Bool
+	var st state
 	var al net.Listener
 	var admin *http.Server
 	if f.adminListen != "" {
@@ -180,15 +222,18 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 			gl.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		admin = &http.Server{Handler: adminMux(store, reg, &draining), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Handler: adminMux(store, reg, &st), ReadHeaderTimeout: 5 * time.Second}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
+	st.serving.Store(true)
 	wg.Go(func() {
-		if err := gs.Serve(gl); err != nil {
+		err := gs.Serve(gl)
+		st.serving.Store(false)
+		if err != nil {
 			errc <- fmt.Errorf("grpc serve: %w", err)
 		}
 	})
@@ -199,25 +244,50 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 			}
 		})
 	}
+	reloaded := func(ok bool, err error, cause string) {
+		metrics.ConfigReload(ctx, ok)
+		if ok {
+			log.Info("configuration reloaded", append([]any{"cause", cause, "files", store.Status().Files}, summary(store.Current())...)...)
+		} else {
+			cur := store.Current()
+			log.Error("configuration reload failed; still serving the previous configuration",
+				"cause", cause, "fields", fieldPaths(err), "error", err,
+				"serving_version", cur.Version(), "serving_loaded_at", cur.LoadedAt().UTC().Format(time.RFC3339))
+		}
+		if h.reloaded != nil {
+			h.reloaded(ok)
+		}
+	}
 	wg.Go(func() {
-		_ = store.Watch(ctx, func(ok bool, err error) {
-			metrics.ConfigReload(ctx, ok)
-			if ok {
-				log.Info("configuration reloaded", "version", store.Current().Version())
-			} else {
-				log.Error("configuration change rejected; the previous configuration stays in force", "error", err)
-			}
-			if h.reloaded != nil {
-				h.reloaded(ok)
-			}
+		_ = store.Watch(ctx, config.WatchHooks{
+			Reloaded: reloaded,
+			Degraded: func(err error) { log.Warn("configuration watch degraded; polling", "error", err) },
 		})
+	})
+	hup := h.hup
+	if hup == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+		hup = c
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the configuration and the files it refers to")
+				store.Request()
+			}
+		}
 	})
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	adminAddr := ""
 	if al != nil {
 		adminAddr = al.Addr().String()
 	}
-	log.Info("llmux-extproc started", "grpc", gl.Addr().String(), "admin", adminAddr, "config", f.config, "config_version", store.Current().Version(), "providers", translate.Kinds())
+	log.Info("llmux-extproc started", append([]any{"grpc", gl.Addr().String(), "admin", adminAddr, "config", f.config, "kinds_built_in", translate.Kinds()}, summary(store.Current())...)...)
 	if h.started != nil {
 		h.started(gl.Addr().String(), adminAddr)
 	}
@@ -228,7 +298,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	case runErr = <-errc:
 	}
 	// Drain: stop accepting, report not ready, let streams finish.
-	draining.Store(true)
+	st.draining.Store(true)
 	hs.Shutdown()
 	log.Info("draining in-flight streams", "grace", f.shutdownGrace)
 	done := make(chan struct{})
@@ -251,23 +321,101 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	return runErr
 }
 
-// adminMux serves health, readiness, metrics, the effective configuration
-// and pprof.
-func adminMux(store *config.Store, reg *prometheus.Registry, draining *atomic.Bool) *http.ServeMux {
+// state is what readiness depends on.
+type state struct {
+	serving  atomic.Bool // the gRPC server is up
+	draining atomic.Bool // shutting down
+}
+
+// readiness says whether llmux can serve, and why not. A configuration
+// file rejected on reload does not make llmux unready: the previous
+// configuration keeps serving (the failure shows in /status, /readyz's
+// body, the log and the llmux_config_* metrics).
+func readiness(store *config.Store, st *state) (bool, string) {
+	switch {
+	case st.draining.Load():
+		return false, "shutting down"
+	case !st.serving.Load():
+		return false, "the gRPC server is not serving"
+	case store.Current() == nil:
+		return false, "no configuration loaded"
+	}
+	return true, ""
+}
+
+// describe is the configuration part of /readyz's body.
+func describe(cs config.Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "serving config %s loaded at %s\n", cs.Version, cs.LoadedAt.UTC().Format(time.RFC3339))
+	if !cs.Healthy {
+		fmt.Fprintf(&b, "last reload at %s failed (the config above is still serving):\n%v\n", cs.LastAttempt.UTC().Format(time.RFC3339), cs.LastError)
+	}
+	return b.String()
+}
+
+// status is /status's JSON body.
+type status struct {
+	Ready           bool      `json:"ready"`
+	Reason          string    `json:"reason,omitempty"`
+	ConfigVersion   string    `json:"config_version"`
+	ConfigLoadedAt  time.Time `json:"config_loaded_at"`
+	LastReloadAt    time.Time `json:"last_reload_at"`
+	LastReloadOK    bool      `json:"last_reload_ok"`
+	LastReloadError string    `json:"last_reload_error,omitempty"`
+	Files           []string  `json:"files"`
+}
+
+// registerConfigGauges exports the store's status: whether the newest
+// reload succeeded, when it was tried, and when the configuration in force
+// was loaded.
+func registerConfigGauges(reg prometheus.Registerer, store *config.Store) error {
+	unix := func(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "llmux_config_last_reload_success", Help: "1 if the newest configuration reload succeeded, 0 if the file (or a file it refers to) was rejected and an older configuration is serving."}, func() float64 {
+			if store.Status().Healthy {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "llmux_config_last_reload_timestamp_seconds", Help: "When a configuration reload was last tried (Unix time)."}, func() float64 { return unix(store.Status().LastAttempt) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "llmux_config_loaded_timestamp_seconds", Help: "When the configuration serving now was loaded (Unix time)."}, func() float64 { return unix(store.Status().LoadedAt) }),
+	} {
+		if err := reg.Register(g); err != nil {
+			return fmt.Errorf("config metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// adminMux serves health, readiness, status, metrics, the effective
+// configuration and pprof.
+func adminMux(store *config.Store, reg *prometheus.Registry, st *state) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if draining.Load() {
-			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		ready, why := readiness(store, st)
+		if !ready {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
-		if st := store.Status(); !st.Healthy {
-			http.Error(w, fmt.Sprintf("not ready: the configuration file is invalid (version %s still in force): %v", st.Version, st.LastError), http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "ready\n"+describe(store.Status()))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		ready, why := readiness(store, st)
+		cs := store.Status()
+		out := status{Ready: ready, Reason: why, ConfigVersion: cs.Version, ConfigLoadedAt: cs.LoadedAt, LastReloadAt: cs.LastAttempt, LastReloadOK: cs.Healthy, Files: cs.Files}
+		if cs.LastError != nil {
+			out.LastReloadError = cs.LastError.Error()
+		}
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		_, _ = io.WriteString(w, "ready\n")
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write(append(b, '\n'))
 	})
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
 		b, err := store.Current().Redacted()

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +21,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -145,7 +152,7 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("%v %v", r, err)
 	}
 	base := "http://" + a.adminAddr
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/config": `"api_key_env": "LLMUX_APP_TEST_PROVIDER_KEY"`, "/metrics": `llmux_requests_total{`, "/debug/pprof/": "goroutine"} {
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready\nserving config ", "/status": `"ready": true`, "/config": `"api_key_env": "LLMUX_APP_TEST_PROVIDER_KEY"`, "/metrics": `llmux_requests_total{`, "/debug/pprof/": "goroutine"} {
 		code, body := get(t, base+path)
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("%s: %d %q", path, code, body[:min(len(body), 200)])
@@ -157,50 +164,216 @@ func TestAdminEndpoints(t *testing.T) {
 
 }
 
-// TestInvalidReloadShowsInReadyz writes a broken file: the old config stays
-// in force and /readyz says why it is not ready; a fix makes it ready.
-func TestInvalidReloadShowsInReadyz(t *testing.T) {
-	dir := t.TempDir()
-	path := writeConfig(t, dir, cfgText)
-	a := startApp(t, path)
-	url := "http://" + a.adminAddr + "/readyz"
-	// The watcher may still be starting when a write lands: write until a
-	// reload with the wanted outcome is reported.
-	apply := func(text string, wantOK bool) {
-		t.Helper()
-		for i := 0; ; i++ {
-			writeConfig(t, dir, text+"# "+strconv.Itoa(i)+"\n")
-			select {
-			case ok := <-a.reloads:
-				if ok != wantOK {
-					t.Fatalf("reload ok=%v, want %v", ok, wantOK)
-				}
-				return
-			case <-time.After(200 * time.Millisecond):
-				if i > 50 {
-					t.Fatal("no reload reported")
-				}
+// modelsStatus sends GET /v1/models with key over ext_proc and returns the
+// status of llmux's immediate response.
+func modelsStatus(t *testing.T, grpcAddr, key string) int32 {
+	t.Helper()
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdrs := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":method", RawValue: []byte("GET")}, {Key: ":path", RawValue: []byte("/v1/models")}, {Key: "authorization", RawValue: []byte("Bearer " + key)}}}
+	if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: hdrs, EndOfStream: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	return int32(r.GetImmediateResponse().GetStatus().GetCode())
+}
+
+// metric returns the value of the first sample of /metrics named name
+// whose labels include every label given ("result=\"invalid\""), or ""
+// when there is none.
+func metric(t *testing.T, adminAddr, name string, labels ...string) string {
+	t.Helper()
+	_, body := get(t, "http://"+adminAddr+"/metrics")
+	for line := range strings.Lines(body) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(rest, l)
+		}
+		if all {
+			return rest[strings.LastIndexByte(rest, ' ')+1:]
+		}
+	}
+	return ""
+}
+
+// apply writes text as the configuration until a reload with the wanted
+// outcome is reported (the watcher may still be starting when a write
+// lands).
+func apply(t *testing.T, a *app, dir, text string, wantOK bool) {
+	t.Helper()
+	for i := 0; ; i++ {
+		writeConfig(t, dir, text+"# "+strconv.Itoa(i)+"\n")
+		select {
+		case ok := <-a.reloads:
+			if ok != wantOK {
+				t.Fatalf("reload ok=%v, want %v", ok, wantOK)
+			}
+			return
+		case <-time.After(2 * time.Second):
+			if i > 10 {
+				t.Fatal("no reload reported")
 			}
 		}
 	}
-	apply(cfgText+"bogus: true\n", false)
-	code, body := get(t, url)
-	if code != 503 || !strings.Contains(body, "bogus: unknown field") {
+}
+
+// TestInvalidReloadKeepsReady writes a broken file: llmux stays ready and
+// keeps serving the old config; the failure shows in /readyz's body,
+// /status, the metrics and one log line with the field paths; a later
+// good file is picked up.
+func TestInvalidReloadKeepsReady(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, cfgText)
+	a := startApp(t, path)
+	base := "http://" + a.adminAddr
+	if v := metric(t, a.adminAddr, "llmux_config_last_reload_success"); v != "1" {
+		t.Fatalf("llmux_config_last_reload_success %q before any reload", v)
+	}
+	loaded := metric(t, a.adminAddr, "llmux_config_loaded_timestamp_seconds")
+
+	apply(t, a, dir, cfgText+"bogus: true\n", false)
+	code, body := get(t, base+"/readyz")
+	if code != 200 || !strings.HasPrefix(body, "ready\nserving config ") || !strings.Contains(body, "failed (the config above is still serving)") || !strings.Contains(body, "bogus: unknown field") {
 		t.Fatalf("readyz %d %q", code, body)
 	}
-	if strings.Contains(body, providerSecret) {
-		t.Fatal("readyz leaks a secret")
+	code, js := get(t, base+"/status")
+	var st status
+	if err := json.Unmarshal([]byte(js), &st); err != nil || code != 200 {
+		t.Fatalf("status %d %s: %v", code, js, err)
 	}
-	if code, cfg := get(t, "http://"+a.adminAddr+"/config"); code != 200 || strings.Contains(cfg, "bogus") {
+	if !st.Ready || st.LastReloadOK || !strings.Contains(st.LastReloadError, "bogus: unknown field") || st.ConfigLoadedAt.IsZero() || !st.LastReloadAt.After(st.ConfigLoadedAt) {
+		t.Fatalf("status %+v", st)
+	}
+	for _, c := range []struct{ name, label, want string }{
+		{"llmux_config_last_reload_success", "", "0"},
+		{"llmux_config_loaded_timestamp_seconds", "", loaded},
+		{"llmux_config_reloads_total", `result="invalid"`, "1"},
+	} {
+		if got := metric(t, a.adminAddr, c.name, c.label); got != c.want {
+			t.Errorf("%s{%s} = %q, want %q", c.name, c.label, got, c.want)
+		}
+	}
+	if modelsStatus(t, a.grpcAddr, "sk-client-1") != 200 {
+		t.Error("the old config does not serve")
+	}
+	var failures []map[string]any
+	for line := range strings.Lines(a.logs.String()) {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "configuration reload failed; still serving the previous configuration" {
+			failures = append(failures, rec)
+		}
+	}
+	if len(failures) != 1 || fmt.Sprint(failures[0]["fields"]) != "[bogus]" || failures[0]["serving_version"] != st.ConfigVersion {
+		t.Errorf("failure log lines %v", failures)
+	}
+	for _, out := range []string{body, js, a.logs.String()} {
+		if strings.Contains(out, providerSecret) {
+			t.Fatal("a secret leaked")
+		}
+	}
+	if code, cfg := get(t, base+"/config"); code != 200 || strings.Contains(cfg, "bogus") {
 		t.Fatalf("the old config should stay in force: %s", cfg)
 	}
-	apply(cfgText, true)
-	if code, body := get(t, url); code != 200 || body != "ready\n" {
+
+	apply(t, a, dir, strings.Replace(cfgText, "model: gpt-4o-mini", "model: gpt-4o", 1), true)
+	if code, body := get(t, base+"/readyz"); code != 200 || strings.Contains(body, "failed") {
 		t.Fatalf("readyz after the fix %d %q", code, body)
 	}
-	if !strings.Contains(a.logs.String(), "configuration change rejected") {
-		t.Error("the rejection was not logged")
+	if v := metric(t, a.adminAddr, "llmux_config_last_reload_success"); v != "1" {
+		t.Errorf("llmux_config_last_reload_success %q after the fix", v)
 	}
+	if _, cfg := get(t, base+"/config"); !strings.Contains(cfg, `"model": "gpt-4o"`) {
+		t.Errorf("the fixed config is not in force: %s", cfg)
+	}
+}
+
+// TestReadyzNotReadyWhenDraining: readiness is false once llmux shuts down.
+func TestReadiness(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), cfgText)
+	t.Setenv("LLMUX_APP_TEST_KEY", "k")
+	t.Setenv("LLMUX_APP_TEST_PROVIDER_KEY", "p")
+	store, err := config.NewStore(path, config.LoadOptions{Kinds: translate.KnownKinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st state
+	for _, c := range []struct {
+		serving, draining bool
+		want              string
+	}{
+		{false, false, "not ready: the gRPC server is not serving"},
+		{true, false, "ready"},
+		{true, true, "not ready: shutting down"},
+	} {
+		st.serving.Store(c.serving)
+		st.draining.Store(c.draining)
+		srv := httptest.NewServer(adminMux(store, prometheus.NewRegistry(), &st))
+		code, body := get(t, srv.URL+"/readyz")
+		srv.Close()
+		if !strings.HasPrefix(body, c.want) || (code == 200) != (c.want == "ready") {
+			t.Errorf("%+v: %d %q", c, code, body)
+		}
+	}
+}
+
+// TestSIGHUPReloads sends the process a real SIGHUP: the configuration is
+// reloaded although no file changed, so a rotated environment variable
+// takes effect.
+func TestSIGHUPReloads(t *testing.T) {
+	a := startApp(t, writeConfig(t, t.TempDir(), cfgText))
+	if modelsStatus(t, a.grpcAddr, "sk-client-1") != 200 {
+		t.Fatal("the first key does not authenticate")
+	}
+	t.Setenv("LLMUX_APP_TEST_KEY", "sk-client-2")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ok := <-a.reloads:
+		if !ok {
+			t.Fatalf("SIGHUP reload failed\n%s", a.logs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("SIGHUP did not reload\n%s", a.logs)
+	}
+	if modelsStatus(t, a.grpcAddr, "sk-client-2") != 200 || modelsStatus(t, a.grpcAddr, "sk-client-1") != 401 {
+		t.Error("the rotated key is not in force")
+	}
+	if !strings.Contains(a.logs.String(), `"cause":"request"`) {
+		t.Errorf("the reload's cause is not logged:\n%s", a.logs)
+	}
+}
+
+// TestStartupLogNamesProviders: the startup log names the configured
+// providers and counts deployments and model groups.
+func TestStartupLogNamesProviders(t *testing.T) {
+	a := startApp(t, writeConfig(t, t.TempDir(), cfgText))
+	for line := range strings.Lines(a.logs.String()) {
+		if strings.Contains(line, `"msg":"llmux-extproc started"`) {
+			for _, want := range []string{`"providers":"openai (openai)"`, `"deployments":1`, `"model_groups":1`, `"config_version":"`} {
+				if !strings.Contains(line, want) {
+					t.Errorf("startup line lacks %s: %s", want, line)
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("no startup line:\n%s", a.logs)
 }
 
 func TestBadFlagsAndConfig(t *testing.T) {

@@ -6,10 +6,23 @@
 //	llmux-extproc -config llmux.yaml [-grpc-listen 127.0.0.1:50051 | unix:///run/llmux.sock]
 //	              [-admin-listen 127.0.0.1:9090] [-log-level info] [-log-format json]
 //
-// The admin listener serves /healthz, /readyz, /metrics (Prometheus),
+// The admin listener serves /healthz, /readyz, /status (the configuration
+// in force and the newest reload attempt, as JSON), /metrics (Prometheus),
 // /config (the effective configuration, secrets redacted) and /debug/pprof.
-// SIGTERM or SIGINT drains in-flight streams for up to -shutdown-grace,
-// then exits 0.
+//
+// /readyz answers 200 whenever llmux can serve: a configuration file
+// rejected on reload keeps the previous configuration serving, and shows in
+// /readyz's body, /status, one error log line with the field paths, and the
+// llmux_config_reloads_total{result="invalid"},
+// llmux_config_last_reload_success and llmux_config_*_timestamp_seconds
+// metrics. It answers 503 only while the gRPC server is not serving or
+// llmux is shutting down.
+//
+// The configuration file and the files it refers to (key_file,
+// api_key_file) are watched, Kubernetes ConfigMap and Secret volume updates
+// included; SIGHUP reloads them on demand (and rereads environment
+// variables). SIGTERM or SIGINT drains in-flight streams for up to
+// -shutdown-grace, then exits 0.
 package main
 
 import (

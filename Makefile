@@ -8,12 +8,19 @@ FUZZTIME  ?= 15s
 
 all: build
 
-build: ## Build llmux-extproc and the Envoy stand-in into bin/
-	$(GO) build -o $(BIN)/llmux-extproc ./cmd/extproc
-	$(GO) build -o $(BIN)/envoysim ./test/envoysim/cmd/envoysim
+# Flags for test/devstack, e.g. DEVSTACK_FLAGS='-port 11000 -grpc 127.0.0.1:50052 -admin 127.0.0.1:9091'
+DEVSTACK_FLAGS ?=
 
-run: build ## Start llmux + Envoy (or the stand-in) + a demo provider, print a working curl
-	$(GO) run ./test/devstack
+build: ## Build llmux-extproc and the Envoy stand-in into bin/
+	@echo "==> building $(BIN)/llmux-extproc (./cmd/extproc)"
+	@$(GO) build -o $(BIN)/llmux-extproc ./cmd/extproc
+	@echo "==> building $(BIN)/envoysim (./test/envoysim/cmd/envoysim)"
+	@$(GO) build -o $(BIN)/envoysim ./test/envoysim/cmd/envoysim
+
+run: ## Start llmux + Envoy (or the stand-in) + demo providers, print a working curl
+	@echo "==> building the launcher $(BIN)/devstack (./test/devstack; the first build compiles the dependencies and takes a while)"
+	@$(GO) build -o $(BIN)/devstack ./test/devstack
+	@$(BIN)/devstack -build -llmux $(BIN)/llmux-extproc $(DEVSTACK_FLAGS)
 
 test: lint race ## Everything: formatting, vet, unit, conformance and end-to-end tests under -race
 

@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,24 +33,96 @@ import (
 
 const demoKey = "sk-llmux-demo"
 
+// options are devstack's flags.
+type options struct {
+	bin, cfg, bootstrap, grpcAddr, admin string
+	port                                 int
+	build                                bool // build bin (go build ./cmd/extproc) after the port check
+}
+
 func main() {
-	var (
-		bin       = flag.String("llmux", "bin/llmux-extproc", "the llmux-extproc binary")
-		cfg       = flag.String("config", "proto/config/example.yaml", "llmux configuration")
-		bootstrap = flag.String("envoy-config", "envoy/standalone.yaml", "Envoy bootstrap")
-		grpcAddr  = flag.String("grpc", "127.0.0.1:50051", "llmux gRPC address")
-		admin     = flag.String("admin", "127.0.0.1:9090", "llmux admin address")
-		port      = flag.Int("port", 10000, "Envoy ingress port")
-	)
+	var o options
+	flag.StringVar(&o.bin, "llmux", "bin/llmux-extproc", "the llmux-extproc binary")
+	flag.StringVar(&o.cfg, "config", "proto/config/example.yaml", "llmux configuration")
+	flag.StringVar(&o.bootstrap, "envoy-config", "envoy/standalone.yaml", "Envoy bootstrap")
+	flag.StringVar(&o.grpcAddr, "grpc", "127.0.0.1:50051", "llmux gRPC address")
+	flag.StringVar(&o.admin, "admin", "127.0.0.1:9090", "llmux admin address")
+	flag.IntVar(&o.port, "port", 10000, "Envoy ingress port (the egress listener takes the next one)")
+	flag.BoolVar(&o.build, "build", false, "build the llmux binary (go build -o <llmux> ./cmd/extproc) once the ports are known to be free")
 	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("devstack: ")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *cfg, *bootstrap, *grpcAddr, *admin, *port); err != nil && !errors.Is(err, context.Canceled) {
-		log.Fatalf("devstack: %v", err)
+	if err := run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
+		stop()
+		log.Print(err)
+		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port int) error {
+// step prints what devstack is doing.
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+}
+
+// port is an address devstack needs free.
+type port struct{ addr, what, flag string }
+
+// ports are the addresses o needs.
+func (o options) ports() []port {
+	return []port{
+		{o.grpcAddr, "llmux gRPC (ext_proc)", "-grpc 127.0.0.1:PORT"},
+		{o.admin, "llmux admin", "-admin 127.0.0.1:PORT"},
+		{net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)), "Envoy ingress", "-port PORT"},
+		{net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port+1)), "Envoy egress (ingress port + 1)", "-port PORT"},
+	}
+}
+
+// checkPorts fails, naming every taken port, what it is for and what to
+// do, when one of ports cannot be listened on.
+func checkPorts(ports []port) error {
+	var b strings.Builder
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", p.addr)
+		if err == nil {
+			ln.Close()
+			continue
+		}
+		_, num, _ := net.SplitHostPort(p.addr)
+		fmt.Fprintf(&b, "\n  %s (%s) is not free: %v\n    see what holds it: ss -ltnp 'sport = :%s'   (an earlier `make run` still running?)\n    or move it:        make run DEVSTACK_FLAGS='%s'\n", p.addr, p.what, errorsCause(err), num, p.flag)
+	}
+	if b.Len() > 0 {
+		return fmt.Errorf("ports taken, nothing started:%s", b.String())
+	}
+	return nil
+}
+
+// errorsCause drops the "listen tcp addr:" prefix of a listen error.
+func errorsCause(err error) error {
+	if oe, ok := errors.AsType[*net.OpError](err); ok {
+		return oe.Err
+	}
+	return err
+}
+
+func run(ctx context.Context, o options) error {
+	bin, cfg, bootstrap, grpcAddr, admin, port := o.bin, o.cfg, o.bootstrap, o.grpcAddr, o.admin, o.port
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	step("checking that ports %s, %s, %d and %d are free", grpcAddr, admin, port, port+1)
+	if err := checkPorts(o.ports()); err != nil {
+		return err
+	}
+	if o.build {
+		step("building %s (go build ./cmd/extproc)", bin)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/extproc")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", bin, err)
+		}
+	}
+	step("looking for Envoy")
 	findEnvoy(ctx)
 	_, envoyErr := exec.LookPath("envoy")
 	realProvider := os.Getenv("OPENAI_API_KEY") != "" && envoyErr == nil
@@ -64,6 +138,7 @@ func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port 
 
 	clusters := map[string]string{"llmux": grpcAddr}
 	if !realProvider {
+		step("starting the demo providers (local fakes; no key or network needed)")
 		stop, err := startDemoProviders(clusters)
 		if err != nil {
 			return err
@@ -71,6 +146,7 @@ func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port 
 		defer stop()
 	}
 
+	step("starting llmux-extproc: gRPC %s, admin http://%s, config %s", grpcAddr, admin, cfg)
 	llmux := exec.CommandContext(ctx, bin, "-config", cfg, "-grpc-listen", grpcAddr, "-admin-listen", admin)
 	llmux.Stdout, llmux.Stderr = os.Stderr, os.Stderr
 	llmux.Cancel = func() error { return llmux.Process.Signal(syscall.SIGTERM) }
@@ -78,10 +154,20 @@ func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port 
 	if err := llmux.Start(); err != nil {
 		return fmt.Errorf("start %s: %w (run `make build` first)", bin, err)
 	}
-	defer func() { _ = llmux.Wait() }()
-	if err := waitHealthy(ctx, grpcAddr); err != nil {
+	llmuxDone := make(chan struct{})
+	var llmuxErr error
+	go func() { llmuxErr = llmux.Wait(); close(llmuxDone) }()
+	defer func() { cancel(); <-llmuxDone }()
+	step("waiting for llmux to answer its gRPC health check on %s", grpcAddr)
+	if err := waitHealthy(ctx, grpcAddr, llmuxDone); err != nil {
+		select {
+		case <-llmuxDone:
+			return fmt.Errorf("llmux-extproc exited before it was healthy (%v); its log is above", llmuxErr)
+		default:
+		}
 		return err
 	}
+	step("starting Envoy with %s: ingress 127.0.0.1:%d, egress 127.0.0.1:%d", bootstrap, port, port+1)
 
 	gw, err := envoysim.StartGateway(ctx, envoysim.Options{
 		BootstrapPath: bootstrap,
@@ -107,13 +193,18 @@ func run(ctx context.Context, bin, cfg, bootstrap, grpcAddr, admin string, port 
   -H 'Authorization: Bearer %s' -H 'content-type: application/json' \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`, ingress, os.Getenv("LLMUX_DEMO_KEY"))
 	fmt.Printf("\nllmux is up (%s gateway on %s, llmux admin on http://%s).\nTry:\n\n%s\n\n", gw.Kind(), ingress, admin, curl)
+	step("self-check: sending the request above once")
 	if out, err := selfCheck(ctx, ingress); err != nil {
 		log.Printf("self-check failed: %v", err)
 	} else {
 		fmt.Printf("self-check reply: %s\n\nCtrl-C stops everything.\n", out)
 	}
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-llmuxDone:
+		return fmt.Errorf("llmux-extproc exited (%v); its log is above", llmuxErr)
+	}
 }
 
 // startDemoProviders starts a fake of every provider the example
@@ -177,8 +268,9 @@ func startDemoProviders(clusters map[string]string) (stop func(), err error) {
 	return stop, nil
 }
 
-// waitHealthy waits until llmux answers the gRPC health check.
-func waitHealthy(ctx context.Context, addr string) error {
+// waitHealthy waits until llmux answers the gRPC health check, giving up
+// at once when exited is closed.
+func waitHealthy(ctx context.Context, addr string, exited <-chan struct{}) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -186,6 +278,13 @@ func waitHealthy(ctx context.Context, addr string) error {
 	defer conn.Close()
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	go func() {
+		select {
+		case <-exited:
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
 	if _, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
 		return fmt.Errorf("llmux did not become healthy on %s: %w", addr, err)
 	}

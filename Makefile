@@ -23,6 +23,7 @@ run: ## Start llmux + Envoy (or the stand-in) + demo providers, print a working 
 	@$(BIN)/devstack -build -llmux $(BIN)/llmux-extproc $(DEVSTACK_FLAGS)
 
 test: lint race ## Everything: formatting, vet, unit, conformance and end-to-end tests under -race
+	@command -v envoy >/dev/null 2>&1 || echo "note: no envoy on PATH, so the end-to-end suite ran against the Envoy stand-in (test/envoysim) only; put envoy on PATH to run it against real Envoy (docs/testing.md)"
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

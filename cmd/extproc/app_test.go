@@ -399,9 +399,6 @@ func TestBadFlagsAndConfig(t *testing.T) {
 // SIGTERM and checks that the open stream is still served, then that the
 // process exits 0 once it ends.
 func TestSIGTERMDrains(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "llmux-extproc")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -21,7 +21,10 @@ type LoadOptions struct {
 	Kinds []string
 	// Getenv reads the environment; nil means os.LookupEnv.
 	Getenv func(string) (string, bool)
-	// ReadFile reads key files; nil means os.ReadFile.
+	// ReadFile reads the files the configuration refers to (key files,
+	// credential files); nil means os.ReadFile. Every such file must be
+	// read through it: Store records what it reads to watch those files
+	// and to see when they change.
 	ReadFile func(string) ([]byte, error)
 	// BaseDir resolves relative key_file and api_key_file paths; Load and
 	// NewStore set it to the configuration file's directory when empty.

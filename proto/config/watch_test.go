@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -339,5 +340,56 @@ func TestStatusKeepsLoadedAt(t *testing.T) {
 	st := s.Status()
 	if st.Healthy || st.Version != good.Version || !st.LoadedAt.Equal(good.LoadedAt) || st.LastAttempt.Before(good.LastAttempt) || st.LastError == nil {
 		t.Fatalf("after a rejected file: %+v (before %+v)", st, good)
+	}
+}
+
+// fileFields lists the yaml paths of every schema field whose name ends in
+// _file, walking the File type.
+func fileFields(t reflect.Type, prefix string, out *[]string) {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map:
+		fileFields(t.Elem(), prefix+"[]", out)
+	case reflect.Struct:
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			p := strings.TrimPrefix(prefix+"."+name, ".")
+			if strings.HasSuffix(name, "_file") {
+				*out = append(*out, p)
+			}
+			fileFields(f.Type, p, out)
+		}
+	}
+}
+
+// TestEveryFileFieldIsWatched: each *_file field of the schema is read
+// through LoadOptions.ReadFile, so the store watches the file. A new
+// *_file field fails this test until it has a case here.
+func TestEveryFileFieldIsWatched(t *testing.T) {
+	cases := map[string]string{
+		"auth.keys[].key_file":                 "auth: {keys: [{name: k, tenant: t, key_file: %s}]}\n" + fmt.Sprintf(watchCfg, "m"),
+		"providers[].credentials.api_key_file": strings.Replace(fmt.Sprintf(watchCfg, "m"), "cluster: c}", "cluster: c, credentials: {api_key_file: %s}}", 1),
+	}
+	var fields []string
+	fileFields(reflect.TypeFor[File](), "", &fields)
+	for _, field := range fields {
+		cfg, ok := cases[field]
+		if !ok {
+			t.Errorf("%s: no case here; read the file through LoadOptions.ReadFile (so Store watches it) and add one", field)
+			continue
+		}
+		delete(cases, field)
+		dir := t.TempDir()
+		key := filepath.Join(dir, "secret")
+		replace(t, key, "sk-x\n")
+		s, _ := newStore(t, fmt.Sprintf(cfg, key))
+		if files := s.Status().Files; len(files) != 1 || files[0] != key {
+			t.Errorf("%s: watched files %v, want [%s]", field, files, key)
+		}
+	}
+	for field := range cases {
+		t.Errorf("case %s matches no schema field", field)
 	}
 }

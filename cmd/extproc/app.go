@@ -46,6 +46,7 @@ import (
 // flags are the command-line settings.
 type flags struct {
 	config        string
+	configPoll    time.Duration
 	grpcListen    string
 	adminListen   string
 	logLevel      string
@@ -61,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.SetOutput(stderr)
 	f := &flags{}
 	fs.StringVar(&f.config, "config", "llmux.yaml", "path of the llmux configuration file (watched with the files it refers to; valid changes apply live; SIGHUP reloads)")
+	fs.DurationVar(&f.configPoll, "config-poll-interval", config.DefaultPollInterval, "reread the configuration and the files it refers to this often even without file events")
 	fs.StringVar(&f.grpcListen, "grpc-listen", "127.0.0.1:50051", "ext_proc gRPC listen address: host:port or unix:///path/to.sock")
 	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9090", "admin HTTP listen address (/healthz /readyz /status /metrics /config /debug/pprof); empty disables it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -77,6 +79,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.maxRecvBytes <= 0 {
 		return nil, errors.New("-grpc-max-recv-bytes must be positive")
+	}
+	if f.configPoll <= 0 {
+		return nil, errors.New("-config-poll-interval must be positive")
 	}
 	return f, nil
 }
@@ -260,8 +265,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	}
 	wg.Go(func() {
 		_ = store.Watch(ctx, config.WatchHooks{
-			Reloaded: reloaded,
-			Degraded: func(err error) { log.Warn("configuration watch degraded; polling", "error", err) },
+			Reloaded:     reloaded,
+			PollInterval: f.configPoll,
+			Degraded:     func(err error) { log.Warn("configuration watch degraded; polling", "error", err) },
 		})
 	})
 	hup := h.hup

@@ -377,6 +377,7 @@ func TestBadFlagsAndConfig(t *testing.T) {
 		"bad level":    {"-config", writeConfig(t, dir, cfgText), "-log-level", "loud"},
 		"bad format":   {"-config", writeConfig(t, dir, cfgText), "-log-format", "xml"},
 		"stray arg":    {"-config", writeConfig(t, dir, cfgText), "extra"},
+		"bad poll":     {"-config", writeConfig(t, dir, cfgText), "-config-poll-interval", "0s"},
 	} {
 		if err := run(context.Background(), args, io.Discard, nil); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -5,6 +5,7 @@
 //
 //	llmux-extproc -config llmux.yaml [-grpc-listen 127.0.0.1:50051 | unix:///run/llmux.sock]
 //	              [-admin-listen 127.0.0.1:9090] [-log-level info] [-log-format json]
+//	              [-config-poll-interval 10s]
 //
 // The admin listener serves /healthz, /readyz, /status (the configuration
 // in force and the newest reload attempt, as JSON), /metrics (Prometheus),

@@ -216,6 +216,12 @@ func metric(t *testing.T, adminAddr, name string, labels ...string) string {
 func apply(t *testing.T, a *app, dir, text string, wantOK bool) {
 	t.Helper()
 	writeConfig(t, dir, text)
+	a.awaitReload(t, wantOK)
+}
+
+// awaitReload waits for the next reload and checks its outcome.
+func (a *app) awaitReload(t *testing.T, wantOK bool) {
+	t.Helper()
 	select {
 	case ok := <-a.reloads:
 		if ok != wantOK {
@@ -223,6 +229,15 @@ func apply(t *testing.T, a *app, dir, text string, wantOK bool) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no reload reported\n%s", a.logs)
+	}
+}
+
+// rotated checks that newKey authenticates over ext_proc and oldKey no
+// longer does.
+func (a *app) rotated(t *testing.T, newKey, oldKey string) {
+	t.Helper()
+	if modelsStatus(t, a.grpcAddr, newKey) != 200 || modelsStatus(t, a.grpcAddr, oldKey) != 401 {
+		t.Error("the rotated key is not in force")
 	}
 }
 
@@ -337,17 +352,8 @@ func TestSIGHUPReloads(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case ok := <-a.reloads:
-		if !ok {
-			t.Fatalf("SIGHUP reload failed\n%s", a.logs)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("SIGHUP did not reload\n%s", a.logs)
-	}
-	if modelsStatus(t, a.grpcAddr, "sk-client-2") != 200 || modelsStatus(t, a.grpcAddr, "sk-client-1") != 401 {
-		t.Error("the rotated key is not in force")
-	}
+	a.awaitReload(t, true)
+	a.rotated(t, "sk-client-2", "sk-client-1")
 	if !strings.Contains(a.logs.String(), `"cause":"request"`) {
 		t.Errorf("the reload's cause is not logged:\n%s", a.logs)
 	}
@@ -488,5 +494,45 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), providerSecret) {
 		t.Fatal("logs leak the provider key")
+	}
+}
+
+// TestSecretVolumeRotation rotates a client key mounted from a Kubernetes
+// Secret (a ..data symlink swap, as the kubelet does it): once the reload
+// is reported, the new key authenticates over ext_proc and the old one no
+// longer does.
+func TestSecretVolumeRotation(t *testing.T) {
+	secrets := t.TempDir()
+	version := func(ts, key string) {
+		if err := os.Mkdir(filepath.Join(secrets, ts), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(secrets, ts, "client.key"), []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(ts, filepath.Join(secrets, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(secrets, "..data_tmp"), filepath.Join(secrets, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_12_03_22_00_00.000000001", "sk-rotated-old")
+	if err := os.Symlink("..data/client.key", filepath.Join(secrets, "client.key")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(cfgText, "key_env: LLMUX_APP_TEST_KEY", "key_file: "+filepath.Join(secrets, "client.key"), 1)
+	a := startApp(t, writeConfig(t, t.TempDir(), cfg))
+	if modelsStatus(t, a.grpcAddr, "sk-rotated-old") != 200 {
+		t.Fatal("the mounted key does not authenticate")
+	}
+	version("..2026_12_03_22_05_00.000000002", "sk-rotated-new")
+	if err := os.RemoveAll(filepath.Join(secrets, "..2026_12_03_22_00_00.000000001")); err != nil {
+		t.Fatal(err)
+	}
+	a.awaitReload(t, true)
+	a.rotated(t, "sk-rotated-new", "sk-rotated-old")
+	if strings.Contains(a.logs.String(), "sk-rotated") {
+		t.Error("a key reached the log")
 	}
 }

@@ -228,6 +228,26 @@ func TestStalledStreamIsAnError(t *testing.T) {
 			waitReleased(t, r.fakes[model], gate)
 		})
 	}
+	t.Run("stream stalled before its first chunk", func(t *testing.T) {
+		// The 200 has gone out and Envoy has no body chunk to splice
+		// into: llmux makes Envoy reset the client stream, which the SDK
+		// raises, instead of leaving the client hanging.
+		gate, id := "stall-first", newFaultID()
+		stream := r.client.Chat.Completions.NewStreaming(context.Background(),
+			openai.ChatCompletionNewParams{Model: "openai", Messages: userMsg("one two")}, option.WithHeader("x-request-id", id),
+			withFault(fakeprovider.HeaderFault, fakeprovider.FaultStall), withFault(fakeprovider.HeaderFaultAfter, "0"),
+			withFault(fakeprovider.HeaderHold, gate))
+		content, err := drain(stream)
+		stream.Close()
+		n++
+		if err == nil || content != "" {
+			t.Fatalf("stalled stream: err %v after %q", err, content)
+		}
+		if got := r.llmuxRecord(t, id); got != "200 stream_stalled" {
+			t.Errorf("llmux recorded %q", got)
+		}
+		waitReleased(t, r.fake, gate)
+	})
 	r.waitNoStreams()
 }
 

@@ -134,9 +134,16 @@ func (r *failRig) checkOutcome(status, code string) {
 	if got := r.recorded(); len(got) != 1 || got[0] != status+" "+code {
 		r.t.Errorf("metric records %q, want [%s %s]", got, status, code)
 	}
+	// Failures that are not the client's doing are warnings; an
+	// interrupted stream (often a client that stopped reading) is info.
+	level := map[string]string{"": "DEBUG", "canceled": "DEBUG", "stream_interrupted": "INFO"}[code]
+	if level == "" {
+		level = "WARN"
+	}
 	lines := r.requestLines()
-	if len(lines) != 1 || !strings.Contains(lines[0], "error_code="+code) || !strings.Contains(lines[0], "status="+status) {
-		r.t.Errorf("log lines %q, want one with status=%s error_code=%s", lines, status, code)
+	if len(lines) != 1 || !strings.Contains(lines[0], "error_code="+code) || !strings.Contains(lines[0], "status="+status) ||
+		!strings.Contains(lines[0], "level="+level) {
+		r.t.Errorf("log lines %q, want one at %s with status=%s error_code=%s", lines, level, status, code)
 	}
 }
 

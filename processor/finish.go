@@ -69,9 +69,14 @@ func (h *handler) complete() {
 	h.s.opts.Metrics.RecordRequest(h.ctx, r)
 	// One line per request; failures that are not the client's doing
 	// (a 5xx, or a class whose status is 5xx even when the client saw a
-	// 200, like a truncated stream) at warning level.
+	// 200, like a truncated stream) at warning level. An interrupted
+	// stream is as often a client that stopped reading as an upstream
+	// reset: info.
 	level := slog.LevelDebug
-	if h.status >= 500 || translate.Code(h.errCode).Known() && translate.Code(h.errCode).Status() >= 500 {
+	switch code := translate.Code(h.errCode); {
+	case code == translate.CodeStreamInterrupted:
+		level = slog.LevelInfo
+	case h.status >= 500 || code.Known() && code.Status() >= 500:
 		level = slog.LevelWarn
 	}
 	h.s.opts.Logger.Log(h.ctx, level, "request",

@@ -31,6 +31,7 @@ func (h *handler) complete() {
 		return
 	}
 	h.recorded = true
+	h.stopWatchdog()
 	now := h.s.opts.Now()
 	r := telemetry.Request{
 		Endpoint:               h.ep.String(),
@@ -66,8 +67,16 @@ func (h *handler) complete() {
 		}
 	}
 	h.s.opts.Metrics.RecordRequest(h.ctx, r)
+	// One line per request; failures that are not the client's doing
+	// (a 5xx, or a class whose status is 5xx even when the client saw a
+	// 200, like a truncated stream) at warning level. An interrupted
+	// stream is as often a client that stopped reading as an upstream
+	// reset: info.
 	level := slog.LevelDebug
-	if h.status >= 500 {
+	switch code := translate.Code(h.errCode); {
+	case code == translate.CodeStreamInterrupted:
+		level = slog.LevelInfo
+	case h.status >= 500 || code.Known() && code.Status() >= 500:
 		level = slog.LevelWarn
 	}
 	h.s.opts.Logger.Log(h.ctx, level, "request",
@@ -83,15 +92,26 @@ func (h *handler) depName() string {
 	return h.dep.Name
 }
 
-// finish runs when the stream ends, however it ends.
+// end runs when Process returns, however the stream ended.
+func (h *handler) end() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.finish()
+}
+
+// finish records a request whose stream ended before llmux's last reply.
+// Envoy ends the ext_proc stream without a word in every such case
+// (reference §4.2): the client went away; the upstream reset or timed out
+// once the response had started (Envoy then sends its own 503/504 if the
+// headers were still held, or resets the client stream); or, on Envoy
+// 1.34–1.36, Envoy answered the client itself and skipped ext_proc. What
+// llmux knows is how far the exchange had got, and that is what it
+// records (docs/architecture.md, "Failures").
 func (h *handler) finish() {
+	h.stopWatchdog()
 	if h.recorded {
 		return
 	}
-	// Envoy ended the stream before llmux sent its last reply: the client
-	// went away, or (once the response had started) the upstream reset and
-	// Envoy reset the client stream (reference §4.2). ext_proc cannot tell
-	// these apart; both are recorded as canceled.
 	if h.outcomeSent {
 		// The client had the whole response (its terminal event, or the
 		// in-band error) and closed before the upstream's end of stream:
@@ -100,9 +120,23 @@ func (h *handler) finish() {
 		return
 	}
 	if h.errCode == "" {
-		h.errCode = string(translate.CodeCanceled)
+		switch {
+		case h.ph < phaseResponseBody:
+			// No response yet: the client went away (or, on Envoy
+			// 1.34–1.36, Envoy answered it without ext_proc).
+			h.errCode = string(translate.CodeCanceled)
+			h.status = translate.CodeCanceled.Status()
+		default:
+			// The response had started. The client saw the status llmux
+			// released; if the headers were still held it saw Envoy's
+			// own 503/504 or nothing at all, which llmux cannot know (0).
+			h.errCode = string(translate.CodeStreamInterrupted)
+			if h.heldHeaders != nil {
+				h.status = 0
+			}
+		}
 	}
-	if h.status == 0 {
+	if h.status == 0 && h.ph < phaseResponseBody {
 		h.status = translate.CodeCanceled.Status()
 	}
 	h.complete()

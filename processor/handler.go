@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -42,8 +43,10 @@ type sender interface {
 	Send(*extprocv3.ProcessingResponse) error
 }
 
-// handler is the state of one ext_proc stream.
+// handler is the state of one ext_proc stream. Process and the response
+// watchdog's timer both drive it, each holding mu.
 type handler struct {
+	mu  sync.Mutex
 	s   *Server
 	ctx context.Context
 	cfg *config.Runtime
@@ -65,9 +68,11 @@ type handler struct {
 	broken                          bool                       // the decoder failed; the rest of the body is dropped
 	sawBody                         bool                       // Envoy sent at least one response_body message
 	heldHeaders                     *extprocv3.HeadersResponse // response headers reply waiting for the body
-	masked                          *translate.Error           // replaces a provider's auth error for the client
+	masked                          *translate.Error           // the error the client gets instead of the decoder's (a provider auth error, a truncated body)
 	outcomeSent                     bool                       // final metadata went out with the terminal event
 	recorded                        bool
+	watchdog                        Timer     // the response body's idle timer, nil when not armed
+	lastBodyAt                      time.Time // when the last response body chunk arrived
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse

@@ -1,8 +1,10 @@
 package processor
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
@@ -48,6 +50,7 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	}
 	h.ph = phaseResponseBody
 	h.chunk = newChunkResponse()
+	h.armWatchdog()
 	if h.status >= 400 || !h.treq.Stream {
 		// The body decides the client's status (a provider's 400 that is
 		// really an authentication error; a 200 whose body is an error),
@@ -110,6 +113,24 @@ func (h *handler) decode(src []byte, final bool) []byte {
 			out = h.masked.AppendJSON(out[:0])
 		}
 	}
+	if final && err == nil && h.masked == nil {
+		if res := h.dec.Result(); !res.Completed && res.Err == nil {
+			// The upstream ended cleanly but without the provider's
+			// terminal event: the answer is cut. The client must not take
+			// it for a whole one.
+			h.masked = &translate.Error{Code: translate.CodeUpstreamTruncated,
+				Message: "The provider's response ended before it was complete; the answer is truncated."}
+			h.errCode = string(translate.CodeUpstreamTruncated)
+			if h.dec.ContentType() == "text/event-stream" {
+				out = appendEventError(out, h.masked)
+			} else {
+				// A buffered decoder that did not complete has produced
+				// nothing: the client gets the error instead (status
+				// from releaseHeaders).
+				out = h.masked.AppendJSON(out[:0])
+			}
+		}
+	}
 	if err != nil {
 		h.broken = true
 		h.s.opts.Logger.Warn("llmux: response decoding failed", "request_id", h.requestID, "deployment", h.depName(), "error", err)
@@ -121,9 +142,7 @@ func (h *handler) decode(src []byte, final bool) []byte {
 		// getting: an SSE event in a stream, the JSON body otherwise (a
 		// buffered decoder has produced nothing before it fails).
 		if h.dec.ContentType() == "text/event-stream" {
-			out = append(out, "data: "...)
-			out = e.AppendJSON(out)
-			out = append(out, "\n\n"...)
+			out = appendEventError(out, e)
 		} else {
 			out = e.AppendJSON(out)
 		}
@@ -135,8 +154,19 @@ func (h *handler) decode(src []byte, final bool) []byte {
 	return out
 }
 
+// appendEventError appends e as one OpenAI SSE error event. No [DONE]
+// follows: both official SDKs raise this event as an error.
+func appendEventError(dst []byte, e *translate.Error) []byte {
+	dst = append(dst, "data: "...)
+	dst = e.AppendJSON(dst)
+	return append(dst, "\n\n"...)
+}
+
 func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	h.sawBody = true
+	if h.watchdog != nil {
+		h.lastBodyAt = h.s.opts.Now()
+	}
 	eos := b.GetEndOfStream()
 	out := h.decode(b.GetBody(), eos)
 	if len(out) == 0 && !eos {
@@ -193,4 +223,97 @@ func (h *handler) onResponseTrailers() error {
 	h.complete()
 	trailers.DynamicMetadata = h.metadata(true)
 	return h.send(trailers)
+}
+
+// armWatchdog starts the response body's idle bound
+// (server.stream_idle_timeout). One timer serves the whole response: a
+// chunk only records when it came, and the timer, when it fires, re-arms
+// itself for what is left of the bound if a chunk came meanwhile.
+func (h *handler) armWatchdog() {
+	d := h.cfg.Server().StreamIdleTimeout
+	if d <= 0 {
+		return
+	}
+	h.lastBodyAt = h.s.opts.Now()
+	h.watchdog = h.s.opts.AfterFunc(d, h.onWatchdog)
+}
+
+// stopWatchdog stops the idle timer; a callback already running finds the
+// exchange over and does nothing.
+func (h *handler) stopWatchdog() {
+	if h.watchdog != nil {
+		h.watchdog.Stop()
+		h.watchdog = nil
+	}
+}
+
+// onWatchdog runs on the timer's goroutine while Process may be blocked in
+// Recv; FULL_DUPLEX_STREAMED lets llmux reply unprompted (reference,
+// errata: "replies the processor sends unprompted ... are applied at
+// once").
+func (h *handler) onWatchdog() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.watchdog == nil || h.ph != phaseResponseBody || h.recorded {
+		return
+	}
+	d := h.cfg.Server().StreamIdleTimeout
+	if rest := d - h.s.opts.Now().Sub(h.lastBodyAt); rest > 0 {
+		h.watchdog.Reset(rest)
+		return
+	}
+	h.watchdog = nil
+	if err := h.stalled(d); err != nil {
+		h.s.opts.Logger.Debug("llmux: sending the stall reply failed", "request_id", h.requestID, "error", err)
+	}
+}
+
+// stalled ends a response whose upstream went silent for d, in the only
+// form Envoy accepts at this point:
+//   - headers held, body chunks seen: the headers reply with 504, then
+//     the OpenAI error body with end_of_stream;
+//   - headers held, no body chunk yet: an ImmediateResponse 504 (a body
+//     reply before Envoy sent a chunk would be spurious);
+//   - headers sent, chunks seen: an OpenAI error event with end_of_stream
+//     (Envoy then resets the still-open upstream);
+//   - headers sent, no chunk yet: nothing can be spliced; an
+//     ImmediateResponse makes Envoy reset the client stream, which the
+//     client sees as a failure rather than a hang.
+func (h *handler) stalled(d time.Duration) error {
+	e := &translate.Error{Code: translate.CodeStreamStalled,
+		Message: fmt.Sprintf("The provider sent nothing for %s; the gateway ended the response.", d)}
+	h.masked = e
+	h.errCode = string(e.Code)
+	h.ph = phaseDone
+	switch {
+	case h.heldHeaders != nil && h.sawBody:
+		if err := h.releaseHeaders(); err != nil {
+			h.complete()
+			return err
+		}
+		h.complete()
+		return h.sendLast(e.AppendJSON(h.buf[:0]))
+	case h.heldHeaders != nil || !h.sawBody:
+		if h.heldHeaders != nil {
+			h.status = e.HTTPStatus()
+		}
+		h.heldHeaders = nil
+		h.complete()
+		return h.send(immediateResponse(e.HTTPStatus(), e.AppendJSON(nil), "llmux_"+string(e.Code), h.metadata(true)))
+	default:
+		h.complete()
+		if h.dec.ContentType() == "text/event-stream" {
+			return h.sendLast(appendEventError(h.buf[:0], e))
+		}
+		return h.sendLast(e.AppendJSON(h.buf[:0]))
+	}
+}
+
+// sendLast sends the last body reply, with end_of_stream and the outcome.
+func (h *handler) sendLast(body []byte) error {
+	h.buf = body
+	h.chunk.body.Body = body
+	h.chunk.body.EndOfStream = true
+	h.chunk.msg.DynamicMetadata = h.metadata(true)
+	return h.send(h.chunk.msg)
 }

@@ -44,6 +44,16 @@ type Options struct {
 	// Translator finds the translator of a provider kind; nil means
 	// translate.Lookup.
 	Translator func(kind string) (translate.Translator, bool)
+	// AfterFunc starts the response watchdog's timer, as time.AfterFunc
+	// does; nil means time.AfterFunc. The watchdog reads Now to tell a
+	// stall from a timer that fired late, so tests inject both.
+	AfterFunc func(d time.Duration, f func()) Timer
+}
+
+// Timer is the part of *time.Timer the watchdog uses.
+type Timer interface {
+	Stop() bool
+	Reset(d time.Duration) bool
 }
 
 // Server implements the ext_proc ExternalProcessor service.
@@ -63,6 +73,9 @@ func New(opts Options) *Server {
 	if opts.Translator == nil {
 		opts.Translator = translate.Lookup
 	}
+	if opts.AfterFunc == nil {
+		opts.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+	}
 	return &Server{opts: opts}
 }
 
@@ -75,7 +88,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	defer s.opts.Metrics.StreamEnded(ctx)
 
 	h := newHandler(s, ctx, stream)
-	defer h.finish()
+	defer h.end()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -84,13 +97,25 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			}
 			return status.Errorf(codes.Unknown, "llmux: receive: %v", err)
 		}
-		if err := h.handle(req); err != nil {
+		// The watchdog may answer while this goroutine waits in Recv:
+		// the handler's state and its sends are under h.mu.
+		h.mu.Lock()
+		if h.ph == phaseDone {
+			// The watchdog ended the exchange: what Envoy still sends
+			// (the abandoned upstream's late chunks) is dropped.
+			h.mu.Unlock()
+			return nil
+		}
+		err = h.handle(req)
+		done := h.ph == phaseDone
+		h.mu.Unlock()
+		if err != nil {
 			if normalEnd(err) {
 				return nil // Envoy went away while llmux was answering
 			}
 			return err
 		}
-		if h.ph == phaseDone {
+		if done {
 			// Nothing more is expected: Envoy closes its side too.
 			return nil
 		}

@@ -152,8 +152,8 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	if n := g.activeStreams(t); n != 0 {
 		t.Fatalf("active streams %d after the disconnect", n)
 	}
-	if n := g.requests(t, "canceled"); n != 1 {
-		t.Fatalf("requests recorded as canceled: %d", n)
+	if n := g.requests(t, "stream_interrupted"); n != 1 {
+		t.Fatalf("requests recorded as stream_interrupted: %d", n)
 	}
 }
 

@@ -39,6 +39,19 @@ const (
 	// CodeCanceled is a request the client abandoned (HTTP 499, nginx's
 	// convention); nothing is sent to the client any more.
 	CodeCanceled Code = "canceled"
+	// CodeUpstreamTruncated is a response whose upstream ended cleanly
+	// without the provider's terminal event (a stream without its [DONE],
+	// message_stop, messageStop or finishReason; a body cut short).
+	CodeUpstreamTruncated Code = "upstream_truncated"
+	// CodeStreamStalled is a response whose upstream sent nothing for
+	// llmux's idle bound (server.stream_idle_timeout); llmux ended it.
+	CodeStreamStalled Code = "stream_stalled"
+	// CodeStreamInterrupted is a response that had started (the upstream's
+	// headers reached llmux) when Envoy ended the exchange: the client went
+	// away, or the upstream reset or timed out. ext_proc gets no message in
+	// any of these cases, so they are one class; Envoy's access log
+	// (%RESPONSE_FLAGS%) tells them apart. Nothing is sent to the client.
+	CodeStreamInterrupted Code = "stream_interrupted"
 )
 
 // Codes lists every error class, in documentation order.
@@ -48,6 +61,7 @@ var Codes = []Code{
 	CodeContentFiltered, CodeUnsupported, CodeRateLimited, CodeQuotaExhausted,
 	CodeOverloaded, CodeTimeout, CodeUpstreamUnavailable, CodeUpstreamProtocol,
 	CodeUpstreamError, CodeInternal, CodeCanceled,
+	CodeUpstreamTruncated, CodeStreamStalled, CodeStreamInterrupted,
 }
 
 // codeInfo is the OpenAI-facing shape of a Code.
@@ -78,6 +92,9 @@ var codes = map[Code]codeInfo{
 	CodeUpstreamError:         {http.StatusInternalServerError, "server_error", true, "server_error"},
 	CodeInternal:              {http.StatusInternalServerError, "server_error", false, "internal"},
 	CodeCanceled:              {499, "server_error", false, "canceled"},
+	CodeUpstreamTruncated:     {http.StatusBadGateway, "server_error", true, "upstream_truncated"},
+	CodeStreamStalled:         {http.StatusGatewayTimeout, "server_error", true, "stream_stalled"},
+	CodeStreamInterrupted:     {http.StatusBadGateway, "server_error", true, "stream_interrupted"},
 }
 
 // Status is the HTTP status OpenAI would use for this class.

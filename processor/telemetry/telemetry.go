@@ -37,7 +37,7 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		err error
 	)
 	seconds := metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-	if x.requests, err = m.Int64Counter("llmux.requests", metric.WithDescription("Requests handled, by endpoint, model group, provider, status and error code.")); err != nil {
+	if x.requests, err = m.Int64Counter("llmux.requests", metric.WithDescription("Requests handled, by endpoint, model group, provider, status (the status the client saw; 0 when unknown) and error code (empty on success).")); err != nil {
 		return nil, fmt.Errorf("telemetry: requests: %w", err)
 	}
 	if x.tokens, err = m.Int64Counter("llmux.tokens", metric.WithDescription("Tokens reported by providers, by kind (input, output, cached, cache_creation, reasoning).")); err != nil {

@@ -116,7 +116,7 @@ func TestInvalidFixtures(t *testing.T) {
 
 func TestParseFull(t *testing.T) {
 	rt := mustParseFile(t, "testdata/valid/full.yaml")
-	if got := rt.Server(); got != (Server{ClusterHeader: "x-upstream", MetadataNamespace: "com.example.llmux", MaxRequestBodyBytes: 1 << 20, MaxResponseBodyBytes: 256 << 20}) {
+	if got := rt.Server(); got != (Server{ClusterHeader: "x-upstream", MetadataNamespace: "com.example.llmux", MaxRequestBodyBytes: 1 << 20, MaxResponseBodyBytes: 256 << 20, StreamIdleTimeout: 90 * time.Second}) {
 		t.Errorf("server %+v", got)
 	}
 	if rt.IdentityHeader() != "x-tenant" {
@@ -154,7 +154,7 @@ func TestParseFull(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	rt := mustParseFile(t, "testdata/valid/minimal.yaml")
-	want := Server{ClusterHeader: "x-llmux-upstream", MetadataNamespace: "io.llmux", MaxRequestBodyBytes: 16 << 20, MaxResponseBodyBytes: 32 << 20}
+	want := Server{ClusterHeader: "x-llmux-upstream", MetadataNamespace: "io.llmux", MaxRequestBodyBytes: 16 << 20, MaxResponseBodyBytes: 32 << 20, StreamIdleTimeout: DefaultStreamIdleTimeout}
 	if got := rt.Server(); got != want {
 		t.Errorf("server %+v, want %+v", got, want)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -343,6 +344,10 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) 
 			return
 		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
+			if v.Type() == reflect.TypeFor[time.Duration]() {
+				c.shape(path, "expected a duration such as 90s or 5m, got %q", n.Value)
+				return
+			}
 			c.shape(path, "expected %s, got %q", kindName(v.Kind()), n.Value)
 		}
 	}

@@ -170,6 +170,12 @@ func validateServer(c *errs, f *File, rt *Runtime) {
 	}
 	checkLimit("server.max_request_body_bytes", &s.MaxRequestBodyBytes, DefaultMaxRequestBodyBytes)
 	checkLimit("server.max_response_body_bytes", &s.MaxResponseBodyBytes, DefaultMaxResponseBodyBytes)
+	switch d := s.StreamIdleTimeout; {
+	case d == 0:
+		s.StreamIdleTimeout = DefaultStreamIdleTimeout
+	case d < MinStreamIdleTimeout || d > MaxStreamIdleTimeout:
+		c.add("server.stream_idle_timeout", "must be between %s and %s, got %s", MinStreamIdleTimeout, MaxStreamIdleTimeout, d)
+	}
 	rt.server = s
 }
 

@@ -5,6 +5,8 @@
 // swaps valid changes in atomically.
 package config
 
+import "time"
+
 // File is the root of an llmux configuration file (YAML, snake_case keys).
 type File struct {
 	// Server holds process-wide settings.
@@ -33,6 +35,12 @@ type Server struct {
 	// MaxResponseBodyBytes caps responses llmux must buffer (default
 	// 32 MiB).
 	MaxResponseBodyBytes int64 `yaml:"max_response_body_bytes" json:"max_response_body_bytes"`
+	// StreamIdleTimeout is llmux's idle bound on a response body: when the
+	// upstream sends nothing for this long after its response headers or
+	// between body chunks, llmux ends the response with an error
+	// (stream_stalled). A Go duration, 1s to 1h (default 240s); keep it
+	// below Envoy's stream_idle_timeout, or Envoy resets the stream first.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout" json:"stream_idle_timeout"`
 }
 
 // Defaults and limits of the server settings.
@@ -49,6 +57,12 @@ const (
 	DefaultMaxResponseBodyBytes = 32 << 20
 	// MaxBodyBytes is the largest body limit accepted (256 MiB).
 	MaxBodyBytes = 256 << 20
+	// DefaultStreamIdleTimeout is server.stream_idle_timeout's default:
+	// below the 300s stream_idle_timeout of the shipped Envoy configs.
+	DefaultStreamIdleTimeout = 240 * time.Second
+	// MinStreamIdleTimeout and MaxStreamIdleTimeout bound
+	// server.stream_idle_timeout.
+	MinStreamIdleTimeout, MaxStreamIdleTimeout = time.Second, time.Hour
 )
 
 // Auth says how clients are identified.

@@ -7,7 +7,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -80,6 +79,7 @@ type rig struct {
 	baseURL  string
 	streams  *streamTracker
 	envoyLog *syncBuffer
+	llmuxLog *syncBuffer // llmux's own log, debug level
 }
 
 // streamTracker counts ext_proc streams in progress on the llmux side.
@@ -158,8 +158,9 @@ func startRigWith(t *testing.T, cfgYAML string, clusters map[string]string) *rig
 	if err != nil {
 		t.Fatal(err)
 	}
+	llmuxLog := &syncBuffer{}
 	tracker := &streamTracker{
-		Server: processor.New(processor.Options{Config: store.Current, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}),
+		Server: processor.New(processor.Options{Config: store.Current, Logger: slog.New(slog.NewTextHandler(llmuxLog, &slog.HandlerOptions{Level: slog.LevelDebug}))}),
 		ended:  make(chan struct{}, 64),
 	}
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
@@ -181,7 +182,7 @@ func startRigWith(t *testing.T, cfgYAML string, clusters map[string]string) *rig
 
 	base := "http://" + gw.Addr("ingress") + "/v1/"
 	r := &rig{
-		t: t, fake: fake, gw: gw, streams: tracker, envoyLog: logBuf, baseURL: base,
+		t: t, fake: fake, gw: gw, streams: tracker, envoyLog: logBuf, llmuxLog: llmuxLog, baseURL: base,
 		client: openai.NewClient(option.WithBaseURL(base), option.WithAPIKey(clientKey), option.WithMaxRetries(0), option.WithRequestTimeout(30*time.Second)),
 	}
 	if sim, ok := gw.(*envoysim.Sim); ok {

@@ -49,12 +49,12 @@ type Options struct {
 
 // Sim is a running Envoy stand-in.
 type Sim struct {
-	opts   Options
-	cfg    *config
+	opts Options
+	cfg  *config
 	// skipLocalReply: Envoy's local replies bypass ext_proc (1.34–1.36).
 	skipLocalReply bool
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx            context.Context
+	cancel         context.CancelFunc
 
 	servers   map[string]*http.Server
 	addrs     map[string]string
@@ -126,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	s := &Sim{
 		opts: opts, cfg: cfg, ctx: sctx, cancel: cancel,
 		skipLocalReply: skipExtProcOnLocalReply(minor, cfg.runtime),
-		servers: map[string]*http.Server{}, addrs: map[string]string{},
+		servers:        map[string]*http.Server{}, addrs: map[string]string{},
 		grpcConns: map[string]*grpc.ClientConn{}, transports: map[string]*http.Transport{},
 		stats: map[string]uint64{}, logCh: make(chan struct{}),
 	}

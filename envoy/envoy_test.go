@@ -309,10 +309,11 @@ func TestSnippetsMatchStandalone(t *testing.T) {
 		return nil
 	}
 	want := map[string]proto.Message{
-		"snippets/ext_proc_filter.yaml":  extProc,
-		"snippets/llmux_cluster.yaml":    cluster("llmux"),
-		"snippets/provider_cluster.yaml": cluster("openai"),
-		"snippets/route.yaml":            ingress.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0],
+		"snippets/ext_proc_filter.yaml":    extProc,
+		"snippets/llmux_cluster.yaml":      cluster("llmux"),
+		"snippets/provider_cluster.yaml":   cluster("openai"),
+		"snippets/route.yaml":              ingress.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0],
+		"snippets/local_reply_config.yaml": ingress.GetLocalReplyConfig(),
 	}
 	for file, w := range want {
 		docs := readDocs(t, file)

@@ -292,7 +292,7 @@ func buildCluster(path string, c *clusterv3.Cluster, overrides map[string]string
 		if len(po.GetHttpFilters()) > 0 {
 			return nil, unsupported(p+".http_filters", "upstream HTTP filters (e.g. ext_proc as an upstream filter) are not modelled")
 		}
-		if err := checkFields(p, &po, "explicit_http_config", "common_http_protocol_options"); err != nil {
+		if err := checkFields(p, &po, "explicit_http_config", "auto_config", "common_http_protocol_options"); err != nil {
 			return nil, err
 		}
 		if e := po.GetExplicitHttpConfig(); e != nil {
@@ -301,8 +301,19 @@ func buildCluster(path string, c *clusterv3.Cluster, overrides map[string]string
 			} else if e.GetHttp3ProtocolOptions() != nil {
 				return nil, unsupported(p+".explicit_http_config.http3_protocol_options", "HTTP/3 upstreams are not modelled")
 			}
+		} else if a := po.GetAutoConfig(); a != nil {
+			// ALPN picks the protocol. Envoy refuses auto_config without a
+			// transport socket that does ALPN; an overridden cluster loses
+			// its TLS here (as in LoopbackBootstrap, which drops auto_config
+			// with it), so it speaks HTTP/1.1.
+			if a.GetHttp3ProtocolOptions() != nil {
+				return nil, unsupported(p+".auto_config.http3_protocol_options", "HTTP/3 upstreams are not modelled")
+			}
+			if c.GetTransportSocket() == nil {
+				return nil, fmt.Errorf("envoysim: %s.auto_config: ALPN is required for auto_config: the cluster needs a TLS transport socket", p)
+			}
 		} else if po.GetUpstreamProtocolOptions() != nil {
-			return nil, unsupported(p+".upstream_protocol_options", "only explicit_http_config is modelled")
+			return nil, unsupported(p+".upstream_protocol_options", "only explicit_http_config and auto_config are modelled")
 		}
 	}
 	if ts := c.GetTransportSocket(); ts != nil {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/llmux/llmux/envoy"
@@ -387,6 +388,37 @@ var patchTypes = map[string]func() proto.Message{
 	"EXTENSION_CONFIG":    func() proto.Message { return &corev3.TypedExtensionConfig{} },
 }
 
+// mergeLikeIstio merges patch into base as Istio's MERGE does: a
+// typed_config of the same type is merged message into message (not byte
+// for byte, as proto.Merge would treat the Any).
+func mergeLikeIstio(base, patch proto.Message) error {
+	bf, ok1 := base.(*listenerv3.Filter)
+	pf, ok2 := patch.(*listenerv3.Filter)
+	if !ok1 || !ok2 || bf.GetTypedConfig() == nil || pf.GetTypedConfig() == nil ||
+		bf.GetTypedConfig().GetTypeUrl() != pf.GetTypedConfig().GetTypeUrl() {
+		proto.Merge(base, patch)
+		return nil
+	}
+	into, err := bf.GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return err
+	}
+	from, err := pf.GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return err
+	}
+	proto.Merge(into, from)
+	a, err := anypb.New(into)
+	if err != nil {
+		return err
+	}
+	if pf.GetName() != "" {
+		bf.Name = pf.GetName()
+	}
+	bf.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	return nil
+}
+
 // mergeBase is what a MERGE patch lands on: the smallest valid object of its
 // type, so that the merged result can be validated the way Envoy will see it.
 func mergeBase(applyTo string, match map[string]any) proto.Message {
@@ -395,7 +427,9 @@ func mergeBase(applyTo string, match map[string]any) proto.Message {
 		return &listenerv3.Listener{Name: "base", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 			SocketAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}}}
 	case "NETWORK_FILTER":
-		return &listenerv3.Filter{Name: "base"}
+		hcm, _ := anypb.New(&hcmv3.HttpConnectionManager{StatPrefix: "base",
+			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "base"}}})
+		return &listenerv3.Filter{Name: "base", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}
 	case "HTTP_FILTER":
 		name := str(match, "listener", "filterChain", "filter", "subFilter", "name")
 		if name == "" {
@@ -475,7 +509,10 @@ func decodePatches(d *doc) ([]*patch, []error) {
 		}
 		if p.op == "MERGE" {
 			base := mergeBase(p.applyTo, p.match)
-			proto.Merge(base, m)
+			if err := mergeLikeIstio(base, m); err != nil {
+				fail("patch.value", "%v", err)
+				continue
+			}
 			m = base
 		}
 		p.value = m

@@ -82,6 +82,7 @@ type exchange struct {
 	upCancel      context.CancelFunc
 	upRespStarted bool // upstream response headers received
 	upDone        bool
+	upCancelled   bool // the router reset the upstream request itself
 
 	// encoder side
 	respHeadersExist  bool // headers handed to the encoder chain
@@ -664,6 +665,7 @@ func (x *exchange) callUpstream(t http.RoundTripper, req *http.Request, started 
 
 func (x *exchange) cancelUpstream() {
 	x.stopTimer(timerRoute)
+	x.upCancelled = true
 	if x.upCancel != nil {
 		x.upCancel()
 	}
@@ -691,7 +693,9 @@ func (x *exchange) onUpstreamResponse(resp *http.Response) {
 // onUpstreamReset models Envoy's router onUpstreamReset + sendLocalReply
 // (§4.2).
 func (x *exchange) onUpstreamReset(err error) {
-	if x.finished {
+	if x.finished || x.upCancelled {
+		// The router reset the upstream itself (route timeout, a local
+		// reply): Envoy gets no reset callback for its own reset.
 		return
 	}
 	x.s.count("upstream_rq_reset")

@@ -154,26 +154,18 @@ func checkReplyJSON(path string, s *structpb.Struct) error {
 
 // parseReplyTemplate accepts the commands a local reply format uses.
 func parseReplyTemplate(path, s string) (*logTemplate, error) {
-	t := &logTemplate{}
-	last := 0
-	for _, m := range commandRE.FindAllStringSubmatchIndex(s, -1) {
-		if m[0] > last {
-			t.parts = append(t.parts, logPart{lit: s[last:m[0]]})
-		}
-		name := s[m[2]:m[3]]
-		if m[6] >= 0 || m[8] >= 0 {
-			return nil, unsupported(path, "%s: commands with arguments or length limits are not modelled in a local reply format", s[m[0]:m[1]])
+	t, err := scanTemplate(s, func(text, name, arg string, limited bool) (*logCommand, error) {
+		if arg != "" || limited {
+			return nil, unsupported(path, "%s: commands with arguments or length limits are not modelled in a local reply format", text)
 		}
 		switch name {
 		case "LOCAL_REPLY_BODY", "RESPONSE_CODE", "RESPONSE_CODE_DETAILS":
-		default:
-			return nil, unsupported(path, "local reply format command %%%s%% is not modelled", name)
+			return &logCommand{name: name}, nil
 		}
-		t.parts = append(t.parts, logPart{cmd: &logCommand{name: name}})
-		last = m[1]
-	}
-	if last < len(s) {
-		t.parts = append(t.parts, logPart{lit: s[last:]})
+		return nil, unsupported(path, "local reply format command %%%s%% is not modelled", name)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(t.parts) == 1 && t.parts[0].cmd != nil {
 		return nil, unsupported(path, "a lone command (typed JSON value) is not modelled; add literal text")

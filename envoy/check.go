@@ -338,11 +338,16 @@ func nameOr(name string, i int) string {
 	return fmt.Sprint(i)
 }
 
-// CheckCluster checks one cluster beyond Validate: a TLS transport socket
-// must name the server (sni) and verify its certificate; auto_config needs
-// TLS.
+// CheckCluster checks one cluster beyond Validate: the DEFAULT circuit
+// breaker allows more than Envoy's default 1024 concurrent requests (every
+// cluster llmux uses carries long calls); a TLS transport socket must name
+// the server (sni) and verify its certificate; auto_config needs TLS.
 func CheckCluster(path string, c *clusterv3.Cluster) []error {
 	var errs []error
+	if !raisedBreaker(c) {
+		errs = append(errs, problem(path+".circuit_breakers.thresholds",
+			"must raise max_requests above Envoy's default 1024 for priority DEFAULT: LLM calls last minutes, and request 1025 would get a 503 (flag UO)"))
+	}
 	ts := c.GetTransportSocket()
 	if a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok && ts == nil {
 		var o httpv3.HttpProtocolOptions
@@ -560,6 +565,17 @@ func CheckLocalReply(path string, lr *hcmv3.LocalReplyConfig) []error {
 		}
 	}
 	return errs
+}
+
+// raisedBreaker reports whether c's DEFAULT-priority circuit breaker allows
+// more than 1024 concurrent requests.
+func raisedBreaker(c *clusterv3.Cluster) bool {
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRequests().GetValue() > 1024 {
+			return true
+		}
+	}
+	return false
 }
 
 // llmuxGuarded reports whether f matches only when llmux recorded no status.

@@ -60,6 +60,7 @@ static_resources:
   clusters:
   - name: llmux
     type: STATIC
+    circuit_breakers: { thresholds: [{ max_requests: 65536 }] }
 %s
     load_assignment:
       cluster_name: llmux
@@ -377,10 +378,23 @@ transport_socket:
     "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
 `,
 			want: []string{
+				"circuit_breakers.thresholds: must raise max_requests above Envoy's default 1024",
 				"transport_socket.typed_config.sni: must be set",
 				"validation_context.trusted_ca: must be set",
 				"validation_context.match_typed_subject_alt_names: must be set",
 			},
+		},
+		{
+			name: "auto_config without TLS",
+			yaml: `# proto: envoy.config.cluster.v3.Cluster
+name: p
+circuit_breakers: { thresholds: [{ max_requests: 2048 }] }
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    auto_config: { http2_protocol_options: {} }
+`,
+			want: []string{"typed_extension_protocol_options: auto_config chooses the protocol by ALPN and needs a TLS transport socket"},
 		},
 		{
 			name: "unknown bootstrap field",

@@ -10,11 +10,12 @@ import (
 )
 
 // SkipExtProcOnLocalReply is the runtime guard of the CVE-2025-30157 fix
-// (Envoy commit 8eda1b8e, 1.33.1/1.34.0): while true, Envoy's own local
+// (Envoy commit 8eda1b8e, 1.33.1/1.34.0; backport PR #38819): while true, Envoy's own local
 // replies (the router's 503 and 504, the 413 of a full buffer, idle
 // timeouts, an unknown cluster) skip the ext_proc filter: the processor sees
 // no response message, only its gRPC stream ending. It defaults to true and
-// was removed in 1.37.0 (commit 37efb748), from which on local replies run
+// was removed in 1.37.0 (commit 37efb748, PR #41769 "ext_proc: re-enable
+// sending local replies to the ext_proc server"), from which on local replies run
 // through the encoder chain, ext_proc included.
 const SkipExtProcOnLocalReply = "envoy.reloadable_features.skip_ext_proc_on_local_reply"
 

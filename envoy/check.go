@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
 )
 
@@ -336,13 +338,25 @@ func nameOr(name string, i int) string {
 	return fmt.Sprint(i)
 }
 
-// CheckCluster checks one cluster beyond Validate: a TLS transport socket
-// must name the server (sni) and verify its certificate.
+// CheckCluster checks one cluster beyond Validate: the DEFAULT circuit
+// breaker allows more than Envoy's default 1024 concurrent requests (every
+// cluster llmux uses carries long calls); a TLS transport socket must name
+// the server (sni) and verify its certificate; auto_config needs TLS.
 func CheckCluster(path string, c *clusterv3.Cluster) []error {
 	var errs []error
+	if !raisedBreaker(c) {
+		errs = append(errs, problem(path+".circuit_breakers.thresholds",
+			"must raise max_requests above Envoy's default 1024 for priority DEFAULT: LLM calls last minutes, and request 1025 would get a 503 (flag UO)"))
+	}
 	ts := c.GetTransportSocket()
+	if a, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; ok && ts == nil {
+		var o httpv3.HttpProtocolOptions
+		if a.UnmarshalTo(&o) == nil && o.GetAutoConfig() != nil {
+			errs = append(errs, problem(path+".typed_extension_protocol_options", "auto_config chooses the protocol by ALPN and needs a TLS transport socket (Envoy refuses it otherwise)"))
+		}
+	}
 	if ts == nil {
-		return nil
+		return errs
 	}
 	var tls tlsv3.UpstreamTlsContext
 	if ts.GetTypedConfig().MessageIs(&tls) {
@@ -445,8 +459,142 @@ func CheckHCM(path string, hcm *hcmv3.HttpConnectionManager, loopback bool, clus
 	}
 	if rc := hcm.GetRouteConfig(); rc != nil {
 		errs = append(errs, CheckRoutes(path+".route_config", rc, routing || loopback, clusters)...)
+		if !loopback && routesByHeader(rc) {
+			errs = append(errs, CheckClientFacing(path, hcm)...)
+		}
 	}
 	return errs
+}
+
+// routesByHeader reports whether some route of rc reads its cluster from a
+// header.
+func routesByHeader(rc *routev3.RouteConfiguration) bool {
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			if r.GetRoute().GetClusterHeader() != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckClientFacing checks a connection manager that clients reach and that
+// routes by the cluster header: a client's x-llmux-upstream is removed before
+// any filter runs (route_config.internal_only_headers), client x-envoy-*
+// headers are never trusted (every request external: use_remote_address
+// false, or internal_address_config naming the only internal ranges, since
+// without it some Envoy versions trust every RFC 1918 address), and Envoy's
+// own errors are OpenAI JSON (CheckLocalReply).
+func CheckClientFacing(path string, hcm *hcmv3.HttpConnectionManager) []error {
+	var errs []error
+	if rc := hcm.GetRouteConfig(); rc != nil && !containsFold(rc.GetInternalOnlyHeaders(), ClusterHeader) {
+		errs = append(errs, problem(path+".route_config.internal_only_headers",
+			"must contain %q: otherwise a client's own header can pick the cluster of a request llmux did not route", ClusterHeader))
+	}
+	errs = append(errs, CheckRemoteAddress(path, hcm)...)
+	errs = append(errs, CheckLocalReply(path+".local_reply_config", hcm.GetLocalReplyConfig())...)
+	return errs
+}
+
+// CheckRemoteAddress: with use_remote_address, Envoy treats a request from
+// an internal address without x-forwarded-for as internal and obeys its
+// x-envoy-* headers (retries, timeouts); internal_address_config must then
+// name the internal ranges (an empty list falls back to RFC 1918).
+func CheckRemoteAddress(path string, hcm *hcmv3.HttpConnectionManager) []error {
+	if hcm.GetUseRemoteAddress().GetValue() && len(hcm.GetInternalAddressConfig().GetCidrRanges()) == 0 {
+		return []error{problem(path+".internal_address_config.cidr_ranges",
+			"must be set with use_remote_address: otherwise clients from RFC 1918 addresses count as internal and Envoy obeys their x-envoy-* headers")}
+	}
+	return nil
+}
+
+// CheckRouteHeaders: a route that reads the cluster header removes it
+// before the upstream request, so it never reaches a provider.
+func CheckRouteHeaders(path string, r *routev3.Route) []error {
+	if r.GetRoute().GetClusterHeader() == "" || containsFold(r.GetRequestHeadersToRemove(), r.GetRoute().GetClusterHeader()) {
+		return nil
+	}
+	return []error{problem(path+".request_headers_to_remove", "must contain %q: the routing header must not reach the provider", r.GetRoute().GetClusterHeader())}
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckLocalReply checks the connection manager's local_reply_config llmux
+// needs: Envoy's own local replies (503, 504, 413, ...) become OpenAI errors
+// on every version, while llmux's own replies (ImmediateResponse, also a
+// local reply, marked by dynamic metadata io.llmux.status) are left alone.
+// So: mappers only, no top-level body_format (it would rewrite every reply);
+// every mapper's filter guarded by a metadata_filter on io.llmux status with
+// null_match (alone or inside an and_filter); no status override (the client
+// sees Envoy's status); a json_format body_format_override with string
+// error.message, error.type and error.code.
+func CheckLocalReply(path string, lr *hcmv3.LocalReplyConfig) []error {
+	if lr == nil {
+		return []error{problem(path, "must be set: without it Envoy's own errors reach clients as empty or text/plain bodies (and skip llmux entirely on Envoy 1.34–1.36)")}
+	}
+	var errs []error
+	if lr.GetBodyFormat() != nil {
+		errs = append(errs, problem(path+".body_format", "must not be set: it would rewrite llmux's own error bodies too; use body_format_override in mappers"))
+	}
+	if len(lr.GetMappers()) == 0 {
+		errs = append(errs, problem(path+".mappers", "no mappers: Envoy's own errors stay as they are"))
+	}
+	for i, m := range lr.GetMappers() {
+		p := fmt.Sprintf("%s.mappers[%d]", path, i)
+		if !llmuxGuarded(m.GetFilter()) {
+			errs = append(errs, problem(p+".filter",
+				"must include a metadata_filter on %s status with null_match (alone or in an and_filter), or it rewrites llmux's own replies", MetadataNamespace))
+		}
+		if m.GetStatusCode() != nil {
+			errs = append(errs, problem(p+".status_code", "must not be set: the client sees the status Envoy chose"))
+		}
+		js := m.GetBodyFormatOverride().GetJsonFormat()
+		e := js.GetFields()["error"].GetStructValue()
+		for _, k := range []string{"message", "type", "code"} {
+			if _, ok := e.GetFields()[k].GetKind().(*structpb.Value_StringValue); !ok {
+				errs = append(errs, problem(p+".body_format_override.json_format.error."+k, "must be a string: clients expect OpenAI's error shape"))
+			}
+		}
+	}
+	return errs
+}
+
+// raisedBreaker reports whether c's DEFAULT-priority circuit breaker allows
+// more than 1024 concurrent requests.
+func raisedBreaker(c *clusterv3.Cluster) bool {
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRequests().GetValue() > 1024 {
+			return true
+		}
+	}
+	return false
+}
+
+// llmuxGuarded reports whether f matches only when llmux recorded no status.
+func llmuxGuarded(f *accesslogv3.AccessLogFilter) bool {
+	isGuard := func(f *accesslogv3.AccessLogFilter) bool {
+		m := f.GetMetadataFilter().GetMatcher()
+		path := m.GetPath()
+		return m.GetFilter() == MetadataNamespace && len(path) == 1 && path[0].GetKey() == "status" &&
+			m.GetValue().GetNullMatch() != nil && (f.GetMetadataFilter().GetMatchIfKeyNotFound() == nil || f.GetMetadataFilter().GetMatchIfKeyNotFound().GetValue())
+	}
+	if isGuard(f) {
+		return true
+	}
+	for _, c := range f.GetAndFilter().GetFilters() {
+		if isGuard(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckRoutes checks the routes of one route configuration. headerSet says
@@ -458,8 +606,9 @@ func CheckRoutes(path string, rc *routev3.RouteConfiguration, headerSet bool, cl
 	for i, vh := range rc.GetVirtualHosts() {
 		vp := fmt.Sprintf("%s.virtual_hosts[%s]", path, nameOr(vh.GetName(), i))
 		for j, r := range vh.GetRoutes() {
-			rp := fmt.Sprintf("%s.routes[%s].route", vp, nameOr(r.GetName(), j))
-			errs = append(errs, CheckRoute(rp, r.GetRoute(), headerSet, clusters)...)
+			rp := fmt.Sprintf("%s.routes[%s]", vp, nameOr(r.GetName(), j))
+			errs = append(errs, CheckRoute(rp+".route", r.GetRoute(), headerSet, clusters)...)
+			errs = append(errs, CheckRouteHeaders(rp, r)...)
 		}
 	}
 	return errs

@@ -24,12 +24,26 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          local_reply_config:
+            mappers:
+            - filter:
+                and_filter:
+                  filters:
+                  - metadata_filter:
+                      matcher: { filter: io.llmux, path: [{ key: status }], value: { null_match: {} } }
+                  - status_code_filter:
+                      comparison: { op: EQ, value: { default_value: 503 } }
+              body_format_override:
+                json_format:
+                  error: { message: "unavailable", type: server_error, code: upstream_unavailable }
           route_config:
+            internal_only_headers: [x-llmux-upstream]
             virtual_hosts:
             - name: llm
               domains: ["*"]
               routes:
               - match: { prefix: "/" }
+                request_headers_to_remove: [x-llmux-upstream, x-upstream]
                 route: { cluster_header: %s }
           http_filters:
 %s
@@ -46,6 +60,7 @@ static_resources:
   clusters:
   - name: llmux
     type: STATIC
+    circuit_breakers: { thresholds: [{ max_requests: 65536 }] }
 %s
     load_assignment:
       cluster_name: llmux
@@ -106,9 +121,65 @@ func TestCheckBootstrap(t *testing.T) {
 	cases := []struct {
 		name  string
 		parts bootstrapParts
-		want  []string // substrings, each of some error; none means valid
+		edit  func(string) string // applied to the rendered YAML
+		want  []string            // substrings, each of some error; none means valid
 	}{
 		{name: "valid"},
+		{
+			name: "cluster header not removed upstream",
+			edit: func(y string) string {
+				return strings.Replace(y, "request_headers_to_remove: [x-llmux-upstream, x-upstream]", "request_headers_to_remove: [x-upstream]", 1)
+			},
+			want: []string{`routes[0].request_headers_to_remove: must contain "x-llmux-upstream"`},
+		},
+		{
+			name: "client can send the cluster header",
+			edit: func(y string) string {
+				return strings.Replace(y, "internal_only_headers: [x-llmux-upstream]", "internal_only_headers: []", 1)
+			},
+			want: []string{`route_config.internal_only_headers: must contain "x-llmux-upstream"`},
+		},
+		{
+			name: "use_remote_address without internal ranges",
+			edit: func(y string) string {
+				return strings.Replace(y, "stat_prefix: ingress\n", "stat_prefix: ingress\n          use_remote_address: true\n", 1)
+			},
+			want: []string{"internal_address_config.cidr_ranges: must be set with use_remote_address"},
+		},
+		{
+			name: "use_remote_address with internal ranges",
+			edit: func(y string) string {
+				return strings.Replace(y, "stat_prefix: ingress\n", "stat_prefix: ingress\n          use_remote_address: true\n          internal_address_config: { cidr_ranges: [{ address_prefix: 127.0.0.1, prefix_len: 32 }] }\n", 1)
+			},
+		},
+		{
+			name: "no local_reply_config",
+			edit: func(y string) string {
+				i, j := strings.Index(y, "          local_reply_config:"), strings.Index(y, "          route_config:")
+				return y[:i] + y[j:]
+			},
+			want: []string{"local_reply_config: must be set"},
+		},
+		{
+			name: "mapper without the llmux guard, with a status override and a text body",
+			edit: func(y string) string {
+				y = strings.Replace(y, "{ filter: io.llmux,", "{ filter: io.other,", 1)
+				y = strings.Replace(y, "              body_format_override:\n", "              status_code: 500\n              body_format_override:\n", 1)
+				return strings.Replace(y, "code: upstream_unavailable }", "}", 1)
+			},
+			want: []string{
+				"mappers[0].filter: must include a metadata_filter on io.llmux status",
+				"mappers[0].status_code: must not be set",
+				"mappers[0].body_format_override.json_format.error.code: must be a string",
+			},
+		},
+		{
+			name: "top-level body_format",
+			edit: func(y string) string {
+				return strings.Replace(y, "          local_reply_config:\n", "          local_reply_config:\n            body_format: { text_format: x }\n", 1)
+			},
+			want: []string{"local_reply_config.body_format: must not be set"},
+		},
 		{
 			name:  "full duplex response without trailers",
 			parts: bootstrapParts{filters: extProc(goodMeta, `{ request_body_mode: BUFFERED, response_body_mode: FULL_DUPLEX_STREAMED }`)},
@@ -211,7 +282,11 @@ func TestCheckBootstrap(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			errs := checkBootstrapText(t, bootstrapYAML(tc.parts))
+			y := bootstrapYAML(tc.parts)
+			if tc.edit != nil {
+				y = tc.edit(y)
+			}
+			errs := checkBootstrapText(t, y)
 			expectErrors(t, errs, tc.want)
 		})
 	}
@@ -303,10 +378,23 @@ transport_socket:
     "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
 `,
 			want: []string{
+				"circuit_breakers.thresholds: must raise max_requests above Envoy's default 1024",
 				"transport_socket.typed_config.sni: must be set",
 				"validation_context.trusted_ca: must be set",
 				"validation_context.match_typed_subject_alt_names: must be set",
 			},
+		},
+		{
+			name: "auto_config without TLS",
+			yaml: `# proto: envoy.config.cluster.v3.Cluster
+name: p
+circuit_breakers: { thresholds: [{ max_requests: 2048 }] }
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    auto_config: { http2_protocol_options: {} }
+`,
+			want: []string{"typed_extension_protocol_options: auto_config chooses the protocol by ALPN and needs a TLS transport socket"},
 		},
 		{
 			name: "unknown bootstrap field",

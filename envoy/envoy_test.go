@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/llmux/llmux/envoy"
@@ -309,10 +311,11 @@ func TestSnippetsMatchStandalone(t *testing.T) {
 		return nil
 	}
 	want := map[string]proto.Message{
-		"snippets/ext_proc_filter.yaml":  extProc,
-		"snippets/llmux_cluster.yaml":    cluster("llmux"),
-		"snippets/provider_cluster.yaml": cluster("openai"),
-		"snippets/route.yaml":            ingress.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0],
+		"snippets/ext_proc_filter.yaml":    extProc,
+		"snippets/llmux_cluster.yaml":      cluster("llmux"),
+		"snippets/provider_cluster.yaml":   cluster("openai"),
+		"snippets/route.yaml":              ingress.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0],
+		"snippets/local_reply_config.yaml": ingress.GetLocalReplyConfig(),
 	}
 	for file, w := range want {
 		docs := readDocs(t, file)
@@ -326,6 +329,36 @@ func TestSnippetsMatchStandalone(t *testing.T) {
 		if !proto.Equal(got, w) {
 			t.Errorf("%s differs from its counterpart in standalone.yaml", file)
 		}
+	}
+}
+
+// TestIstioMatchesStandalone keeps the Istio gateway's connection manager
+// settings identical to standalone.yaml's ingress: the local_reply_config
+// and the stream_idle_timeout.
+func TestIstioMatchesStandalone(t *testing.T) {
+	ingress := hcmOf(t, loadStandalone(t), "ingress")
+	patches, errs := decodePatches(readDocs(t, "istio/envoyfilter.yaml")[0])
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	found := false
+	for _, p := range patches {
+		f, ok := p.value.(*listenerv3.Filter)
+		var hcm hcmv3.HttpConnectionManager
+		if !ok || f.GetTypedConfig().UnmarshalTo(&hcm) != nil {
+			continue
+		}
+		found = true
+		if !proto.Equal(hcm.GetLocalReplyConfig(), ingress.GetLocalReplyConfig()) {
+			t.Errorf("istio/envoyfilter.yaml %s: local_reply_config differs from standalone.yaml's ingress", p.field)
+		}
+		if !proto.Equal(hcm.GetStreamIdleTimeout(), ingress.GetStreamIdleTimeout()) {
+			t.Errorf("istio/envoyfilter.yaml %s: stream_idle_timeout %v, standalone.yaml's ingress %v", p.field,
+				hcm.GetStreamIdleTimeout().AsDuration(), ingress.GetStreamIdleTimeout().AsDuration())
+		}
+	}
+	if !found {
+		t.Fatal("istio/envoyfilter.yaml: no http_connection_manager patch")
 	}
 }
 
@@ -386,6 +419,37 @@ var patchTypes = map[string]func() proto.Message{
 	"EXTENSION_CONFIG":    func() proto.Message { return &corev3.TypedExtensionConfig{} },
 }
 
+// mergeLikeIstio merges patch into base as Istio's MERGE does: a
+// typed_config of the same type is merged message into message (not byte
+// for byte, as proto.Merge would treat the Any).
+func mergeLikeIstio(base, patch proto.Message) error {
+	bf, ok1 := base.(*listenerv3.Filter)
+	pf, ok2 := patch.(*listenerv3.Filter)
+	if !ok1 || !ok2 || bf.GetTypedConfig() == nil || pf.GetTypedConfig() == nil ||
+		bf.GetTypedConfig().GetTypeUrl() != pf.GetTypedConfig().GetTypeUrl() {
+		proto.Merge(base, patch)
+		return nil
+	}
+	into, err := bf.GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return err
+	}
+	from, err := pf.GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return err
+	}
+	proto.Merge(into, from)
+	a, err := anypb.New(into)
+	if err != nil {
+		return err
+	}
+	if pf.GetName() != "" {
+		bf.Name = pf.GetName()
+	}
+	bf.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	return nil
+}
+
 // mergeBase is what a MERGE patch lands on: the smallest valid object of its
 // type, so that the merged result can be validated the way Envoy will see it.
 func mergeBase(applyTo string, match map[string]any) proto.Message {
@@ -394,7 +458,9 @@ func mergeBase(applyTo string, match map[string]any) proto.Message {
 		return &listenerv3.Listener{Name: "base", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 			SocketAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}}}
 	case "NETWORK_FILTER":
-		return &listenerv3.Filter{Name: "base"}
+		hcm, _ := anypb.New(&hcmv3.HttpConnectionManager{StatPrefix: "base",
+			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "base"}}})
+		return &listenerv3.Filter{Name: "base", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}
 	case "HTTP_FILTER":
 		name := str(match, "listener", "filterChain", "filter", "subFilter", "name")
 		if name == "" {
@@ -474,7 +540,10 @@ func decodePatches(d *doc) ([]*patch, []error) {
 		}
 		if p.op == "MERGE" {
 			base := mergeBase(p.applyTo, p.match)
-			proto.Merge(base, m)
+			if err := mergeLikeIstio(base, m); err != nil {
+				fail("patch.value", "%v", err)
+				continue
+			}
 			m = base
 		}
 		p.value = m
@@ -659,9 +728,47 @@ func checkIstio(docs []*doc) []error {
 	}
 	routeNames := map[string]bool{}
 	for _, vs := range byKind["VirtualService"] {
-		for _, r := range list(vs.obj, "spec", "http") {
+		for i, r := range list(vs.obj, "spec", "http") {
 			routeNames[str(r, "name")] = true
+			// Without a retry policy Istio retries twice on
+			// connect-failure,refused-stream,unavailable,cancelled,503,
+			// inside the gateway, where llmux cannot count the attempts.
+			if get(r, "retries", "attempts") == nil {
+				fail(vs, "spec.http[%d].retries.attempts: must be stated (Istio's implicit default retries 503s and resets twice)", i)
+			}
 		}
+	}
+	for _, dr := range byKind["DestinationRule"] {
+		if get(dr.obj, "spec", "trafficPolicy", "connectionPool", "http", "http2MaxRequests") == nil {
+			fail(dr, "spec.trafficPolicy.connectionPool.http.http2MaxRequests: must be sized for long LLM calls")
+		}
+	}
+	// The gateway's connection manager and route configuration get what
+	// envoy.CheckClientFacing asks of standalone.yaml's ingress. Istio sets
+	// use_remote_address on gateways, so internal ranges must be named.
+	var hcmPatched, internalOnly bool
+	for _, p := range patches {
+		switch v := p.value.(type) {
+		case *listenerv3.Filter:
+			var hcm hcmv3.HttpConnectionManager
+			if v.GetTypedConfig().UnmarshalTo(&hcm) != nil {
+				continue
+			}
+			hcmPatched = true
+			field := p.field + ".patch.value.typed_config"
+			hcm.UseRemoteAddress = wrapperspb.Bool(true)
+			for _, e := range append(envoy.CheckRemoteAddress(field, &hcm), envoy.CheckLocalReply(field+".local_reply_config", hcm.GetLocalReplyConfig())...) {
+				fail(ef, "%v", e)
+			}
+		case *routev3.RouteConfiguration:
+			internalOnly = internalOnly || slices.Contains(v.GetInternalOnlyHeaders(), envoy.ClusterHeader)
+		}
+	}
+	if !hcmPatched {
+		fail(ef, "spec.configPatches: no NETWORK_FILTER patch merging local_reply_config and internal_address_config into the gateway's http_connection_manager")
+	}
+	if !internalOnly {
+		fail(ef, "spec.configPatches: no ROUTE_CONFIGURATION patch listing %s in internal_only_headers", envoy.ClusterHeader)
 	}
 	for _, p := range patches {
 		r, ok := p.value.(*routev3.Route)
@@ -670,6 +777,9 @@ func checkIstio(docs []*doc) []error {
 		}
 		headerSet := extProcPatch != nil && (extProcPatch.context == p.context || extProcPatch.context == "ANY")
 		for _, e := range envoy.CheckRoute(p.field+".patch.value.route", r.GetRoute(), headerSet, nil) {
+			fail(ef, "%v", e)
+		}
+		for _, e := range envoy.CheckRouteHeaders(p.field+".patch.value", r) {
 			fail(ef, "%v", e)
 		}
 		if name := str(p.match, "routeConfiguration", "vhost", "route", "name"); !routeNames[name] {

@@ -45,3 +45,36 @@ func TestIstioConfigMapIsValidLlmuxConfig(t *testing.T) {
 		t.Fatal("no ConfigMap with llmux.yaml in istio/llmux.yaml")
 	}
 }
+
+// TestExampleConfigClustersInStandalone: every cluster that the example
+// llmux configuration (proto/config/example.yaml, what `make run` loads)
+// names exists in standalone.yaml, so every model GET /v1/models lists has
+// a route to a provider.
+func TestExampleConfigClustersInStandalone(t *testing.T) {
+	raw, err := os.ReadFile("../proto/config/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := config.Parse(raw, config.LoadOptions{
+		Kinds:  translate.KnownKinds,
+		Getenv: func(string) (string, bool) { return "dummy-value", true },
+	})
+	if err != nil {
+		t.Fatalf("proto/config/example.yaml: %v", err)
+	}
+	clusters := map[string]bool{}
+	for _, c := range loadStandalone(t).GetStaticResources().GetClusters() {
+		clusters[c.GetName()] = true
+	}
+	if len(rt.Groups()) == 0 {
+		t.Fatal("example.yaml has no model groups")
+	}
+	for _, g := range rt.Groups() {
+		for _, d := range g.Deployments {
+			if c := d.Provider.Cluster; !clusters[c] {
+				t.Errorf("model %q: deployment %q: provider %q names cluster %q, which standalone.yaml lacks",
+					g.Name, d.Name, d.Provider.Name, c)
+			}
+		}
+	}
+}

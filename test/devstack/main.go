@@ -14,6 +14,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -254,12 +256,25 @@ func startDemoProviders(clusters map[string]string) (stop func(), err error) {
 		{"bedrock_us_east_1", func() (*fakeprovider.Server, error) {
 			return fakeprovider.ListenBedrock(any, fakeprovider.BedrockOptions{Region: "us-east-1"})
 		}},
+		// The example's OpenAI-compatible server (provider local-vllm).
+		{"vllm", func() (*fakeprovider.Server, error) {
+			return fakeprovider.ListenOpenAI(any, fakeprovider.OpenAIOptions{})
+		}},
 	} {
 		if err := start(f.cluster, f.listen); err != nil {
 			stop()
 			return nil, err
 		}
 	}
+	// local-vllm sends no key, like a vLLM server without --api-key; the
+	// OpenAI fake wants one, so a loopback proxy in front adds it.
+	vllm, err := keyProxy(clusters["vllm"])
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	closers = append(closers, func() { _ = vllm.Close() })
+	clusters["vllm"] = vllm.Addr().String()
 	// Clusters with no fake (Vertex) point at the OpenAI fake, so the
 	// stand-in loads the bootstrap; requests to them fail visibly.
 	for _, c := range []string{"vertex_us_central1"} {
@@ -340,4 +355,23 @@ func findEnvoy(ctx context.Context) {
 	}
 	os.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	log.Printf("using Envoy from func-e: %s", bin)
+}
+
+// keyProxy serves a reverse proxy to target on a loopback port that adds
+// "Authorization: Bearer" with a demo key to requests that have none.
+func keyProxy(target string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("demo provider proxy for vllm: %w", err)
+	}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(&url.URL{Scheme: "http", Host: target})
+		r.Out.Host = r.In.Host
+		if r.Out.Header.Get("Authorization") == "" {
+			r.Out.Header.Set("Authorization", "Bearer "+demoKey)
+		}
+	}, FlushInterval: -1}
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return ln, nil
 }

@@ -140,6 +140,13 @@ func startRig(t *testing.T) *rig {
 // E2E_PROVIDER_KEY environment variables.
 func startRigWith(t *testing.T, cfgYAML string, clusters map[string]string) *rig {
 	t.Helper()
+	return startRigOpts(t, cfgYAML, clusters, nil)
+}
+
+// startRigOpts is startRigWith with a hook that adjusts the gateway's
+// options (an Envoy version mode, a modified bootstrap) before it starts.
+func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOpts func(*envoysim.Options)) *rig {
+	t.Helper()
 	t.Setenv("E2E_CLIENT_KEY", clientKey)
 	t.Setenv("E2E_PROVIDER_KEY", providerKey)
 	dir := t.TempDir()
@@ -169,11 +176,15 @@ func startRigWith(t *testing.T, cfgYAML string, clusters map[string]string) *rig
 	t.Cleanup(gs.Stop)
 
 	logBuf := &syncBuffer{}
-	gw, err := envoysim.StartGateway(context.Background(), envoysim.Options{
+	opts := envoysim.Options{
 		BootstrapPath: "../../envoy/standalone.yaml",
 		Clusters:      providerClusters(lis.Addr().String(), fake.Addr(), clusters),
 		AccessLog:     logBuf,
-	})
+	}
+	if gwOpts != nil {
+		gwOpts(&opts)
+	}
+	gw, err := envoysim.StartGateway(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}

@@ -41,20 +41,37 @@ type logCommand struct {
 
 var commandRE = regexp.MustCompile(`%([A-Z_]+)(\(([^)]*)\))?(:[0-9]+)?%`)
 
-func parseTemplate(path, s string) (*logTemplate, error) {
+// scanTemplate splits s into literal text and commands; mk builds (and
+// vets) each command from its text, name, argument and whether it has a
+// length limit.
+func scanTemplate(s string, mk func(text, name, arg string, limited bool) (*logCommand, error)) (*logTemplate, error) {
 	t := &logTemplate{}
 	last := 0
 	for _, m := range commandRE.FindAllStringSubmatchIndex(s, -1) {
 		if m[0] > last {
 			t.parts = append(t.parts, logPart{lit: s[last:m[0]]})
 		}
-		name := s[m[2]:m[3]]
 		arg := ""
 		if m[6] >= 0 {
 			arg = s[m[6]:m[7]]
 		}
-		if m[8] >= 0 {
-			return nil, unsupported(path, "length limits on access log commands (%s) are not modelled", s[m[0]:m[1]])
+		c, err := mk(s[m[0]:m[1]], s[m[2]:m[3]], arg, m[8] >= 0)
+		if err != nil {
+			return nil, err
+		}
+		t.parts = append(t.parts, logPart{cmd: c})
+		last = m[1]
+	}
+	if last < len(s) {
+		t.parts = append(t.parts, logPart{lit: s[last:]})
+	}
+	return t, nil
+}
+
+func parseTemplate(path, s string) (*logTemplate, error) {
+	return scanTemplate(s, func(text, name, arg string, limited bool) (*logCommand, error) {
+		if limited {
+			return nil, unsupported(path, "length limits on access log commands (%s) are not modelled", text)
 		}
 		c := &logCommand{name: name, arg: arg}
 		switch name {
@@ -80,13 +97,8 @@ func parseTemplate(path, s string) (*logTemplate, error) {
 		default:
 			return nil, unsupported(path, "access log command %%%s%% is not modelled", name)
 		}
-		t.parts = append(t.parts, logPart{cmd: c})
-		last = m[1]
-	}
-	if last < len(s) {
-		t.parts = append(t.parts, logPart{lit: s[last:]})
-	}
-	return t, nil
+		return c, nil
+	})
 }
 
 func buildAccessLog(path string, al *accesslogv3.AccessLog) (*accessLogFormat, error) {

@@ -65,6 +65,9 @@ func unsupported(field, format string, args ...any) error {
 type config struct {
 	listeners []*listenerConfig
 	clusters  map[string]*clusterConfig
+	// runtime holds the bootstrap's layered_runtime static layers, merged
+	// (later layers win).
+	runtime map[string]*structpb.Value
 }
 
 type listenerConfig struct {
@@ -82,6 +85,9 @@ type hcmConfig struct {
 	extProc           *extProcConfig // nil when the chain has only the router
 	accessLogs        []*accessLogFormat
 	codec             hcmv3.HttpConnectionManager_CodecType
+	localReply        *localReplyConfig // nil: Envoy's default (body kept, text/plain)
+	internalOnly      []string          // route_config.internal_only_headers, lowercase
+	suppressEnvoy     bool              // router suppress_envoy_headers
 }
 
 type vhostConfig struct {
@@ -104,6 +110,7 @@ type routeConfig struct {
 	metadata        *corev3.Metadata
 	perFilter       *extprocv3.ExtProcPerRoute
 	vhost           *vhostConfig
+	removeHeaders   []string // request_headers_to_remove, lowercase
 }
 
 type clusterConfig struct {
@@ -204,7 +211,11 @@ func unpack(path string, a *anypb.Any, into proto.Message) error {
 // buildConfig turns a decoded bootstrap into the sim's model, refusing what
 // it does not model.
 func buildConfig(b *bootstrapv3.Bootstrap, overrides map[string]string) (*config, error) {
-	if err := checkFields("bootstrap", b, "admin", "static_resources", "node"); err != nil {
+	if err := checkFields("bootstrap", b, "admin", "static_resources", "node", "layered_runtime"); err != nil {
+		return nil, err
+	}
+	rt, err := buildRuntime("bootstrap.layered_runtime", b.GetLayeredRuntime())
+	if err != nil {
 		return nil, err
 	}
 	sr := b.GetStaticResources()
@@ -214,7 +225,7 @@ func buildConfig(b *bootstrapv3.Bootstrap, overrides map[string]string) (*config
 	if err := checkFields("static_resources", sr, "listeners", "clusters"); err != nil {
 		return nil, err
 	}
-	cfg := &config{clusters: map[string]*clusterConfig{}}
+	cfg := &config{clusters: map[string]*clusterConfig{}, runtime: rt}
 	for i, c := range sr.GetClusters() {
 		cc, err := buildCluster(fmt.Sprintf("static_resources.clusters[%s]", c.GetName()), c, overrides)
 		if err != nil {
@@ -281,7 +292,7 @@ func buildCluster(path string, c *clusterv3.Cluster, overrides map[string]string
 		if len(po.GetHttpFilters()) > 0 {
 			return nil, unsupported(p+".http_filters", "upstream HTTP filters (e.g. ext_proc as an upstream filter) are not modelled")
 		}
-		if err := checkFields(p, &po, "explicit_http_config", "common_http_protocol_options"); err != nil {
+		if err := checkFields(p, &po, "explicit_http_config", "auto_config", "common_http_protocol_options"); err != nil {
 			return nil, err
 		}
 		if e := po.GetExplicitHttpConfig(); e != nil {
@@ -290,8 +301,19 @@ func buildCluster(path string, c *clusterv3.Cluster, overrides map[string]string
 			} else if e.GetHttp3ProtocolOptions() != nil {
 				return nil, unsupported(p+".explicit_http_config.http3_protocol_options", "HTTP/3 upstreams are not modelled")
 			}
+		} else if a := po.GetAutoConfig(); a != nil {
+			// ALPN picks the protocol. Envoy refuses auto_config without a
+			// transport socket that does ALPN; an overridden cluster loses
+			// its TLS here (as in LoopbackBootstrap, which drops auto_config
+			// with it), so it speaks HTTP/1.1.
+			if a.GetHttp3ProtocolOptions() != nil {
+				return nil, unsupported(p+".auto_config.http3_protocol_options", "HTTP/3 upstreams are not modelled")
+			}
+			if c.GetTransportSocket() == nil {
+				return nil, fmt.Errorf("envoysim: %s.auto_config: ALPN is required for auto_config: the cluster needs a TLS transport socket", p)
+			}
 		} else if po.GetUpstreamProtocolOptions() != nil {
-			return nil, unsupported(p+".upstream_protocol_options", "only explicit_http_config is modelled")
+			return nil, unsupported(p+".upstream_protocol_options", "only explicit_http_config and auto_config are modelled")
 		}
 	}
 	if ts := c.GetTransportSocket(); ts != nil {
@@ -373,8 +395,14 @@ func buildListener(path string, l *listenerv3.Listener, cfg *config) (*listenerC
 
 func buildHCM(path string, hcm *hcmv3.HttpConnectionManager, cfg *config) (*hcmConfig, error) {
 	if err := checkFields(path, hcm, "stat_prefix", "codec_type", "generate_request_id", "stream_idle_timeout",
-		"route_config", "http_filters", "access_log"); err != nil {
+		"route_config", "http_filters", "access_log", "local_reply_config", "use_remote_address"); err != nil {
 		return nil, err
+	}
+	if hcm.GetUseRemoteAddress().GetValue() {
+		// With use_remote_address a request from an internal address (RFC 1918 by default on
+		// some versions, internal_address_config on others) keeps its x-envoy-* headers, and
+		// edge requests get a fresh x-request-id: neither is modelled.
+		return nil, unsupported(path+".use_remote_address", "only false (every request external) is modelled")
 	}
 	h := &hcmConfig{statPrefix: hcm.GetStatPrefix(), codec: hcm.GetCodecType(), generateRequestID: true,
 		idleTimeout: 5 * time.Minute}
@@ -393,8 +421,18 @@ func buildHCM(path string, hcm *hcmv3.HttpConnectionManager, cfg *config) (*hcmC
 	if rc == nil {
 		return nil, unsupported(path+".route_specifier", "only an inline route_config is modelled (no RDS)")
 	}
-	if err := checkFields(path+".route_config", rc, "name", "virtual_hosts"); err != nil {
+	if err := checkFields(path+".route_config", rc, "name", "virtual_hosts", "internal_only_headers"); err != nil {
 		return nil, err
+	}
+	for _, k := range rc.GetInternalOnlyHeaders() {
+		h.internalOnly = append(h.internalOnly, strings.ToLower(k))
+	}
+	if lr := hcm.GetLocalReplyConfig(); lr != nil {
+		l, err := buildLocalReply(path+".local_reply_config", lr)
+		if err != nil {
+			return nil, err
+		}
+		h.localReply = l
 	}
 	for _, vh := range rc.GetVirtualHosts() {
 		v, err := buildVhost(path+".route_config.virtual_hosts["+vh.GetName()+"]", vh, cfg)
@@ -417,9 +455,10 @@ func buildHCM(path string, hcm *hcmv3.HttpConnectionManager, cfg *config) (*hcmC
 			if err := unpack(fp, f.GetTypedConfig(), &r); err != nil {
 				return nil, err
 			}
-			if err := checkFields(fp+".typed_config", &r); err != nil {
+			if err := checkFields(fp+".typed_config", &r, "suppress_envoy_headers"); err != nil {
 				return nil, err
 			}
+			h.suppressEnvoy = r.GetSuppressEnvoyHeaders()
 			continue
 		}
 		if f.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor" {
@@ -465,7 +504,8 @@ func buildVhost(path string, vh *routev3.VirtualHost, cfg *config) (*vhostConfig
 	v.perFilter = pf
 	for i, r := range vh.GetRoutes() {
 		rp := fmt.Sprintf("%s.routes[%d]", path, i)
-		if err := checkFields(rp, r, "name", "match", "route", "metadata", "typed_per_filter_config"); err != nil {
+		if err := checkFields(rp, r, "name", "match", "route", "metadata", "typed_per_filter_config",
+			"request_headers_to_remove"); err != nil {
 			return nil, err
 		}
 		rc := &routeConfig{name: r.GetName(), metadata: r.GetMetadata(), vhost: v, notFoundCode: 503}
@@ -488,6 +528,9 @@ func buildVhost(path string, vh *routev3.VirtualHost, cfg *config) (*vhostConfig
 		if err := checkFields(rp+".route", a, "cluster", "cluster_header", "timeout", "auto_host_rewrite",
 			"cluster_not_found_response_code"); err != nil {
 			return nil, err
+		}
+		for _, k := range r.GetRequestHeadersToRemove() {
+			rc.removeHeaders = append(rc.removeHeaders, strings.ToLower(k))
 		}
 		rc.cluster, rc.clusterHeader = a.GetCluster(), strings.ToLower(a.GetClusterHeader())
 		if rc.cluster == "" && rc.clusterHeader == "" {

@@ -19,15 +19,33 @@
 //     vhost→route once at decodeHeaders, §8); per_connection_buffer_limit_bytes
 //     (BUFFERED over the limit ⇒ 413); generate_request_id (x-request-id);
 //     stream_idle_timeout (504 once the request is complete, else 408);
-//     x-forwarded-proto (kept if the client sent one: use_remote_address is
-//     false); stdout access logs with json_format/text_format and
+//     x-forwarded-proto (kept if the client sent one: use_remote_address
+//     false is the only mode modelled, so every request is external and
+//     cleanInternalHeaders strips the router's x-envoy-* request headers and
+//     route_config.internal_only_headers before any filter; x-envoy-internal
+//     is always dropped); the router obeying x-envoy-upstream-rq-timeout-ms
+//     (and removing it); route request_headers_to_remove (upstream request
+//     only); router suppress_envoy_headers; the HCM local_reply_config
+//     (local_reply.cc: first matching mapper; filters status_code_filter
+//     EQ/GE/LE, response_flag_filter, and_filter, or_filter, metadata_filter
+//     with null_match/present_match and match_if_key_not_found; status_code,
+//     inline body, body_format_override; json_format of strings and objects
+//     or text_format, commands %LOCAL_REPLY_BODY% %RESPONSE_CODE%
+//     %RESPONSE_CODE_DETAILS%; then prepareLocalReply's content-type rule);
+//     Envoy versions (Options.EnvoyVersion) and the bootstrap's
+//     layered_runtime static layer for the one guard
+//     envoy.reloadable_features.skip_ext_proc_on_local_reply: on 1.34–1.36
+//     (default true) Envoy's own local replies skip ext_proc, from 1.37 on
+//     they pass through it; stdout access logs with json_format/text_format and
 //     %START_TIME% %REQ(x)% %RESP(x)% %RESPONSE_CODE% %RESPONSE_FLAGS%
 //     %RESPONSE_CODE_DETAILS% %DURATION% %UPSTREAM_CLUSTER% %PROTOCOL%
 //     %DYNAMIC_METADATA(ns:key)%.
 //   - Clusters STATIC / LOGICAL_DNS / STRICT_DNS with one endpoint, whose
 //     address Options.Clusters overrides. An overridden cluster never uses
 //     TLS (its transport_socket is dropped: the fakes speak plain HTTP);
-//     http2_protocol_options ⇒ h2c.
+//     http2_protocol_options ⇒ h2c; auto_config (ALPN) needs TLS and so
+//     speaks HTTP/1.1 once TLS is dropped (LoopbackBootstrap rewrites it to
+//     explicit HTTP/1.1 for real Envoy).
 //   - ext_proc (§1–§3, §9): one lazily opened bidi stream per request;
 //     protocol_config in the first message only; attributes only in the first
 //     message per direction; metadata_context always; raw_value headers,
@@ -59,7 +77,9 @@
 //
 // # Refused (Start returns an *UnsupportedError naming the field)
 //
-// Any field not listed above, e.g. other HTTP or network filters, regex or
+// Any field not listed above, e.g. local_reply_config headers_to_add,
+// runtime-keyed status filters, typed JSON (a lone command), runtime keys
+// other than the guard, other HTTP or network filters, regex or
 // header route matches, redirects, RDS/xDS, route retry_policy, ext_proc
 // grpc_service.retry_policy (§6 #27), google_grpc, http_service,
 // observability_mode, send_body_without_waiting_for_header_response,
@@ -91,10 +111,10 @@
 //   - An HTTP/2 request with content-length: 0 is taken as HEADERS with
 //     END_STREAM (net/http does not tell them apart): no body message even
 //     if an empty DATA frame with END_STREAM follows.
-//   - HCM cleanInternalHeaders (stripping x-envoy-retry-on,
-//     x-envoy-expected-rq-timeout-ms, ... from external requests),
-//     x-envoy-internal and gRPC-shaped local replies (is_grpc) are not
-//     modelled; ImmediateResponse.grpc_status is ignored, as Envoy does for
+//   - use_remote_address true (internal requests, edge request ids,
+//     x-forwarded-for) and gRPC-shaped local replies (is_grpc) are not
+//     modelled; the router obeys no x-envoy-* request header but
+//     x-envoy-upstream-rq-timeout-ms; ImmediateResponse.grpc_status is ignored, as Envoy does for
 //     non-gRPC requests.
 //   - A streamed_response in BUFFERED / BUFFERED_PARTIAL mode is treated as
 //     spurious; Envoy applies it as "no body mutation" (after the

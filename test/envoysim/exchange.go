@@ -75,12 +75,14 @@ type exchange struct {
 
 	// router
 	routerStarted bool
+	routeTimeout  time.Duration // the route's timeout, or the request's x-envoy-upstream-rq-timeout-ms
 	upCluster     string
 	upBody        *ubq[[]byte]
 	upTrailers    *trailerBox
 	upCancel      context.CancelFunc
 	upRespStarted bool // upstream response headers received
 	upDone        bool
+	upCancelled   bool // the router reset the upstream request itself
 
 	// encoder side
 	respHeadersExist  bool // headers handed to the encoder chain
@@ -197,6 +199,20 @@ func (x *exchange) run() (abort bool) {
 	// (ConnectionManagerUtility::mutateRequestHeaders).
 	if _, ok := h.get("x-forwarded-proto"); !ok {
 		h.set("x-forwarded-proto", "http")
+	}
+	// ConnectionManagerUtility::mutateRequestHeaders: x-envoy-internal is
+	// always dropped, and a request is internal only with use_remote_address
+	// (or an original-IP detection extension) from an internal address. With
+	// use_remote_address false, the only mode modelled, every request is
+	// external, so cleanInternalHeaders strips the x-envoy-* headers the
+	// router would obey and the route config's internal_only_headers before
+	// any filter runs.
+	h.del("x-envoy-internal")
+	for _, k := range internalHeaders {
+		h.del(k)
+	}
+	for _, k := range x.hcm.internalOnly {
+		h.del(k)
 	}
 	if x.hcm.generateRequestID {
 		if _, ok := h.get("x-request-id"); !ok {
@@ -497,9 +513,24 @@ func (x *exchange) routerHeaders(eos bool) {
 	ctx, cancel := context.WithCancel(x.s.ctx)
 	x.upCancel = cancel
 	req := (&http.Request{Method: method, URL: u, Host: authority, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
+	// FilterUtility::finalTimeout: the router obeys a request's
+	// x-envoy-upstream-rq-timeout-ms (which the HCM strips from external
+	// requests) and removes it before forwarding.
+	x.routeTimeout = r.timeout
+	if v, ok := x.reqHeaders.get("x-envoy-upstream-rq-timeout-ms"); ok {
+		if ms, err := strconv.ParseUint(v, 10, 32); err == nil {
+			x.routeTimeout = time.Duration(ms) * time.Millisecond
+		}
+		x.reqHeaders.del("x-envoy-upstream-rq-timeout-ms")
+	}
 	x.reqHeaders.toHTTP(req.Header)
-	if r.timeout > 0 {
-		req.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(r.timeout.Milliseconds(), 10))
+	for _, k := range r.removeHeaders {
+		// Router::finalizeRequestHeaders applies request_headers_to_remove
+		// to the upstream request only: filters and routing saw the header.
+		req.Header.Del(k)
+	}
+	if x.routeTimeout > 0 && !x.hcm.suppressEnvoy {
+		req.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(x.routeTimeout.Milliseconds(), 10))
 	}
 	req.Header.Del("Content-Length")
 	if eos {
@@ -554,8 +585,8 @@ func (x *exchange) routerHeaders(eos bool) {
 }
 
 func (x *exchange) startRouteTimer() {
-	if r := x.route; r != nil && r.timeout > 0 && x.routerStarted && !x.finished {
-		x.armTimer(timerRoute, r.timeout)
+	if x.route != nil && x.routeTimeout > 0 && x.routerStarted && !x.finished {
+		x.armTimer(timerRoute, x.routeTimeout)
 	}
 }
 
@@ -590,7 +621,9 @@ func (x *exchange) callUpstream(t http.RoundTripper, req *http.Request, started 
 		return
 	}
 	defer resp.Body.Close()
-	resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(started).Milliseconds(), 10))
+	if !x.hcm.suppressEnvoy {
+		resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(started).Milliseconds(), 10))
+	}
 	if !x.post(evUpResp{resp: resp}) {
 		return
 	}
@@ -632,6 +665,7 @@ func (x *exchange) callUpstream(t http.RoundTripper, req *http.Request, started 
 
 func (x *exchange) cancelUpstream() {
 	x.stopTimer(timerRoute)
+	x.upCancelled = true
 	if x.upCancel != nil {
 		x.upCancel()
 	}
@@ -659,7 +693,9 @@ func (x *exchange) onUpstreamResponse(resp *http.Response) {
 // onUpstreamReset models Envoy's router onUpstreamReset + sendLocalReply
 // (§4.2).
 func (x *exchange) onUpstreamReset(err error) {
-	if x.finished {
+	if x.finished || x.upCancelled {
+		// The router reset the upstream itself (route timeout, a local
+		// reply): Envoy gets no reset callback for its own reset.
 		return
 	}
 	x.s.count("upstream_rq_reset")
@@ -738,21 +774,36 @@ func (x *exchange) localReply(status int, body, details string, mutate func(*hma
 		x.finished, x.abort = true, true
 		return
 	}
-	// Http::Utility::prepareLocalReply: modify_headers first, then
-	// content-length from the body (overriding whatever was set) and
-	// text/plain unless a content-type was set; an empty body drops both.
+	// Http::Utility::prepareLocalReply: modify_headers first, then the
+	// HCM's local_reply_config rewrite (status, body, content type), then
+	// content-length from the body (overriding whatever was set) and the
+	// format's content type unless a content-type was set and the body was
+	// not rewritten; an empty body drops both.
 	h := hmap{{":status", strconv.Itoa(status)}}
 	if mutate != nil {
 		mutate(&h)
 	}
+	orig := body
+	status, body, ct := x.hcm.localReply.rewrite(&replyCtx{status: status, body: body, details: details,
+		flags: x.flags, metadata: x.metadata, req: x.reqHeaders})
+	h.set(":status", strconv.Itoa(status))
 	if body != "" {
 		h.set("content-length", strconv.Itoa(len(body)))
-		if _, ok := h.get("content-type"); !ok {
-			h.add("content-type", "text/plain")
+		if _, ok := h.get("content-type"); !ok || body != orig {
+			h.set("content-type", ct)
 		}
 	} else {
 		h.del("content-length")
 		h.del("content-type")
+	}
+	if !bypass && !x.respHeadersExist && x.xp != nil && x.s.skipLocalReply && !x.xp.complete {
+		// Envoy 1.34–1.36 (SkipExtProcOnLocalReply): ext_proc's
+		// onLocalReply marks processing complete; the reply reaches the
+		// client without a response message to the processor, which only
+		// sees its stream end.
+		x.s.logf("local reply %d skips ext_proc (%s)", status, SkipExtProcOnLocalReply)
+		x.s.count("local_reply_skipped_ext_proc")
+		bypass = true
 	}
 	if x.respHeadersExist || bypass {
 		if x.xp != nil {
@@ -901,6 +952,18 @@ func newUUID() string {
 }
 
 var errNoStream = errors.New("no ext_proc stream")
+
+// internalHeaders are the request headers ConnectionManagerUtility::
+// cleanInternalHeaders removes from every external request, on every
+// supported Envoy version: the ones that would let a client steer the
+// router (retries, timeouts, stats names, tracing).
+var internalHeaders = []string{
+	"x-envoy-retriable-status-codes", "x-envoy-retriable-header-names", "x-envoy-retry-on",
+	"x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name",
+	"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
+	"x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms",
+	"x-envoy-force-trace", "x-envoy-ip-tags", "x-envoy-original-url", "x-envoy-hedge-on-per-try-timeout",
+}
 
 // trailerBox hands request trailers from the loop to the body reader.
 type trailerBox struct {

@@ -41,7 +41,8 @@ func (s *Sim) Kind() string { return "sim" }
 // Cancelling ctx closes either kind of gateway.
 func StartGateway(ctx context.Context, opts Options) (Gateway, error) {
 	bin, err := exec.LookPath("envoy")
-	if err != nil || os.Getenv("LLMUX_E2E_ENVOY") == "sim" {
+	if err != nil || os.Getenv("LLMUX_E2E_ENVOY") == "sim" || opts.EnvoyVersion != "" {
+		// A version mode is the sim's to emulate: a binary is one version.
 		return Start(ctx, opts)
 	}
 	return startEnvoy(ctx, bin, opts)

@@ -311,6 +311,10 @@ type tcfg struct {
 	upH2      bool
 	accessLog string // flow log_format, e.g. {json_format: {...}}
 	logW      io.Writer
+	bootstrap string // extra top-level bootstrap YAML (e.g. layered_runtime)
+	version   string // Options.EnvoyVersion
+	router    string // extra flow entries of the Router
+	routeCfg  string // extra flow entries of the route_config
 }
 
 func (c tcfg) yaml() string {
@@ -326,7 +330,7 @@ func (c tcfg) yaml() string {
 		}
 		filters = `{name: envoy.filters.http.ext_proc, typed_config: {` + ep + `}}, `
 	}
-	hcm := `"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: t, route_config: {name: r, virtual_hosts: ` + vh + `}, http_filters: [` + filters + `{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]`
+	hcm := `"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: t, route_config: {name: r, virtual_hosts: ` + vh + prefixComma(c.routeCfg) + `}, http_filters: [` + filters + `{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router` + prefixComma(c.router) + `}}]`
 	if c.hcmExtra != "" {
 		hcm += ", " + c.hcmExtra
 	}
@@ -345,7 +349,14 @@ func (c tcfg) yaml() string {
 		}
 		return s + "}"
 	}
-	return "static_resources:\n  listeners: [{" + l + "}]\n  clusters: [" + cl("extproc", true) + ", " + cl("upstream", c.upH2) + ", " + cl("other", c.upH2) + "]\n"
+	return c.bootstrap + "\nstatic_resources:\n  listeners: [{" + l + "}]\n  clusters: [" + cl("extproc", true) + ", " + cl("upstream", c.upH2) + ", " + cl("other", c.upH2) + "]\n"
+}
+
+func prefixComma(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ", " + s
 }
 
 type env struct {
@@ -364,7 +375,7 @@ func start(t *testing.T, c tcfg, h func(w http.ResponseWriter, r *http.Request, 
 	})
 	s, err := Start(context.Background(), Options{Bootstrap: []byte(c.yaml()),
 		Clusters: map[string]string{"extproc": e.proc.addr, "upstream": e.up.addr, "other": e.alt.addr},
-		Logf:     t.Logf, AccessLog: c.logW})
+		Logf:     t.Logf, AccessLog: c.logW, EnvoyVersion: c.version})
 	if err != nil {
 		t.Fatalf("Start: %v\n%s", err, c.yaml())
 	}

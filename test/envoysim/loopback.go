@@ -5,8 +5,11 @@ import (
 	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // LoopbackBootstrap rewrites a bootstrap so that a REAL Envoy can run it
@@ -56,6 +59,7 @@ func rewriteLoopback(b *bootstrapv3.Bootstrap, clusters map[string]string, liste
 		ep := &endpointv3LbEndpoint{host: host, port: port, pipe: pipe, hostname: orig}
 		c.LoadAssignment = ep.assignment(c.GetName())
 		c.TransportSocket = nil
+		dropAutoConfig(c)
 		c.ClusterDiscoveryType = nil
 		c.DnsLookupFamily = 0
 	}
@@ -71,4 +75,29 @@ func rewriteLoopback(b *bootstrapv3.Bootstrap, clusters map[string]string, liste
 		}
 	}
 	return nil
+}
+
+// dropAutoConfig removes an ALPN-based auto_config from a cluster that lost
+// its TLS transport socket (Envoy refuses auto_config without ALPN); the
+// loopback fake then gets HTTP/1.1, as the sim speaks to it.
+func dropAutoConfig(c *clusterv3.Cluster) {
+	const key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	a, ok := c.GetTypedExtensionProtocolOptions()[key]
+	if !ok {
+		return
+	}
+	var po httpv3.HttpProtocolOptions
+	if a.UnmarshalTo(&po) != nil || po.GetAutoConfig() == nil {
+		return
+	}
+	h1 := po.GetAutoConfig().GetHttpProtocolOptions()
+	if h1 == nil {
+		h1 = &corev3.Http1ProtocolOptions{}
+	}
+	// The oneof is required: state HTTP/1.1 explicitly.
+	po.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: h1}}}
+	if b, err := anypb.New(&po); err == nil {
+		c.TypedExtensionProtocolOptions[key] = b
+	}
 }

@@ -39,14 +39,22 @@ type Options struct {
 	AccessLog io.Writer
 	// Logf, if set, receives debug traces of what the sim does.
 	Logf func(format string, args ...any)
+	// EnvoyVersion selects version-dependent behaviour: Envoy136 ("1.36",
+	// also "1.34", "1.35") lets Envoy's local replies skip ext_proc unless
+	// the bootstrap's runtime sets SkipExtProcOnLocalReply to false;
+	// Envoy137 ("1.37") and later, and "", pass them through ext_proc.
+	// StartGateway refuses it with real Envoy (the binary decides).
+	EnvoyVersion string
 }
 
 // Sim is a running Envoy stand-in.
 type Sim struct {
-	opts   Options
-	cfg    *config
-	ctx    context.Context
-	cancel context.CancelFunc
+	opts Options
+	cfg  *config
+	// skipLocalReply: Envoy's local replies bypass ext_proc (1.34–1.36).
+	skipLocalReply bool
+	ctx            context.Context
+	cancel         context.CancelFunc
 
 	servers   map[string]*http.Server
 	addrs     map[string]string
@@ -97,6 +105,10 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
+	minor, err := envoyMinor(opts.EnvoyVersion)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := buildConfig(b, opts.Clusters)
 	if err != nil {
 		return nil, err
@@ -113,7 +125,8 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Sim{
 		opts: opts, cfg: cfg, ctx: sctx, cancel: cancel,
-		servers: map[string]*http.Server{}, addrs: map[string]string{},
+		skipLocalReply: skipExtProcOnLocalReply(minor, cfg.runtime),
+		servers:        map[string]*http.Server{}, addrs: map[string]string{},
 		grpcConns: map[string]*grpc.ClientConn{}, transports: map[string]*http.Transport{},
 		stats: map[string]uint64{}, logCh: make(chan struct{}),
 	}

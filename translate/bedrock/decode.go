@@ -112,6 +112,11 @@ func finishReason(stop string, tools bool) string {
 func (d *decoder) converse(dst []byte, body string) []byte {
 	root := gjson.Parse(body)
 	msg := root.Get("output.message")
+	if !msg.IsObject() && root.Get("message").Type == gjson.String {
+		// AWS's error shape {"message": …} in a 200: the provider failed.
+		d.res.Err = exceptionError(nil, []byte(body), nil)
+		return d.res.Err.AppendJSON(dst)
+	}
 	if !msg.IsObject() {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "Bedrock response has no output.message"}
 		return d.res.Err.AppendJSON(dst)

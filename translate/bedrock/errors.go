@@ -55,8 +55,10 @@ func contextTooLong(msg string) bool {
 
 // classify maps an AWS error type (normalised by errorType; "" when
 // unknown), the HTTP status (0 in a stream) and the message to a code and
-// an OpenAI code ("" for the class default).
-func classify(typ string, status int, msg string) (translate.Code, string) {
+// an OpenAI code ("" for the class default). fromBedrock reports that the
+// body is Bedrock's own JSON error (not an Envoy local reply or a proxy's
+// page), which makes a 503 overloaded rather than upstream_unavailable.
+func classify(typ string, status int, msg string, fromBedrock bool) (translate.Code, string) {
 	switch typ {
 	case "validationexception":
 		if contextTooLong(msg) {
@@ -77,7 +79,10 @@ func classify(typ string, status int, msg string) (translate.Code, string) {
 	case "modeltimeoutexception":
 		return translate.CodeTimeout, ""
 	case "serviceunavailableexception", "modelnotreadyexception":
-		return translate.CodeUpstreamUnavailable, ""
+		// 503 "The service isn't currently available", 429 "Model is
+		// not ready for inference": Bedrock is answering, and over
+		// capacity for now.
+		return translate.CodeOverloaded, ""
 	case "internalserverexception", "modelstreamerrorexception", "modelerrorexception":
 		return translate.CodeUpstreamError, ""
 	case "conflictexception":
@@ -105,9 +110,12 @@ func classify(typ string, status int, msg string) (translate.Code, string) {
 		return translate.CodeUpstreamError, ""
 	case http.StatusTooManyRequests:
 		if strings.Contains(l, "not ready") {
-			return translate.CodeUpstreamUnavailable, ""
+			return translate.CodeOverloaded, ""
 		}
 		return translate.CodeRateLimited, "rate_limit_exceeded"
+	}
+	if fromBedrock {
+		return translate.CodeForProviderStatus(status), ""
 	}
 	return translate.CodeForStatus(status), ""
 }
@@ -120,8 +128,10 @@ func classify(typ string, status int, msg string) (translate.Code, string) {
 func ParseError(status int, body []byte) *translate.Error {
 	s := respbody.View(body)
 	var typ, msg string
+	fromBedrock := false
 	if gjson.Valid(s) {
 		root := gjson.Parse(s)
+		fromBedrock = root.IsObject()
 		for _, k := range []string{"__type", "code", "type", "Code"} {
 			if v := root.Get(k); v.Type == gjson.String && v.Str != "" {
 				typ = v.Str
@@ -144,7 +154,7 @@ func ParseError(status int, body []byte) *translate.Error {
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage]
 	}
-	code, oc := classify(errorType(typ), status, msg)
+	code, oc := classify(errorType(typ), status, msg, fromBedrock)
 	switch {
 	case msg == "" && typ != "":
 		msg = "Bedrock returned " + typ
@@ -154,7 +164,7 @@ func ParseError(status int, body []byte) *translate.Error {
 	// The client's status follows the class (the processor holds the
 	// response headers until the body is decoded): a ServiceQuota 400
 	// becomes 429, ModelNotReady's 429 a 503, a bad signature's 403 a 401.
-	return &translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}
+	return (&translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}).Uniform()
 }
 
 // exceptionError classifies an exception (or error) message of an event
@@ -171,9 +181,9 @@ func exceptionError(typ, payload, headerMsg []byte) *translate.Error {
 		msg = msg[:maxMessage]
 	}
 	t := string(typ)
-	code, oc := classify(errorType(t), 0, msg)
+	code, oc := classify(errorType(t), 0, msg, true)
 	if msg == "" {
 		msg = "Bedrock stream error: " + t
 	}
-	return &translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}
+	return (&translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}).Uniform()
 }

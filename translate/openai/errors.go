@@ -170,9 +170,10 @@ func classify(status int, f errorFields, opts *DecoderOptions) *translate.Error 
 	if !ok {
 		switch {
 		case st != 0:
-			code = translate.CodeForStatus(st)
+			code = translate.CodeForProviderStatus(st)
 		case f.typ == "server_error" || f.typ == "api_error":
-			code = translate.CodeUpstreamUnavailable
+			// The provider failed mid-response.
+			code = translate.CodeUpstreamError
 		case f.typ == "invalid_request_error":
 			code = translate.CodeInvalidRequest
 		default:
@@ -198,7 +199,10 @@ func classify(status int, f errorFields, opts *DecoderOptions) *translate.Error 
 	if f.typ != "" && isIdentifier(f.typ) && strings.ToLower(f.typ) == f.typ {
 		e.Type = strings.Clone(f.typ)
 	}
-	return e
+	// A provider fault (OpenAI's "requests"/"tokens" rate limits, a
+	// 500 with code null) gets the class's status, type and code, as from
+	// every other provider.
+	return e.Uniform()
 }
 
 // classifyCommon holds the rules every OpenAI-schema dialect shares: OpenAI's
@@ -210,8 +214,10 @@ func classifyCommon(f errorFields) (translate.Code, bool) {
 		return translate.CodeContextLengthExceeded, true
 	case "insufficient_quota", "billing_hard_limit_reached":
 		return translate.CodeQuotaExhausted, true
-	case "rate_limit_exceeded":
+	case "rate_limit_exceeded", "slow_down":
 		return translate.CodeRateLimited, true
+	case "server_is_overloaded":
+		return translate.CodeOverloaded, true
 	case "content_filter", "content_policy_violation":
 		return translate.CodeContentFiltered, true
 	case "invalid_api_key", "missing_api_key":
@@ -232,7 +238,7 @@ func classifyCommon(f errorFields) (translate.Code, bool) {
 		return translate.CodePermissionDenied, true
 	case "not_found_error", "NotFoundError":
 		return translate.CodeNotFound, true
-	case "overloaded_error":
+	case "overloaded_error", "service_unavailable_error":
 		return translate.CodeOverloaded, true
 	}
 	m := strings.ToLower(f.message)
@@ -253,7 +259,7 @@ func statusError(status int, body string) *translate.Error {
 	} else {
 		msg = truncate(fmt.Sprintf("upstream returned HTTP %d: %s", status, msg))
 	}
-	return &translate.Error{Code: code, Status: statusOr(status, code), Message: msg}
+	return (&translate.Error{Code: code, Status: statusOr(status, code), Message: msg}).Uniform()
 }
 
 func statusOr(status int, code translate.Code) int {

@@ -145,7 +145,7 @@ func TestStreamTruncatedAndInbandError(t *testing.T) {
 	}
 	d = Translator{}.NewDecoder(req, 200, "text/event-stream")
 	out := decodeAll(t, d, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n", 9)
-	if r := d.Result(); r.Err == nil || r.Err.Code != translate.CodeUpstreamUnavailable {
+	if r := d.Result(); r.Err == nil || r.Err.Code != translate.CodeUpstreamError {
 		t.Errorf("in-band error: %+v", r.Err)
 	}
 	if !strings.Contains(out, `"error"`) {
@@ -268,7 +268,7 @@ func TestParseErrorCompatible(t *testing.T) {
 		{"vllm nested", 404, `{"error":{"message":"The model does not exist.","type":"NotFoundError","param":null,"code":404}}`, translate.CodeNotFound, "model_not_found", ""},
 		{"mistral object message", 422, `{"object":"error","message":{"detail":[{"msg":"bad"}]},"type":"invalid_request_message_error","param":null,"code":null}`, translate.CodeInvalidRequest, "invalid_request", ""},
 		{"mistral 401", 401, `{"message":"Unauthorized","request_id":"abc"}`, translate.CodeAuthentication, "invalid_api_key", ""},
-		{"deepseek balance", 402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, translate.CodeQuotaExhausted, "invalid_request_error", ""},
+		{"deepseek balance", 402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, translate.CodeQuotaExhausted, "insufficient_quota", ""},
 		{"groq decommissioned", 400, `{"error":{"message":"The model has been decommissioned","type":"invalid_request_error","code":"model_decommissioned"}}`, translate.CodeNotFound, "model_decommissioned", ""},
 		{"plain text 500", 500, `Internal Server Error`, translate.CodeUpstreamError, "server_error", ""},
 		{"not implemented", 501, ``, translate.CodeUnsupported, "unsupported_parameter", ""},
@@ -278,7 +278,7 @@ func TestParseErrorCompatible(t *testing.T) {
 			d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, tc.status, "application/json")
 			out := decodeAll(t, d, tc.body, 7)
 			e := d.Result().Err
-			if e.Code != tc.want || e.HTTPStatus() != tc.status {
+			if want := statusOf(tc.want, tc.status); e.Code != tc.want || e.HTTPStatus() != want {
 				t.Fatalf("got %s %d, want %s", e.Code, e.HTTPStatus(), tc.want)
 			}
 			if !IsOpenAIShaped(out) {
@@ -387,4 +387,13 @@ func TestMaxBuffered(t *testing.T) {
 	if _, err := d.Decode(nil, []byte(`{"choices":[],"model":"m"}`), true); err == nil || d.Result().Err.Code != translate.CodeUpstreamProtocol {
 		t.Fatalf("over the limit: %v %+v", err, d.Result().Err)
 	}
+}
+
+// statusOf is the client status for a provider status: the class's for
+// provider faults (translate.Code.Uniform), else the provider's.
+func statusOf(c translate.Code, status int) int {
+	if c.Uniform() {
+		return c.Status()
+	}
+	return status
 }

@@ -66,6 +66,7 @@ type handler struct {
 	sawBody                         bool                       // Envoy sent at least one response_body message
 	heldHeaders                     *extprocv3.HeadersResponse // response headers reply waiting for the body
 	masked                          *translate.Error           // replaces a provider's auth error for the client
+	retry                           translate.RetryHint        // the provider's retry-after headers
 	outcomeSent                     bool                       // final metadata went out with the terminal event
 	recorded                        bool
 

@@ -18,6 +18,8 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			h.status, _ = strconv.Atoi(headerValue(hv))
 		case "content-type":
 			ct = headerValue(hv)
+		case "retry-after", "retry-after-ms":
+			h.retry.Header(hv.GetKey(), headerValue(hv))
 		}
 	}
 	if h.status == 401 && h.dep != nil {
@@ -84,6 +86,14 @@ func (h *handler) releaseHeaders() error {
 				}
 			}
 			mut.SetHeaders = append(kept, header(":status", strconv.Itoa(st)))
+		}
+		if h.masked == nil {
+			// The provider said how long to wait (a header, or Google's
+			// RetryInfo in the body): the client is told in retry-after.
+			if ra := e.RetryAfterWith(h.retry); ra > 0 {
+				mut := resp.Response.HeaderMutation
+				mut.SetHeaders = append(mut.SetHeaders, header("retry-after", translate.RetryAfterValue(ra)))
+			}
 		}
 	}
 	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}})

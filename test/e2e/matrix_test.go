@@ -109,6 +109,11 @@ var matrixRows = []struct {
 		"vertex":            {status: "429", errCode: "quota"},
 		"openai_compatible": {status: "402"}, // DeepSeek's "Insufficient Balance"
 	}},
+	{"504 timeout", statusFault, 504, "server_error", "timeout", "timeout", map[string]cell{
+		"openai": {status: "504"}, "azure_openai": {status: "504"}, "anthropic": {status: "504"}, "vertex_anthropic": {status: "504"},
+		"bedrock": {status: "408"}, // ModelTimeoutException
+		"gemini":  {status: "504"}, "vertex": {status: "504"}, "openai_compatible": {status: "504"},
+	}},
 	{"in-band error", inbandFault, 500, "server_error", "server_error", "upstream_error", map[string]cell{
 		"openai": {}, "azure_openai": {}, "anthropic": {errCode: "api_error"}, "vertex_anthropic": {errCode: "api_error"},
 		"bedrock": {}, "gemini": {}, "vertex": {}, "openai_compatible": {},

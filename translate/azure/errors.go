@@ -35,8 +35,6 @@ func Classify(status int, code, _, msg string) (translate.Code, bool) {
 		return translate.CodeQuotaExhausted, true
 	case "ServiceUnavailable", "ServerBusy":
 		return translate.CodeOverloaded, true
-	case "InternalServerError":
-		return translate.CodeUpstreamError, true
 	case "Timeout", "RequestTimeout":
 		return translate.CodeTimeout, true
 	}

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/llmux/llmux/translate/jsonenc"
@@ -193,6 +194,24 @@ func (e *Error) AppendJSON(dst []byte) []byte {
 	}
 	dst = jsonenc.AppendString(dst, code)
 	return append(dst, "}}"...)
+}
+
+// MaxMessage is the length, in bytes, to which ClipMessage cuts an error
+// message copied from a provider.
+const MaxMessage = 512
+
+// ClipMessage returns a copy of a provider's error message (never sharing
+// memory with s), cut to MaxMessage bytes on a rune boundary and marked
+// with "…" when cut.
+func ClipMessage(s string) string {
+	if len(s) <= MaxMessage {
+		return strings.Clone(s)
+	}
+	cut := MaxMessage
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // CodeForProviderStatus classifies a provider's own error response (a body

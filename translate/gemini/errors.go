@@ -32,4 +32,4 @@ func ParseError(status int, body []byte) *translate.Error {
 }
 
 // truncate clones s, cut to a message's length on a rune boundary.
-func truncate(s string) string { return rpcstatus.Truncate(s) }
+func truncate(s string) string { return translate.ClipMessage(s) }

@@ -11,9 +11,6 @@ import (
 	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
-// maxMessage bounds an error message copied from a provider body.
-const maxMessage = 512
-
 // ParseError classifies an error body received with an HTTP status from an
 // OpenAI-schema provider. It understands OpenAI's
 // {"error":{"message","type","param","code"}}, Azure's variant (a code but
@@ -148,7 +145,7 @@ func fastAPIDetail(d gjson.Result) (msg, param string) {
 			b.WriteString(": ")
 		}
 		b.WriteString(item.Get("msg").String())
-		return b.Len() < maxMessage
+		return b.Len() < translate.MaxMessage
 	})
 	return b.String(), param
 }
@@ -269,17 +266,8 @@ func statusOr(status int, code translate.Code) int {
 	return code.Status()
 }
 
-// truncate clones s, cut to maxMessage bytes on a rune boundary.
-func truncate(s string) string {
-	if len(s) <= maxMessage {
-		return strings.Clone(s)
-	}
-	cut := maxMessage
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// truncate clones s, cut to an error message's length.
+func truncate(s string) string { return translate.ClipMessage(s) }
 
 // isIdentifier reports whether s looks like an error code: letters,
 // digits, '_', '.', '-' only, and not too long.

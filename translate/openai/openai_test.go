@@ -215,7 +215,7 @@ func FuzzStreamDecoder(f *testing.F) {
 		// Each event grows by at most its terminator, or, for an error
 		// event rewritten into OpenAI's shape, by a bounded envelope around
 		// a message of at most maxMessage bytes.
-		if len(out) > len(b)+(strings.Count(string(b), "\n")+1)*(6*maxMessage+256) {
+		if len(out) > len(b)+(strings.Count(string(b), "\n")+1)*(6*translate.MaxMessage+256) {
 			t.Fatalf("output grew beyond input: %d > %d", len(out), len(b))
 		}
 	})

@@ -21,9 +21,6 @@ import (
 	"github.com/llmux/llmux/translate"
 )
 
-// maxMessage bounds an error message copied from a provider body.
-const maxMessage = 512
-
 // Is reports whether the error object e is a google.rpc.Status: a string
 // "status" (the canonical code name) and no "type" (which Anthropic's and
 // OpenAI's error objects carry).
@@ -98,7 +95,7 @@ func Parse(status int, e gjson.Result) *translate.Error {
 			msg = "upstream returned " + gs
 		}
 	}
-	te := &translate.Error{Code: code, Message: Truncate(msg), RetryAfter: RetryDelay(details)}
+	te := &translate.Error{Code: code, Message: translate.ClipMessage(msg), RetryAfter: RetryDelay(details)}
 	// The client status is Google's, except where the body says more than
 	// the status: a bad AI Studio key is 400 INVALID_ARGUMENT, which
 	// OpenAI clients expect as 401. The processor holds the headers of an
@@ -178,16 +175,4 @@ func quotaExhausted(m, details string) bool {
 	}
 	return strings.Contains(m, "billing") || strings.Contains(m, "per day") || strings.Contains(m, "per_day") ||
 		strings.Contains(d, "perday") || strings.Contains(m, "exceeded your current quota") || strings.Contains(m, "insufficient")
-}
-
-// Truncate clones s, cut to 512 bytes on a rune boundary.
-func Truncate(s string) string {
-	if len(s) <= maxMessage {
-		return strings.Clone(s)
-	}
-	cut := maxMessage
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
 }

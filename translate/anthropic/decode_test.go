@@ -515,3 +515,17 @@ func TestVertexRetryInfo(t *testing.T) {
 		t.Fatalf("%+v", e)
 	}
 }
+
+// TestInbandErrorTypes: an in-band error event is classed by its type; an
+// unknown type is the provider failing (upstream_error), not a gateway bug.
+func TestInbandErrorTypes(t *testing.T) {
+	for typ, want := range map[string]translate.Code{
+		"overloaded_error": translate.CodeOverloaded, "api_error": translate.CodeUpstreamError,
+		"rate_limit_error": translate.CodeRateLimited, "brand_new_error": translate.CodeUpstreamError,
+	} {
+		e := ParseError(0, []byte(`{"type":"error","error":{"type":"`+typ+`","message":"m"}}`))
+		if e.Code != want || e.HTTPStatus() != want.Status() {
+			t.Errorf("%s: %+v", typ, e)
+		}
+	}
+}

@@ -180,6 +180,10 @@ func TestParseError(t *testing.T) {
 		{404, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"model_not_found"}}`, translate.CodeNotFound},
 		{500, `{"error":{"message":"m","type":"server_error","param":null,"code":null}}`, translate.CodeUpstreamError},
 		{503, `upstream connect error or disconnect/reset before headers`, translate.CodeUpstreamUnavailable},
+		// OpenAI's own 503 bodies: the provider answered, over capacity.
+		{503, `{"error":{"message":"The engine is currently overloaded, please try again later","type":"server_error","param":null,"code":null}}`, translate.CodeOverloaded},
+		{503, `{"error":{"message":"m","type":"service_unavailable_error","param":null,"code":"server_is_overloaded"}}`, translate.CodeOverloaded},
+		{429, `{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"slow_down"}}`, translate.CodeRateLimited},
 		{504, ``, translate.CodeTimeout},
 		{502, `<html>`, translate.CodeUpstreamProtocol},
 	}
@@ -193,6 +197,11 @@ func TestParseError(t *testing.T) {
 		}
 		if !gjson.ValidBytes(e.AppendJSON(nil)) {
 			t.Errorf("invalid JSON %s", e.AppendJSON(nil))
+		}
+		// A provider fault reads as its class, whatever OpenAI's type
+		// ("requests") and code (null, "slow_down") were.
+		if body := e.AppendJSON(nil); tc.want.Uniform() && (gjson.GetBytes(body, "error.type").Str != tc.want.Type() || gjson.GetBytes(body, "error.code").Str != tc.want.OpenAICode()) {
+			t.Errorf("%d %s: not uniform: %s", tc.status, tc.body, body)
 		}
 	}
 }

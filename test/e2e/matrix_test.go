@@ -39,6 +39,11 @@ var matrixColumns = []struct {
 		r, _ := compatibleRig(t, fakeprovider.OpenAIOptions{ErrorStyle: "vllm"})
 		return r
 	}},
+	// An Ollama-style server: {"error":"<text>"}.
+	{"ollama", "local", func(t *testing.T) *rig {
+		r, _ := compatibleRig(t, fakeprovider.OpenAIOptions{ErrorStyle: "ollama"})
+		return r
+	}},
 }
 
 // cell is how one provider produces one fault, and what it says about
@@ -76,17 +81,17 @@ var matrixRows = []struct {
 }{
 	{"500", statusFault, 500, "server_error", "server_error", "upstream_error", map[string]cell{
 		"openai": {status: "500"}, "azure_openai": {status: "500"}, "anthropic": {status: "500"}, "vertex_anthropic": {status: "500"},
-		"bedrock": {status: "500"}, "gemini": {status: "500"}, "vertex": {status: "500"}, "openai_compatible": {status: "500"},
+		"bedrock": {status: "500"}, "gemini": {status: "500"}, "vertex": {status: "500"}, "openai_compatible": {status: "500"}, "ollama": {status: "500"},
 	}},
 	{"503", statusFault, 503, "server_error", "overloaded", "overloaded", map[string]cell{
 		"openai": {status: "503", retryAfter: wait}, "azure_openai": {status: "503", retryAfter: wait},
 		"anthropic": {status: "503", retryAfter: wait}, "vertex_anthropic": {status: "503", retryAfter: wait},
-		"bedrock": {status: "503"}, "gemini": {status: "503"}, "vertex": {status: "503"}, "openai_compatible": {status: "503", retryAfter: wait},
+		"bedrock": {status: "503"}, "gemini": {status: "503"}, "vertex": {status: "503"}, "openai_compatible": {status: "503", retryAfter: wait}, "ollama": {status: "503", retryAfter: wait},
 	}},
 	{"529 overloaded", statusFault, 503, "server_error", "overloaded", "overloaded", map[string]cell{
 		"openai": {na: "Anthropic's status"}, "azure_openai": {na: "Anthropic's status"},
 		"anthropic": {status: "529", retryAfter: wait}, "vertex_anthropic": {status: "529", retryAfter: wait},
-		"bedrock": {na: "Anthropic's status"}, "gemini": {na: "Anthropic's status"}, "vertex": {na: "Anthropic's status"}, "openai_compatible": {na: "Anthropic's status"},
+		"bedrock": {na: "Anthropic's status"}, "gemini": {na: "Anthropic's status"}, "vertex": {na: "Anthropic's status"}, "openai_compatible": {na: "Anthropic's status"}, "ollama": {na: "Anthropic's status"},
 	}},
 	{"429 rate limited", statusFault, 429, "rate_limit_error", "rate_limit_exceeded", "rate_limited", map[string]cell{
 		"openai": {status: "429", retryAfter: wait}, "azure_openai": {status: "429", retryAfter: wait},
@@ -97,7 +102,7 @@ var matrixRows = []struct {
 		"bedrock": {status: "429"},
 		// RetryInfo {"retryDelay":"12s"} in the body.
 		"gemini": {status: "429", retryAfter: wait},
-		"vertex": {status: "429"}, "openai_compatible": {status: "429", retryAfter: wait},
+		"vertex": {status: "429"}, "openai_compatible": {status: "429", retryAfter: wait}, "ollama": {status: "429", retryAfter: wait},
 	}},
 	{"429 quota exhausted", statusFault, 429, "insufficient_quota", "insufficient_quota", "quota_exhausted", map[string]cell{
 		"openai":            {status: "429", errCode: "insufficient_quota", retryAfter: wait},
@@ -108,18 +113,19 @@ var matrixRows = []struct {
 		"gemini":            {status: "429", errCode: "quota"},
 		"vertex":            {status: "429", errCode: "quota"},
 		"openai_compatible": {status: "402"}, // DeepSeek's "Insufficient Balance"
+		"ollama":            {na: "a local server has no quota"},
 	}},
 	{"504 timeout", statusFault, 504, "server_error", "timeout", "timeout", map[string]cell{
 		"openai": {status: "504"}, "azure_openai": {status: "504"}, "anthropic": {status: "504"}, "vertex_anthropic": {status: "504"},
 		"bedrock": {status: "408"}, // ModelTimeoutException
-		"gemini":  {status: "504"}, "vertex": {status: "504"}, "openai_compatible": {status: "504"},
+		"gemini":  {status: "504"}, "vertex": {status: "504"}, "openai_compatible": {status: "504"}, "ollama": {status: "504"},
 	}},
 	{"in-band error", inbandFault, 500, "server_error", "server_error", "upstream_error", map[string]cell{
 		"openai": {}, "azure_openai": {}, "anthropic": {errCode: "api_error"}, "vertex_anthropic": {errCode: "api_error"},
-		"bedrock": {}, "gemini": {}, "vertex": {}, "openai_compatible": {},
+		"bedrock": {}, "gemini": {}, "vertex": {}, "openai_compatible": {}, "ollama": {},
 	}},
 	{"reset before headers", resetFault, 503, "server_error", "upstream_unavailable", "upstream_unavailable", map[string]cell{
-		"openai": {}, "azure_openai": {}, "anthropic": {}, "vertex_anthropic": {}, "bedrock": {}, "gemini": {}, "vertex": {}, "openai_compatible": {},
+		"openai": {}, "azure_openai": {}, "anthropic": {}, "vertex_anthropic": {}, "bedrock": {}, "gemini": {}, "vertex": {}, "openai_compatible": {}, "ollama": {},
 	}},
 }
 

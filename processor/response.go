@@ -30,6 +30,11 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		}
 	}
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
+	if rh, ok := h.dec.(translate.ErrorHeaderReader); ok && h.status >= 400 {
+		for _, hv := range m.GetHeaders().GetHeaders() {
+			rh.ErrorHeader(hv.GetKey(), headerValue(hv))
+		}
+	}
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st

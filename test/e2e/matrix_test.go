@@ -234,3 +234,20 @@ func matrixCall(t *testing.T, r *rig, model string, streamed bool, opts []option
 	t.Fatalf("want an API or stream error, got %T %v", err, err)
 	return matrixResult{}
 }
+
+// TestBedrockErrorTypeHeader: Bedrock names its error type only in the
+// x-amzn-ErrorType response header; llmux hands that header to the decoder
+// (translate.ErrorHeaderReader), so the type, not the status or the
+// message, decides. Here a 429 whose header says ServiceUnavailableException
+// (and whose message is the throttling one) must be overloaded, not
+// rate_limited.
+func TestBedrockErrorTypeHeader(t *testing.T) {
+	r, _ := bedrockRig(t, fakeprovider.BedrockOptions{})
+	got := matrixCall(t, r, "claude", false, []option.RequestOption{
+		withFault(fakeprovider.HeaderStatus, "429"), withFault(fakeprovider.HeaderErrorCode, "ServiceUnavailableException"),
+	})
+	if want := (matrixResult{status: 503, typ: "server_error", code: "overloaded"}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	r.waitNoStreams()
+}

@@ -1,6 +1,8 @@
 package bedrock
 
 import (
+	"strings"
+
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
@@ -49,6 +51,18 @@ type decoder struct {
 	respArgs  bool
 	nTools    int
 	usage     rawUsage
+
+	// errType is the x-amzn-ErrorType header of an error response.
+	errType string
+}
+
+// ErrorHeader implements translate.ErrorHeaderReader: Bedrock names an
+// error's type in x-amzn-ErrorType ("ThrottlingException:http://…"), not
+// in the body.
+func (d *decoder) ErrorHeader(name, value string) {
+	if name == "x-amzn-errortype" {
+		d.errType = strings.Clone(value)
+	}
 }
 
 // rawUsage is Bedrock's usage, kept apart until it is reported (Bedrock's
@@ -76,7 +90,7 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return dst, err
 	}
 	if d.mode == respbody.Error {
-		e := ParseError(d.status, d.whole.Buf)
+		e := parseError(d.status, d.whole.Buf, d.errType)
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}

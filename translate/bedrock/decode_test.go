@@ -443,3 +443,37 @@ func BenchmarkStreamChunk(b *testing.B) {
 		}
 	}
 }
+
+// TestErrorTypeHeader: the x-amzn-ErrorType header names the error when the
+// body ({"message"} only) and the status would say otherwise.
+func TestErrorTypeHeader(t *testing.T) {
+	tests := []struct {
+		status  int
+		header  string
+		message string
+		want    translate.Code
+	}{
+		{429, "ModelNotReadyException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Try your request again later.", translate.CodeOverloaded},
+		{400, "ServiceQuotaExceededException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Too many tokens per day.", translate.CodeQuotaExhausted},
+		{403, "UnrecognizedClientException", "Access denied.", translate.CodeAuthentication},
+		{429, "", "Try your request again later.", translate.CodeRateLimited},
+	}
+	for _, tc := range tests {
+		d := Translator{}.NewDecoder(chatReq(false, false, false), tc.status, "application/json")
+		rh, ok := d.(translate.ErrorHeaderReader)
+		if !ok {
+			t.Fatal("the Bedrock decoder does not read error headers")
+		}
+		rh.ErrorHeader("content-type", "application/json")
+		if tc.header != "" {
+			rh.ErrorHeader("x-amzn-errortype", tc.header)
+		}
+		decodeAll(t, d, []byte(`{"message":"`+tc.message+`"}`), 4)
+		if e := d.Result().Err; e == nil || e.Code != tc.want || e.Message != tc.message {
+			t.Errorf("%d %s: %+v", tc.status, tc.header, e)
+		}
+	}
+	if e := parseError(500, nil, "InternalServerException:http://x"); e.Message != "Bedrock returned InternalServerException" {
+		t.Errorf("message %q", e.Message)
+	}
+}

@@ -121,13 +121,20 @@ func classify(typ string, status int, msg string, fromBedrock bool) (translate.C
 }
 
 // ParseError classifies a Bedrock error body received with an HTTP status.
-// Bedrock sends the error type in the x-amzn-errortype header, which a
-// decoder does not see, and {"message": "..."} in the body; the type is
-// read from the body when it carries one (__type, code or type), else the
-// status and the message decide (see classify).
+// Bedrock sends the error type in the x-amzn-ErrorType header (which the
+// decoder reads when the processor passes it, see parseError) and
+// {"message": "..."} in the body; the type is read from the body when it
+// carries one (__type, code or type), else the status and the message
+// decide (see classify).
 func ParseError(status int, body []byte) *translate.Error {
+	return parseError(status, body, "")
+}
+
+// parseError is ParseError with the x-amzn-ErrorType header's value
+// (headerType, "" when unknown), used when the body names no type.
+func parseError(status int, body []byte, headerType string) *translate.Error {
 	s := respbody.View(body)
-	var typ, msg string
+	typ, msg := headerType, ""
 	fromBedrock := false
 	if gjson.Valid(s) {
 		root := gjson.Parse(s)
@@ -157,7 +164,8 @@ func ParseError(status int, body []byte) *translate.Error {
 	code, oc := classify(errorType(typ), status, msg, fromBedrock)
 	switch {
 	case msg == "" && typ != "":
-		msg = "Bedrock returned " + typ
+		name, _, _ := strings.Cut(typ, ":")
+		msg = "Bedrock returned " + name
 	case msg == "":
 		msg = fmt.Sprintf("Bedrock returned HTTP %d", status)
 	}

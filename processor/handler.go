@@ -69,6 +69,7 @@ type handler struct {
 	sawBody                         bool                       // Envoy sent at least one response_body message
 	heldHeaders                     *extprocv3.HeadersResponse // response headers reply waiting for the body
 	masked                          *translate.Error           // the error the client gets instead of the decoder's (a provider auth error, a truncated body)
+	retry                           translate.RetryHint        // the provider's retry-after headers
 	outcomeSent                     bool                       // final metadata went out with the terminal event
 	recorded                        bool
 	watchdog                        Timer     // the response body's idle timer, nil when not armed

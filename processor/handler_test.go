@@ -463,18 +463,22 @@ func TestUpstreamErrors(t *testing.T) {
 		wantCode       string // gateway code in metadata
 		wantOpenAICode string // code in the body the client gets
 		passThrough    bool
+		headers        []string // more response headers from the provider
+		retryAfter     string   // retry-after llmux sets for the client
 	}{
-		{"openai 429", "application/json", `{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}`, 429, "rate_limited", "rate_limit_exceeded", true},
-		{"openai quota", "application/json", `{"error":{"message":"quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, 429, "quota_exhausted", "insufficient_quota", true},
-		{"context length", "application/json", `{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`, 400, "context_length_exceeded", "context_length_exceeded", true},
-		{"envoy local reply", "text/plain", `no healthy upstream`, 503, "upstream_unavailable", "upstream_unavailable", false},
-		{"html gateway page", "text/html", `<html>bad gateway</html>`, 502, "upstream_protocol", "upstream_protocol", false},
+		// A provider fault is rewritten to the class's type (rate_limit_error, not OpenAI's "requests").
+		{"openai 429", "application/json", `{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}`, 429, "rate_limited", "rate_limit_exceeded", false, []string{"retry-after", "3"}, "3"},
+		{"azure 429 retry-after-ms", "application/json", `{"error":{"code":"429","message":"Requests have exceeded the rate limit."}}`, 429, "rate_limited", "rate_limit_exceeded", false, []string{"retry-after-ms", "1500"}, "2"},
+		{"openai quota", "application/json", `{"error":{"message":"quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, 429, "quota_exhausted", "insufficient_quota", true, nil, ""},
+		{"context length", "application/json", `{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`, 400, "context_length_exceeded", "context_length_exceeded", true, nil, ""},
+		{"envoy local reply", "text/plain", `no healthy upstream`, 503, "upstream_unavailable", "upstream_unavailable", false, nil, ""},
+		{"html gateway page", "text/html", `<html>bad gateway</html>`, 502, "upstream_protocol", "upstream_protocol", false, nil, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newExchange(t)
 			forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
-			if out, err := x.send(respHeaders(false, ":status", strconv.Itoa(tc.status), "content-type", tc.ct)); err != nil || len(out) != 0 {
+			if out, err := x.send(respHeaders(false, append([]string{":status", strconv.Itoa(tc.status), "content-type", tc.ct}, tc.headers...)...)); err != nil || len(out) != 0 {
 				t.Fatalf("error headers should wait for the body: %v %v", out, err)
 			}
 			out, err := x.send(respBody(tc.body, true))
@@ -487,6 +491,9 @@ func TestUpstreamErrors(t *testing.T) {
 			}
 			if st := setHeader(hm, ":status"); st != "" && st != strconv.Itoa(tc.status) {
 				t.Errorf(":status changed to %s", st)
+			}
+			if ra := setHeader(hm, "retry-after"); ra != tc.retryAfter {
+				t.Errorf("retry-after %q, want %q", ra, tc.retryAfter)
 			}
 			r := out[1]
 			got := r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse().GetBody()

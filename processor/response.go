@@ -20,6 +20,8 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			h.status, _ = strconv.Atoi(headerValue(hv))
 		case "content-type":
 			ct = headerValue(hv)
+		case "retry-after", "retry-after-ms":
+			h.retry.Header(hv.GetKey(), headerValue(hv))
 		}
 	}
 	if h.status == 401 && h.dep != nil {
@@ -30,6 +32,11 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		}
 	}
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
+	if rh, ok := h.dec.(translate.ErrorHeaderReader); ok && h.status >= 400 {
+		for _, hv := range m.GetHeaders().GetHeaders() {
+			rh.ErrorHeader(hv.GetKey(), headerValue(hv))
+		}
+	}
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st
@@ -87,6 +94,14 @@ func (h *handler) releaseHeaders() error {
 				}
 			}
 			mut.SetHeaders = append(kept, header(":status", strconv.Itoa(st)))
+		}
+		if h.masked == nil {
+			// The provider said how long to wait (a header, or Google's
+			// RetryInfo in the body): the client is told in retry-after.
+			if ra := e.RetryAfterWith(h.retry); ra > 0 {
+				mut := resp.Response.HeaderMutation
+				mut.SetHeaders = append(mut.SetHeaders, header("retry-after", translate.RetryAfterValue(ra)))
+			}
 		}
 	}
 	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}})

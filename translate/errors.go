@@ -2,6 +2,8 @@ package translate
 
 import (
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/llmux/llmux/translate/jsonenc"
 )
@@ -71,30 +73,35 @@ type codeInfo struct {
 	retryable bool
 	// openaiCode is the default OpenAI "code" string.
 	openaiCode string
+	// uniform marks the provider-fault classes (rate limits, quota,
+	// overload, timeouts, provider failures): clients get the class's
+	// status, type and code whatever the provider sent, so that one fault
+	// looks the same from every provider.
+	uniform bool
 }
 
 var codes = map[Code]codeInfo{
-	CodeInvalidRequest:        {http.StatusBadRequest, "invalid_request_error", false, "invalid_request"},
-	CodeAuthentication:        {http.StatusUnauthorized, "invalid_request_error", false, "invalid_api_key"},
-	CodePermissionDenied:      {http.StatusForbidden, "permission_error", false, "permission_denied"},
-	CodeNotFound:              {http.StatusNotFound, "invalid_request_error", false, "model_not_found"},
-	CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "invalid_request_error", false, "method_not_allowed"},
-	CodeRequestTooLarge:       {http.StatusRequestEntityTooLarge, "invalid_request_error", false, "request_too_large"},
-	CodeContextLengthExceeded: {http.StatusBadRequest, "invalid_request_error", false, "context_length_exceeded"},
-	CodeContentFiltered:       {http.StatusBadRequest, "invalid_request_error", false, "content_filter"},
-	CodeUnsupported:           {http.StatusBadRequest, "invalid_request_error", false, "unsupported_parameter"},
-	CodeRateLimited:           {http.StatusTooManyRequests, "rate_limit_error", true, "rate_limit_exceeded"},
-	CodeQuotaExhausted:        {http.StatusTooManyRequests, "insufficient_quota", false, "insufficient_quota"},
-	CodeOverloaded:            {http.StatusServiceUnavailable, "server_error", true, "overloaded"},
-	CodeTimeout:               {http.StatusGatewayTimeout, "server_error", true, "timeout"},
-	CodeUpstreamUnavailable:   {http.StatusServiceUnavailable, "server_error", true, "upstream_unavailable"},
-	CodeUpstreamProtocol:      {http.StatusBadGateway, "server_error", true, "upstream_protocol"},
-	CodeUpstreamError:         {http.StatusInternalServerError, "server_error", true, "server_error"},
-	CodeInternal:              {http.StatusInternalServerError, "server_error", false, "internal"},
-	CodeCanceled:              {499, "server_error", false, "canceled"},
-	CodeUpstreamTruncated:     {http.StatusBadGateway, "server_error", true, "upstream_truncated"},
-	CodeStreamStalled:         {http.StatusGatewayTimeout, "server_error", true, "stream_stalled"},
-	CodeStreamInterrupted:     {http.StatusBadGateway, "server_error", true, "stream_interrupted"},
+	CodeInvalidRequest:        {http.StatusBadRequest, "invalid_request_error", false, "invalid_request", false},
+	CodeAuthentication:        {http.StatusUnauthorized, "invalid_request_error", false, "invalid_api_key", false},
+	CodePermissionDenied:      {http.StatusForbidden, "permission_error", false, "permission_denied", false},
+	CodeNotFound:              {http.StatusNotFound, "invalid_request_error", false, "model_not_found", false},
+	CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "invalid_request_error", false, "method_not_allowed", false},
+	CodeRequestTooLarge:       {http.StatusRequestEntityTooLarge, "invalid_request_error", false, "request_too_large", false},
+	CodeContextLengthExceeded: {http.StatusBadRequest, "invalid_request_error", false, "context_length_exceeded", false},
+	CodeContentFiltered:       {http.StatusBadRequest, "invalid_request_error", false, "content_filter", false},
+	CodeUnsupported:           {http.StatusBadRequest, "invalid_request_error", false, "unsupported_parameter", false},
+	CodeRateLimited:           {http.StatusTooManyRequests, "rate_limit_error", true, "rate_limit_exceeded", true},
+	CodeQuotaExhausted:        {http.StatusTooManyRequests, "insufficient_quota", false, "insufficient_quota", true},
+	CodeOverloaded:            {http.StatusServiceUnavailable, "server_error", true, "overloaded", true},
+	CodeTimeout:               {http.StatusGatewayTimeout, "server_error", true, "timeout", true},
+	CodeUpstreamUnavailable:   {http.StatusServiceUnavailable, "server_error", true, "upstream_unavailable", true},
+	CodeUpstreamProtocol:      {http.StatusBadGateway, "server_error", true, "upstream_protocol", true},
+	CodeUpstreamError:         {http.StatusInternalServerError, "server_error", true, "server_error", true},
+	CodeInternal:              {http.StatusInternalServerError, "server_error", false, "internal", false},
+	CodeCanceled:              {499, "server_error", false, "canceled", false},
+	CodeUpstreamTruncated:     {http.StatusBadGateway, "server_error", true, "upstream_truncated", true},
+	CodeStreamStalled:         {http.StatusGatewayTimeout, "server_error", true, "stream_stalled", true},
+	CodeStreamInterrupted:     {http.StatusBadGateway, "server_error", true, "stream_interrupted", false},
 }
 
 // Status is the HTTP status OpenAI would use for this class.
@@ -127,6 +134,13 @@ func (c Code) OpenAICode() string {
 	return string(c)
 }
 
+// Uniform reports whether c is a provider-fault class (rate_limited,
+// quota_exhausted, overloaded, timeout, upstream_unavailable,
+// upstream_protocol, upstream_error): a provider error of such a class
+// reaches the client with the class's status, type and code, never the
+// provider's own (see Error.Uniform and docs/errors.md).
+func (c Code) Uniform() bool { return codes[c].uniform }
+
 // Known reports whether c is one of the classes listed in Codes.
 func (c Code) Known() bool {
 	_, ok := codes[c]
@@ -148,6 +162,11 @@ type Error struct {
 	OpenAICode string
 	// Type overrides the OpenAI "type"; empty means Code.Type().
 	Type string
+	// RetryAfter is how long the provider asked the client to wait, when
+	// its error body says so (Google's google.rpc.RetryInfo); zero when it
+	// did not. Retry headers are read by RetryHint. The processor turns
+	// it into the client's retry-after header.
+	RetryAfter time.Duration
 }
 
 // Error implements the error interface.
@@ -159,6 +178,17 @@ func (e *Error) HTTPStatus() int {
 		return e.Status
 	}
 	return e.Code.Status()
+}
+
+// Uniform makes a provider error of a provider-fault class (Code.Uniform)
+// look the same whatever the provider: the provider's status, type and code
+// are dropped, so the client gets the class's. Errors of other classes are
+// left as they are. It returns e.
+func (e *Error) Uniform() *Error {
+	if e != nil && e.Code.Uniform() {
+		e.Status, e.Type, e.OpenAICode = 0, "", ""
+	}
+	return e
 }
 
 // AppendJSON appends the OpenAI error body
@@ -181,6 +211,36 @@ func (e *Error) AppendJSON(dst []byte) []byte {
 	}
 	dst = jsonenc.AppendString(dst, code)
 	return append(dst, "}}"...)
+}
+
+// MaxMessage is the length, in bytes, to which ClipMessage cuts an error
+// message copied from a provider.
+const MaxMessage = 512
+
+// ClipMessage returns a copy of a provider's error message (never sharing
+// memory with s), cut to MaxMessage bytes on a rune boundary and marked
+// with "…" when cut.
+func ClipMessage(s string) string {
+	if len(s) <= MaxMessage {
+		return strings.Clone(s)
+	}
+	cut := MaxMessage
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// CodeForProviderStatus classifies a provider's own error response (a body
+// in the provider's error shape that names no better class) by its status.
+// It is CodeForStatus, except that a provider saying 503 is over capacity
+// (overloaded), while a bare 503 (an Envoy local reply: no connection, a
+// reset before headers) is upstream_unavailable.
+func CodeForProviderStatus(status int) Code {
+	if status == http.StatusServiceUnavailable {
+		return CodeOverloaded
+	}
+	return CodeForStatus(status)
 }
 
 // CodeForStatus classifies an HTTP status when nothing better is known

@@ -309,7 +309,7 @@ func TestAnthropicErrors(t *testing.T) {
 		{"upstream 401", func() error { return chat(withFault(fakeprovider.HeaderStatus, "401")) }, 502, "upstream_authentication_failed"},
 		{"upstream 403", func() error { return chat(withFault(fakeprovider.HeaderStatus, "403")) }, 403, "permission_denied"},
 		{"upstream 429", func() error { return chat(withFault(fakeprovider.HeaderStatus, "429")) }, 429, "rate_limit_exceeded"},
-		{"upstream 500", func() error { return chat(withFault(fakeprovider.HeaderStatus, "500")) }, 500, "upstream_unavailable"},
+		{"upstream 500", func() error { return chat(withFault(fakeprovider.HeaderStatus, "500")) }, 500, "server_error"},
 		{"upstream 529 becomes 503", func() error { return chat(withFault(fakeprovider.HeaderStatus, "529")) }, 503, "overloaded"},
 		{"streamed 529 becomes 503", func() error {
 			s := r.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "claude-sonnet", Messages: userMsg("x")}, withFault(fakeprovider.HeaderStatus, "529"))

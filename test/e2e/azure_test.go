@@ -300,7 +300,7 @@ func TestAzureErrors(t *testing.T) {
 		{"wrong provider key", func() error { return chat("gpt-badkey") }, 502, "upstream_authentication_failed", "authentication", nil, false},
 		{"server error", func() error {
 			return chat("gpt-4o", withFault(fakeprovider.HeaderStatus, "500"))
-		}, 500, "InternalServerError", "upstream_error", nil, true},
+		}, 500, "server_error", "upstream_error", nil, true},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -352,7 +352,7 @@ func TestAzureInbandErrorWrapped(t *testing.T) {
 	}
 	last := datas[len(datas)-1]
 	e := gjson.Get(last, "error")
-	if e.Get("message").Type != gjson.String || e.Get("type").String() != "server_error" || e.Get("code").String() != "InternalServerError" {
+	if e.Get("message").Type != gjson.String || e.Get("type").String() != "server_error" || e.Get("code").String() != "server_error" {
 		t.Errorf("in-band error not OpenAI-shaped: %s", last)
 	}
 	if gjson.Get(datas[0], "choices.0.delta.role").String() != "assistant" {

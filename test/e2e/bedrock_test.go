@@ -308,13 +308,13 @@ func TestBedrockErrors(t *testing.T) {
 		{"context length", status("400", "context_length_exceeded"), 400, "context_length_exceeded", "context_length_exceeded"},
 		{"quota", status("400", "ServiceQuotaExceededException"), 429, "insufficient_quota", "quota_exhausted"},
 		{"throttled", status("429"), 429, "rate_limit_exceeded", "rate_limited"},
-		{"model not ready", status("429", "ModelNotReadyException"), 503, "upstream_unavailable", "upstream_unavailable"},
+		{"model not ready", status("429", "ModelNotReadyException"), 503, "overloaded", "overloaded"},
 		{"access denied", status("403"), 403, "permission_denied", "permission_denied"},
 		{"not found", status("404"), 404, "model_not_found", "not_found"},
 		{"model timeout", status("408"), 504, "timeout", "timeout"},
 		{"model error", status("424"), 500, "server_error", "upstream_error"},
 		{"internal", status("500"), 500, "server_error", "upstream_error"},
-		{"unavailable", status("503"), 503, "upstream_unavailable", "upstream_unavailable"},
+		{"unavailable", status("503"), 503, "overloaded", "overloaded"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

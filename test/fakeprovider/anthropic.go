@@ -106,14 +106,22 @@ func antErrorBody(e antError, reqID string) []byte {
 func antInvalid(msg string) antError { return antError{Type: "invalid_request_error", Message: msg} }
 
 // anthropicStatusError is the error Anthropic sends with status; code
-// (x-fake-error-code) picks another error type or "prompt_too_long".
+// (x-fake-error-code) picks another error type or "prompt_too_long". The
+// types and their statuses are those of https://docs.anthropic.com/en/api/errors
+// (400 invalid_request_error, 401 authentication_error, 402 billing_error,
+// 403 permission_error, 404 not_found_error, 413 request_too_large, 429
+// rate_limit_error, 500 api_error, 504 timeout_error, 529
+// overloaded_error), in the body {"type":"error","error":{"type",
+// "message"},"request_id"}; 429 and 529 come with retry-after. A 503 is
+// not documented; the fake answers it with an api_error body.
 func anthropicStatusError(status int, code string) antError {
 	switch code {
 	case "prompt_too_long", "context_length_exceeded":
 		return antInvalid("prompt is too long: 215000 tokens > 200000 maximum")
 	case "":
 	default:
-		e := anthropicStatusError(status, "")
+		// The documented message of the type, whatever the status.
+		e := anthropicStatusError(anthropicTypeStatus(code, status), "")
 		e.Type = code
 		return e
 	}
@@ -141,6 +149,18 @@ func anthropicStatusError(status int, code string) antError {
 		return antError{"api_error", "Internal server error (fake)."}
 	}
 	return antInvalid(fmt.Sprintf("Request failed with status %d (fake).", status))
+}
+
+// anthropicTypeStatus is the documented status of an Anthropic error type,
+// or def for a type the documentation does not list.
+func anthropicTypeStatus(typ string, def int) int {
+	for st, t := range map[int]string{400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
+		404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 504: "timeout_error", 529: "overloaded_error"} {
+		if t == typ {
+			return st
+		}
+	}
+	return def
 }
 
 func (a *anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -418,8 +438,7 @@ func (rep *antReply) streamPlan(wordsPerChunk int, errCode string) streamPlan {
 	if errCode == "" {
 		errCode = "overloaded_error"
 	}
-	e := anthropicStatusError(529, "")
-	e.Type = errCode
+	e := anthropicStatusError(529, errCode)
 	inband, _ := json.Marshal(struct {
 		Type  string   `json:"type"`
 		Error antError `json:"error"`

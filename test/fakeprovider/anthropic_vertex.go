@@ -66,7 +66,7 @@ func (a *anthropic) serveVertex(w http.ResponseWriter, r *http.Request, model st
 		abortBeforeHeaders(w, r)
 	}
 	if f.Status != 0 {
-		if needsRetryAfter(f.Status) || f.Status == 529 {
+		if (needsRetryAfter(f.Status) || f.Status == 529) && !googleFrontEnd(f.Status, f.ErrorCode) {
 			w.Header().Set("retry-after", f.RetryAfter)
 		}
 		a.writeVertexStatusError(w, f.Status, f.ErrorCode, model)
@@ -109,11 +109,30 @@ func (a *anthropic) serveVertex(w http.ResponseWriter, r *http.Request, model st
 	a.s.stream(w, r, f, rep.streamPlan(max(a.opts.WordsPerChunk, 1), f.ErrorCode))
 }
 
+// googleFrontEnd reports whether Google's front end, not the model,
+// answers a Vertex status fault (see writeVertexStatusError).
+func googleFrontEnd(status int, code string) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests:
+		return code == "" || code == "quota"
+	}
+	return false
+}
+
 // writeVertexStatusError answers an x-fake-status fault: without an
 // x-fake-error-code, 401, 403, 404 and 429 come from Google's front end
-// (google.rpc.Status); everything else, and any status with an error code,
-// is the model's Anthropic error body.
+// (google.rpc.Status, https://cloud.google.com/apis/design/errors; its 429
+// is https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429,
+// with no retry-after and no RetryInfo); 429 with the code "quota" is a
+// daily quota of the front end (a QuotaFailure detail). Everything else,
+// and any status with another error code, is the model's Anthropic error
+// body (https://docs.anthropic.com/en/api/errors).
 func (a *anthropic) writeVertexStatusError(w http.ResponseWriter, status int, code, model string) {
+	if status == http.StatusTooManyRequests && code == "quota" {
+		writeGoogleError(w, status, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_day_per_base_model with base model: anthropic-"+strings.SplitN(model, "@", 2)[0]+". Please submit a quota increase request. (fake)",
+			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{"quotaId": "OnlinePredictionRequestsPerDayPerBaseModel"}}})
+		return
+	}
 	if code == "" {
 		base := strings.SplitN(model, "@", 2)[0]
 		switch status {

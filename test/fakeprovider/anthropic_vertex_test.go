@@ -141,8 +141,12 @@ func TestAnthropicVertexFaults(t *testing.T) {
 	s := NewAnthropic(t, AnthropicOptions{})
 	raw := vtxModelPath + ":rawPredict"
 	st, h, b := vtxPost(t, s, raw, map[string]string{HeaderStatus: "429", HeaderRetryAfter: "7"}, vtxHello)
-	if st != 429 || gjson.Get(b, "error.status").Str != "RESOURCE_EXHAUSTED" || !strings.Contains(b, "anthropic-claude-sonnet-4-5.") || h.Get("retry-after") != "7" {
-		t.Errorf("429: %d %v %s", st, h, b)
+	if st != 429 || gjson.Get(b, "error.status").Str != "RESOURCE_EXHAUSTED" || !strings.Contains(b, "anthropic-claude-sonnet-4-5.") || h.Get("retry-after") != "" {
+		t.Errorf("429 (Google's front end sends no retry-after): %d %v %s", st, h, b)
+	}
+	st, h, b = vtxPost(t, s, raw, map[string]string{HeaderStatus: "429", HeaderErrorCode: "quota"}, vtxHello)
+	if st != 429 || gjson.Get(b, "error.status").Str != "RESOURCE_EXHAUSTED" || !strings.Contains(b, "PerDay") || h.Get("retry-after") != "" {
+		t.Errorf("429 quota: %d %v %s", st, h, b)
 	}
 	st, _, b = vtxPost(t, s, raw, map[string]string{HeaderStatus: "429", HeaderErrorCode: "rate_limit_error"}, vtxHello)
 	if st != 429 || gjson.Get(b, "error.type").Str != "rate_limit_error" {

@@ -141,7 +141,13 @@ func azurePromptFilterResults(filtered string) json.RawMessage {
 }
 
 // azureStatusError is the error body Azure sends with status for code (""
-// picks the status' most common error).
+// picks the status' most common error): {"error":{"code","message",…}}
+// with a string code and no type, as
+// https://learn.microsoft.com/azure/ai-services/openai/reference and
+// https://learn.microsoft.com/azure/ai-services/openai/how-to/quota show
+// (429 code "429" with retry-after and retry-after-ms; 400 content_filter
+// with innererror ResponsibleAIPolicyViolation; 404 DeploymentNotFound;
+// 500 InternalServerError; 503 ServiceUnavailable).
 func azureStatusError(status int, code string) azError {
 	switch code {
 	case "content_filter":

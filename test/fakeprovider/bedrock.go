@@ -126,7 +126,14 @@ func brValidation(format string, args ...any) *brError {
 // bedrockStatusError is the error Bedrock sends with status; code
 // (x-fake-error-code) names an exception type (e.g.
 // ServiceQuotaExceededException, ModelNotReadyException) or
-// "context_length_exceeded".
+// "context_length_exceeded". The types, statuses and messages are those of
+// https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html#API_runtime_Converse_Errors
+// and https://docs.aws.amazon.com/bedrock/latest/userguide/troubleshooting-api-error-codes.html:
+// ThrottlingException 429, ServiceQuotaExceededException 400,
+// ServiceUnavailableException 503, InternalServerException 500,
+// ModelNotReadyException 429, ModelTimeoutException 408,
+// ModelErrorException 424. The type travels in x-amzn-ErrorType, the body
+// is {"message": …}.
 func bedrockStatusError(status int, code string) brError {
 	switch code {
 	case "context_length_exceeded", "prompt_too_long":
@@ -196,9 +203,8 @@ func (b *bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		abortBeforeHeaders(w, r)
 	}
 	if f.Status != 0 {
-		if needsRetryAfter(f.Status) {
-			w.Header().Set("retry-after", f.RetryAfter)
-		}
+		// Bedrock says nothing about when to retry: no retry-after
+		// header, and the body is {"message"} only.
 		b.writeError(w, bedrockStatusError(f.Status, f.ErrorCode))
 		return
 	}
@@ -386,8 +392,13 @@ func (rep *brReply) streamPlan(wordsPerChunk int, errCode string) streamPlan {
 		errCode = "modelStreamErrorException"
 	}
 	msg := "The model stream failed (fake)."
-	if errCode == "throttlingException" {
+	switch errCode {
+	case "throttlingException":
 		msg = "Too many tokens, please wait before trying again (fake)."
+	case "serviceUnavailableException":
+		msg = "The service isn't currently available. Try again later (fake)."
+	case "internalServerException":
+		msg = "An internal server error occurred. Retry your request (fake)."
 	}
 	payload, _ := json.Marshal(obj{"message": msg})
 	return streamPlan{

@@ -103,8 +103,18 @@ func writeGoogleError(w http.ResponseWriter, code int, status, msg string, detai
 }
 
 // geminiStatusError is the error body Google sends with status for an
-// x-fake-error-code ("" picks the status' most common error).
-func geminiStatusError(status int, code string) []byte {
+// x-fake-error-code ("" picks the status' most common error): the
+// google.rpc.Status JSON of https://cloud.google.com/apis/design/errors,
+// with the statuses of https://ai.google.dev/gemini-api/docs/troubleshooting
+// (429 RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE, 504
+// DEADLINE_EXCEEDED). Neither API sends retry-after: the Gemini API puts a
+// google.rpc.RetryInfo detail ({"retryDelay":"<retryAfter>s"}) in its 429
+// bodies, next to QuotaFailure and Help; Vertex AI's 429 is the bare
+// "Resource exhausted" of
+// https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429.
+func geminiStatusError(status int, code string, vertex bool, retryAfter string) []byte {
+	retryInfo := map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retryAfter + "s"}
+	help := map[string]any{"@type": "type.googleapis.com/google.rpc.Help", "links": []any{map[string]any{"description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}}}
 	switch code {
 	case "api_key_invalid":
 		return googleError(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key. (fake)",
@@ -112,8 +122,9 @@ func geminiStatusError(status int, code string) []byte {
 	case "context_length_exceeded":
 		return googleError(400, "INVALID_ARGUMENT", "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576). (fake)")
 	case "quota", "insufficient_quota":
+		// A daily quota: no RetryInfo (waiting seconds does not help).
 		return googleError(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details. (fake)",
-			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}}})
+			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}}}, help)
 	}
 	switch status {
 	case 400:
@@ -125,8 +136,11 @@ func geminiStatusError(status int, code string) []byte {
 	case 404:
 		return googleError(404, "NOT_FOUND", "models/unknown is not found for API version v1beta. (fake)")
 	case 429:
-		return googleError(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota) per minute. (fake)",
-			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}}})
+		if vertex {
+			return googleError(429, "RESOURCE_EXHAUSTED", "Resource exhausted. Please try again later. Please refer to https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details. (fake)")
+		}
+		return googleError(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10 per minute. Please retry in "+retryAfter+"s. (fake)",
+			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}}}, help, retryInfo)
 	case 500:
 		return googleError(500, "INTERNAL", "An internal error has occurred. (fake)")
 	case 503:
@@ -167,10 +181,7 @@ func (g *geminiFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		abortBeforeHeaders(w, r)
 	}
 	if f.Status != 0 {
-		if needsRetryAfter(f.Status) {
-			w.Header().Set("retry-after", f.RetryAfter)
-		}
-		b := geminiStatusError(f.Status, f.ErrorCode)
+		b := geminiStatusError(f.Status, f.ErrorCode, vertex, f.RetryAfter)
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 		w.WriteHeader(f.Status)
 		_, _ = w.Write(b)
@@ -211,7 +222,7 @@ func (g *geminiFake) authorized(w http.ResponseWriter, r *http.Request, vertex b
 	if !vertex {
 		key := r.Header.Get("x-goog-api-key")
 		if key == "" || (g.opts.APIKey != "" && key != g.opts.APIKey) {
-			b := geminiStatusError(400, "api_key_invalid")
+			b := geminiStatusError(400, "api_key_invalid", false, "")
 			w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write(b)

@@ -71,8 +71,13 @@ func TestGeminiVertexOAuthAndStream(t *testing.T) {
 		t.Errorf("tool calls %d %s", st, b)
 	}
 	st, b = geminiPost(t, base+":generateContent", map[string]string{"Authorization": "Bearer static", HeaderStatus: "429"}, body)
-	if st != 429 || gjson.Get(b, "error.status").Str != "RESOURCE_EXHAUSTED" {
-		t.Errorf("fault %d %s", st, b)
+	if st != 429 || gjson.Get(b, "error.status").Str != "RESOURCE_EXHAUSTED" || gjson.Get(b, "error.details").Exists() {
+		t.Errorf("fault (Vertex's 429 has no details) %d %s", st, b)
+	}
+	aiStudio := s.URL() + "/v1beta/models/gemini-2.5-flash:generateContent"
+	st, b = geminiPost(t, aiStudio, map[string]string{HeaderStatus: "429", HeaderRetryAfter: "12"}, body)
+	if st != 429 || gjson.Get(b, `error.details.#(@type=="type.googleapis.com/google.rpc.RetryInfo").retryDelay`).Str != "12s" {
+		t.Errorf("Gemini API 429 without RetryInfo: %d %s", st, b)
 	}
 	st, b = geminiPost(t, s.URL()+"/v1/projects/p/locations/l/publishers/google/models/text-embedding-005:predict", map[string]string{"Authorization": "Bearer static"}, `{"instances":[{"content":"a b"}],"parameters":{"outputDimensionality":4}}`)
 	if st != 200 || gjson.Get(b, "predictions.0.embeddings.statistics.token_count").Int() != 2 || len(gjson.Get(b, "predictions.0.embeddings.values").Array()) != 4 {

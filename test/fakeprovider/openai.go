@@ -164,7 +164,12 @@ func invalidRequest(msg, param, code string) oaiError {
 }
 
 // openAIStatusError is the error body OpenAI sends with status for code (""
-// picks the status' most common error).
+// picks the status' most common error): {"error":{"message","type",
+// "param","code"}} with the statuses, types and codes of
+// https://platform.openai.com/docs/guides/error-codes (429 rate limits with
+// type "requests" or "tokens" and code rate_limit_exceeded; 429
+// insufficient_quota; 500 and 503 server_error with code null). 429 and
+// 503 come with retry-after.
 func openAIStatusError(status int, code string) oaiError {
 	switch code {
 	case "rate_limit_exceeded":

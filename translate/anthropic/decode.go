@@ -89,7 +89,6 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 	}
 	if d.mode == respbody.Error {
 		e := ParseError(d.status, d.whole.Buf)
-		e.Status = d.Status()
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}

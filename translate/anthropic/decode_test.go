@@ -1,6 +1,8 @@
 package anthropic
 
 import (
+	"time"
+
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -361,12 +363,17 @@ func TestErrors(t *testing.T) {
 		{400, body("invalid_request_error", "max_tokens: Field required"), translate.CodeInvalidRequest, 400, "invalid_request"},
 		{400, body("invalid_request_error", "prompt is too long: 215000 tokens > 200000 maximum"), translate.CodeContextLengthExceeded, 400, "context_length_exceeded"},
 		{401, body("authentication_error", "invalid x-api-key"), translate.CodeAuthentication, 401, "invalid_api_key"},
-		{402, body("billing_error", "Your credit balance is too low"), translate.CodeQuotaExhausted, 402, "insufficient_quota"},
+		{402, body("billing_error", "Your credit balance is too low"), translate.CodeQuotaExhausted, 429, "insufficient_quota"},
 		{403, body("permission_error", "Your API key does not have permission"), translate.CodePermissionDenied, 403, "permission_denied"},
 		{404, body("not_found_error", "model: claude-9"), translate.CodeNotFound, 404, "model_not_found"},
 		{413, body("request_too_large", "Request exceeds the maximum allowed number of bytes."), translate.CodeRequestTooLarge, 413, "request_too_large"},
 		{429, body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), translate.CodeRateLimited, 429, "rate_limit_exceeded"},
-		{500, body("api_error", "Internal server error"), translate.CodeUpstreamUnavailable, 500, "upstream_unavailable"},
+		{500, body("api_error", "Internal server error"), translate.CodeUpstreamError, 500, "server_error"},
+		{503, body("api_error", "Service unavailable"), translate.CodeOverloaded, 503, "overloaded"},
+		{529, body("rate_limit_error", "Number of requests has exceeded your rate limit"), translate.CodeRateLimited, 429, "rate_limit_exceeded"},
+		{520, body("something_new", "?"), translate.CodeUpstreamError, 500, "server_error"},
+		// Claude on Vertex: Google's front end answers quotas itself.
+		{429, `{"error":{"code":429,"message":"Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"7s"}]}}`, translate.CodeRateLimited, 429, "rate_limit_exceeded"},
 		{529, body("overloaded_error", "Overloaded"), translate.CodeOverloaded, 503, "overloaded"},
 		{504, body("timeout_error", "Request timed out"), translate.CodeTimeout, 504, "timeout"},
 		{503, "upstream connect error or disconnect/reset before headers", translate.CodeUpstreamUnavailable, 503, "upstream_unavailable"},
@@ -374,7 +381,9 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat, Stream: true}, tc.status, "application/json")
-		if d.Status() != tc.client || d.ContentType() != "application/json" {
+		// Status() is decided from the status alone; the body's class
+		// decides the client's status (e.HTTPStatus) once it is read.
+		if st := tc.status; d.Status() != st && (st != 529 || d.Status() != 503) || d.ContentType() != "application/json" {
 			t.Errorf("%d: client status %d, %s", tc.status, d.Status(), d.ContentType())
 		}
 		out := decodeAll(t, d, []byte(tc.body), 5)
@@ -495,5 +504,28 @@ func TestStreamWithoutMessageStart(t *testing.T) {
 				t.Fatalf("content %q, want %q:\n%s", content.String(), tc.want, out)
 			}
 		})
+	}
+}
+
+// TestVertexRetryInfo: Google's front end in front of Claude on Vertex
+// answers quotas with google.rpc.Status; its RetryInfo is kept.
+func TestVertexRetryInfo(t *testing.T) {
+	e := ParseError(429, []byte(`{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"7s"}]}}`))
+	if e.Code != translate.CodeRateLimited || e.RetryAfter != 7*time.Second || e.HTTPStatus() != 429 {
+		t.Fatalf("%+v", e)
+	}
+}
+
+// TestInbandErrorTypes: an in-band error event is classed by its type; an
+// unknown type is the provider failing (upstream_error), not a gateway bug.
+func TestInbandErrorTypes(t *testing.T) {
+	for typ, want := range map[string]translate.Code{
+		"overloaded_error": translate.CodeOverloaded, "api_error": translate.CodeUpstreamError,
+		"rate_limit_error": translate.CodeRateLimited, "brand_new_error": translate.CodeUpstreamError,
+	} {
+		e := ParseError(0, []byte(`{"type":"error","error":{"type":"`+typ+`","message":"m"}}`))
+		if e.Code != want || e.HTTPStatus() != want.Status() {
+			t.Errorf("%s: %+v", typ, e)
+		}
 	}
 }

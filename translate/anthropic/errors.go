@@ -7,6 +7,7 @@ import (
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/internal/respbody"
+	"github.com/llmux/llmux/translate/internal/rpcstatus"
 	"github.com/llmux/llmux/translate/openai"
 )
 
@@ -18,15 +19,27 @@ const maxMessage = 1024
 // (0 for an in-band stream error). Bodies of another shape (an Envoy local
 // reply, an HTML page) are classified as the OpenAI translator does, by
 // status; 529 becomes 503 for the client.
+//
+// Claude on Vertex AI also answers with Google's front end's errors
+// (google.rpc.Status: 429 RESOURCE_EXHAUSTED quotas, 401, 403, 404), which
+// are classified as Gemini's are, RetryInfo included.
 func ParseError(status int, body []byte) *translate.Error {
 	s := respbody.View(body)
 	if gjson.Valid(s) {
-		if e := gjson.Get(s, "error"); e.IsObject() {
+		root := gjson.Parse(s)
+		if root.IsArray() {
+			root = root.Get("0") // Google's stream responses wrap the error
+		}
+		if e := root.Get("error"); rpcstatus.Is(e) {
+			return rpcstatus.Parse(status, e)
+		} else if e.IsObject() {
 			return parseErrorObject(status, e)
 		}
 	}
 	e := openai.ParseError(status, body)
-	e.Status = statusOr(status, e.Code)
+	if !e.Code.Uniform() {
+		e.Status = statusOr(status, e.Code)
+	}
 	return e
 }
 
@@ -47,9 +60,10 @@ func parseErrorObject(status int, e gjson.Result) *translate.Error {
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage]
 	}
-	code, oc := translate.CodeForStatus(status), ""
+	// An unknown type: the status, or (in a stream) a provider failure.
+	code, oc := translate.CodeForProviderStatus(status), ""
 	if status == 0 {
-		code = translate.CodeInternal
+		code = translate.CodeUpstreamError
 	}
 	switch typ {
 	case "invalid_request_error":
@@ -73,7 +87,13 @@ func parseErrorObject(status int, e gjson.Result) *translate.Error {
 	case "billing_error":
 		code, oc = translate.CodeQuotaExhausted, "insufficient_quota"
 	case "api_error":
-		code = translate.CodeUpstreamUnavailable
+		// 500 "Internal server error". Anthropic documents no 503; one
+		// that comes with an api_error body is the provider saying it
+		// cannot serve now, as Google's and OpenAI's 503 do.
+		code = translate.CodeUpstreamError
+		if status == 503 {
+			code = translate.CodeOverloaded
+		}
 	case "overloaded_error":
 		code = translate.CodeOverloaded
 	case "timeout_error":
@@ -85,5 +105,5 @@ func parseErrorObject(status int, e gjson.Result) *translate.Error {
 			msg = "Anthropic returned an error"
 		}
 	}
-	return &translate.Error{Code: code, Status: statusOr(status, code), Message: strings.Clone(msg), OpenAICode: oc}
+	return (&translate.Error{Code: code, Status: statusOr(status, code), Message: strings.Clone(msg), OpenAICode: oc}).Uniform()
 }

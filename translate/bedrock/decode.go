@@ -1,6 +1,8 @@
 package bedrock
 
 import (
+	"strings"
+
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
@@ -49,6 +51,18 @@ type decoder struct {
 	respArgs  bool
 	nTools    int
 	usage     rawUsage
+
+	// errType is the x-amzn-ErrorType header of an error response.
+	errType string
+}
+
+// ErrorHeader implements translate.ErrorHeaderReader: Bedrock names an
+// error's type in x-amzn-ErrorType ("ThrottlingException:http://…"), not
+// in the body.
+func (d *decoder) ErrorHeader(name, value string) {
+	if name == "x-amzn-errortype" {
+		d.errType = strings.Clone(value)
+	}
 }
 
 // rawUsage is Bedrock's usage, kept apart until it is reported (Bedrock's
@@ -76,7 +90,7 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return dst, err
 	}
 	if d.mode == respbody.Error {
-		e := ParseError(d.status, d.whole.Buf)
+		e := parseError(d.status, d.whole.Buf, d.errType)
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}
@@ -112,6 +126,11 @@ func finishReason(stop string, tools bool) string {
 func (d *decoder) converse(dst []byte, body string) []byte {
 	root := gjson.Parse(body)
 	msg := root.Get("output.message")
+	if !msg.IsObject() && root.Get("message").Type == gjson.String {
+		// AWS's error shape {"message": …} in a 200: the provider failed.
+		d.res.Err = exceptionError(nil, []byte(body), nil)
+		return d.res.Err.AppendJSON(dst)
+	}
 	if !msg.IsObject() {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "Bedrock response has no output.message"}
 		return d.res.Err.AppendJSON(dst)

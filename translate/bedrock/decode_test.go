@@ -368,7 +368,7 @@ func TestErrorTable(t *testing.T) {
 		{400, `{"message":"Your request exceeds the service quota for your account."}`, translate.CodeQuotaExhausted, 429, ""},
 		{429, `{"message":"Too many requests, please wait before trying again."}`, translate.CodeRateLimited, 429, ""},
 		{429, `{"__type":"ThrottlingException","message":"Too many tokens"}`, translate.CodeRateLimited, 429, ""},
-		{429, `{"message":"Model is not ready for inference. Wait and try your request again."}`, translate.CodeUpstreamUnavailable, 503, ""},
+		{429, `{"message":"Model is not ready for inference. Wait and try your request again."}`, translate.CodeOverloaded, 503, ""},
 		{403, `{"message":"You don't have access to the model with the specified model ID."}`, translate.CodePermissionDenied, 403, ""},
 		{403, `{"message":"The security token included in the request is invalid."}`, translate.CodeAuthentication, 401, ""},
 		{403, `{"message":"The request signature we calculated does not match the signature you provided."}`, translate.CodeAuthentication, 401, ""},
@@ -376,8 +376,8 @@ func TestErrorTable(t *testing.T) {
 		{408, `{"message":"Model has timed out in processing the request."}`, translate.CodeTimeout, 504, ""},
 		{424, `{"message":"Received error from model"}`, translate.CodeUpstreamError, 500, ""},
 		{500, `{"message":"Internal server error"}`, translate.CodeUpstreamError, 500, ""},
-		{503, `{"message":"Bedrock is unable to process your request."}`, translate.CodeUpstreamUnavailable, 503, ""},
-		{503, `{"__type":"ModelNotReadyException"}`, translate.CodeUpstreamUnavailable, 503, "Bedrock returned ModelNotReadyException"},
+		{503, `{"message":"Bedrock is unable to process your request."}`, translate.CodeOverloaded, 503, ""},
+		{503, `{"__type":"ModelNotReadyException"}`, translate.CodeOverloaded, 503, "Bedrock returned ModelNotReadyException"},
 		{503, "upstream connect error or disconnect/reset before headers", translate.CodeUpstreamUnavailable, 503, "upstream connect error or disconnect/reset before headers"},
 		{502, "<html>bad gateway</html>", translate.CodeUpstreamProtocol, 502, "Bedrock returned HTTP 502"},
 		{504, ``, translate.CodeTimeout, 504, "Bedrock returned HTTP 504"},
@@ -403,7 +403,7 @@ func TestErrorTable(t *testing.T) {
 	// Exception types of the stream.
 	for typ, code := range map[string]translate.Code{
 		"throttlingException": translate.CodeRateLimited, "modelStreamErrorException": translate.CodeUpstreamError,
-		"internalServerException": translate.CodeUpstreamError, "serviceUnavailableException": translate.CodeUpstreamUnavailable,
+		"internalServerException": translate.CodeUpstreamError, "serviceUnavailableException": translate.CodeOverloaded,
 		"validationException": translate.CodeInvalidRequest, "modelTimeoutException": translate.CodeTimeout, "somethingNew": translate.CodeUpstreamError,
 	} {
 		if e := exceptionError([]byte(typ), []byte(`{"message":"m"}`), nil); e.Code != code || e.Message != "m" {
@@ -441,5 +441,39 @@ func BenchmarkStreamChunk(b *testing.B) {
 		if err != nil || len(out) == 0 {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestErrorTypeHeader: the x-amzn-ErrorType header names the error when the
+// body ({"message"} only) and the status would say otherwise.
+func TestErrorTypeHeader(t *testing.T) {
+	tests := []struct {
+		status  int
+		header  string
+		message string
+		want    translate.Code
+	}{
+		{429, "ModelNotReadyException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Try your request again later.", translate.CodeOverloaded},
+		{400, "ServiceQuotaExceededException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Too many tokens per day.", translate.CodeQuotaExhausted},
+		{403, "UnrecognizedClientException", "Access denied.", translate.CodeAuthentication},
+		{429, "", "Try your request again later.", translate.CodeRateLimited},
+	}
+	for _, tc := range tests {
+		d := Translator{}.NewDecoder(chatReq(false, false, false), tc.status, "application/json")
+		rh, ok := d.(translate.ErrorHeaderReader)
+		if !ok {
+			t.Fatal("the Bedrock decoder does not read error headers")
+		}
+		rh.ErrorHeader("content-type", "application/json")
+		if tc.header != "" {
+			rh.ErrorHeader("x-amzn-errortype", tc.header)
+		}
+		decodeAll(t, d, []byte(`{"message":"`+tc.message+`"}`), 4)
+		if e := d.Result().Err; e == nil || e.Code != tc.want || e.Message != tc.message {
+			t.Errorf("%d %s: %+v", tc.status, tc.header, e)
+		}
+	}
+	if e := parseError(500, nil, "InternalServerException:http://x"); e.Message != "Bedrock returned InternalServerException" {
+		t.Errorf("message %q", e.Message)
 	}
 }

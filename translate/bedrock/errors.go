@@ -55,8 +55,10 @@ func contextTooLong(msg string) bool {
 
 // classify maps an AWS error type (normalised by errorType; "" when
 // unknown), the HTTP status (0 in a stream) and the message to a code and
-// an OpenAI code ("" for the class default).
-func classify(typ string, status int, msg string) (translate.Code, string) {
+// an OpenAI code ("" for the class default). fromBedrock reports that the
+// body is Bedrock's own JSON error (not an Envoy local reply or a proxy's
+// page), which makes a 503 overloaded rather than upstream_unavailable.
+func classify(typ string, status int, msg string, fromBedrock bool) (translate.Code, string) {
 	switch typ {
 	case "validationexception":
 		if contextTooLong(msg) {
@@ -77,7 +79,10 @@ func classify(typ string, status int, msg string) (translate.Code, string) {
 	case "modeltimeoutexception":
 		return translate.CodeTimeout, ""
 	case "serviceunavailableexception", "modelnotreadyexception":
-		return translate.CodeUpstreamUnavailable, ""
+		// 503 "The service isn't currently available", 429 "Model is
+		// not ready for inference": Bedrock is answering, and over
+		// capacity for now.
+		return translate.CodeOverloaded, ""
 	case "internalserverexception", "modelstreamerrorexception", "modelerrorexception":
 		return translate.CodeUpstreamError, ""
 	case "conflictexception":
@@ -105,23 +110,35 @@ func classify(typ string, status int, msg string) (translate.Code, string) {
 		return translate.CodeUpstreamError, ""
 	case http.StatusTooManyRequests:
 		if strings.Contains(l, "not ready") {
-			return translate.CodeUpstreamUnavailable, ""
+			return translate.CodeOverloaded, ""
 		}
 		return translate.CodeRateLimited, "rate_limit_exceeded"
+	}
+	if fromBedrock {
+		return translate.CodeForProviderStatus(status), ""
 	}
 	return translate.CodeForStatus(status), ""
 }
 
 // ParseError classifies a Bedrock error body received with an HTTP status.
-// Bedrock sends the error type in the x-amzn-errortype header, which a
-// decoder does not see, and {"message": "..."} in the body; the type is
-// read from the body when it carries one (__type, code or type), else the
-// status and the message decide (see classify).
+// Bedrock sends the error type in the x-amzn-ErrorType header (which the
+// decoder reads when the processor passes it, see parseError) and
+// {"message": "..."} in the body; the type is read from the body when it
+// carries one (__type, code or type), else the status and the message
+// decide (see classify).
 func ParseError(status int, body []byte) *translate.Error {
+	return parseError(status, body, "")
+}
+
+// parseError is ParseError with the x-amzn-ErrorType header's value
+// (headerType, "" when unknown), used when the body names no type.
+func parseError(status int, body []byte, headerType string) *translate.Error {
 	s := respbody.View(body)
-	var typ, msg string
+	typ, msg := headerType, ""
+	fromBedrock := false
 	if gjson.Valid(s) {
 		root := gjson.Parse(s)
+		fromBedrock = root.IsObject()
 		for _, k := range []string{"__type", "code", "type", "Code"} {
 			if v := root.Get(k); v.Type == gjson.String && v.Str != "" {
 				typ = v.Str
@@ -144,17 +161,18 @@ func ParseError(status int, body []byte) *translate.Error {
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage]
 	}
-	code, oc := classify(errorType(typ), status, msg)
+	code, oc := classify(errorType(typ), status, msg, fromBedrock)
 	switch {
 	case msg == "" && typ != "":
-		msg = "Bedrock returned " + typ
+		name, _, _ := strings.Cut(typ, ":")
+		msg = "Bedrock returned " + name
 	case msg == "":
 		msg = fmt.Sprintf("Bedrock returned HTTP %d", status)
 	}
 	// The client's status follows the class (the processor holds the
 	// response headers until the body is decoded): a ServiceQuota 400
 	// becomes 429, ModelNotReady's 429 a 503, a bad signature's 403 a 401.
-	return &translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}
+	return (&translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}).Uniform()
 }
 
 // exceptionError classifies an exception (or error) message of an event
@@ -171,9 +189,9 @@ func exceptionError(typ, payload, headerMsg []byte) *translate.Error {
 		msg = msg[:maxMessage]
 	}
 	t := string(typ)
-	code, oc := classify(errorType(t), 0, msg)
+	code, oc := classify(errorType(t), 0, msg, true)
 	if msg == "" {
 		msg = "Bedrock stream error: " + t
 	}
-	return &translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}
+	return (&translate.Error{Code: code, Message: strings.Clone(msg), OpenAICode: oc}).Uniform()
 }

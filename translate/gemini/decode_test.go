@@ -1,6 +1,8 @@
 package gemini
 
 import (
+	"time"
+
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -275,7 +277,7 @@ func TestErrors(t *testing.T) {
 		{429, `{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}`, translate.CodeQuotaExhausted, 429},
 		{429, `{"error":{"code":429,"message":"Resource exhausted. Please try again later.","status":"RESOURCE_EXHAUSTED"}}`, translate.CodeRateLimited, 429},
 		{503, `{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}`, translate.CodeOverloaded, 503},
-		{503, `{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}`, translate.CodeUpstreamUnavailable, 503},
+		{503, `{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}`, translate.CodeOverloaded, 503},
 		{504, `{"error":{"code":504,"message":"Deadline exceeded","status":"DEADLINE_EXCEEDED"}}`, translate.CodeTimeout, 504},
 		{500, `{"error":{"code":500,"message":"An internal error has occurred.","status":"INTERNAL"}}`, translate.CodeUpstreamError, 500},
 		{500, `[{"error":{"code":500,"message":"x","status":"INTERNAL"}}]`, translate.CodeUpstreamError, 500},
@@ -378,5 +380,21 @@ func TestEmbeddingsErrorKeepsDst(t *testing.T) {
 				t.Fatalf("%q (err %v)", out, d.Result().Err)
 			}
 		})
+	}
+}
+
+// TestRetryInfoBecomesRetryAfter: the RetryInfo detail of a Gemini 429
+// (https://ai.google.dev/gemini-api/docs/troubleshooting) is what the
+// processor turns into the client's retry-after.
+func TestRetryInfoBecomesRetryAfter(t *testing.T) {
+	body := `{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"12s"}]}}`
+	d := newChat(false, false, 1, 429, "application/json")
+	out := decodeAll(t, d, []byte(body))
+	e := d.Result().Err
+	if e == nil || e.Code != translate.CodeRateLimited || e.RetryAfter != 12*time.Second || e.HTTPStatus() != 429 {
+		t.Fatalf("%+v", e)
+	}
+	if gjson.Get(out, "error.type").Str != "rate_limit_error" || gjson.Get(out, "error.code").Str != "rate_limit_exceeded" {
+		t.Errorf("body %s", out)
 	}
 }

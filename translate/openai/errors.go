@@ -11,9 +11,6 @@ import (
 	"github.com/llmux/llmux/translate/internal/respbody"
 )
 
-// maxMessage bounds an error message copied from a provider body.
-const maxMessage = 512
-
 // ParseError classifies an error body received with an HTTP status from an
 // OpenAI-schema provider. It understands OpenAI's
 // {"error":{"message","type","param","code"}}, Azure's variant (a code but
@@ -148,7 +145,7 @@ func fastAPIDetail(d gjson.Result) (msg, param string) {
 			b.WriteString(": ")
 		}
 		b.WriteString(item.Get("msg").String())
-		return b.Len() < maxMessage
+		return b.Len() < translate.MaxMessage
 	})
 	return b.String(), param
 }
@@ -170,9 +167,10 @@ func classify(status int, f errorFields, opts *DecoderOptions) *translate.Error 
 	if !ok {
 		switch {
 		case st != 0:
-			code = translate.CodeForStatus(st)
+			code = translate.CodeForProviderStatus(st)
 		case f.typ == "server_error" || f.typ == "api_error":
-			code = translate.CodeUpstreamUnavailable
+			// The provider failed mid-response.
+			code = translate.CodeUpstreamError
 		case f.typ == "invalid_request_error":
 			code = translate.CodeInvalidRequest
 		default:
@@ -198,7 +196,10 @@ func classify(status int, f errorFields, opts *DecoderOptions) *translate.Error 
 	if f.typ != "" && isIdentifier(f.typ) && strings.ToLower(f.typ) == f.typ {
 		e.Type = strings.Clone(f.typ)
 	}
-	return e
+	// A provider fault (OpenAI's "requests"/"tokens" rate limits, a
+	// 500 with code null) gets the class's status, type and code, as from
+	// every other provider.
+	return e.Uniform()
 }
 
 // classifyCommon holds the rules every OpenAI-schema dialect shares: OpenAI's
@@ -210,8 +211,10 @@ func classifyCommon(f errorFields) (translate.Code, bool) {
 		return translate.CodeContextLengthExceeded, true
 	case "insufficient_quota", "billing_hard_limit_reached":
 		return translate.CodeQuotaExhausted, true
-	case "rate_limit_exceeded":
+	case "rate_limit_exceeded", "slow_down":
 		return translate.CodeRateLimited, true
+	case "server_is_overloaded":
+		return translate.CodeOverloaded, true
 	case "content_filter", "content_policy_violation":
 		return translate.CodeContentFiltered, true
 	case "invalid_api_key", "missing_api_key":
@@ -232,7 +235,7 @@ func classifyCommon(f errorFields) (translate.Code, bool) {
 		return translate.CodePermissionDenied, true
 	case "not_found_error", "NotFoundError":
 		return translate.CodeNotFound, true
-	case "overloaded_error":
+	case "overloaded_error", "service_unavailable_error":
 		return translate.CodeOverloaded, true
 	}
 	m := strings.ToLower(f.message)
@@ -253,7 +256,7 @@ func statusError(status int, body string) *translate.Error {
 	} else {
 		msg = truncate(fmt.Sprintf("upstream returned HTTP %d: %s", status, msg))
 	}
-	return &translate.Error{Code: code, Status: statusOr(status, code), Message: msg}
+	return (&translate.Error{Code: code, Status: statusOr(status, code), Message: msg}).Uniform()
 }
 
 func statusOr(status int, code translate.Code) int {
@@ -263,17 +266,8 @@ func statusOr(status int, code translate.Code) int {
 	return code.Status()
 }
 
-// truncate clones s, cut to maxMessage bytes on a rune boundary.
-func truncate(s string) string {
-	if len(s) <= maxMessage {
-		return strings.Clone(s)
-	}
-	cut := maxMessage
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// truncate clones s, cut to an error message's length.
+func truncate(s string) string { return translate.ClipMessage(s) }
 
 // isIdentifier reports whether s looks like an error code: letters,
 // digits, '_', '.', '-' only, and not too long.

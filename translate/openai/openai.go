@@ -180,7 +180,8 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 }
 
 // finishError normalises an error body. An OpenAI-shaped body passes
-// through unchanged; anything else (Azure's, a FastAPI "detail", Ollama's
+// through unchanged unless it is a provider fault (translate.Code.Uniform);
+// anything else (Azure's, a FastAPI "detail", Ollama's
 // string error, an Envoy local reply, an HTML page) is rewritten into
 // OpenAI's shape.
 func (d *decoder) finishError(dst []byte) []byte {
@@ -190,9 +191,11 @@ func (d *decoder) finishError(dst []byte) []byte {
 }
 
 // appendErrorBody appends body when it is OpenAI-shaped, else e in OpenAI's
-// shape, keeping Azure's innererror (content filter details).
+// shape, keeping Azure's innererror (content filter details). A provider
+// fault (translate.Code.Uniform) is always rewritten, so that it reads the
+// same from every provider.
 func appendErrorBody(dst []byte, body string, e *translate.Error) []byte {
-	if IsOpenAIShaped(body) {
+	if !e.Code.Uniform() && IsOpenAIShaped(body) {
 		return append(dst, body...)
 	}
 	start := len(dst)
@@ -270,7 +273,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			e = parseError(0, f.Data, &d.opts)
 		}
 		d.res.Err = e
-		if IsOpenAIShaped(chunk) {
+		if !e.Code.Uniform() && IsOpenAIShaped(chunk) {
 			return appendEvent(dst, ev)
 		}
 		return d.streamError(dst, e)

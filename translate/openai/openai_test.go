@@ -145,7 +145,7 @@ func TestStreamTruncatedAndInbandError(t *testing.T) {
 	}
 	d = Translator{}.NewDecoder(req, 200, "text/event-stream")
 	out := decodeAll(t, d, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n", 9)
-	if r := d.Result(); r.Err == nil || r.Err.Code != translate.CodeUpstreamUnavailable {
+	if r := d.Result(); r.Err == nil || r.Err.Code != translate.CodeUpstreamError {
 		t.Errorf("in-band error: %+v", r.Err)
 	}
 	if !strings.Contains(out, `"error"`) {
@@ -180,6 +180,10 @@ func TestParseError(t *testing.T) {
 		{404, `{"error":{"message":"m","type":"invalid_request_error","param":null,"code":"model_not_found"}}`, translate.CodeNotFound},
 		{500, `{"error":{"message":"m","type":"server_error","param":null,"code":null}}`, translate.CodeUpstreamError},
 		{503, `upstream connect error or disconnect/reset before headers`, translate.CodeUpstreamUnavailable},
+		// OpenAI's own 503 bodies: the provider answered, over capacity.
+		{503, `{"error":{"message":"The engine is currently overloaded, please try again later","type":"server_error","param":null,"code":null}}`, translate.CodeOverloaded},
+		{503, `{"error":{"message":"m","type":"service_unavailable_error","param":null,"code":"server_is_overloaded"}}`, translate.CodeOverloaded},
+		{429, `{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"slow_down"}}`, translate.CodeRateLimited},
 		{504, ``, translate.CodeTimeout},
 		{502, `<html>`, translate.CodeUpstreamProtocol},
 	}
@@ -193,6 +197,11 @@ func TestParseError(t *testing.T) {
 		}
 		if !gjson.ValidBytes(e.AppendJSON(nil)) {
 			t.Errorf("invalid JSON %s", e.AppendJSON(nil))
+		}
+		// A provider fault reads as its class, whatever OpenAI's type
+		// ("requests") and code (null, "slow_down") were.
+		if body := e.AppendJSON(nil); tc.want.Uniform() && (gjson.GetBytes(body, "error.type").Str != tc.want.Type() || gjson.GetBytes(body, "error.code").Str != tc.want.OpenAICode()) {
+			t.Errorf("%d %s: not uniform: %s", tc.status, tc.body, body)
 		}
 	}
 }
@@ -215,7 +224,7 @@ func FuzzStreamDecoder(f *testing.F) {
 		// Each event grows by at most its terminator, or, for an error
 		// event rewritten into OpenAI's shape, by a bounded envelope around
 		// a message of at most maxMessage bytes.
-		if len(out) > len(b)+(strings.Count(string(b), "\n")+1)*(6*maxMessage+256) {
+		if len(out) > len(b)+(strings.Count(string(b), "\n")+1)*(6*translate.MaxMessage+256) {
 			t.Fatalf("output grew beyond input: %d > %d", len(out), len(b))
 		}
 	})
@@ -268,7 +277,7 @@ func TestParseErrorCompatible(t *testing.T) {
 		{"vllm nested", 404, `{"error":{"message":"The model does not exist.","type":"NotFoundError","param":null,"code":404}}`, translate.CodeNotFound, "model_not_found", ""},
 		{"mistral object message", 422, `{"object":"error","message":{"detail":[{"msg":"bad"}]},"type":"invalid_request_message_error","param":null,"code":null}`, translate.CodeInvalidRequest, "invalid_request", ""},
 		{"mistral 401", 401, `{"message":"Unauthorized","request_id":"abc"}`, translate.CodeAuthentication, "invalid_api_key", ""},
-		{"deepseek balance", 402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, translate.CodeQuotaExhausted, "invalid_request_error", ""},
+		{"deepseek balance", 402, `{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}`, translate.CodeQuotaExhausted, "insufficient_quota", ""},
 		{"groq decommissioned", 400, `{"error":{"message":"The model has been decommissioned","type":"invalid_request_error","code":"model_decommissioned"}}`, translate.CodeNotFound, "model_decommissioned", ""},
 		{"plain text 500", 500, `Internal Server Error`, translate.CodeUpstreamError, "server_error", ""},
 		{"not implemented", 501, ``, translate.CodeUnsupported, "unsupported_parameter", ""},
@@ -278,7 +287,7 @@ func TestParseErrorCompatible(t *testing.T) {
 			d := Translator{}.NewDecoder(&translate.Request{Op: translate.OpChat}, tc.status, "application/json")
 			out := decodeAll(t, d, tc.body, 7)
 			e := d.Result().Err
-			if e.Code != tc.want || e.HTTPStatus() != tc.status {
+			if want := statusOf(tc.want, tc.status); e.Code != tc.want || e.HTTPStatus() != want {
 				t.Fatalf("got %s %d, want %s", e.Code, e.HTTPStatus(), tc.want)
 			}
 			if !IsOpenAIShaped(out) {
@@ -387,4 +396,13 @@ func TestMaxBuffered(t *testing.T) {
 	if _, err := d.Decode(nil, []byte(`{"choices":[],"model":"m"}`), true); err == nil || d.Result().Err.Code != translate.CodeUpstreamProtocol {
 		t.Fatalf("over the limit: %v %+v", err, d.Result().Err)
 	}
+}
+
+// statusOf is the client status for a provider status: the class's for
+// provider faults (translate.Code.Uniform), else the provider's.
+func statusOf(c translate.Code, status int) int {
+	if c.Uniform() {
+		return c.Status()
+	}
+	return status
 }

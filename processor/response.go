@@ -18,6 +18,8 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			h.status, _ = strconv.Atoi(headerValue(hv))
 		case "content-type":
 			ct = headerValue(hv)
+		default:
+			h.noteUpstreamID(hv)
 		}
 	}
 	if h.status == 401 && h.dep != nil {
@@ -28,7 +30,7 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		}
 	}
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(nil)}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st
 		mut.SetHeaders = append(mut.SetHeaders, header(":status", strconv.Itoa(st)))

@@ -49,7 +49,8 @@ type Options struct {
 // Server implements the ext_proc ExternalProcessor service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	opts Options
+	opts     Options
+	buffered budget // request body bytes held across streams
 }
 
 // New returns a Server.
@@ -76,6 +77,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 
 	h := newHandler(s, ctx, stream)
 	defer h.finish()
+	defer h.releaseBody()
 	for {
 		req, err := stream.Recv()
 		if err != nil {

@@ -158,7 +158,10 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		h.s.opts.Logger.Error("llmux: request translation failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
 		return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway could not translate the request for the provider."})
 	}
-	h.treq.Body = nil // do not hold the client's body past this phase
+	// Do not hold the client's body past translation: neither here nor in
+	// the received message, so that it can be collected while the reply
+	// is marshalled.
+	h.treq.Body, b.Body, body = nil, nil, nil
 
 	// Only intended headers go upstream (headers.go).
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: upstreamRemovals(h.clientHeaders, dep.Provider.ForwardHeaders)}

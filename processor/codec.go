@@ -47,10 +47,10 @@ func (c codec) Name() string { return "proto" }
 
 // Field numbers on the path to a request-body reply's body.
 var (
-	replyRequestBodyField  = protowire.Number((&extprocv3.ProcessingResponse{}).ProtoReflect().Descriptor().Fields().ByName("request_body").Number())
-	bodyResponseField      = protowire.Number((&extprocv3.BodyResponse{}).ProtoReflect().Descriptor().Fields().ByName("response").Number())
+	replyRequestBodyField   = protowire.Number((&extprocv3.ProcessingResponse{}).ProtoReflect().Descriptor().Fields().ByName("request_body").Number())
+	bodyResponseField       = protowire.Number((&extprocv3.BodyResponse{}).ProtoReflect().Descriptor().Fields().ByName("response").Number())
 	commonBodyMutationField = protowire.Number((&extprocv3.CommonResponse{}).ProtoReflect().Descriptor().Fields().ByName("body_mutation").Number())
-	bodyMutationBodyField  = protowire.Number((&extprocv3.BodyMutation{}).ProtoReflect().Descriptor().Fields().ByName("body").Number())
+	bodyMutationBodyField   = protowire.Number((&extprocv3.BodyMutation{}).ProtoReflect().Descriptor().Fields().ByName("body").Number())
 )
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -159,5 +160,43 @@ func TestLocalReplyCarriesRequestID(t *testing.T) {
 	}
 	if len(b) > 512 || strings.Contains(string(b), "\x1b") {
 		t.Fatalf("error body %d bytes: %q", len(b), b)
+	}
+}
+
+// TestLargeBodyIntact sends a body large enough for llmux's codec to hold
+// it once and send its translation without a copy (processor.Codec), and
+// checks that the provider receives the translation intact.
+func TestLargeBodyIntact(t *testing.T) {
+	cfg := strings.Replace(configTemplate, "  max_request_body_bytes: 65536\n", "  max_request_body_bytes: 2097152\n", 1)
+	r := startRigWith(t, cfg, nil)
+	content := strings.Repeat("0123456789abcdef", 40<<10) // 640 KiB
+	req, err := http.NewRequest(http.MethodPost, r.baseURL+"chat/completions",
+		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"`+content+`"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+clientKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	rec, ok := r.fake.Last()
+	if !ok {
+		t.Fatal("no request reached the provider")
+	}
+	if got := rec.JSON("messages.0.content").String(); got != content {
+		t.Fatalf("provider got %d bytes of content, want %d", len(got), len(content))
+	}
+	if got := rec.JSON("model").String(); got != "gpt-4o-mini-2024-07-18" {
+		t.Fatalf("provider got model %q", got)
+	}
+	if cl := rec.Header.Get("content-length"); cl != "" && cl != strconv.Itoa(len(rec.Body)) {
+		t.Fatalf("content-length %s for %d bytes", cl, len(rec.Body))
 	}
 }

@@ -1,4 +1,7 @@
-package processor
+// Package membench measures llmux's memory with large request bodies
+// (issue 6): a benchmark that drives a llmux gRPC server in a child
+// process.
+package membench
 
 import (
 	"bufio"
@@ -23,10 +26,39 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"log/slog"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"go.uber.org/goleak"
+
+	"github.com/llmux/llmux/processor"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
 	_ "github.com/llmux/llmux/translate/anthropic"
+	_ "github.com/llmux/llmux/translate/openai"
 )
+
+const (
+	testKey     = "sk-membench-client-0001"
+	providerKey = "sk-membench-provider-0001"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(memChildEnv) != "" {
+		// This binary was started as BenchmarkLargeBodies's server.
+		os.Exit(runMemChild())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// requestHeaders is the request_headers message of a chat request.
+func requestHeaders() *extprocv3.ProcessingRequest {
+	m := &corev3.HeaderMap{}
+	for _, kv := range [][2]string{{":method", "POST"}, {":path", "/v1/chat/completions"}, {"authorization", "Bearer " + testKey}, {"content-type", "application/json"}} {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[0], RawValue: []byte(kv[1])})
+	}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: m}}}
+}
 
 // BenchmarkLargeBodies measures llmux's memory for large request bodies
 // the way issue 6 describes them: N concurrent streams, each sending
@@ -37,7 +69,7 @@ import (
 // memory the Go runtime mapped (close to the process's RSS), and the
 // bytes allocated per round.
 //
-//	go test -run '^$' -bench LargeBodies -benchtime 3x ./processor/
+//	go test -run '^$' -bench LargeBodies -benchtime 3x ./test/membench/
 //
 // LLMUX_MEMBENCH_PROFILE=/tmp/allocs.pprof makes the child write its
 // allocation profile there.
@@ -79,6 +111,24 @@ func BenchmarkLargeBodies(b *testing.B) {
 	}
 }
 
+// TestMemChild runs the benchmark's machinery once with small bodies: the
+// child serves, translates for both providers, refuses a body over its
+// limit and reports.
+func TestMemChild(t *testing.T) {
+	child := startMemChild(t, 0)
+	for _, model := range []string{"gpt-4o-mini", "claude"} {
+		if !sendLarge(t, child.client, largeBody(model, 1<<20)) {
+			t.Fatalf("%s: not forwarded", model)
+		}
+	}
+	if sendLarge(t, child.client, largeBody("gpt-4o-mini", 17<<20)) {
+		t.Fatal("a body over max_request_body_bytes was forwarded")
+	}
+	if r := child.report(t); r.TotalAlloc < 2<<20 || r.PeakLive == 0 {
+		t.Fatalf("report %+v", r)
+	}
+}
+
 // largeBody is a chat request for model whose one message makes the body
 // about size bytes.
 func largeBody(model string, size int) []byte {
@@ -89,7 +139,7 @@ func largeBody(model string, size int) []byte {
 
 // sendLarge runs the request phases of one stream; false means llmux
 // answered with an immediate response instead of forwarding.
-func sendLarge(b *testing.B, c extprocv3.ExternalProcessorClient, body []byte) bool {
+func sendLarge(b testing.TB, c extprocv3.ExternalProcessorClient, body []byte) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := c.Process(ctx)
@@ -109,7 +159,7 @@ func sendLarge(b *testing.B, c extprocv3.ExternalProcessorClient, body []byte) b
 		}
 		return resp
 	}
-	if r := roundTripErr(post("/v1/chat/completions", "authorization", "Bearer "+testKey)); r == nil || r.GetImmediateResponse() != nil {
+	if r := roundTripErr(requestHeaders()); r == nil || r.GetImmediateResponse() != nil {
 		b.Errorf("request headers: %v", r)
 		return false
 	}
@@ -154,7 +204,7 @@ type memChild struct {
 
 // startMemChild runs this test binary as a llmux gRPC server (see
 // runMemChild) and connects to it.
-func startMemChild(b *testing.B, budget int64) *memChild {
+func startMemChild(b testing.TB, budget int64) *memChild {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), memChildEnv+"=1", fmt.Sprintf("%s=%d", memBudgetEnv, budget))
@@ -185,7 +235,7 @@ func startMemChild(b *testing.B, budget int64) *memChild {
 	return &memChild{client: extprocv3.NewExternalProcessorClient(conn), stdin: stdin, stdout: rd}
 }
 
-func (c *memChild) report(b *testing.B) memReport {
+func (c *memChild) report(b testing.TB) memReport {
 	b.Helper()
 	if _, err := io.WriteString(c.stdin, "report\n"); err != nil {
 		b.Fatal(err)
@@ -218,8 +268,9 @@ func runMemChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ForceServerCodecV2(Codec()))
-	extprocv3.RegisterExternalProcessorServer(gs, New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()}))
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ForceServerCodecV2(processor.Codec()))
+	extprocv3.RegisterExternalProcessorServer(gs, processor.New(processor.Options{Config: func() *config.Runtime { return cfg },
+		Logger: slog.New(slog.DiscardHandler)}))
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 

@@ -161,7 +161,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	// Do not hold the client's body past translation: neither here nor in
 	// the received message, so that it can be collected while the reply
 	// is marshalled.
-	h.treq.Body, b.Body, body = nil, nil, nil
+	h.treq.Body, b.Body = nil, nil
 
 	// Only intended headers go upstream (headers.go).
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: upstreamRemovals(h.clientHeaders, dep.Provider.ForwardHeaders)}

@@ -3,7 +3,6 @@ package processor
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -33,10 +32,6 @@ const (
 func (p phase) String() string {
 	return [...]string{"request_headers", "request_body", "response_headers", "response_body", "done"}[p]
 }
-
-// Client credential headers removed before a request goes upstream. The
-// provider's own credential is set by the translator.
-var clientCredentialHeaders = []string{"authorization", "x-api-key", "api-key", "x-goog-api-key"}
 
 // sender is the part of the gRPC stream the handler writes to.
 type sender interface {
@@ -74,6 +69,10 @@ type handler struct {
 	recorded                        bool
 	watchdog                        Timer     // the response body's idle timer, nil when not armed
 	lastBodyAt                      time.Time // when the last response body chunk arrived
+	clientHeaders                   []string  // client request header names to drop upstream unless forwarded
+	upstreamID                      string    // the provider's own request id
+	upstreamIDRank                  int       // index in upstreamIDHeaders of upstreamID's header
+	held                            int64     // request body bytes taken from the server's budget
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
@@ -205,7 +204,7 @@ func pathOnly(p string) string {
 
 func modelNotFound(model string) *translate.Error {
 	return &translate.Error{Code: translate.CodeNotFound, OpenAICode: "model_not_found", Param: "model",
-		Message: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", model)}
+		Message: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", echo(model))}
 }
 
 // maskKey shows only the ends of a key, as OpenAI does.
@@ -213,16 +212,7 @@ func maskKey(k string) string {
 	if len(k) < 12 {
 		return "****"
 	}
-	return k[:3] + "****" + k[len(k)-4:]
-}
-
-func newRequestID() string {
-	const hexd = "0123456789abcdef"
-	var b [16]byte
-	for i := range b {
-		b[i] = hexd[rand.IntN(16)]
-	}
-	return string(b[:])
+	return echo(k[:3]) + "****" + echo(k[len(k)-4:])
 }
 
 // view returns b as a string without copying; the string must not outlive

@@ -24,7 +24,9 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 		case ":path":
 			h.path = headerValue(hv)
 		case "x-request-id":
-			h.requestID = headerValue(hv)
+			if v := headerValue(hv); h.requestID == "" && validRequestID(v) {
+				h.requestID = v
+			}
 		case "authorization":
 			authz = headerValue(hv)
 		case "x-api-key", "api-key":
@@ -34,6 +36,7 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 				identity = headerValue(hv)
 			}
 		}
+		h.noteClientHeader(hv.GetKey())
 	}
 	if h.requestID == "" {
 		h.requestID = newRequestID()
@@ -43,11 +46,11 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 	h.ep = ep
 	if ep == epUnknown {
 		return h.immediate(&translate.Error{Code: translate.CodeNotFound, OpenAICode: "unknown_url",
-			Message: fmt.Sprintf("Unknown request URL: %s %s. Please check the URL for typos.", h.method, pathOnly(h.path))})
+			Message: fmt.Sprintf("Unknown request URL: %s %s. Please check the URL for typos.", echo(h.method), echo(pathOnly(h.path)))})
 	}
 	if h.method != ep.method() {
 		return h.immediate(&translate.Error{Code: translate.CodeMethodNotAllowed, OpenAICode: "method_not_allowed",
-			Message: fmt.Sprintf("Method %s is not allowed for %s; use %s.", h.method, pathOnly(h.path), ep.method())},
+			Message: fmt.Sprintf("Method %s is not allowed for %s; use %s.", echo(h.method), echo(pathOnly(h.path)), ep.method())},
 			header("allow", ep.method()))
 	}
 	if e := h.authenticate(authz, apiKey, identity); e != nil {
@@ -105,6 +108,18 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		return h.immediate(&translate.Error{Code: translate.CodeRequestTooLarge, OpenAICode: "request_too_large",
 			Message: fmt.Sprintf("The request body is %d bytes; the limit is %d bytes.", len(body), max)})
 	}
+	// The body's bytes count against the server-wide budget until the
+	// reply carrying the translated body is sent (or the phase ends any
+	// other way).
+	if !h.holdBody(int64(len(body))) {
+		h.s.opts.Metrics.BufferRejected(h.ctx)
+		h.s.opts.Logger.Warn("llmux: request refused, the buffered request bytes are at server.max_buffered_bytes",
+			"request_id", h.requestID, "body_bytes", len(body), "limit", h.cfg.Server().MaxBufferedBytes)
+		return h.immediate(&translate.Error{Code: translate.CodeOverloaded, OpenAICode: "gateway_overloaded",
+			Message: "The gateway is handling too many large requests right now. Please retry shortly."},
+			header("retry-after", "1"))
+	}
+	defer h.releaseBody()
 	p, e := validate(h.ep, body)
 	if e != nil {
 		return h.immediate(e)
@@ -143,12 +158,13 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		h.s.opts.Logger.Error("llmux: request translation failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
 		return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway could not translate the request for the provider."})
 	}
-	h.treq.Body = nil // do not hold the client's body past this phase
+	// Do not hold the client's body past translation: neither here nor in
+	// the received message, so that it can be collected while the reply
+	// is marshalled.
+	h.treq.Body, b.Body = nil, nil
 
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: append(clientCredentialHeaders[:len(clientCredentialHeaders):len(clientCredentialHeaders)], "accept-encoding")}
-	if idh := h.cfg.IdentityHeader(); idh != "" {
-		mut.RemoveHeaders = append(mut.RemoveHeaders, idh)
-	}
+	// Only intended headers go upstream (headers.go).
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: upstreamRemovals(h.clientHeaders, dep.Provider.ForwardHeaders)}
 	mut.SetHeaders = make([]*corev3.HeaderValueOption, 0, 4+len(up.Headers))
 	mut.SetHeaders = append(mut.SetHeaders,
 		header(":path", up.Path),

@@ -37,6 +37,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		}
 	}
 	str("request_id", h.requestID)
+	str("upstream_request_id", h.upstreamID)
 	str("tenant", h.tenant)
 	str("endpoint", h.ep.String())
 	if h.group != nil {

@@ -11,9 +11,17 @@ import (
 	"github.com/llmux/llmux/translate"
 )
 
+// localReplyHeader marks Envoy's own local replies: the shipped
+// local_reply_config adds it when it rewrites one into an OpenAI error
+// (envoy/standalone.yaml).
+const localReplyHeader = "x-llmux-local-reply"
+
 func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	h.headersAt = h.s.opts.Now()
-	var ct string
+	var (
+		ct         string
+		localReply bool
+	)
 	for _, hv := range m.GetHeaders().GetHeaders() {
 		switch hv.GetKey() {
 		case ":status":
@@ -22,6 +30,10 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			ct = headerValue(hv)
 		case "retry-after", "retry-after-ms":
 			h.retry.Header(hv.GetKey(), headerValue(hv))
+		case localReplyHeader:
+			localReply = true
+		default:
+			h.noteUpstreamID(hv)
 		}
 	}
 	if h.status == 401 && h.dep != nil {
@@ -31,13 +43,24 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			f.ForgetCredentials(h.dep.Provider.Name)
 		}
 	}
+	if localReply && h.status >= 400 {
+		// Envoy's own reply (a refused or reset connection, a timeout),
+		// already in OpenAI's shape by the shipped local_reply_config:
+		// read it as such, not as the provider's error.
+		if tr, ok := h.s.opts.Translator(translate.ClientSchema); ok {
+			h.tr = tr
+		}
+	}
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	if rh, ok := h.dec.(translate.ErrorHeaderReader); ok && h.status >= 400 {
 		for _, hv := range m.GetHeaders().GetHeaders() {
 			rh.ErrorHeader(hv.GetKey(), headerValue(hv))
 		}
 	}
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(nil)}
+	if localReply {
+		mut.RemoveHeaders = append(mut.RemoveHeaders, localReplyHeader)
+	}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st
 		mut.SetHeaders = append(mut.SetHeaders, header(":status", strconv.Itoa(st)))

@@ -59,7 +59,8 @@ type Timer interface {
 // Server implements the ext_proc ExternalProcessor service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	opts Options
+	opts     Options
+	buffered budget // request body bytes held across streams
 }
 
 // New returns a Server.

@@ -31,6 +31,7 @@ func (t tracked) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 }
 
 type grpcRig struct {
+	srv    *Server
 	client extprocv3.ExternalProcessorClient
 	done   chan error
 	reader *sdkmetric.ManualReader
@@ -59,7 +60,7 @@ func startGRPC(t *testing.T) *grpcRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(); gs.Stop() })
-	return &grpcRig{client: extprocv3.NewExternalProcessorClient(conn), done: srv.done, reader: reader}
+	return &grpcRig{srv: srv.Server, client: extprocv3.NewExternalProcessorClient(conn), done: srv.done, reader: reader}
 }
 
 // waitDone waits for the server's Process to return.

@@ -99,8 +99,8 @@ var codes = map[Code]codeInfo{
 	CodeUpstreamError:         {http.StatusInternalServerError, "server_error", true, "server_error", true},
 	CodeInternal:              {http.StatusInternalServerError, "server_error", false, "internal", false},
 	CodeCanceled:              {499, "server_error", false, "canceled", false},
-	CodeUpstreamTruncated:     {http.StatusBadGateway, "server_error", true, "upstream_truncated", true},
-	CodeStreamStalled:         {http.StatusGatewayTimeout, "server_error", true, "stream_stalled", true},
+	CodeUpstreamTruncated:     {http.StatusBadGateway, "server_error", true, "upstream_truncated", false},
+	CodeStreamStalled:         {http.StatusGatewayTimeout, "server_error", true, "stream_stalled", false},
 	CodeStreamInterrupted:     {http.StatusBadGateway, "server_error", true, "stream_interrupted", false},
 }
 

@@ -203,6 +203,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(f.maxRecvBytes),
+		// Buffered request bodies are held once, not copied twice.
+		grpc.ForceServerCodecV2(processor.Codec()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: f.kaTime, Timeout: f.kaTimeout}),
 		// Envoy pings at most every few seconds when configured to.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

@@ -27,6 +27,7 @@ type Metrics struct {
 	activeStreams   metric.Int64UpDownCounter
 	protocolErrors  metric.Int64Counter
 	configReloads   metric.Int64Counter
+	bufferRejected  metric.Int64Counter
 }
 
 // New creates the instruments on mp.
@@ -60,6 +61,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	}
 	if x.configReloads, err = m.Int64Counter("llmux.config.reloads", metric.WithDescription("Configuration reloads, by result (ok, invalid).")); err != nil {
 		return nil, fmt.Errorf("telemetry: config reloads: %w", err)
+	}
+	if x.bufferRejected, err = m.Int64Counter("llmux.buffer.rejected", metric.WithDescription("Requests refused with 503 because the request bytes held across requests reached server.max_buffered_bytes.")); err != nil {
+		return nil, fmt.Errorf("telemetry: buffer rejected: %w", err)
 	}
 	return &x, nil
 }
@@ -130,6 +134,14 @@ func (m *Metrics) StreamEnded(ctx context.Context) {
 func (m *Metrics) ProtocolError(ctx context.Context, reason string) {
 	if m != nil {
 		m.protocolErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	}
+}
+
+// BufferRejected counts a request refused because the buffered request
+// bytes reached server.max_buffered_bytes.
+func (m *Metrics) BufferRejected(ctx context.Context) {
+	if m != nil {
+		m.bufferRejected.Add(ctx, 1)
 	}
 }
 

@@ -116,7 +116,7 @@ func TestInvalidFixtures(t *testing.T) {
 
 func TestParseFull(t *testing.T) {
 	rt := mustParseFile(t, "testdata/valid/full.yaml")
-	if got := rt.Server(); got != (Server{ClusterHeader: "x-upstream", MetadataNamespace: "com.example.llmux", MaxRequestBodyBytes: 1 << 20, MaxResponseBodyBytes: 256 << 20, StreamIdleTimeout: 90 * time.Second}) {
+	if got := rt.Server(); got != (Server{ClusterHeader: "x-upstream", MetadataNamespace: "com.example.llmux", MaxRequestBodyBytes: 1 << 20, MaxResponseBodyBytes: 256 << 20, StreamIdleTimeout: 90 * time.Second, MaxBufferedBytes: 8 << 20}) {
 		t.Errorf("server %+v", got)
 	}
 	if rt.IdentityHeader() != "x-tenant" {
@@ -133,8 +133,8 @@ func TestParseFull(t *testing.T) {
 	p := d1.Provider
 	want := Provider{Name: "openai", Kind: "openai", Cluster: "outbound|443||api.openai.com", BasePath: "/v1", APIVersion: "2024-10-21"}
 	if p.Name != want.Name || p.Kind != want.Kind || p.Cluster != want.Cluster || p.BasePath != want.BasePath || p.APIVersion != want.APIVersion ||
-		p.Headers["openai-organization"] != "org-1" || p.APIKey.Value() != providerKey {
-		t.Errorf("provider %s %s %s %s %s %v", p.Name, p.Kind, p.Cluster, p.BasePath, p.APIVersion, p.Headers)
+		p.Headers["openai-organization"] != "org-1" || p.APIKey.Value() != providerKey || !slices.Equal(p.ForwardHeaders, []string{"openai-beta", "x-stainless-lang"}) {
+		t.Errorf("provider %s %s %s %s %s %v %v", p.Name, p.Kind, p.Cluster, p.BasePath, p.APIVersion, p.Headers, p.ForwardHeaders)
 	}
 	if v := d2.Provider.APIKey.Value(); v != providerKey {
 		t.Errorf("api_key_file not read and trimmed: %d bytes", len(v))
@@ -154,7 +154,7 @@ func TestParseFull(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	rt := mustParseFile(t, "testdata/valid/minimal.yaml")
-	want := Server{ClusterHeader: "x-llmux-upstream", MetadataNamespace: "io.llmux", MaxRequestBodyBytes: 16 << 20, MaxResponseBodyBytes: 32 << 20, StreamIdleTimeout: DefaultStreamIdleTimeout}
+	want := Server{ClusterHeader: "x-llmux-upstream", MetadataNamespace: "io.llmux", MaxRequestBodyBytes: 16 << 20, MaxResponseBodyBytes: 32 << 20, StreamIdleTimeout: DefaultStreamIdleTimeout, MaxBufferedBytes: 256 << 20}
 	if got := rt.Server(); got != want {
 		t.Errorf("server %+v, want %+v", got, want)
 	}

@@ -176,6 +176,14 @@ func validateServer(c *errs, f *File, rt *Runtime) {
 	case d < MinStreamIdleTimeout || d > MaxStreamIdleTimeout:
 		c.add("server.stream_idle_timeout", "must be between %s and %s, got %s", MinStreamIdleTimeout, MaxStreamIdleTimeout, d)
 	}
+	switch b := &s.MaxBufferedBytes; {
+	case *b == 0:
+		*b = max(DefaultMaxBufferedBytes, s.MaxRequestBodyBytes)
+	case *b < 0 || *b > MaxBufferedBytesLimit:
+		c.add("server.max_buffered_bytes", "must be between max_request_body_bytes and %d (64 GiB), got %d", int64(MaxBufferedBytesLimit), *b)
+	case *b < s.MaxRequestBodyBytes:
+		c.add("server.max_buffered_bytes", "%d is less than max_request_body_bytes (%d): a body of the largest allowed size could never be served", *b, s.MaxRequestBodyBytes)
+	}
 	rt.server = s
 }
 
@@ -290,7 +298,7 @@ func validateProviders(c *errs, f *File, rt *Runtime, opts LoadOptions) map[stri
 			}
 		}
 		prov := &Provider{Name: ps.Name, Kind: ps.Kind, Cluster: ps.Cluster, BasePath: ps.BasePath, APIVersion: ps.APIVersion, Headers: ps.Headers,
-			Region: ps.Region, Project: ps.Project, Host: ps.Host, Options: ps.Options}
+			ForwardHeaders: checkForwardHeaders(c, p+".forward_headers", ps, rt), Region: ps.Region, Project: ps.Project, Host: ps.Host, Options: ps.Options}
 		if ps.Host != "" && (strings.ContainsAny(ps.Host, "/ \t") || !validHeaderValue(ps.Host)) {
 			c.add(p+".host", "%q is not a host name", ps.Host)
 		}
@@ -345,6 +353,53 @@ func validateProviders(c *errs, f *File, rt *Runtime, opts LoadOptions) map[stri
 		}
 	}
 	return providers
+}
+
+// ClientCredentialHeaders are the request headers that carry a client's
+// credential: llmux reads its own from the first three and never forwards
+// any of them.
+var ClientCredentialHeaders = []string{"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie"}
+
+// unforwardable are headers that a provider's forward_headers may not
+// name, beyond the credentials and reservedHeaders: llmux sets
+// x-request-id and needs uncompressed responses (accept-encoding).
+var unforwardable = []string{"x-request-id", "accept-encoding"}
+
+// checkForwardHeaders validates a provider's forward_headers and returns
+// them.
+func checkForwardHeaders(c *errs, path string, ps ProviderSpec, rt *Runtime) []string {
+	seen := make(map[string]int, len(ps.ForwardHeaders))
+	out := make([]string, 0, len(ps.ForwardHeaders))
+	for i, h := range ps.ForwardHeaders {
+		hp := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case strings.HasPrefix(h, ":"):
+			c.add(hp, "%q is a pseudo-header; Envoy and llmux manage those", h)
+		case !checkHeaderName(c, hp, h):
+		case slices.Contains(ClientCredentialHeaders, h):
+			c.add(hp, "%q carries client credentials, which never go upstream", h)
+		case h == rt.server.ClusterHeader:
+			c.add(hp, "%q is server.cluster_header, which llmux sets", h)
+		case h == rt.identity:
+			c.add(hp, "%q is auth.identity_header, which never goes upstream", h)
+		case strings.HasPrefix(h, "x-envoy-"):
+			c.add(hp, "%q is an Envoy header; Envoy's configuration decides what happens to x-envoy-* headers", h)
+		case slices.Contains(unforwardable, h):
+			c.add(hp, "%q is managed by llmux and cannot be forwarded", h)
+		default:
+			if j, dup := seen[h]; dup {
+				c.add(hp, "%q is listed twice (also %s[%d])", h, path, j)
+				continue
+			}
+			if _, static := ps.Headers[h]; static {
+				c.add(hp, "%q is also a static header of this provider (headers.%s)", h, h)
+				continue
+			}
+			seen[h] = i
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func validateDeployments(c *errs, f *File, providers map[string]*Provider) map[string]*Deployment {

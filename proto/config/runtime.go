@@ -25,6 +25,9 @@ type Provider struct {
 	// Headers are extra static headers for the provider (lowercase
 	// names). Treat as read-only.
 	Headers map[string]string
+	// ForwardHeaders are the client headers passed through to the
+	// provider (lowercase names, validated). Treat as read-only.
+	ForwardHeaders []string
 	// APIKey is the provider credential (unset when none is configured).
 	APIKey Secret
 	// Region, Project and Host locate cloud providers; "" when unset.

@@ -41,6 +41,11 @@ type Server struct {
 	// (stream_stalled). A Go duration, 1s to 1h (default 240s); keep it
 	// below Envoy's stream_idle_timeout, or Envoy resets the stream first.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout" json:"stream_idle_timeout"`
+	// MaxBufferedBytes bounds the request bytes llmux holds across all
+	// requests in the request-body phase (default 256 MiB; at least
+	// max_request_body_bytes). A request past the bound gets 503 with
+	// retry-after.
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes" json:"max_buffered_bytes"`
 }
 
 // Defaults and limits of the server settings.
@@ -58,11 +63,17 @@ const (
 	// MaxBodyBytes is the largest body limit accepted (256 MiB).
 	MaxBodyBytes = 256 << 20
 	// DefaultStreamIdleTimeout is server.stream_idle_timeout's default:
-	// below the 300s stream_idle_timeout of the shipped Envoy configs.
+	// below the 600s stream_idle_timeout of the shipped Envoy configs.
 	DefaultStreamIdleTimeout = 240 * time.Second
 	// MinStreamIdleTimeout and MaxStreamIdleTimeout bound
 	// server.stream_idle_timeout.
 	MinStreamIdleTimeout, MaxStreamIdleTimeout = time.Second, time.Hour
+	// DefaultMaxBufferedBytes is server.max_buffered_bytes's default
+	// (256 MiB).
+	DefaultMaxBufferedBytes = 256 << 20
+	// MaxBufferedBytesLimit is the largest server.max_buffered_bytes
+	// accepted (64 GiB).
+	MaxBufferedBytesLimit = 64 << 30
 )
 
 // Auth says how clients are identified.
@@ -106,6 +117,12 @@ type ProviderSpec struct {
 	APIVersion string `yaml:"api_version" json:"api_version,omitempty"`
 	// Headers are extra static headers sent to the provider.
 	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
+	// ForwardHeaders are client request headers passed through to this
+	// provider (lowercase names, e.g. anthropic-beta). Every other client
+	// header outside llmux's fixed allow-list is removed before the
+	// request goes upstream. Client credentials, the identity and cluster
+	// headers, and headers Envoy or llmux manage cannot be listed.
+	ForwardHeaders []string `yaml:"forward_headers" json:"forward_headers,omitempty"`
 	// Region is the cloud region (bedrock: e.g. us-east-1; vertex and
 	// vertex_anthropic: the location, e.g. us-central1).
 	Region string `yaml:"region" json:"region,omitempty"`

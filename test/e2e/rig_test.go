@@ -170,7 +170,7 @@ func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOp
 		Server: processor.New(processor.Options{Config: store.Current, Logger: slog.New(slog.NewTextHandler(llmuxLog, &slog.HandlerOptions{Level: slog.LevelDebug}))}),
 		ended:  make(chan struct{}, 64),
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ForceServerCodecV2(processor.Codec()))
 	extprocv3.RegisterExternalProcessorServer(gs, tracker)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)

@@ -77,7 +77,8 @@
 //
 // # Refused (Start returns an *UnsupportedError naming the field)
 //
-// Any field not listed above, e.g. local_reply_config headers_to_add,
+// Any field not listed above, e.g. local_reply_config headers_to_add with
+// an append_action other than OVERWRITE_IF_EXISTS_OR_ADD,
 // runtime-keyed status filters, typed JSON (a lone command), runtime keys
 // other than the guard, other HTTP or network filters, regex or
 // header route matches, redirects, RDS/xDS, route retry_policy, ext_proc

@@ -784,9 +784,12 @@ func (x *exchange) localReply(status int, body, details string, mutate func(*hma
 		mutate(&h)
 	}
 	orig := body
-	status, body, ct := x.hcm.localReply.rewrite(&replyCtx{status: status, body: body, details: details,
-		flags: x.flags, metadata: x.metadata, req: x.reqHeaders})
+	rc := &replyCtx{status: status, body: body, details: details, flags: x.flags, metadata: x.metadata, req: x.reqHeaders}
+	status, body, ct := x.hcm.localReply.rewrite(rc)
 	h.set(":status", strconv.Itoa(status))
+	for _, kv := range rc.add {
+		h.set(kv[0], kv[1])
+	}
 	if body != "" {
 		h.set("content-length", strconv.Itoa(len(body)))
 		if _, ok := h.get("content-type"); !ok || body != orig {

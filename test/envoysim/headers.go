@@ -206,6 +206,14 @@ func (s *Sim) applyMutation(m *extprocsvc.HeaderMutation, h *hmap, rules mutatio
 	if m == nil {
 		return nil
 	}
+	// MutationUtils::responseHeaderSizeCheck: more remove or set entries
+	// than the HCM's max_headers_count (default 100; the sim accepts no
+	// HCM that changes it) fails the whole mutation, before any entry is
+	// applied.
+	if n, k := len(m.GetRemoveHeaders()), len(m.GetSetHeaders()); n > maxHeadersCount || k > maxHeadersCount {
+		s.count("rejected_header_mutations")
+		return mutationErr("Header mutation remove header count %d or set header count %d exceed the HCM header countlimit %d", n, k, maxHeadersCount)
+	}
 	for _, k := range m.GetRemoveHeaders() {
 		lk := strings.ToLower(k)
 		if !validHeaderName(strings.TrimPrefix(lk, ":")) {
@@ -259,6 +267,9 @@ func (s *Sim) applyMutation(m *extprocsvc.HeaderMutation, h *hmap, rules mutatio
 	}
 	return nil
 }
+
+// maxHeadersCount is the HCM's default max_headers_count.
+const maxHeadersCount = 100
 
 func validHeaderName(s string) bool {
 	if s == "" {

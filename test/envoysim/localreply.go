@@ -35,6 +35,7 @@ type replyMapper struct {
 	status int     // 0: keep
 	body   *string // nil: keep
 	format *replyFormat
+	add    [][2]string // headers_to_add, set on the reply (OVERWRITE_IF_EXISTS_OR_ADD)
 }
 
 // replyCtx is what a filter and a format see of one local reply.
@@ -45,6 +46,7 @@ type replyCtx struct {
 	flags    []string
 	metadata map[string]*structpb.Struct
 	req      hmap
+	add      [][2]string // headers the matching mapper adds
 }
 
 type replyFilter func(*replyCtx) bool
@@ -73,7 +75,7 @@ func buildLocalReply(path string, c *hcmv3.LocalReplyConfig) (*localReplyConfig,
 	}
 	for i, m := range c.GetMappers() {
 		p := fmt.Sprintf("%s.mappers[%d]", path, i)
-		if err := checkFields(p, m, "filter", "status_code", "body", "body_format_override"); err != nil {
+		if err := checkFields(p, m, "filter", "status_code", "body", "body_format_override", "headers_to_add"); err != nil {
 			return nil, err
 		}
 		f, err := buildReplyFilter(p+".filter", m.GetFilter())
@@ -97,6 +99,22 @@ func buildLocalReply(path string, c *hcmv3.LocalReplyConfig) (*localReplyConfig,
 				return nil, err
 			}
 			rm.format = f
+		}
+		for j, hv := range m.GetHeadersToAdd() {
+			hp := fmt.Sprintf("%s.headers_to_add[%d]", p, j)
+			if err := checkFields(hp, hv, "header", "append_action"); err != nil {
+				return nil, err
+			}
+			// Only overwrite-or-add is modelled: a local reply has no
+			// header of the name yet in the shipped configs, and the
+			// other actions' corner cases are not needed.
+			if hv.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				return nil, &UnsupportedError{Field: hp + ".append_action", Why: "only OVERWRITE_IF_EXISTS_OR_ADD is modelled"}
+			}
+			if err := checkFields(hp+".header", hv.GetHeader(), "key", "value"); err != nil {
+				return nil, err
+			}
+			rm.add = append(rm.add, [2]string{strings.ToLower(hv.GetHeader().GetKey()), hv.GetHeader().GetValue()})
 		}
 		out.mappers = append(out.mappers, rm)
 	}
@@ -331,6 +349,7 @@ func (lr *localReplyConfig) rewrite(c *replyCtx) (status int, body, contentType 
 		if m.format != nil {
 			format = m.format
 		}
+		c.add = m.add
 		break
 	}
 	if format == nil {

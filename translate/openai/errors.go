@@ -223,6 +223,17 @@ func classifyCommon(f errorFields) (translate.Code, bool) {
 		return translate.CodeNotFound, true
 	case "unsupported_parameter", "unsupported_value":
 		return translate.CodeUnsupported, true
+	// The codes of Envoy's own local replies, which the shipped
+	// local_reply_config writes in OpenAI's shape (envoy/standalone.yaml):
+	// a reset or refused connection is not the provider being overloaded.
+	case "upstream_unavailable":
+		return translate.CodeUpstreamUnavailable, true
+	case "upstream_protocol":
+		return translate.CodeUpstreamProtocol, true
+	case "timeout":
+		return translate.CodeTimeout, true
+	case "request_too_large":
+		return translate.CodeRequestTooLarge, true
 	}
 	switch f.typ {
 	case "insufficient_quota":

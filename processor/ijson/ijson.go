@@ -138,9 +138,8 @@ type frame struct {
 // bytes of scanner.esc (the unescaped name).
 type name struct {
 	lo, hi  int
-	escaped bool
-	at      int    // offset of the name's opening quote
 	hash    uint64 // set once the object has a hash set
+	escaped bool
 }
 
 // table is an open-addressing hash set of the names of one object; a slot
@@ -313,7 +312,7 @@ func (s *scanner) member(data []byte, i int) (int, *Error) {
 		s.pending = data[i+1 : min(end, len(data))]
 		return 0, s.fail(kind, at, data)
 	}
-	n := name{lo: i + 1, hi: j - 1, at: i}
+	n := name{lo: i + 1, hi: j - 1}
 	if escaped {
 		n.lo = len(s.esc)
 		s.esc = unescape(s.esc, data[i+1:j-1])

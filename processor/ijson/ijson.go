@@ -27,6 +27,10 @@ import (
 // is at depth 1.
 const MaxDepth = 256
 
+// MaxLen is the longest input Check reads (offsets are kept in 32 bits);
+// a longer one is refused as TooLarge.
+const MaxLen = 1<<32 - 2
+
 // Kind is the class of an I-JSON violation.
 type Kind uint8
 
@@ -44,6 +48,8 @@ const (
 	Surrogate
 	// Depth is nesting deeper than MaxDepth.
 	Depth
+	// TooLarge is an input longer than MaxLen.
+	TooLarge
 )
 
 // String names the kind.
@@ -59,6 +65,8 @@ func (k Kind) String() string {
 		return "unpaired surrogate escape"
 	case Depth:
 		return "nesting too deep"
+	case TooLarge:
+		return "input too large"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -92,6 +100,9 @@ func (e *Error) Error() string {
 // Check reports whether data is one I-JSON text, surrounded by optional
 // whitespace. It returns nil or an *Error.
 func Check(data []byte) error {
+	if uint64(len(data)) > MaxLen {
+		return &Error{Kind: TooLarge, Offset: MaxLen}
+	}
 	s := pool.Get().(*scanner)
 	err := s.check(data)
 	s.reset()
@@ -109,9 +120,8 @@ const tableFrom = 16
 // Retained scratch is dropped past these sizes, so one huge body does not
 // pin its scratch space in the pool.
 const (
-	keepNames = 1 << 14
 	keepBytes = 1 << 16
-	keepSlots = 1 << 15
+	keepSlots = 1 << 16
 )
 
 var (
@@ -124,11 +134,11 @@ type frame struct {
 	obj bool
 	// idx is the current element's index (arrays), -1 before the first.
 	idx int
-	// key is the current member's index in scanner.names (objects), -1
-	// before the first.
-	key int
-	// names and esc are where this object's names start in
-	// scanner.names and scanner.esc.
+	// key is the current member's name (objects), valid when hasKey.
+	key    name
+	hasKey bool
+	// names and esc are where this object's names start in scanner.names
+	// and scanner.esc.
 	names, esc int
 	// table is this object's hash set in scanner.tables, or -1.
 	table int
@@ -138,21 +148,31 @@ type frame struct {
 // bytes of scanner.esc (the unescaped name).
 type name struct {
 	lo, hi  int
-	hash    uint64 // set once the object has a hash set
+	at      int // offset of the opening quote in the input
 	escaped bool
 }
 
-// table is an open-addressing hash set of the names of one object; a slot
-// holds an index in scanner.names plus one, 0 when empty.
+// table is an open-addressing hash set of the names of one object. A slot
+// holds a name's 32-bit hash in its high half and the offset of its
+// opening quote in the input plus one in its low half; 0 is an empty slot.
+// A name is read again from the input only when its hash matches, so an
+// object of any size costs 16 to 32 bytes per member and nothing else.
 type table struct {
-	slots []int32
+	slots []uint64
 	n     int
 }
 
+// scanner is Check's state and scratch space, pooled.
+//
+// Memory: names holds the names of objects that have no hash set yet (at
+// most tableFrom per open object, so at most tableFrom*MaxDepth); esc the
+// unescaped bytes of those names and of each object's current member; an
+// object past tableFrom members holds its names in one table.
 type scanner struct {
 	stack  []frame
 	names  []name
 	esc    []byte
+	tmp    []byte
 	tables []table
 	ntab   int
 	// pending is the raw text of a member name that failed to scan, for
@@ -163,14 +183,14 @@ type scanner struct {
 func (s *scanner) reset() {
 	s.stack = s.stack[:0]
 	s.pending = nil
-	if cap(s.names) > keepNames {
-		s.names = nil
-	}
 	s.names = s.names[:0]
 	if cap(s.esc) > keepBytes {
 		s.esc = nil
 	}
 	s.esc = s.esc[:0]
+	if cap(s.tmp) > keepBytes {
+		s.tmp = nil
+	}
 	for i := range s.tables[:s.ntab] {
 		clear(s.tables[i].slots)
 		s.tables[i].n = 0
@@ -196,7 +216,7 @@ func (s *scanner) check(data []byte) *Error {
 			if len(s.stack) == MaxDepth {
 				return s.fail(Depth, i, data)
 			}
-			s.stack = append(s.stack, frame{obj: c == '{', idx: -1, key: -1, names: len(s.names), esc: len(s.esc), table: -1})
+			s.stack = append(s.stack, frame{obj: c == '{', idx: -1, names: len(s.names), esc: len(s.esc), table: -1})
 			i = skipSpace(data, i+1)
 			if i < len(data) && (c == '{' && data[i] == '}' || c == '[' && data[i] == ']') {
 				s.stack = s.stack[:len(s.stack)-1]
@@ -295,7 +315,13 @@ func (s *scanner) close() {
 // other names, and the colon after it. It returns the offset of the value.
 func (s *scanner) member(data []byte, i int) (int, *Error) {
 	f := &s.stack[len(s.stack)-1]
-	f.key = -1
+	f.hasKey = false
+	if f.table < 0 && len(s.names)-f.names >= tableFrom {
+		s.newTable(data, f)
+	}
+	if f.table >= 0 {
+		s.esc = s.esc[:f.esc] // the previous member's unescaped name
+	}
 	if i >= len(data) || data[i] != '"' {
 		return 0, s.fail(Syntax, i, data)
 	}
@@ -312,19 +338,20 @@ func (s *scanner) member(data []byte, i int) (int, *Error) {
 		s.pending = data[i+1 : min(end, len(data))]
 		return 0, s.fail(kind, at, data)
 	}
-	n := name{lo: i + 1, hi: j - 1}
+	n := name{lo: i + 1, hi: j - 1, at: i}
 	if escaped {
 		n.lo = len(s.esc)
 		s.esc = unescape(s.esc, data[i+1:j-1])
 		n.hi, n.escaped = len(s.esc), true
 	}
-	if dup := s.seen(data, f, &n); dup {
-		f.key = len(s.names)
-		s.names = append(s.names, n)
+	dup := s.seen(data, f, &n)
+	f.key, f.hasKey = n, true
+	if dup {
 		return 0, s.fail(Duplicate, i, data)
 	}
-	f.key = len(s.names)
-	s.names = append(s.names, n)
+	if f.table < 0 {
+		s.names = append(s.names, n)
+	}
 	j = skipSpace(data, j)
 	if j >= len(data) || data[j] != ':' {
 		return 0, s.fail(Syntax, j, data)
@@ -344,79 +371,84 @@ func (s *scanner) bytes(data []byte, n *name) []byte {
 // records n in the object's hash set when it has one.
 func (s *scanner) seen(data []byte, f *frame, n *name) bool {
 	b := s.bytes(data, n)
-	prev := s.names[f.names:]
 	if f.table < 0 {
-		if len(prev) < tableFrom {
-			for k := range prev {
-				if string(s.bytes(data, &prev[k])) == string(b) {
-					return true
-				}
+		prev := s.names[f.names:]
+		for k := range prev {
+			if string(s.bytes(data, &prev[k])) == string(b) {
+				return true
 			}
-			return false
 		}
-		f.table = s.newTable(data, f)
+		return false
 	}
 	t := &s.tables[f.table]
-	n.hash = maphash.Bytes(seed, b)
-	if s.lookup(data, t, n, b) {
-		return true
+	h := uint32(maphash.Bytes(seed, b))
+	mask := uint32(len(t.slots) - 1)
+	for p := h & mask; ; p = (p + 1) & mask {
+		v := t.slots[p]
+		if v == 0 {
+			break
+		}
+		if uint32(v>>32) == h && string(s.nameAt(data, int(uint32(v))-1)) == string(b) {
+			return true
+		}
 	}
 	if (t.n+1)*2 > len(t.slots) {
-		s.grow(data, t, f.names)
+		t.grow()
 	}
-	s.insert(t, n.hash, len(s.names))
+	t.insert(h, n.at)
 	return false
 }
 
-// newTable gives the object f a hash set holding its names so far.
-func (s *scanner) newTable(data []byte, f *frame) int {
+// nameAt returns the unescaped name whose opening quote is at data[at],
+// which scanString has checked.
+func (s *scanner) nameAt(data []byte, at int) []byte {
+	end, escaped, _, _ := scanString(data, at)
+	if !escaped {
+		return data[at+1 : end-1]
+	}
+	s.tmp = unescape(s.tmp[:0], data[at+1:end-1])
+	return s.tmp
+}
+
+// newTable moves the names of the object f into a hash set.
+func (s *scanner) newTable(data []byte, f *frame) {
 	if s.ntab == len(s.tables) {
 		s.tables = append(s.tables, table{})
 	}
-	idx := s.ntab
+	f.table = s.ntab
 	s.ntab++
-	t := &s.tables[idx]
+	t := &s.tables[f.table]
 	if len(t.slots) < 4*tableFrom {
-		t.slots = make([]int32, 4*tableFrom)
+		t.slots = make([]uint64, 4*tableFrom)
 	}
 	for k := f.names; k < len(s.names); k++ {
-		nm := &s.names[k]
-		nm.hash = maphash.Bytes(seed, s.bytes(data, nm))
-		s.insert(t, nm.hash, k)
+		n := &s.names[k]
+		t.insert(uint32(maphash.Bytes(seed, s.bytes(data, n))), n.at)
 	}
-	return idx
+	s.names = s.names[:f.names]
+	s.esc = s.esc[:f.esc]
 }
 
-// grow doubles t's slots and re-inserts the names from index first on.
-func (s *scanner) grow(data []byte, t *table, first int) {
-	t.slots = make([]int32, 2*len(t.slots))
+// grow doubles t's slots.
+func (t *table) grow() {
+	old := t.slots
+	t.slots = make([]uint64, 2*len(old))
 	t.n = 0
-	for k := first; k < len(s.names); k++ {
-		s.insert(t, s.names[k].hash, k)
+	for _, v := range old {
+		if v != 0 {
+			t.insert(uint32(v>>32), int(uint32(v))-1)
+		}
 	}
 }
 
-func (s *scanner) insert(t *table, h uint64, idx int) {
-	mask := uint64(len(t.slots) - 1)
+// insert adds the name whose quote is at offset at, with hash h.
+func (t *table) insert(h uint32, at int) {
+	mask := uint32(len(t.slots) - 1)
 	for p := h & mask; ; p = (p + 1) & mask {
 		if t.slots[p] == 0 {
-			t.slots[p] = int32(idx + 1)
+			t.slots[p] = uint64(h)<<32 | uint64(uint32(at+1))
 			t.n++
 			return
-		}
-	}
-}
-
-func (s *scanner) lookup(data []byte, t *table, n *name, b []byte) bool {
-	mask := uint64(len(t.slots) - 1)
-	for p := n.hash & mask; ; p = (p + 1) & mask {
-		v := t.slots[p]
-		if v == 0 {
-			return false
-		}
-		o := &s.names[v-1]
-		if o.hash == n.hash && string(s.bytes(data, o)) == string(b) {
-			return true
 		}
 	}
 }

@@ -175,3 +175,26 @@ func many(n int) string {
 	b.WriteString(`"end":0}`)
 	return b.String()
 }
+
+// TestDuplicateInHashSet: in an object past tableFrom members, names are
+// compared through the hash set whichever side is escaped.
+func TestDuplicateInHashSet(t *testing.T) {
+	tests := []struct{ name, in, dup, path string }{
+		{"escaped first", strings.Replace(many(40), `"end"`, `"k05":0,"end"`, 1), `"k05"`, "k05"},
+		{"escaped both", strings.Replace(many(40), `"end"`, `"k\u0030\u0035":0,"end"`, 1), `"k\u0030\u0035"`, "k05"},
+		{"plain both", strings.Replace(many(40), `"end":0}`, `"end":0,"x":1,"end":1}`, 1), `"end":1`, "end"},
+		{"nested big objects", `{"a":` + many(20) + `,"b":` + many(30) + `,"a":1}`, `"a":1`, "a"},
+		{"inner big object", `{"a":` + strings.Replace(many(30), `"end":0}`, `"k\u0030\u0032":1}`, 1) + `}`, `"k\u0030\u0032":1`, "a.k02"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *Error
+			if !errors.As(Check([]byte(tc.in)), &e) {
+				t.Fatal("accepted")
+			}
+			if want := strings.LastIndex(tc.in, tc.dup); e.Kind != Duplicate || e.Offset != want || e.Path != tc.path {
+				t.Fatalf("got %s at %d in %q, want duplicate at %d in %q", e.Kind, e.Offset, e.Path, want, tc.path)
+			}
+		})
+	}
+}

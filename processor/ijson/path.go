@@ -20,8 +20,8 @@ func (s *scanner) fail(kind Kind, at int, data []byte) *Error {
 	for k := range s.stack {
 		f := &s.stack[k]
 		switch {
-		case f.obj && f.key >= 0:
-			p = appendName(p, s.bytes(data, &s.names[f.key]), false)
+		case f.obj && f.hasKey:
+			p = appendName(p, s.bytes(data, &f.key), false)
 		case !f.obj && f.idx >= 0:
 			p = append(p, '[')
 			p = strconv.AppendInt(p, int64(f.idx), 10)

@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
@@ -216,7 +217,9 @@ func (s *scanner) check(data []byte) *Error {
 			if len(s.stack) == MaxDepth {
 				return s.fail(Depth, i, data)
 			}
-			s.stack = append(s.stack, frame{obj: c == '{', idx: -1, names: len(s.names), esc: len(s.esc), table: -1})
+			s.stack = slices.Grow(s.stack, 1)[:len(s.stack)+1]
+			f := &s.stack[len(s.stack)-1]
+			f.obj, f.idx, f.hasKey, f.names, f.esc, f.table = c == '{', -1, false, len(s.names), len(s.esc), -1
 			i = skipSpace(data, i+1)
 			if i < len(data) && (c == '{' && data[i] == '}' || c == '[' && data[i] == ']') {
 				s.stack = s.stack[:len(s.stack)-1]

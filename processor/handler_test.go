@@ -67,7 +67,7 @@ type exchange struct {
 func newExchange(t *testing.T) *exchange {
 	t.Helper()
 	cfg := testConfig(t)
-	s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock()})
+	s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock(), Translator: openaiKinds})
 	rec := &recorder{}
 	return &exchange{t: t, h: newHandler(s, context.Background(), rec), rec: rec}
 }

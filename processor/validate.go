@@ -1,8 +1,12 @@
 package processor
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/tidwall/gjson"
 
+	"github.com/llmux/llmux/processor/ijson"
 	"github.com/llmux/llmux/translate"
 )
 
@@ -17,9 +21,13 @@ func invalid(param, code, msg string) *translate.Error {
 	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: code, Message: msg}
 }
 
-// validate checks a client body for the fields the gateway relies on, with
-// gjson (no full unmarshal). Provider-specific checks are the translators'
-// and the providers' business.
+// validate checks a client body for the fields the gateway relies on.
+// First the body must be I-JSON (ijson.Check, one pass): with no duplicate
+// member names, invalid UTF-8 or unpaired surrogates, gjson's first-wins
+// reading below, the translators' and the provider's last-wins reading are
+// the same reading. Then the fields are read with gjson (no full
+// unmarshal). Provider-specific checks are the translators' and the
+// providers' business.
 func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 	var p parsed
 	s := view(body)
@@ -30,8 +38,8 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 	if i == len(s) {
 		return p, invalid("", "invalid_json", "The request body is empty; a JSON object is required.")
 	}
-	if !gjson.Valid(s) {
-		return p, invalid("", "invalid_json", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+	if err := ijson.Check(body); err != nil {
+		return p, notIJSON(err)
 	}
 	if s[i] != '{' {
 		return p, invalid("", "invalid_type", "The request body must be a JSON object.")
@@ -111,4 +119,30 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 		}
 	}
 	return p, nil
+}
+
+// notIJSON is the 400 for a body ijson.Check refused. The code names the
+// kind of violation; param and message name the member by its path, which
+// ijson bounds (a few dozen bytes of any one name), so the reply never
+// echoes more than a short piece of the client's content.
+func notIJSON(err error) *translate.Error {
+	var e *ijson.Error
+	if !errors.As(err, &e) {
+		return invalid("", "invalid_json", "We could not parse the JSON body of your request.")
+	}
+	where := ""
+	if e.Path != "" {
+		where = fmt.Sprintf(" in '%s'", e.Path)
+	}
+	switch e.Kind {
+	case ijson.Duplicate:
+		return invalid(e.Path, "duplicate_parameter", fmt.Sprintf("Duplicate parameter '%s' (byte %d): a member name may appear only once in an object, also when written with escapes (I-JSON, RFC 7493).", e.Path, e.Offset))
+	case ijson.UTF8:
+		return invalid(e.Path, "invalid_utf8", fmt.Sprintf("The request body is not valid UTF-8: invalid byte at offset %d%s.", e.Offset, where))
+	case ijson.Surrogate:
+		return invalid(e.Path, "invalid_unicode_escape", fmt.Sprintf("The request body has an unpaired UTF-16 surrogate escape at byte %d%s; a \\ud800-\\udbff escape must be followed by a \\udc00-\\udfff one.", e.Offset, where))
+	case ijson.Depth:
+		return invalid(e.Path, "nesting_too_deep", fmt.Sprintf("The request body nests arrays and objects more than %d deep, at byte %d%s.", ijson.MaxDepth, e.Offset, where))
+	}
+	return invalid(e.Path, "invalid_json", fmt.Sprintf("We could not parse the JSON body of your request: syntax error at byte %d%s. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)", e.Offset, where))
 }

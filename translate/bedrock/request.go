@@ -3,6 +3,7 @@ package bedrock
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,13 +19,14 @@ const provider = "Bedrock"
 
 // builder translates one OpenAI chat request body into a Converse body.
 type builder struct {
-	sys      []byte // system content blocks, comma separated
-	msgs     []byte // turns, comma separated
-	turn     string // role of the open turn in msgs
-	turnOpen bool
-	nTurns   int
-	toolHist bool // the conversation holds toolUse or toolResult blocks
-	jsonMode bool // response_format asks for JSON: the response tool is forced
+	sys       []byte // system content blocks, comma separated
+	msgs      []byte // turns, comma separated
+	turn      string // role of the open turn in msgs
+	turnOpen  bool
+	nTurns    int
+	toolHist  bool     // the conversation holds toolUse or toolResult blocks
+	histTools []string // tool names the conversation's toolUse blocks call, once each
+	jsonMode  bool     // response_format asks for JSON: the response tool is forced
 }
 
 // Top-level OpenAI parameters that are accepted and dropped: they tune
@@ -378,6 +380,9 @@ func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
 	var scratch []byte
 	return chatreq.EachToolCall(p, calls, provider, func(id, name, args string) {
 		b.toolHist = true
+		if !slices.Contains(b.histTools, name) {
+			b.histTools = append(b.histTools, name)
+		}
 		scratch = append(scratch[:0], `{"toolUse":{"toolUseId":`...)
 		scratch = jsonenc.AppendString(scratch, id)
 		scratch = append(scratch, `,"name":`...)
@@ -470,6 +475,14 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 			kind = "required" // a client tool or the JSON answer
 		}
 	}
+	if len(specs) == 0 && b.toolHist {
+		// The conversation holds toolUse or toolResult blocks but the
+		// request declares no tools (an agent's last turn): Converse
+		// refuses tool blocks without a toolConfig. The tools the history
+		// calls are declared with a schema that takes any object, and no
+		// toolChoice is sent, so the model is free to answer in text.
+		specs = b.historySpecs(specs)
+	}
 	if len(specs) == 0 && len(respSpec) == 0 {
 		return out, nil // no tools: nothing to choose
 	}
@@ -497,6 +510,29 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 		out = append(out, "}}"...)
 	}
 	return append(out, '}'), nil
+}
+
+// HistoryToolDescription describes a tool that the gateway declares to
+// Converse only because the conversation's history calls it.
+const HistoryToolDescription = "A tool called earlier in this conversation."
+
+// historySpecs appends a toolSpec, taking any JSON object, for each tool
+// the conversation's toolUse blocks call (the response tool excepted). When
+// the history holds only toolResult blocks, whose toolUse Converse already
+// requires in the turn before, nothing is called by name and no spec is
+// added: Converse then refuses the request on its own terms.
+func (b *builder) historySpecs(specs []byte) []byte {
+	anyObject := gjson.Parse(`{"type":"object"}`)
+	for _, name := range b.histTools {
+		if name == ResponseTool {
+			continue
+		}
+		if len(specs) > 0 {
+			specs = append(specs, ',')
+		}
+		specs, _ = appendToolSpec(specs, "", name, HistoryToolDescription, anyObject)
+	}
+	return specs
 }
 
 // randHex returns n random hex digits.

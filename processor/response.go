@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/llmux/llmux/translate"
@@ -27,7 +28,9 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			f.ForgetCredentials(h.dep.Provider.Name)
 		}
 	}
+	h.treq.ResponseHeaders = (*responseHeaders)(m.GetHeaders())
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
+	h.treq.ResponseHeaders = nil
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st
@@ -193,4 +196,20 @@ func (h *handler) onResponseTrailers() error {
 	h.complete()
 	trailers.DynamicMetadata = h.metadata(true)
 	return h.send(trailers)
+}
+
+// responseHeaders lets a decoder read the provider's response headers
+// (translate.Request.ResponseHeaders) without a copy: a pointer converts to
+// the interface without allocating.
+type responseHeaders corev3.HeaderMap
+
+// Get implements translate.HeaderGetter; Envoy sends header names in lower
+// case.
+func (r *responseHeaders) Get(name string) string {
+	for _, hv := range (*corev3.HeaderMap)(r).GetHeaders() {
+		if hv.GetKey() == name {
+			return headerValue(hv)
+		}
+	}
+	return ""
 }

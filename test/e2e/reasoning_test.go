@@ -60,3 +60,24 @@ func TestBedrockToolHistoryWithoutTools(t *testing.T) {
 	}
 	r.waitNoStreams()
 }
+
+// TestBedrockCohereEmbeddingUsage: Cohere Embed on Bedrock reports its
+// token count only in the X-Amzn-Bedrock-Input-Token-Count response
+// header; it reaches the client's usage and the access log.
+func TestBedrockCohereEmbeddingUsage(t *testing.T) {
+	r, _ := bedrockRig(t, fakeprovider.BedrockOptions{})
+	resp, err := r.client.Embeddings.New(context.Background(), openai.EmbeddingNewParams{
+		Model: "cohere-embed", Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"alpha beta gamma", "delta"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fake counts words: 3 + 1.
+	if len(resp.Data) != 2 || resp.Usage.PromptTokens != 4 || resp.Usage.TotalTokens != 4 {
+		t.Fatalf("usage %+v (%d vectors)", resp.Usage, len(resp.Data))
+	}
+	if logs := r.accessLogs(1); logs != nil && logs[0]["input_tokens"] != float64(4) {
+		t.Errorf("access log %v", logs[0])
+	}
+	r.waitNoStreams()
+}

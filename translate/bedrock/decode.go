@@ -33,7 +33,8 @@ type decoder struct {
 	res          translate.Result
 
 	// non-streamed
-	whole respbody.Whole
+	whole        respbody.Whole
+	headerTokens int64 // InvokeModel's input token count header, -1 when absent
 
 	// streamed
 	es        eventstream.Decoder

@@ -291,3 +291,45 @@ func TestEmbeddings(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// headerMap is a translate.HeaderGetter over a map of lower-case names.
+type headerMap map[string]string
+
+func (h headerMap) Get(name string) string { return h[name] }
+
+// TestCohereEmbeddingUsage: Cohere Embed's InvokeModel body counts no
+// tokens; the usage comes from the X-Amzn-Bedrock-Input-Token-Count
+// response header, and is unknown (not zero) without it.
+func TestCohereEmbeddingUsage(t *testing.T) {
+	const body = `{"embeddings":[[0.5],[1]],"id":"x","response_type":"embeddings_floats","texts":["a b","c"]}`
+	tests := []struct {
+		name     string
+		headers  translate.HeaderGetter
+		tokens   int64
+		hasUsage bool
+	}{
+		{"header", headerMap{"x-amzn-bedrock-input-token-count": "3", "x-amzn-bedrock-output-token-count": "0"}, 3, true},
+		{"no header", headerMap{}, 0, false},
+		{"malformed header", headerMap{"x-amzn-bedrock-input-token-count": "many"}, 0, false},
+		{"no headers known", nil, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &translate.Request{Op: translate.OpEmbeddings, Body: []byte(`{"model":"e","input":["a b","c"]}`)}
+			if _, err := testTranslator().Request(context.Background(), req, target("cohere.embed-english-v3")); err != nil {
+				t.Fatal(err)
+			}
+			req.ResponseHeaders = tc.headers
+			d := Translator{}.NewDecoder(req, 200, "application/json")
+			req.ResponseHeaders = nil // the decoder keeps no reference
+			out := decodeAll(t, d, []byte(body), 7)
+			r := d.Result()
+			if r.Usage.InputTokens != tc.tokens || r.HasUsage != tc.hasUsage || !r.Completed {
+				t.Errorf("result %+v", r)
+			}
+			if got := gjson.GetBytes(out, "usage.prompt_tokens").Int(); got != tc.tokens || gjson.GetBytes(out, "usage.total_tokens").Int() != tc.tokens {
+				t.Errorf("usage %s", gjson.GetBytes(out, "usage").Raw)
+			}
+		})
+	}
+}

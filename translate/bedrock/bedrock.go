@@ -120,7 +120,7 @@ func (tr Translator) Request(ctx context.Context, req *translate.Request, t *tra
 		if req.Stream {
 			path = base + "/converse-stream"
 		}
-		b := builder{}
+		b := builder{model: t.Model}
 		body, terr = b.build(respbody.View(req.Body))
 		st.jsonMode = b.jsonMode
 	case translate.OpEmbeddings:

@@ -19,6 +19,8 @@ const provider = "Bedrock"
 
 // builder translates one OpenAI chat request body into a Converse body.
 type builder struct {
+	model string // the Bedrock model id (reasoning_effort is translated for Claude only)
+
 	sys       []byte // system content blocks, comma separated
 	msgs      []byte // turns, comma separated
 	turn      string // role of the open turn in msgs
@@ -45,7 +47,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	root := gjson.Parse(s)
 	var (
 		maxTok, maxComp, temperature, topP, topK, stop gjson.Result
-		tools, toolChoice, respFmt                     gjson.Result
+		tools, toolChoice, respFmt, effort             gjson.Result
 		bad                                            *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
@@ -72,6 +74,8 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 			toolChoice = v
 		case "response_format":
 			respFmt = v
+		case "reasoning_effort":
+			effort = v
 		default:
 			var handled bool
 			if handled, bad = chatreq.OpenAIOnly(k.Str, v, "Bedrock Converse"); !handled && !dropped[k.Str] {
@@ -113,6 +117,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		out = append(out, `":`...)
 	}
 	var maxTokens int64
+	maxParam := "max_tokens"
 	for _, mt := range []struct {
 		name string
 		v    gjson.Result
@@ -127,7 +132,24 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		if v < 1 {
 			return nil, chatreq.Invalid(mt.name, "'"+mt.name+"' must be at least 1.")
 		}
-		maxTokens = v
+		maxTokens, maxParam = v, mt.name
+	}
+	// reasoning_effort: Claude's extended thinking, through
+	// additionalModelRequestFields; maxTokens must exceed the budget.
+	budget, bad := chatreq.ClaudeThinking(effort)
+	if bad != nil {
+		return nil, bad
+	}
+	if budget > 0 {
+		if !IsClaude(b.model) {
+			return nil, chatreq.Unsupported("reasoning_effort", "'reasoning_effort' is translated for Anthropic Claude models on Bedrock only.")
+		}
+		if bad = chatreq.ClaudeThinkingConflicts(temperature, topP, topK, toolChoice, respFmt); bad != nil {
+			return nil, bad
+		}
+		if budget, maxTokens, bad = chatreq.ClaudeThinkingFit(budget, maxTokens, ThinkingAnswerTokens, maxParam); bad != nil {
+			return nil, bad
+		}
 	}
 	if maxTokens > 0 {
 		field("maxTokens")
@@ -177,6 +199,11 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		out = append(out, `,"additionalModelRequestFields":{"top_k":`...)
 		out = strconv.AppendInt(out, v, 10)
 		out = append(out, '}')
+	} else if budget > 0 {
+		// top_k and thinking never go together (ClaudeThinkingConflicts).
+		out = append(out, `,"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":`...)
+		out = strconv.AppendInt(out, budget, 10)
+		out = append(out, "}}"...)
 	}
 	var e *translate.Error
 	if out, e = b.appendToolConfig(out, tools, toolChoice, respFmt); e != nil {
@@ -184,6 +211,15 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	}
 	return append(out, '}'), nil
 }
+
+// ThinkingAnswerTokens is the room for the answer that maxTokens adds to
+// the thinking budget when the client sets no limit (Converse needs
+// maxTokens above the budget; Claude's own default may be lower).
+const ThinkingAnswerTokens = 4096
+
+// IsClaude reports whether a Bedrock model id (or inference profile id)
+// names an Anthropic Claude model.
+func IsClaude(model string) bool { return strings.Contains(model, "anthropic.claude") }
 
 // stopSequences reads "stop", leaving out the empty sequences.
 func stopSequences(stop gjson.Result) ([]string, *translate.Error) {

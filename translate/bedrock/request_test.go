@@ -87,6 +87,15 @@ func TestRequestTable(t *testing.T) {
 		{"tool history, tool_choice none and no tools: the history's tools, no toolChoice",
 			`{"model":"m","messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":"Checking.","tool_calls":[{"id":"t1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"t1","content":"18C"}],"tool_choice":"none"}`,
 			`{"messages":[{"role":"user","content":[{"text":"Weather?"}]},{"role":"assistant","content":[{"text":"Checking."},{"toolUse":{"toolUseId":"t1","name":"get_weather","input":{}}}]},{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"text":"18C"}]}}]}],"toolConfig":{"tools":[{"toolSpec":{"name":"get_weather","description":"A tool called earlier in this conversation.","inputSchema":{"json":{"type":"object"}}}}]}}`},
+		{"reasoning_effort: Claude thinking in additionalModelRequestFields, maxTokens above the budget",
+			`{"model":"m","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"medium"}`,
+			`{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"inferenceConfig":{"maxTokens":12288},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":8192}}}`},
+		{"reasoning_effort high under a client max_completion_tokens",
+			`{"model":"m","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"high","max_completion_tokens":3000,"temperature":1}`,
+			`{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"inferenceConfig":{"maxTokens":3000,"temperature":1},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":1500}}}`},
+		{"reasoning_effort none",
+			`{"model":"m","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"none","top_k":3}`,
+			`{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"additionalModelRequestFields":{"top_k":3}}`},
 		{"image data URL",
 			`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"}}]}]}`,
 			`{"messages":[{"role":"user","content":[{"text":"What is this?"},{"image":{"format":"png","source":{"bytes":"iVBORw0KGgo="}}}]}]}`},
@@ -131,6 +140,11 @@ func TestRequestRefused(t *testing.T) {
 		{"no messages", `{"model":"m","messages":[{"role":"system","content":"x"}]}`, "messages"},
 		{"audio", `{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}`, "messages[0].content[0]"},
 		{"max_tokens", `{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}`, "max_tokens"},
+		{"reasoning_effort value", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"}`, "reasoning_effort"},
+		{"thinking and temperature", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","temperature":0.3}`, "temperature"},
+		{"thinking and top_k", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","top_k":3}`, "top_k"},
+		{"thinking and JSON", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","response_format":{"type":"json_object"}}`, "response_format"},
+		{"thinking and a small max_tokens", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"high","max_tokens":500}`, "max_tokens"},
 	}
 	for _, tc := range tests {
 		_, e := chatBody(t, tc.in)
@@ -331,5 +345,21 @@ func TestCohereEmbeddingUsage(t *testing.T) {
 				t.Errorf("usage %s", gjson.GetBytes(out, "usage").Raw)
 			}
 		})
+	}
+}
+
+// TestReasoningEffortNotClaude: Converse takes thinking settings per model
+// family; only Claude's are translated, other models refuse the parameter.
+func TestReasoningEffortNotClaude(t *testing.T) {
+	req := &translate.Request{Op: translate.OpChat, Body: []byte(`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`)}
+	_, err := testTranslator().Request(context.Background(), req, target("amazon.nova-pro-v1:0"))
+	var te *translate.Error
+	if !errors.As(err, &te) || te.Param != "reasoning_effort" || te.HTTPStatus() != 400 {
+		t.Fatalf("%v", err)
+	}
+	req.Body = []byte(`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`)
+	up, err := testTranslator().Request(context.Background(), req, target("us.anthropic.claude-sonnet-4-5-20250929-v1:0"))
+	if err != nil || gjson.GetBytes(up.Body, "additionalModelRequestFields.thinking.budget_tokens").Int() != 2048 {
+		t.Fatalf("%v %s", err, up.Body)
 	}
 }

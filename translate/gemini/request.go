@@ -263,6 +263,10 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		field("thinkingConfig")
 		out = append(out, `{"thinkingBudget":`...)
 		out = strconv.AppendInt(out, int64(budget), 10)
+		if budget > 0 {
+			// Thought summaries, returned as reasoning_content.
+			out = append(out, `,"includeThoughts":true`...)
+		}
 		out = append(out, '}')
 	}
 	if len(out) == body {

@@ -67,7 +67,9 @@ func TestRequestRules(t *testing.T) {
 		{"json_schema", `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"],"additionalProperties":false}}}}`,
 			map[string]string{"generationConfig": `{"responseMimeType":"application/json","responseSchema":{"type":"OBJECT","properties":{"name":{"type":"STRING"}},"required":["name"]}}`}},
 		{"reasoning effort", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`,
-			map[string]string{"generationConfig": `{"thinkingConfig":{"thinkingBudget":1024}}`}},
+			map[string]string{"generationConfig": `{"thinkingConfig":{"thinkingBudget":1024,"includeThoughts":true}}`}},
+		{"reasoning effort minimal: no thinking, no thoughts", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"minimal"}`,
+			map[string]string{"generationConfig": `{"thinkingConfig":{"thinkingBudget":0}}`}},
 		{"tools and auto", `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","description":"does f","parameters":{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"a":{"type":"integer"}},"additionalProperties":false}}},{"type":"function","function":{"name":"g","parameters":{"type":"object","properties":{}}}}],"tool_choice":"auto"}`,
 			map[string]string{
 				"tools":      `[{"functionDeclarations":[{"name":"f","description":"does f","parameters":{"type":"OBJECT","properties":{"a":{"type":"INTEGER"}}}},{"name":"g"}]}]`,

@@ -29,7 +29,12 @@ func unsupported(param, msg string) *translate.Error {
 
 // chatBuilder translates one OpenAI chat request body into a Gemini
 // GenerateContentRequest body.
+// ProMinThinkingBudget is the smallest thinkingBudget of Gemini Pro
+// models, which refuse 0 ("This model only works in thinking mode").
+const ProMinThinkingBudget = 128
+
 type chatBuilder struct {
+	model     string // the model id (Pro models cannot turn thinking off)
 	n         int
 	sys       []byte // systemInstruction parts, comma separated
 	contents  []byte // turns, comma separated
@@ -251,6 +256,11 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		switch effort.Str {
 		case "none", "minimal":
 			budget = 0
+			if strings.Contains(b.model, "-pro") {
+				// Pro models only work in thinking mode: their smallest
+				// budget.
+				budget = ProMinThinkingBudget
+			}
 		case "low":
 			budget = 1024
 		case "medium":

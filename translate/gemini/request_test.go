@@ -218,3 +218,23 @@ func TestEmbeddingsRequest(t *testing.T) {
 		t.Errorf("token input: %v", err)
 	}
 }
+
+// TestThinkingBudgetPro: Pro models only work in thinking mode (budget 0
+// is refused), so none and minimal ask for their smallest budget.
+func TestThinkingBudgetPro(t *testing.T) {
+	for _, tc := range []struct{ model, effort, want string }{
+		{"gemini-2.5-pro", "minimal", `{"thinkingBudget":128,"includeThoughts":true}`},
+		{"gemini-2.5-pro", "none", `{"thinkingBudget":128,"includeThoughts":true}`},
+		{"gemini-2.5-pro", "high", `{"thinkingBudget":24576,"includeThoughts":true}`},
+		{"gemini-2.5-flash", "none", `{"thinkingBudget":0}`},
+	} {
+		b := chatBuilder{model: tc.model}
+		out, err := b.build(`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"` + tc.effort + `"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(out, "generationConfig.thinkingConfig").Raw; got != tc.want {
+			t.Errorf("%s %s: %s", tc.model, tc.effort, got)
+		}
+	}
+}

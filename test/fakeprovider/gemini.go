@@ -779,18 +779,27 @@ func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, m
 	frame := func(b []byte) []byte { return append(append([]byte("data: "), b...), "\r\n\r\n"...) }
 	var frames [][]byte
 	partial := map[string]any{"promptTokenCount": prompt, "totalTokenCount": prompt}
-	words := strings.Fields(thought)
-	for i := 0; i < len(words); i += g.opts.WordsPerChunk {
-		piece := strings.Join(words[i:min(i+g.opts.WordsPerChunk, len(words))], " ")
-		if i > 0 {
-			piece = " " + piece
+	// textFrames streams text as events of WordsPerChunk words, each but
+	// the first with its leading space; thought parts carry thought: true.
+	textFrames := func(text string, thought bool) {
+		words := strings.Fields(text)
+		for i := 0; i < len(words); i += g.opts.WordsPerChunk {
+			piece := strings.Join(words[i:min(i+g.opts.WordsPerChunk, len(words))], " ")
+			if i > 0 {
+				piece = " " + piece
+			}
+			part := map[string]any{"text": piece}
+			if thought {
+				part["thought"] = true
+			}
+			var cands []any
+			for c := 0; c < candidates; c++ {
+				cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": []any{part}}, "index": c})
+			}
+			frames = append(frames, frame(mk(cands, partial)))
 		}
-		var cands []any
-		for c := 0; c < candidates; c++ {
-			cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": piece, "thought": true}}}, "index": c})
-		}
-		frames = append(frames, frame(mk(cands, partial)))
 	}
+	textFrames(thought, true)
 	if calls != nil {
 		var cands []any
 		for i := 0; i < candidates; i++ {
@@ -798,18 +807,7 @@ func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, m
 		}
 		frames = append(frames, frame(mk(cands, partial)))
 	} else {
-		words := strings.Fields(text)
-		for i := 0; i < len(words); i += g.opts.WordsPerChunk {
-			piece := strings.Join(words[i:min(i+g.opts.WordsPerChunk, len(words))], " ")
-			if i > 0 {
-				piece = " " + piece
-			}
-			var cands []any
-			for c := 0; c < candidates; c++ {
-				cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": piece}}}, "index": c})
-			}
-			frames = append(frames, frame(mk(cands, partial)))
-		}
+		textFrames(text, false)
 	}
 	var last []any
 	for c := 0; c < candidates; c++ {

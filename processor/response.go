@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/llmux/llmux/translate"
@@ -51,7 +52,9 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 			h.tr = tr
 		}
 	}
+	h.treq.ResponseHeaders = (*responseHeaders)(m.GetHeaders())
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
+	h.treq.ResponseHeaders = nil
 	if rh, ok := h.dec.(translate.ErrorHeaderReader); ok && h.status >= 400 {
 		for _, hv := range m.GetHeaders().GetHeaders() {
 			rh.ErrorHeader(hv.GetKey(), headerValue(hv))
@@ -354,4 +357,20 @@ func (h *handler) sendLast(body []byte) error {
 	h.chunk.body.EndOfStream = true
 	h.chunk.msg.DynamicMetadata = h.metadata(true)
 	return h.send(h.chunk.msg)
+}
+
+// responseHeaders lets a decoder read the provider's response headers
+// (translate.Request.ResponseHeaders) without a copy: a pointer converts to
+// the interface without allocating.
+type responseHeaders corev3.HeaderMap
+
+// Get implements translate.HeaderGetter; Envoy sends header names in lower
+// case.
+func (r *responseHeaders) Get(name string) string {
+	for _, hv := range (*corev3.HeaderMap)(r).GetHeaders() {
+		if hv.GetKey() == name {
+			return headerValue(hv)
+		}
+	}
+	return ""
 }

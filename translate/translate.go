@@ -55,11 +55,25 @@ type Request struct {
 	// (non-streamed responses, error bodies); 0 means the translator's
 	// default. Over it the decoder fails with CodeUpstreamProtocol.
 	MaxBuffered int64
+	// ResponseHeaders gives the provider's response headers to NewDecoder,
+	// for providers that report something only in headers (Bedrock
+	// InvokeModel's token counts). The processor sets it just before it
+	// calls NewDecoder and clears it right after: a decoder reads what it
+	// needs in NewDecoder and keeps no reference. Nil means no headers are
+	// known (tests, Envoy's own replies).
+	ResponseHeaders HeaderGetter
 	// State is the translator's own state for this request: Request may
 	// set it (e.g. the embeddings encoding format, which the provider's
 	// response does not repeat) and the decoder reads it. The processor
 	// passes the same Request to Request and NewDecoder.
 	State any
+}
+
+// HeaderGetter reads HTTP headers.
+type HeaderGetter interface {
+	// Get returns the value of the header with the lower-case name, or ""
+	// when it is absent.
+	Get(name string) string
 }
 
 // Target is the deployment a request is sent to.

@@ -7,6 +7,9 @@ package fakeprovider
 //   - Errors: https://docs.anthropic.com/en/api/errors
 //   - Tool use (tool_use / tool_result turns):
 //     https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use
+//   - Extended thinking (the thinking parameter, thinking blocks with
+//     signatures, thinking_delta and signature_delta events):
+//     https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
 
 import (
 	"encoding/json"
@@ -244,13 +247,15 @@ type antUsage struct {
 	OutputTokens             int `json:"output_tokens"`
 }
 
-// antBlock is a response content block (text or tool_use).
+// antBlock is a response content block (thinking, text or tool_use).
 type antBlock struct {
-	Type  string          `json:"type"`
-	Text  *string         `json:"text,omitempty"`
-	ID    string          `json:"id,omitempty"`
-	Name  string          `json:"name,omitempty"`
-	Input json.RawMessage `json:"input,omitempty"`
+	Type      string          `json:"type"`
+	Thinking  *string         `json:"thinking,omitempty"`
+	Signature string          `json:"signature,omitempty"`
+	Text      *string         `json:"text,omitempty"`
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
 }
 
 type antMessage struct {
@@ -302,6 +307,11 @@ func (a *anthropic) buildReply(r *http.Request, req *antRequest) *antReply {
 			calls = append(calls, req.tools[i%len(req.tools)].name)
 		}
 	}
+	if req.thinking > 0 {
+		// Extended thinking: a thinking block with its signature first.
+		th := FakeThinking(req.lastUserText)
+		rep.blocks = append(rep.blocks, antBlock{Type: "thinking", Thinking: &th, Signature: fakeSignature("antthink", seq)})
+	}
 	if len(calls) > 0 {
 		if req.toolChoice == "auto" || req.toolChoice == "" {
 			pre := "Let me use the tools."
@@ -325,9 +335,12 @@ func (a *anthropic) buildReply(r *http.Request, req *antRequest) *antReply {
 	}
 	out := 0
 	for _, b := range rep.blocks {
-		if b.Text != nil {
+		switch {
+		case b.Thinking != nil:
+			out += countWords(*b.Thinking) // thinking counts as output
+		case b.Text != nil:
 			out += countWords(*b.Text)
-		} else {
+		default:
 			out += countWords(string(b.Input)) + 1
 		}
 	}
@@ -412,6 +425,15 @@ func (rep *antReply) streamPlan(wordsPerChunk int, errCode string) streamPlan {
 	frames := [][]byte{ev("message_start", obj{"type": "message_start", "message": start})}
 	for i, b := range rep.blocks {
 		switch b.Type {
+		case "thinking":
+			frames = append(frames, ev("content_block_start", obj{"type": "content_block_start", "index": i, "content_block": obj{"type": "thinking", "thinking": "", "signature": ""}}))
+			if i == 0 {
+				frames = append(frames, ev("ping", obj{"type": "ping"}))
+			}
+			for _, piece := range groupPieces(splitWords(*b.Thinking), wordsPerChunk) {
+				frames = append(frames, ev("content_block_delta", obj{"type": "content_block_delta", "index": i, "delta": obj{"type": "thinking_delta", "thinking": piece}}))
+			}
+			frames = append(frames, ev("content_block_delta", obj{"type": "content_block_delta", "index": i, "delta": obj{"type": "signature_delta", "signature": b.Signature}}))
 		case "text":
 			frames = append(frames, ev("content_block_start", obj{"type": "content_block_start", "index": i, "content_block": obj{"type": "text", "text": ""}}))
 			if i == 0 {
@@ -449,4 +471,17 @@ func (rep *antReply) streamPlan(wordsPerChunk int, errCode string) streamPlan {
 		tail:        2,
 		inband:      sseEvent("error", inband),
 	}
+}
+
+// FakeThinking is the reasoning text the fakes produce when a request asks
+// for thinking (Anthropic thinking blocks, Bedrock reasoningContent,
+// Gemini thought parts), built from the last user text.
+func FakeThinking(userText string) string {
+	return "The user wrote: " + userText + ". A short, friendly answer fits."
+}
+
+// fakeSignature is a deterministic stand-in for an encrypted thinking
+// signature.
+func fakeSignature(kind string, seq uint64) string {
+	return "EqQBCgIYAh" + fakeHex(kind, seq, 40)
 }

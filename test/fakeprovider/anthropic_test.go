@@ -244,3 +244,42 @@ func FuzzAnthropicValidate(f *testing.F) {
 		}
 	})
 }
+
+// TestAnthropicThinking: with thinking enabled the fake answers a thinking
+// block (with its signature) before the text, streamed as thinking_delta
+// and signature_delta events, and refuses what extended thinking rules out.
+func TestAnthropicThinking(t *testing.T) {
+	s := NewAnthropic(t, AnthropicOptions{})
+	const think = `{"model":"claude-sonnet-4-5","max_tokens":3000,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"hello there"}]`
+	resp := antPost(t, s, think+`}`, nil)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || gjson.GetBytes(b, "content.0.type").Str != "thinking" || gjson.GetBytes(b, "content.0.thinking").Str != FakeThinking("hello there") ||
+		gjson.GetBytes(b, "content.0.signature").Str == "" || gjson.GetBytes(b, "content.1.text").Str != "Hello from fake-anthropic: hello there" {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	resp = antPost(t, s, think+`,"stream":true}`, nil)
+	names, data := antEvents(t, resp.Body)
+	var deltas []string
+	for _, d := range data {
+		if gjson.Get(d, "type").Str == "content_block_delta" {
+			deltas = append(deltas, gjson.Get(d, "delta.type").Str)
+		}
+	}
+	if gjson.Get(data[1], "content_block.type").Str != "thinking" || deltas[0] != "thinking_delta" || !strings.Contains(strings.Join(deltas, ","), "thinking_delta,signature_delta,text_delta") {
+		t.Fatalf("%v %v", names, deltas)
+	}
+	for name, body := range map[string]string{
+		"budget under 1024":     `{"model":"c","max_tokens":3000,"thinking":{"type":"enabled","budget_tokens":500},"messages":[{"role":"user","content":"x"}]}`,
+		"max_tokens not above":  `{"model":"c","max_tokens":1024,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"x"}]}`,
+		"temperature":           `{"model":"c","max_tokens":3000,"temperature":0.5,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"x"}]}`,
+		"top_k":                 `{"model":"c","max_tokens":3000,"top_k":5,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"x"}]}`,
+		"forced tool":           `{"model":"c","max_tokens":3000,"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"x"}]}`,
+		"unknown thinking type": `{"model":"c","max_tokens":3000,"thinking":{"type":"on"},"messages":[{"role":"user","content":"x"}]}`,
+	} {
+		resp := antPost(t, s, body, nil)
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 || gjson.GetBytes(b, "error.type").Str != "invalid_request_error" {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+}

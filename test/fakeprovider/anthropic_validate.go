@@ -30,6 +30,7 @@ type antRequest struct {
 	lastUserText string
 	answered     bool // the last user turn holds tool_result blocks
 	promptTokens int
+	thinking     int64 // thinking.budget_tokens when thinking is enabled, else 0
 }
 
 type antTool struct {
@@ -213,6 +214,11 @@ func validateAnthropicRequest(body []byte) (*antRequest, *antError) {
 	}
 	if raw, ok := m["tool_choice"]; ok {
 		if e := req.checkToolChoice(raw); e != nil {
+			return nil, e
+		}
+	}
+	if raw, ok := m["thinking"]; ok {
+		if e := req.checkThinking(m, raw); e != nil {
 			return nil, e
 		}
 	}
@@ -600,4 +606,63 @@ func antToolResultContent(p string, raw json.RawMessage) (string, *antError) {
 		return strings.Join(texts, " "), nil
 	}
 	return "", antErr("%s: Input should be a valid string or list of blocks", p)
+}
+
+// antThinkingDoc is where Anthropic's thinking errors point.
+const antThinkingDoc = " Please consult our documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking"
+
+// checkThinking validates the thinking parameter ({"type":"enabled",
+// "budget_tokens":N} or {"type":"disabled"}) and what extended thinking
+// rules out: https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+// (budget_tokens at least 1024 and under max_tokens; temperature only 1,
+// no top_k, top_p at least 0.95; no forced tool use).
+func (req *antRequest) checkThinking(m antFields, raw json.RawMessage) *antError {
+	th, e := antObject("thinking", raw)
+	if e != nil {
+		return e
+	}
+	typ, e := th.str("thinking", "type", true)
+	if e != nil {
+		return e
+	}
+	switch typ {
+	case "disabled":
+		return th.only("thinking", "type")
+	case "enabled":
+	default:
+		return antErr("thinking: Input tag %q found using 'type' does not match any of the expected tags: 'disabled', 'enabled'", typ)
+	}
+	if e := th.only("thinking.enabled", "type", "budget_tokens"); e != nil {
+		return e
+	}
+	b, ok := th["budget_tokens"]
+	if !ok {
+		return antErr("thinking.enabled.budget_tokens: Field required")
+	}
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	if jsonKind(b) != "integer" || err != nil {
+		return antErr("thinking.enabled.budget_tokens: Input should be a valid integer")
+	}
+	if n < 1024 {
+		return antErr("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+	}
+	if req.maxTokens <= n {
+		return antErr("`max_tokens` must be greater than `thinking.budget_tokens`." + antThinkingDoc + "#max-tokens-and-context-window-size")
+	}
+	if t, ok := m["temperature"]; ok && string(bytes.TrimSpace(t)) != "1" && string(bytes.TrimSpace(t)) != "1.0" {
+		return antErr("`temperature` may only be set to 1 when thinking is enabled." + antThinkingDoc + "#feature-compatibility")
+	}
+	if _, ok := m["top_k"]; ok {
+		return antErr("`top_k` must be unset when thinking is enabled." + antThinkingDoc + "#feature-compatibility")
+	}
+	if p, ok := m["top_p"]; ok {
+		if v, err := strconv.ParseFloat(string(bytes.TrimSpace(p)), 64); err != nil || v < 0.95 {
+			return antErr("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled." + antThinkingDoc + "#feature-compatibility")
+		}
+	}
+	if req.toolChoice == "any" || req.toolChoice == "tool" {
+		return antErr("Thinking may not be enabled when tool_choice forces tool use.")
+	}
+	req.thinking = n
+	return nil
 }

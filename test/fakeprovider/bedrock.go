@@ -12,6 +12,9 @@ package fakeprovider
 //   - Titan Text Embeddings:
 //     https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html
 //   - Cohere Embed: https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html
+//   - Reasoning blocks (Claude extended thinking):
+//     https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ReasoningContentBlock.html,
+//     https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ReasoningContentBlockDelta.html
 
 import (
 	"encoding/json"
@@ -267,10 +270,19 @@ type brToolUse struct {
 	Input     json.RawMessage `json:"input"`
 }
 
-// brBlock is a response content block (text or toolUse).
+// brReasoning is a ReasoningContentBlock with its reasoningText.
+type brReasoning struct {
+	ReasoningText struct {
+		Text      string `json:"text"`
+		Signature string `json:"signature,omitempty"`
+	} `json:"reasoningText"`
+}
+
+// brBlock is a response content block (reasoningContent, text or toolUse).
 type brBlock struct {
-	Text    *string    `json:"text,omitempty"`
-	ToolUse *brToolUse `json:"toolUse,omitempty"`
+	ReasoningContent *brReasoning `json:"reasoningContent,omitempty"`
+	Text             *string      `json:"text,omitempty"`
+	ToolUse          *brToolUse   `json:"toolUse,omitempty"`
 }
 
 type brReply struct {
@@ -308,6 +320,13 @@ func (b *bedrock) buildReply(r *http.Request, req *brRequest) *brReply {
 			calls = append(calls, req.tools[i%len(req.tools)].name)
 		}
 	}
+	if req.thinking > 0 {
+		// Claude's extended thinking: a reasoning block first.
+		rc := &brReasoning{}
+		rc.ReasoningText.Text = FakeThinking(req.lastUserText)
+		rc.ReasoningText.Signature = fakeSignature("brthink", seq)
+		rep.blocks = append(rep.blocks, brBlock{ReasoningContent: rc})
+	}
 	if len(calls) > 0 {
 		if req.toolChoice == "auto" || req.toolChoice == "" {
 			pre := "Let me use the tools."
@@ -331,9 +350,12 @@ func (b *bedrock) buildReply(r *http.Request, req *brRequest) *brReply {
 	}
 	out := 0
 	for _, blk := range rep.blocks {
-		if blk.Text != nil {
+		switch {
+		case blk.ReasoningContent != nil:
+			out += countWords(blk.ReasoningContent.ReasoningText.Text)
+		case blk.Text != nil:
 			out += countWords(*blk.Text)
-		} else {
+		default:
 			out += countWords(string(blk.ToolUse.Input)) + 1
 		}
 	}
@@ -373,6 +395,13 @@ func (rep *brReply) streamPlan(wordsPerChunk int, errCode string) streamPlan {
 	frames := [][]byte{ev("messageStart", obj{"role": "assistant"})}
 	for i, blk := range rep.blocks {
 		switch {
+		case blk.ReasoningContent != nil:
+			// Reasoning streams as reasoningContent deltas: text, then the
+			// signature.
+			for _, piece := range groupPieces(splitWords(blk.ReasoningContent.ReasoningText.Text), wordsPerChunk) {
+				frames = append(frames, ev("contentBlockDelta", obj{"contentBlockIndex": i, "delta": obj{"reasoningContent": obj{"text": piece}}}))
+			}
+			frames = append(frames, ev("contentBlockDelta", obj{"contentBlockIndex": i, "delta": obj{"reasoningContent": obj{"signature": blk.ReasoningContent.ReasoningText.Signature}}}))
 		case blk.Text != nil:
 			for _, piece := range groupPieces(splitWords(*blk.Text), wordsPerChunk) {
 				frames = append(frames, ev("contentBlockDelta", obj{"contentBlockIndex": i, "delta": obj{"text": piece}}))

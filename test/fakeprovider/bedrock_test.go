@@ -214,3 +214,63 @@ func TestBedrockEmbeddings(t *testing.T) {
 		t.Fatalf("%d %.200s", resp.StatusCode, b)
 	}
 }
+
+// TestBedrockReasoning: Claude thinking asked through
+// additionalModelRequestFields gets a reasoningContent block (streamed as
+// reasoningContent deltas: text, then the signature); settings thinking
+// rules out are a ValidationException.
+func TestBedrockReasoning(t *testing.T) {
+	s := NewBedrock(t, BedrockOptions{})
+	body := `{"model":"m","messages":[{"role":"user","content":"hi there"}],"reasoning_effort":"low"}`
+	resp, b := brDo(t, s, translate.OpChat, brModel, body, false, nil, nil)
+	if resp.StatusCode != 200 || gjson.GetBytes(b, "output.message.content.0.reasoningContent.reasoningText.text").Str != FakeThinking("hi there") ||
+		gjson.GetBytes(b, "output.message.content.0.reasoningContent.reasoningText.signature").Str == "" || gjson.GetBytes(b, "output.message.content.1.text").Str == "" {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	_, b = brDo(t, s, translate.OpChat, brModel, body, true, nil, nil)
+	var dec eventstream.Decoder
+	dec.Push(b)
+	var kinds []string
+	for {
+		m, ok := dec.Next()
+		if !ok {
+			break
+		}
+		if string(m.EventType()) == "contentBlockDelta" {
+			d := gjson.GetBytes(m.Payload, "delta")
+			switch {
+			case d.Get("reasoningContent.text").Exists():
+				kinds = append(kinds, "text")
+			case d.Get("reasoningContent.signature").Exists():
+				kinds = append(kinds, "signature")
+			default:
+				kinds = append(kinds, "answer")
+			}
+		}
+	}
+	if got := strings.Join(kinds, ","); !strings.HasPrefix(got, "text,") || !strings.Contains(got, "text,signature,answer") {
+		t.Fatalf("deltas %s", got)
+	}
+	for name, raw := range map[string]string{
+		"budget under 1024":     `{"messages":[{"role":"user","content":[{"text":"a"}]}],"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":10}}}`,
+		"maxTokens not above":   `{"messages":[{"role":"user","content":[{"text":"a"}]}],"inferenceConfig":{"maxTokens":2000},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":2000}}}`,
+		"default maxTokens":     `{"messages":[{"role":"user","content":[{"text":"a"}]}],"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":8192}}}`,
+		"temperature":           `{"messages":[{"role":"user","content":[{"text":"a"}]}],"inferenceConfig":{"maxTokens":5000,"temperature":0.2},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":1024}}}`,
+		"top_k":                 `{"messages":[{"role":"user","content":[{"text":"a"}]}],"inferenceConfig":{"maxTokens":5000},"additionalModelRequestFields":{"top_k":3,"thinking":{"type":"enabled","budget_tokens":1024}}}`,
+		"forced tool":           `{"messages":[{"role":"user","content":[{"text":"a"}]}],"inferenceConfig":{"maxTokens":5000},"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{}}}}],"toolChoice":{"any":{}}},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":1024}}}`,
+		"unknown thinking type": `{"messages":[{"role":"user","content":[{"text":"a"}]}],"additionalModelRequestFields":{"thinking":{"type":"on"}}}`,
+	} {
+		if _, e := validateConverse([]byte(raw)); e == nil || e.Type != "ValidationException" || e.Status != 400 {
+			t.Errorf("%s: %+v", name, e)
+		}
+	}
+}
+
+// TestBedrockToolBlocksNeedToolConfig: Bedrock's own rule and message.
+func TestBedrockToolBlocksNeedToolConfig(t *testing.T) {
+	raw := `{"messages":[{"role":"user","content":[{"text":"a"}]},{"role":"assistant","content":[{"toolUse":{"toolUseId":"a","name":"f","input":{}}}]},{"role":"user","content":[{"toolResult":{"toolUseId":"a","content":[{"text":"x"}]}}]}]}`
+	_, e := validateConverse([]byte(raw))
+	if e == nil || e.Type != "ValidationException" || e.Status != 400 || e.Message != "The toolConfig field must be defined when using toolUse and toolResult content blocks." {
+		t.Fatalf("%+v", e)
+	}
+}

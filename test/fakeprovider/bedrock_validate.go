@@ -108,6 +108,7 @@ type brRequest struct {
 	lastUserText string
 	answered     bool // the last user turn holds toolResult blocks
 	promptTokens int
+	thinking     int // Claude's thinking budget_tokens when enabled, else 0
 }
 
 var brToolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
@@ -223,6 +224,11 @@ func validateConverse(body []byte) (*brRequest, *brError) {
 	if raw, ok := top["toolConfig"]; ok {
 		hasToolConfig = true
 		if e := req.toolConfig(raw); e != nil {
+			return nil, e
+		}
+	}
+	if raw, ok := top["additionalModelRequestFields"]; ok {
+		if e := req.claudeThinking(raw, top["inferenceConfig"]); e != nil {
 			return nil, e
 		}
 	}
@@ -569,4 +575,62 @@ func (b *bedrock) invoke(w http.ResponseWriter, r *http.Request, f Fault, model 
 	w.Header().Set("X-Amzn-Bedrock-Output-Token-Count", "0")
 	enc, _ := json.Marshal(out)
 	b.s.writeBody(w, r, f, http.StatusOK, "application/json", enc)
+}
+
+// brClaudeDefaultMaxTokens is the maxTokens the fake assumes when a
+// request sets none.
+const brClaudeDefaultMaxTokens = 4096
+
+// claudeThinking validates Claude's extended thinking passed through
+// additionalModelRequestFields ({"thinking":{"type":"enabled",
+// "budget_tokens":N}}). Bedrock hands these fields to the model, so the
+// errors are Anthropic's, wrapped in a ValidationException:
+// https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-extended-thinking.html
+func (req *brRequest) claudeThinking(raw, inference json.RawMessage) *brError {
+	var f struct {
+		Thinking *struct {
+			Type         string `json:"type"`
+			BudgetTokens *int   `json:"budget_tokens"`
+		} `json:"thinking"`
+	}
+	if json.Unmarshal(raw, &f) != nil {
+		return brValidation("The model returned the following errors: thinking: Input should be a valid dictionary")
+	}
+	th := f.Thinking
+	if th == nil || th.Type == "disabled" {
+		return nil
+	}
+	if th.Type != "enabled" {
+		return brValidation("The model returned the following errors: thinking: Input tag %q found using 'type' does not match any of the expected tags: 'disabled', 'enabled'", th.Type)
+	}
+	if th.BudgetTokens == nil || *th.BudgetTokens < 1024 {
+		return brValidation("The model returned the following errors: thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+	}
+	var ic struct {
+		MaxTokens   *int     `json:"maxTokens"`
+		Temperature *float64 `json:"temperature"`
+		TopP        *float64 `json:"topP"`
+	}
+	_ = json.Unmarshal(inference, &ic)
+	maxTokens := brClaudeDefaultMaxTokens
+	if ic.MaxTokens != nil {
+		maxTokens = *ic.MaxTokens
+	}
+	switch {
+	case maxTokens <= *th.BudgetTokens:
+		return brValidation("The model returned the following errors: `max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")
+	case ic.Temperature != nil && *ic.Temperature != 1:
+		return brValidation("The model returned the following errors: `temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility")
+	case ic.TopP != nil && *ic.TopP < 0.95:
+		return brValidation("The model returned the following errors: `top_p` must be greater than or equal to 0.95 or unset when thinking is enabled. Please consult our documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility")
+	case req.toolChoice == "any" || req.toolChoice == "tool":
+		return brValidation("The model returned the following errors: Thinking may not be enabled when tool_choice forces tool use.")
+	}
+	var other map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &other)
+	if _, ok := other["top_k"]; ok {
+		return brValidation("The model returned the following errors: `top_k` must be unset when thinking is enabled. Please consult our documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility")
+	}
+	req.thinking = *th.BudgetTokens
+	return nil
 }

@@ -11,6 +11,9 @@ package fakeprovider
 //   - Embeddings: https://ai.google.dev/api/embeddings (batchEmbedContents)
 //     and https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api (predict)
 //   - Errors (google.rpc.Status JSON): https://ai.google.dev/gemini-api/docs/troubleshooting
+//   - Thinking (thinkingConfig, thought summaries as parts with
+//     thought: true, usageMetadata.thoughtsTokenCount):
+//     https://ai.google.dev/gemini-api/docs/thinking
 
 import (
 	"bytes"
@@ -199,6 +202,9 @@ func (g *geminiFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req, err := parseGenerateRequest(body)
+		if err == nil {
+			err = checkThinking(model, req)
+		}
 		if err != nil {
 			writeGoogleError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
 			return
@@ -312,8 +318,9 @@ type gGenerationConfig struct {
 	PresencePenalty  *float64        `json:"presencePenalty,omitempty"`
 	FrequencyPenalty *float64        `json:"frequencyPenalty,omitempty"`
 	ThinkingConfig   *struct {
-		ThinkingBudget  *int `json:"thinkingBudget,omitempty"`
-		IncludeThoughts bool `json:"includeThoughts,omitempty"`
+		ThinkingBudget  *int   `json:"thinkingBudget,omitempty"`
+		ThinkingLevel   string `json:"thinkingLevel,omitempty"`
+		IncludeThoughts bool   `json:"includeThoughts,omitempty"`
 	} `json:"thinkingConfig,omitempty"`
 }
 
@@ -682,10 +689,49 @@ func (g *geminiFake) promptTokens(req *gGenerateRequest) int {
 	return max(n, 1)
 }
 
+// checkThinking validates generationConfig.thinkingConfig against the
+// model (https://ai.google.dev/gemini-api/docs/thinking): thinkingBudget
+// -1 (dynamic) or 0 to 32768, and never 0 on the Pro models, which only
+// work in thinking mode.
+func checkThinking(model string, req *gGenerateRequest) error {
+	gc := req.GenerationConfig
+	if gc == nil || gc.ThinkingConfig == nil || gc.ThinkingConfig.ThinkingBudget == nil {
+		return nil
+	}
+	b := *gc.ThinkingConfig.ThinkingBudget
+	switch {
+	case b < -1 || b > 32768:
+		return fmt.Errorf("* GenerateContentRequest.generation_config.thinking_config.thinking_budget: The thinking budget %d is invalid. Please choose a value between -1 and 32768.", b)
+	case b == 0 && strings.Contains(model, "pro"):
+		return fmt.Errorf("Budget 0 is invalid. This model only works in thinking mode.")
+	}
+	return nil
+}
+
+// thoughts returns the thought summary to send (empty when the request
+// did not ask for thoughts) and the thinking tokens to report (zero when
+// thinking is off).
+func thoughts(req *gGenerateRequest, userText string) (summary string, tokens int) {
+	gc := req.GenerationConfig
+	if gc == nil || gc.ThinkingConfig == nil {
+		return "", 0
+	}
+	tc := gc.ThinkingConfig
+	if tc.ThinkingBudget != nil && *tc.ThinkingBudget == 0 {
+		return "", 0
+	}
+	text := FakeThinking(userText)
+	if !tc.IncludeThoughts {
+		return "", countWords(text)
+	}
+	return text, countWords(text)
+}
+
 func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, model string, req *gGenerateRequest, stream bool) {
 	id := g.s.requestID()
 	calls := g.toolCalls(r, req)
 	text := g.replyText(r, req)
+	thought, thoughtTokens := thoughts(req, text)
 	if gc := req.GenerationConfig; gc != nil && gc.ResponseMimeType == "application/json" && calls == nil {
 		var schema any
 		_ = json.Unmarshal(gc.ResponseSchema, &schema)
@@ -705,7 +751,10 @@ func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, m
 	if calls != nil {
 		out = 5 * len(calls)
 	}
-	usage := map[string]any{"promptTokenCount": prompt, "candidatesTokenCount": out * candidates, "totalTokenCount": prompt + out*candidates}
+	usage := map[string]any{"promptTokenCount": prompt, "candidatesTokenCount": out * candidates, "totalTokenCount": prompt + out*candidates + thoughtTokens}
+	if thoughtTokens > 0 {
+		usage["thoughtsTokenCount"] = thoughtTokens
+	}
 	mk := func(cands []any, u map[string]any) []byte {
 		resp := map[string]any{"candidates": cands, "modelVersion": model, "responseId": id}
 		if u != nil {
@@ -722,6 +771,10 @@ func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, m
 	} else {
 		parts = []any{map[string]any{"text": text}}
 	}
+	if thought != "" {
+		// Thought summaries come first, as parts with thought: true.
+		parts = append([]any{map[string]any{"text": thought, "thought": true}}, parts...)
+	}
 	if !stream {
 		var cands []any
 		for i := 0; i < candidates; i++ {
@@ -737,25 +790,35 @@ func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, m
 	frame := func(b []byte) []byte { return append(append([]byte("data: "), b...), "\r\n\r\n"...) }
 	var frames [][]byte
 	partial := map[string]any{"promptTokenCount": prompt, "totalTokenCount": prompt}
-	if calls != nil {
-		var cands []any
-		for i := 0; i < candidates; i++ {
-			cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": parts}, "index": i})
-		}
-		frames = append(frames, frame(mk(cands, partial)))
-	} else {
+	// textFrames streams text as events of WordsPerChunk words, each but
+	// the first with its leading space; thought parts carry thought: true.
+	textFrames := func(text string, thought bool) {
 		words := strings.Fields(text)
 		for i := 0; i < len(words); i += g.opts.WordsPerChunk {
 			piece := strings.Join(words[i:min(i+g.opts.WordsPerChunk, len(words))], " ")
 			if i > 0 {
 				piece = " " + piece
 			}
+			part := map[string]any{"text": piece}
+			if thought {
+				part["thought"] = true
+			}
 			var cands []any
 			for c := 0; c < candidates; c++ {
-				cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": piece}}}, "index": c})
+				cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": []any{part}}, "index": c})
 			}
 			frames = append(frames, frame(mk(cands, partial)))
 		}
+	}
+	textFrames(thought, true)
+	if calls != nil {
+		var cands []any
+		for i := 0; i < candidates; i++ {
+			cands = append(cands, map[string]any{"content": map[string]any{"role": "model", "parts": parts[len(parts)-len(calls):]}, "index": i})
+		}
+		frames = append(frames, frame(mk(cands, partial)))
+	} else {
+		textFrames(text, false)
 	}
 	var last []any
 	for c := 0; c < candidates; c++ {

@@ -84,3 +84,36 @@ func TestGeminiVertexOAuthAndStream(t *testing.T) {
 		t.Errorf("predict %d %s", st, b)
 	}
 }
+
+// TestGeminiThinking: includeThoughts gets thought parts (thought: true)
+// before the answer and thoughtsTokenCount in the usage; without it only
+// the count; budgets out of range, and 0 on a Pro model, are refused.
+func TestGeminiThinking(t *testing.T) {
+	s := NewGemini(t, GeminiOptions{APIKey: "k"})
+	key := map[string]string{"x-goog-api-key": "k"}
+	flash := s.URL() + "/v1beta/models/gemini-2.5-flash:generateContent"
+	st, b := geminiPost(t, flash, key, `{"contents":[{"role":"user","parts":[{"text":"hi there"}]}],"generationConfig":{"thinkingConfig":{"thinkingBudget":1024,"includeThoughts":true}}}`)
+	reply := "Hello from fake-gemini: hi there"
+	if st != 200 || !gjson.Get(b, "candidates.0.content.parts.0.thought").Bool() || gjson.Get(b, "candidates.0.content.parts.0.text").Str != FakeThinking(reply) ||
+		gjson.Get(b, "candidates.0.content.parts.1.text").Str != reply || gjson.Get(b, "usageMetadata.thoughtsTokenCount").Int() != int64(countWords(FakeThinking(reply))) {
+		t.Fatalf("%d %s", st, b)
+	}
+	st, b = geminiPost(t, flash, key, `{"contents":[{"role":"user","parts":[{"text":"hi there"}]}],"generationConfig":{"thinkingConfig":{"thinkingBudget":1024}}}`)
+	if st != 200 || gjson.Get(b, "candidates.0.content.parts.#").Int() != 1 || gjson.Get(b, "usageMetadata.thoughtsTokenCount").Int() == 0 {
+		t.Fatalf("%d %s", st, b)
+	}
+	st, b = geminiPost(t, s.URL()+"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", key, `{"contents":[{"role":"user","parts":[{"text":"hi there"}]}],"generationConfig":{"thinkingConfig":{"includeThoughts":true}}}`)
+	if first := strings.Index(b, `"thought":true`); st != 200 || first < 0 || first > strings.Index(b, `"text":"Hello"`) {
+		t.Fatalf("%d %s", st, b)
+	}
+	for name, tc := range map[string]struct{ model, cfg string }{
+		"budget too large": {"gemini-2.5-flash", `{"thinkingBudget":40000}`},
+		"budget 0 on pro":  {"gemini-2.5-pro", `{"thinkingBudget":0}`},
+		"unknown field":    {"gemini-2.5-flash", `{"thinkingBudget":10,"effort":"low"}`},
+	} {
+		url := s.URL() + "/v1beta/models/" + tc.model + ":generateContent"
+		if st, b := geminiPost(t, url, key, `{"contents":[{"role":"user","parts":[{"text":"x"}]}],"generationConfig":{"thinkingConfig":`+tc.cfg+`}}`); st != 400 || gjson.Get(b, "error.status").Str != "INVALID_ARGUMENT" {
+			t.Errorf("%s: %d %s", name, st, b)
+		}
+	}
+}

@@ -171,6 +171,12 @@ func (d *decoder) message(dst []byte, body string) []byte {
 		}
 	}
 	dst = append(dst, `,"refusal":null`...)
+	// Extended thinking: the thinking blocks' text (redacted_thinking
+	// blocks carry only encrypted data and are left out).
+	var nr int
+	if dst, nr = chunkw.AppendReasoning(dst, content, thinkingText); nr > 0 {
+		d.res.FirstContent = true
+	}
 	if nTools > 0 {
 		d.res.FirstContent = true
 		dst = append(dst, `,"tool_calls":[`...)
@@ -193,6 +199,14 @@ func (d *decoder) message(dst []byte, body string) []byte {
 	dst = d.usage.AppendOpenAI(dst)
 	d.res.Completed = true
 	return append(dst, '}')
+}
+
+// thinkingText returns the text of a thinking block.
+func thinkingText(blk gjson.Result) gjson.Result {
+	if blk.Get("type").Str != "thinking" {
+		return gjson.Result{}
+	}
+	return blk.Get("thinking")
 }
 
 // ---- streaming ----
@@ -273,8 +287,10 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			dst = append(dst, "data: "...)
 			dst = append(dst, d.head...)
 			return chunkw.AppendToolArgs(dst, tb.index, pj.Raw)
+		case "thinking_delta":
+			return d.reasoning(dst, delta.Get("thinking"))
 		}
-		return dst // thinking and signature deltas are not translated
+		return dst // signature deltas (and unknown ones) are not translated
 	case "message_start":
 		if d.sawStart || d.started {
 			return dst // a second (or late) message_start is ignored
@@ -297,6 +313,8 @@ func (d *decoder) event(dst, ev []byte) []byte {
 				d.res.FirstContent = true
 				return d.chunk(dst, `{"content":`, t.Raw, `}`)
 			}
+		case "thinking":
+			return d.reasoning(dst, blk.Get("thinking"))
 		case "tool_use":
 			d.res.FirstContent = true
 			in := blk.Get("input")
@@ -384,6 +402,16 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		return append(dst, "\n\n"...)
 	}
 	return dst // ping and unknown events
+}
+
+// reasoning appends a chunk whose delta carries the thinking text t (a
+// JSON string), unless t is empty.
+func (d *decoder) reasoning(dst []byte, t gjson.Result) []byte {
+	if t.Type != gjson.String || len(t.Raw) <= 2 {
+		return dst
+	}
+	d.res.FirstContent = true
+	return d.chunk(dst, chunkw.ReasoningDelta, t.Raw, `}`)
 }
 
 // finish appends the finish chunk once.

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
 )
@@ -168,6 +169,16 @@ func TestStreamFixtures(t *testing.T) {
 				t.Errorf("finish %q", acc.Choices[0].FinishReason)
 			}
 		}},
+		{"stream_thinking.sse", func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
+			if got := acc.Choices[0].Message.Content; got != "27 * 453 = 12,231" || !done || !r.Completed || acc.Choices[0].FinishReason != "stop" {
+				t.Errorf("content %q done %v %+v", got, done, r)
+			}
+			// The accumulator keeps no unknown delta fields: the reasoning
+			// is checked on the chunks by TestStreamThinking.
+			if r.Usage.OutputTokens != 87 || r.Usage.ReasoningTokens != 0 {
+				t.Errorf("usage %+v", r.Usage)
+			}
+		}},
 		{"stream_error.sse", func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
 			if done || r.Completed {
 				t.Error("an errored stream ended with [DONE]")
@@ -253,7 +264,7 @@ func TestStreamTruncated(t *testing.T) {
 }
 
 func TestStreamOddOrders(t *testing.T) {
-	// A second message_start, unknown events and thinking deltas change
+	// A second message_start, unknown events and signature deltas change
 	// nothing; events after message_stop are ignored.
 	src := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n" +
 		"data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"model\":\"m2\"}}\n\n" +
@@ -269,7 +280,8 @@ func TestStreamOddOrders(t *testing.T) {
 	d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
 	out := decodeAll(t, d, []byte(src), 13)
 	acc, chunks, _, done := sdkChunks(t, out)
-	if acc.Choices[0].Message.Content != "Hi" || acc.Choices[0].FinishReason != "length" || !done || len(chunks) != 3 {
+	if acc.Choices[0].Message.Content != "Hi" || acc.Choices[0].FinishReason != "length" || !done || len(chunks) != 4 ||
+		gjson.Get(chunks[1].RawJSON(), "choices.0.delta.reasoning_content").Str != "hmm" {
 		t.Fatalf("%s", out)
 	}
 	if bytes.Count(out, []byte("[DONE]")) != 1 || bytes.Contains(out, []byte("msg_2")) {
@@ -278,7 +290,7 @@ func TestStreamOddOrders(t *testing.T) {
 }
 
 func TestMessageFixtures(t *testing.T) {
-	for _, name := range []string{"message", "message_tools"} {
+	for _, name := range []string{"message", "message_tools", "message_thinking"} {
 		t.Run(name, func(t *testing.T) {
 			src, err := os.ReadFile(filepath.Join("testdata", name+".json"))
 			if err != nil {
@@ -310,6 +322,11 @@ func TestMessageFixtures(t *testing.T) {
 				// 2095 + 4000 read + 2051 written; only the reads are "cached".
 				if c.Usage.PromptTokens != 8146 || c.Usage.PromptTokensDetails.CachedTokens != 4000 || c.Usage.CompletionTokens != 503 || c.Usage.TotalTokens != 8649 {
 					t.Errorf("usage %+v", c.Usage)
+				}
+			case "message_thinking":
+				m := c.Choices[0].Message
+				if m.Content != "Yes, there are infinitely many prime numbers." || m.JSON.ExtraFields["reasoning_content"].Raw() != `"To approach this, let's think about what we know about prime numbers...\n\"quoted\""` {
+					t.Errorf("%s", m.RawJSON())
 				}
 			case "message_tools":
 				m := c.Choices[0].Message
@@ -504,6 +521,38 @@ func TestStreamWithoutMessageStart(t *testing.T) {
 				t.Fatalf("content %q, want %q:\n%s", content.String(), tc.want, out)
 			}
 		})
+	}
+}
+
+// TestStreamThinking: thinking deltas become reasoning_content deltas, in
+// order, split anywhere in the stream; the signature and the redacted
+// block are not sent.
+func TestStreamThinking(t *testing.T) {
+	src, err := os.ReadFile("testdata/stream_thinking.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []int{len(src), 1, 5, 64} {
+		d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+		out := decodeAll(t, d, src, step)
+		_, chunks, _, _ := sdkChunks(t, out)
+		var reasoning, order strings.Builder
+		for _, c := range chunks {
+			raw := c.RawJSON()
+			if r := gjson.Get(raw, "choices.0.delta.reasoning_content"); r.Exists() {
+				reasoning.WriteString(r.Str)
+				order.WriteByte('r')
+			}
+			if gjson.Get(raw, "choices.0.delta.content").Str != "" {
+				order.WriteByte('c')
+			}
+		}
+		if reasoning.String() != "Let me solve this step by step:\n\n1. First break down 27 * 453\n2. 453 = 400 + 50 + 3 \"é\"" || order.String() != "rrc" {
+			t.Fatalf("step %d: reasoning %q order %q", step, reasoning.String(), order.String())
+		}
+		if bytes.Contains(out, []byte("EqQBCgIY")) || bytes.Contains(out, []byte("EmwKAhgB")) || !d.Result().FirstContent {
+			t.Fatalf("step %d: %s", step, out)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ func FuzzStreamDecoder(f *testing.F) {
 	}
 	f.Add([]byte("data: {\"type\":\"content_block_start\",\"index\":-1,\"content_block\":{\"type\":\"tool_use\",\"input\":{\"a\":1}}}\n\n"), uint16(3), false)
 	f.Add([]byte("data: {\"type\":\"error\",\"error\":7}\n\ndata: x\n\n"), uint16(9), false)
+	f.Add([]byte("data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"a\\u00e9\"}}\n\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":7}}\n\n"), uint16(40), true)
 	f.Fuzz(func(t *testing.T, src []byte, cut uint16, usage bool) {
 		req := &translate.Request{Op: translate.OpChat, Stream: true, IncludeUsage: usage}
 		d1 := Translator{}.NewDecoder(req, 200, "text/event-stream").(*decoder)
@@ -79,7 +80,7 @@ func FuzzParseError(f *testing.F) {
 
 // FuzzResponse: any non-streamed body gives valid JSON.
 func FuzzResponse(f *testing.F) {
-	for _, p := range []string{"testdata/message.json", "testdata/message_tools.json"} {
+	for _, p := range []string{"testdata/message.json", "testdata/message_tools.json", "testdata/message_thinking.json"} {
 		b, _ := os.ReadFile(p)
 		f.Add(b)
 	}
@@ -96,6 +97,7 @@ func FuzzResponse(f *testing.F) {
 func FuzzRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"c","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"response_format":{"type":"json_object"}}`))
 	f.Add([]byte(`{"model":"c","messages":[{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":"x"}]}`))
+	f.Add([]byte(`{"model":"c","messages":[{"role":"user","content":"x"}],"reasoning_effort":"high","max_tokens":2000,"temperature":1}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if !gjson.ValidBytes(body) {
 			return // the processor rejects invalid JSON first

@@ -44,6 +44,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	var (
 		maxTok, maxComp, temperature, topP, topK, stop       gjson.Result
 		user, safetyID, tools, toolChoice, parallel, respFmt gjson.Result
+		effort                                               gjson.Result
 		bad                                                  *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
@@ -76,6 +77,8 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 			parallel = v
 		case "response_format":
 			respFmt = v
+		case "reasoning_effort":
+			effort = v
 		default:
 			var handled bool
 			if handled, bad = chatreq.OpenAIOnly(k.Str, v, provider); !handled && !dropped[k.Str] {
@@ -90,6 +93,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 
 	// max_tokens
 	maxTokens := b.defaultMax
+	explicit, maxParam := int64(0), "max_tokens"
 	for _, mt := range []struct {
 		name string
 		v    gjson.Result
@@ -104,7 +108,23 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		if n < 1 {
 			return nil, chatreq.Invalid(mt.name, "'"+mt.name+"' must be at least 1.")
 		}
-		maxTokens = n
+		maxTokens, explicit, maxParam = n, n, mt.name
+	}
+
+	// reasoning_effort: extended thinking with a token budget.
+	budget, bad := chatreq.ClaudeThinking(effort)
+	if bad != nil {
+		return nil, bad
+	}
+	if budget > 0 {
+		if bad = chatreq.ClaudeThinkingConflicts(temperature, topP, topK, toolChoice, respFmt); bad != nil {
+			return nil, bad
+		}
+		// Without a client limit, the default max_tokens is room for the
+		// answer, on top of the budget.
+		if budget, maxTokens, bad = chatreq.ClaudeThinkingFit(budget, explicit, b.defaultMax, maxParam); bad != nil {
+			return nil, bad
+		}
 	}
 
 	// messages
@@ -127,6 +147,11 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	}
 	out = append(out, `"max_tokens":`...)
 	out = strconv.AppendInt(out, maxTokens, 10)
+	if budget > 0 {
+		out = append(out, `,"thinking":{"type":"enabled","budget_tokens":`...)
+		out = strconv.AppendInt(out, budget, 10)
+		out = append(out, '}')
+	}
 	if len(b.sys) > 0 {
 		out = append(out, `,"system":[`...)
 		out = append(out, b.sys...)

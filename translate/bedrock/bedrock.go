@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ const (
 	// call it, and its input is returned as the message content. Client
 	// tools may not use this name.
 	ResponseTool = "llmux_json_response"
+	// InputTokenCountHeader is the response header in which InvokeModel
+	// reports the input tokens; Cohere Embed's body has no token count.
+	InputTokenCountHeader = "x-amzn-bedrock-input-token-count"
 	// EventStreamType is the content type of ConverseStream responses.
 	EventStreamType = "application/vnd.amazon.eventstream"
 )
@@ -116,7 +120,7 @@ func (tr Translator) Request(ctx context.Context, req *translate.Request, t *tra
 		if req.Stream {
 			path = base + "/converse-stream"
 		}
-		b := builder{}
+		b := builder{model: t.Model}
 		body, terr = b.build(respbody.View(req.Body))
 		st.jsonMode = b.jsonMode
 	case translate.OpEmbeddings:
@@ -247,14 +251,27 @@ var nowUnix = func() int64 { return time.Now().Unix() }
 // replace it.
 var newID = func() string { return "chatcmpl-" + randHex(24) }
 
+// parseCount reads a token count header: a decimal integer, or -1 when
+// the header is absent or malformed.
+func parseCount(v string) int64 {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
 // NewDecoder implements translate.Translator.
 func (Translator) NewDecoder(req *translate.Request, status int, contentType string) translate.Decoder {
 	st, _ := req.State.(*state)
 	if st == nil {
 		st = &state{op: req.Op}
 	}
-	d := &decoder{st: *st, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), whole: respbody.Whole{Max: maxBuffered, Name: "bedrock"}, respBlock: -1}
+	d := &decoder{st: *st, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), whole: respbody.Whole{Max: maxBuffered, Name: "bedrock"}, respBlock: -1, headerTokens: -1}
 	d.res.Model = st.model
+	if req.Op == translate.OpEmbeddings && req.ResponseHeaders != nil {
+		d.headerTokens = parseCount(req.ResponseHeaders.Get(InputTokenCountHeader))
+	}
 	if req.MaxBuffered > 0 {
 		d.whole.Max = int(min(req.MaxBuffered, 1<<40))
 	}

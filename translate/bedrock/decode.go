@@ -35,7 +35,8 @@ type decoder struct {
 	res          translate.Result
 
 	// non-streamed
-	whole respbody.Whole
+	whole        respbody.Whole
+	headerTokens int64 // InvokeModel's input token count header, -1 when absent
 
 	// streamed
 	es        eventstream.Decoder
@@ -176,6 +177,14 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 		}
 	}
 	dst = append(dst, `,"refusal":null`...)
+	// Reasoning blocks: their text (redactedContent is encrypted and left
+	// out).
+	var nr int
+	if dst, nr = chunkw.AppendReasoning(dst, content, func(blk gjson.Result) gjson.Result {
+		return blk.Get("reasoningContent.reasoningText.text")
+	}); nr > 0 {
+		d.res.FirstContent = true
+	}
 	if nTools > 0 {
 		d.res.FirstContent = true
 		dst = append(dst, `,"tool_calls":[`...)
@@ -296,9 +305,22 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			dst = append(dst, t.Raw...)
 			return append(dst, "}"+chunkw.Tail...)
 		}
+		if rc := delta.Get("reasoningContent"); rc.Exists() {
+			// Reasoning text; its signature and redactedContent are not
+			// sent to the client.
+			t := rc.Get("text")
+			if t.Type != gjson.String || len(t.Raw) <= 2 {
+				return dst
+			}
+			d.res.FirstContent = true
+			dst = d.open(dst)
+			dst = append(dst, chunkw.ReasoningDelta...)
+			dst = append(dst, t.Raw...)
+			return append(dst, "}"+chunkw.Tail...)
+		}
 		in := delta.Get("toolUse.input")
 		if in.Type != gjson.String || len(in.Raw) <= 2 {
-			return dst // reasoning, citations and empty deltas are not translated
+			return dst // citations and empty deltas are not translated
 		}
 		idx := gjson.Get(data, "contentBlockIndex").Int()
 		if d.respBlock >= 0 && idx == d.respBlock {

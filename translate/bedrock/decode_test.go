@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
 	"github.com/llmux/llmux/translate/eventstream"
@@ -168,6 +169,15 @@ func TestConverseFixtures(t *testing.T) {
 				t.Fatalf("message %+v", c.Choices[0])
 			}
 		}},
+		{"converse_reasoning.json", false, func(t *testing.T, c *openai.ChatCompletion, r *translate.Result) {
+			m := c.Choices[0].Message
+			if m.Content != "Hello!" || m.JSON.ExtraFields["reasoning_content"].Raw() != `"The user asks for a greeting: \"hi\"\n"` || c.Choices[0].FinishReason != "stop" {
+				t.Errorf("message %s", m.RawJSON())
+			}
+			if r.Usage.OutputTokens != 64 || r.Usage.ReasoningTokens != 0 {
+				t.Errorf("usage %+v", r.Usage)
+			}
+		}},
 		{"converse_guardrail.json", false, func(t *testing.T, c *openai.ChatCompletion, r *translate.Result) {
 			if c.Choices[0].FinishReason != "content_filter" || r.FinishReason != "content_filter" {
 				t.Fatalf("finish %q", c.Choices[0].FinishReason)
@@ -247,6 +257,12 @@ func TestStreamFixtures(t *testing.T) {
 			if m.Content != `{"name": "Ada", "age": 36}` || len(m.ToolCalls) != 0 || acc.Choices[0].FinishReason != "stop" || !done {
 				t.Fatalf("message %+v", m)
 			}
+		}},
+		{"stream_reasoning.events", false, func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
+			if acc.Choices[0].Message.Content != "Hello!" || !done || !r.Completed || !r.FirstContent {
+				t.Errorf("content %q %+v", acc.Choices[0].Message.Content, r)
+			}
+			// reasoning_content is checked on the chunks by TestStreamReasoning.
 		}},
 		{"stream_exception.events", false, func(t *testing.T, acc openai.ChatCompletionAccumulator, r *translate.Result, errEvent string, done bool) {
 			if done || r.Completed {
@@ -440,6 +456,35 @@ func BenchmarkStreamChunk(b *testing.B) {
 		out, err = d.Decode(out[:0], frame, false)
 		if err != nil || len(out) == 0 {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestStreamReasoning: reasoningContent text deltas become
+// reasoning_content deltas in order, split anywhere; signatures and
+// redacted content are not sent.
+func TestStreamReasoning(t *testing.T) {
+	src := encodeEvents(t, "testdata/stream_reasoning.events")
+	for _, step := range []int{len(src), 1, 9, 100} {
+		d := Translator{}.NewDecoder(chatReq(true, false, false), 200, EventStreamType)
+		out := decodeAll(t, d, src, step)
+		_, chunks, _, _ := sdkChunks(t, out)
+		var reasoning, order strings.Builder
+		for _, c := range chunks {
+			raw := c.RawJSON()
+			if r := gjson.Get(raw, "choices.0.delta.reasoning_content"); r.Exists() {
+				reasoning.WriteString(r.Str)
+				order.WriteByte('r')
+			}
+			if gjson.Get(raw, "choices.0.delta.content").Str != "" {
+				order.WriteByte('c')
+			}
+		}
+		if reasoning.String() != "The user asks for a greeting: \"hi\"\n\u00e9" || order.String() != "rrc" {
+			t.Fatalf("step %d: reasoning %q order %q", step, reasoning.String(), order.String())
+		}
+		if bytes.Contains(out, []byte("ErcBCkgI")) || bytes.Contains(out, []byte("RW5jcnlw")) {
+			t.Fatalf("step %d: signature or redacted content sent: %s", step, out)
 		}
 	}
 }

@@ -157,6 +157,12 @@ func (d *decoder) embedResponse(dst []byte, body string) []byte {
 			vectors = append(vectors, v)
 			return true
 		})
+		// Cohere Embed's body counts no tokens; InvokeModel reports them
+		// in a response header.
+		if d.headerTokens >= 0 {
+			tokens = d.headerTokens
+			d.res.HasUsage = true
+		}
 	}
 	if len(vectors) == 0 {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "Bedrock returned no embeddings"}

@@ -117,6 +117,7 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"c","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"response_format":{"type":"json_object"}}`), false)
 	f.Add([]byte(`{"model":"c","messages":[{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":"x"}],"tool_choice":"none"}`), false)
 	f.Add([]byte(`{"model":"e","input":["a","b"],"encoding_format":"base64"}`), true)
+	f.Add([]byte(`{"model":"c","messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":"x"}],"reasoning_effort":"high","max_tokens":5000}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, embed bool) {
 		if !gjson.ValidBytes(body) {
 			return // the processor rejects invalid JSON first

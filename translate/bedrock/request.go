@@ -3,6 +3,7 @@ package bedrock
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,13 +19,16 @@ const provider = "Bedrock"
 
 // builder translates one OpenAI chat request body into a Converse body.
 type builder struct {
-	sys      []byte // system content blocks, comma separated
-	msgs     []byte // turns, comma separated
-	turn     string // role of the open turn in msgs
-	turnOpen bool
-	nTurns   int
-	toolHist bool // the conversation holds toolUse or toolResult blocks
-	jsonMode bool // response_format asks for JSON: the response tool is forced
+	model string // the Bedrock model id (reasoning_effort is translated for Claude only)
+
+	sys       []byte // system content blocks, comma separated
+	msgs      []byte // turns, comma separated
+	turn      string // role of the open turn in msgs
+	turnOpen  bool
+	nTurns    int
+	toolHist  bool     // the conversation holds toolUse or toolResult blocks
+	histTools []string // tool names the conversation's toolUse blocks call, once each
+	jsonMode  bool     // response_format asks for JSON: the response tool is forced
 }
 
 // Top-level OpenAI parameters that are accepted and dropped: they tune
@@ -43,7 +47,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	root := gjson.Parse(s)
 	var (
 		maxTok, maxComp, temperature, topP, topK, stop gjson.Result
-		tools, toolChoice, respFmt                     gjson.Result
+		tools, toolChoice, respFmt, effort             gjson.Result
 		bad                                            *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
@@ -70,6 +74,8 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 			toolChoice = v
 		case "response_format":
 			respFmt = v
+		case "reasoning_effort":
+			effort = v
 		default:
 			var handled bool
 			if handled, bad = chatreq.OpenAIOnly(k.Str, v, "Bedrock Converse"); !handled && !dropped[k.Str] {
@@ -111,6 +117,7 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		out = append(out, `":`...)
 	}
 	var maxTokens int64
+	maxParam := "max_tokens"
 	for _, mt := range []struct {
 		name string
 		v    gjson.Result
@@ -125,7 +132,24 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		if v < 1 {
 			return nil, chatreq.Invalid(mt.name, "'"+mt.name+"' must be at least 1.")
 		}
-		maxTokens = v
+		maxTokens, maxParam = v, mt.name
+	}
+	// reasoning_effort: Claude's extended thinking, through
+	// additionalModelRequestFields; maxTokens must exceed the budget.
+	budget, bad := chatreq.ClaudeThinking(effort)
+	if bad != nil {
+		return nil, bad
+	}
+	if budget > 0 {
+		if !IsClaude(b.model) {
+			return nil, chatreq.Unsupported("reasoning_effort", "'reasoning_effort' is translated for Anthropic Claude models on Bedrock only.")
+		}
+		if bad = chatreq.ClaudeThinkingConflicts(temperature, topP, topK, toolChoice, respFmt); bad != nil {
+			return nil, bad
+		}
+		if budget, maxTokens, bad = chatreq.ClaudeThinkingFit(budget, maxTokens, ThinkingAnswerTokens, maxParam); bad != nil {
+			return nil, bad
+		}
 	}
 	if maxTokens > 0 {
 		field("maxTokens")
@@ -175,6 +199,11 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		out = append(out, `,"additionalModelRequestFields":{"top_k":`...)
 		out = strconv.AppendInt(out, v, 10)
 		out = append(out, '}')
+	} else if budget > 0 {
+		// top_k and thinking never go together (ClaudeThinkingConflicts).
+		out = append(out, `,"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":`...)
+		out = strconv.AppendInt(out, budget, 10)
+		out = append(out, "}}"...)
 	}
 	var e *translate.Error
 	if out, e = b.appendToolConfig(out, tools, toolChoice, respFmt); e != nil {
@@ -182,6 +211,15 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	}
 	return append(out, '}'), nil
 }
+
+// ThinkingAnswerTokens is the room for the answer that maxTokens adds to
+// the thinking budget when the client sets no limit (Converse needs
+// maxTokens above the budget; Claude's own default may be lower).
+const ThinkingAnswerTokens = 4096
+
+// IsClaude reports whether a Bedrock model id (or inference profile id)
+// names an Anthropic Claude model.
+func IsClaude(model string) bool { return strings.Contains(model, "anthropic.claude") }
 
 // stopSequences reads "stop", leaving out the empty sequences.
 func stopSequences(stop gjson.Result) ([]string, *translate.Error) {
@@ -378,6 +416,9 @@ func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
 	var scratch []byte
 	return chatreq.EachToolCall(p, calls, provider, func(id, name, args string) {
 		b.toolHist = true
+		if !slices.Contains(b.histTools, name) {
+			b.histTools = append(b.histTools, name)
+		}
 		scratch = append(scratch[:0], `{"toolUse":{"toolUseId":`...)
 		scratch = jsonenc.AppendString(scratch, id)
 		scratch = append(scratch, `,"name":`...)
@@ -470,6 +511,14 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 			kind = "required" // a client tool or the JSON answer
 		}
 	}
+	if len(specs) == 0 && b.toolHist {
+		// The conversation holds toolUse or toolResult blocks but the
+		// request declares no tools (an agent's last turn): Converse
+		// refuses tool blocks without a toolConfig. The tools the history
+		// calls are declared with a schema that takes any object, and no
+		// toolChoice is sent, so the model is free to answer in text.
+		specs = b.historySpecs(specs)
+	}
 	if len(specs) == 0 && len(respSpec) == 0 {
 		return out, nil // no tools: nothing to choose
 	}
@@ -497,6 +546,29 @@ func (b *builder) appendToolConfig(out []byte, tools, choice, respFmt gjson.Resu
 		out = append(out, "}}"...)
 	}
 	return append(out, '}'), nil
+}
+
+// HistoryToolDescription describes a tool that the gateway declares to
+// Converse only because the conversation's history calls it.
+const HistoryToolDescription = "A tool called earlier in this conversation."
+
+// historySpecs appends a toolSpec, taking any JSON object, for each tool
+// the conversation's toolUse blocks call (the response tool excepted). When
+// the history holds only toolResult blocks, whose toolUse Converse already
+// requires in the turn before, nothing is called by name and no spec is
+// added: Converse then refuses the request on its own terms.
+func (b *builder) historySpecs(specs []byte) []byte {
+	anyObject := gjson.Parse(`{"type":"object"}`)
+	for _, name := range b.histTools {
+		if name == ResponseTool {
+			continue
+		}
+		if len(specs) > 0 {
+			specs = append(specs, ',')
+		}
+		specs, _ = appendToolSpec(specs, "", name, HistoryToolDescription, anyObject)
+	}
+	return specs
 }
 
 // randHex returns n random hex digits.

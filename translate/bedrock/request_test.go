@@ -81,6 +81,21 @@ func TestRequestTable(t *testing.T) {
 		{"tool round trip: consecutive results in one user turn",
 			`{"model":"m","messages":[{"role":"user","content":"Weather in Paris and Tokyo?"},{"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Paris\"}"}},{"id":"t2","type":"function","function":{"name":"get_weather","arguments":""}}]},{"role":"tool","tool_call_id":"t1","content":"18C"},{"role":"tool","tool_call_id":"t2","content":[{"type":"text","text":"25C"}]},{"role":"user","content":"Thanks"}],"tools":[` + weather + `],"tool_choice":"none"}`,
 			`{"messages":[{"role":"user","content":[{"text":"Weather in Paris and Tokyo?"}]},{"role":"assistant","content":[{"toolUse":{"toolUseId":"t1","name":"get_weather","input":{"location":"Paris"}}},{"toolUse":{"toolUseId":"t2","name":"get_weather","input":{}}}]},{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"text":"18C"}]}},{"toolResult":{"toolUseId":"t2","content":[{"text":"25C"}]}},{"text":"Thanks"}]}],"toolConfig":{"tools":[` + weatherSpec + `]}}`},
+		{"tool history without tools: a toolConfig from the history, no toolChoice",
+			`{"model":"m","messages":[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Paris\"}"}},{"id":"t2","type":"function","function":{"name":"get_time","arguments":"{}"}},{"id":"t3","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"t1","content":"18C"},{"role":"tool","tool_call_id":"t2","content":"noon"},{"role":"tool","tool_call_id":"t3","content":"dry"}]}`,
+			`{"messages":[{"role":"user","content":[{"text":"Weather in Paris?"}]},{"role":"assistant","content":[{"toolUse":{"toolUseId":"t1","name":"get_weather","input":{"location":"Paris"}}},{"toolUse":{"toolUseId":"t2","name":"get_time","input":{}}},{"toolUse":{"toolUseId":"t3","name":"get_weather","input":{}}}]},{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"text":"18C"}]}},{"toolResult":{"toolUseId":"t2","content":[{"text":"noon"}]}},{"toolResult":{"toolUseId":"t3","content":[{"text":"dry"}]}}]}],"toolConfig":{"tools":[{"toolSpec":{"name":"get_weather","description":"A tool called earlier in this conversation.","inputSchema":{"json":{"type":"object"}}}},{"toolSpec":{"name":"get_time","description":"A tool called earlier in this conversation.","inputSchema":{"json":{"type":"object"}}}}]}}`},
+		{"tool history, tool_choice none and no tools: the history's tools, no toolChoice",
+			`{"model":"m","messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":"Checking.","tool_calls":[{"id":"t1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"t1","content":"18C"}],"tool_choice":"none"}`,
+			`{"messages":[{"role":"user","content":[{"text":"Weather?"}]},{"role":"assistant","content":[{"text":"Checking."},{"toolUse":{"toolUseId":"t1","name":"get_weather","input":{}}}]},{"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"text":"18C"}]}}]}],"toolConfig":{"tools":[{"toolSpec":{"name":"get_weather","description":"A tool called earlier in this conversation.","inputSchema":{"json":{"type":"object"}}}}]}}`},
+		{"reasoning_effort: Claude thinking in additionalModelRequestFields, maxTokens above the budget",
+			`{"model":"m","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"medium"}`,
+			`{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"inferenceConfig":{"maxTokens":12288},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":8192}}}`},
+		{"reasoning_effort high under a client max_completion_tokens",
+			`{"model":"m","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"high","max_completion_tokens":3000,"temperature":1}`,
+			`{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"inferenceConfig":{"maxTokens":3000,"temperature":1},"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":1500}}}`},
+		{"reasoning_effort none",
+			`{"model":"m","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"none","top_k":3}`,
+			`{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"additionalModelRequestFields":{"top_k":3}}`},
 		{"image data URL",
 			`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"}}]}]}`,
 			`{"messages":[{"role":"user","content":[{"text":"What is this?"},{"image":{"format":"png","source":{"bytes":"iVBORw0KGgo="}}}]}]}`},
@@ -125,6 +140,11 @@ func TestRequestRefused(t *testing.T) {
 		{"no messages", `{"model":"m","messages":[{"role":"system","content":"x"}]}`, "messages"},
 		{"audio", `{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}`, "messages[0].content[0]"},
 		{"max_tokens", `{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}`, "max_tokens"},
+		{"reasoning_effort value", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"}`, "reasoning_effort"},
+		{"thinking and temperature", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","temperature":0.3}`, "temperature"},
+		{"thinking and top_k", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","top_k":3}`, "top_k"},
+		{"thinking and JSON", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","response_format":{"type":"json_object"}}`, "response_format"},
+		{"thinking and a small max_tokens", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"high","max_tokens":500}`, "max_tokens"},
 	}
 	for _, tc := range tests {
 		_, e := chatBody(t, tc.in)
@@ -283,5 +303,63 @@ func TestEmbeddings(t *testing.T) {
 	_, r = decode(titan, `{"model":"e","input":"a"}`, `{"embedding":"nope"}`)
 	if r.Err == nil || r.Err.Code != translate.CodeUpstreamProtocol {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// headerMap is a translate.HeaderGetter over a map of lower-case names.
+type headerMap map[string]string
+
+func (h headerMap) Get(name string) string { return h[name] }
+
+// TestCohereEmbeddingUsage: Cohere Embed's InvokeModel body counts no
+// tokens; the usage comes from the X-Amzn-Bedrock-Input-Token-Count
+// response header, and is unknown (not zero) without it.
+func TestCohereEmbeddingUsage(t *testing.T) {
+	const body = `{"embeddings":[[0.5],[1]],"id":"x","response_type":"embeddings_floats","texts":["a b","c"]}`
+	tests := []struct {
+		name     string
+		headers  translate.HeaderGetter
+		tokens   int64
+		hasUsage bool
+	}{
+		{"header", headerMap{"x-amzn-bedrock-input-token-count": "3", "x-amzn-bedrock-output-token-count": "0"}, 3, true},
+		{"no header", headerMap{}, 0, false},
+		{"malformed header", headerMap{"x-amzn-bedrock-input-token-count": "many"}, 0, false},
+		{"no headers known", nil, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &translate.Request{Op: translate.OpEmbeddings, Body: []byte(`{"model":"e","input":["a b","c"]}`)}
+			if _, err := testTranslator().Request(context.Background(), req, target("cohere.embed-english-v3")); err != nil {
+				t.Fatal(err)
+			}
+			req.ResponseHeaders = tc.headers
+			d := Translator{}.NewDecoder(req, 200, "application/json")
+			req.ResponseHeaders = nil // the decoder keeps no reference
+			out := decodeAll(t, d, []byte(body), 7)
+			r := d.Result()
+			if r.Usage.InputTokens != tc.tokens || r.HasUsage != tc.hasUsage || !r.Completed {
+				t.Errorf("result %+v", r)
+			}
+			if got := gjson.GetBytes(out, "usage.prompt_tokens").Int(); got != tc.tokens || gjson.GetBytes(out, "usage.total_tokens").Int() != tc.tokens {
+				t.Errorf("usage %s", gjson.GetBytes(out, "usage").Raw)
+			}
+		})
+	}
+}
+
+// TestReasoningEffortNotClaude: Converse takes thinking settings per model
+// family; only Claude's are translated, other models refuse the parameter.
+func TestReasoningEffortNotClaude(t *testing.T) {
+	req := &translate.Request{Op: translate.OpChat, Body: []byte(`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`)}
+	_, err := testTranslator().Request(context.Background(), req, target("amazon.nova-pro-v1:0"))
+	var te *translate.Error
+	if !errors.As(err, &te) || te.Param != "reasoning_effort" || te.HTTPStatus() != 400 {
+		t.Fatalf("%v", err)
+	}
+	req.Body = []byte(`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`)
+	up, err := testTranslator().Request(context.Background(), req, target("us.anthropic.claude-sonnet-4-5-20250929-v1:0"))
+	if err != nil || gjson.GetBytes(up.Body, "additionalModelRequestFields.thinking.budget_tokens").Int() != 2048 {
+		t.Fatalf("%v %s", err, up.Body)
 	}
 }

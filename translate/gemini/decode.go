@@ -229,6 +229,9 @@ func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
 			dst = append(dst, "null"...)
 		}
 		dst = append(dst, `,"refusal":null`...)
+		// Thought summaries (parts with thought: true, sent when
+		// includeThoughts is set).
+		dst, _ = chunkw.AppendReasoning(dst, parts, thoughtText)
 		n := 0
 		parts.ForEach(func(_, p gjson.Result) bool {
 			fc := p.Get("functionCall")
@@ -276,6 +279,14 @@ func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
 	d.res.FirstContent = true
 	d.res.Completed = true
 	return append(dst, '}')
+}
+
+// thoughtText returns the text of a thought part.
+func thoughtText(p gjson.Result) gjson.Result {
+	if !p.Get("thought").Bool() {
+		return gjson.Result{}
+	}
+	return p.Get("text")
 }
 
 // appendArgs appends a functionCall's args as OpenAI's arguments string.
@@ -357,11 +368,15 @@ func (d *decoder) event(dst, ev []byte) []byte {
 				return true
 			}
 			t := p.Get("text")
-			if t.Type != gjson.String || t.Raw == `""` || p.Get("thought").Bool() {
+			if t.Type != gjson.String || t.Raw == `""` {
 				return true
 			}
 			dst = d.open(dst, idx)
-			dst = append(dst, `"delta":{"content":`...)
+			if p.Get("thought").Bool() {
+				dst = append(dst, `"delta":`+chunkw.ReasoningDelta...)
+			} else {
+				dst = append(dst, `"delta":{"content":`...)
+			}
 			dst = append(dst, t.Raw...)
 			dst = append(dst, `},"logprobs":null,"finish_reason":null}]}`...)
 			dst = append(dst, '\n', '\n')

@@ -81,6 +81,9 @@ func TestDecodeThoughtsAndCache(t *testing.T) {
 	if c := gjson.Get(out, "choices.0.message.content").Str; c != "The answer is 17." {
 		t.Errorf("content %q (thoughts must be excluded)", c)
 	}
+	if r := gjson.Get(out, "choices.0.message.reasoning_content"); r.Str != "Let me think about primes first." {
+		t.Errorf("reasoning_content %s", r.Raw)
+	}
 	u := d.Result().Usage
 	if u.InputTokens != 2100 || u.CachedTokens != 2048 || u.OutputTokens != 306 || u.ReasoningTokens != 300 {
 		t.Errorf("usage %+v", u)
@@ -300,7 +303,7 @@ func TestErrors(t *testing.T) {
 // FuzzStream: any bytes, split anywhere, never panic, and the output is
 // a sequence of well-formed SSE data events.
 func FuzzStream(f *testing.F) {
-	for _, n := range []string{"stream_text.sse", "stream_tools.sse", "stream_safety.sse", "stream_error.sse"} {
+	for _, n := range []string{"stream_text.sse", "stream_tools.sse", "stream_safety.sse", "stream_error.sse", "stream_thoughts.sse"} {
 		b, _ := os.ReadFile("testdata/" + n)
 		f.Add(b, uint16(len(b)/2))
 	}
@@ -380,6 +383,40 @@ func TestEmbeddingsErrorKeepsDst(t *testing.T) {
 				t.Fatalf("%q (err %v)", out, d.Result().Err)
 			}
 		})
+	}
+}
+
+// TestStreamThoughts: thought parts become reasoning_content deltas, the
+// answer parts content deltas, in order, wherever the stream is split;
+// thought signatures are not sent; thoughtsTokenCount is the reasoning
+// usage.
+func TestStreamThoughts(t *testing.T) {
+	src := fixture(t, "stream_thoughts.sse")
+	for _, at := range []int{0, 1, 57, len(src) / 2, len(src) - 3} {
+		d := newChat(true, true, 1, 200, "text/event-stream")
+		out := decodeAll(t, d, src[:at], src[at:])
+		var reasoning, content, order strings.Builder
+		for _, ev := range strings.Split(strings.TrimSuffix(out, "\n\n"), "\n\n") {
+			data := strings.TrimPrefix(ev, "data: ")
+			if r := gjson.Get(data, "choices.0.delta.reasoning_content"); r.Exists() {
+				reasoning.WriteString(r.Str)
+				order.WriteByte('r')
+			}
+			if c := gjson.Get(data, "choices.0.delta.content"); c.Str != "" {
+				content.WriteString(c.Str)
+				order.WriteByte('c')
+			}
+		}
+		if reasoning.String() != "**Counting primes**\n\nI start with small primes: 2, 3, \"5\" \u00e9." || content.String() != "There are 4 primes under 10." || order.String() != "rrcc" {
+			t.Fatalf("split %d: reasoning %q content %q order %q", at, reasoning.String(), content.String(), order.String())
+		}
+		u := d.Result().Usage
+		if strings.Contains(out, "CiQB0e2K") || u.ReasoningTokens != 40 || u.OutputTokens != 48 || !d.Result().Completed {
+			t.Fatalf("split %d: usage %+v\n%s", at, u, out)
+		}
+		if gjson.Get(out[strings.LastIndex(out, "data: {"):], "usage.completion_tokens_details.reasoning_tokens").Int() != 40 {
+			t.Fatalf("split %d: usage chunk %s", at, out)
+		}
 	}
 }
 

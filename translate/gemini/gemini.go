@@ -84,7 +84,7 @@ func (tr Translator) Request(ctx context.Context, req *translate.Request, t *tra
 	)
 	switch req.Op {
 	case translate.OpChat:
-		b := chatBuilder{}
+		b := chatBuilder{model: model}
 		body, terr = b.build(respbody.View(req.Body))
 		st.n = b.n
 		verb = ":generateContent"

@@ -29,7 +29,12 @@ func unsupported(param, msg string) *translate.Error {
 
 // chatBuilder translates one OpenAI chat request body into a Gemini
 // GenerateContentRequest body.
+// ProMinThinkingBudget is the smallest thinkingBudget of Gemini Pro
+// models, which refuse 0 ("This model only works in thinking mode").
+const ProMinThinkingBudget = 128
+
 type chatBuilder struct {
+	model     string // the model id (Pro models cannot turn thinking off)
 	n         int
 	sys       []byte // systemInstruction parts, comma separated
 	contents  []byte // turns, comma separated
@@ -251,6 +256,11 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		switch effort.Str {
 		case "none", "minimal":
 			budget = 0
+			if strings.Contains(b.model, "-pro") {
+				// Pro models only work in thinking mode: their smallest
+				// budget.
+				budget = ProMinThinkingBudget
+			}
 		case "low":
 			budget = 1024
 		case "medium":
@@ -263,6 +273,10 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 		field("thinkingConfig")
 		out = append(out, `{"thinkingBudget":`...)
 		out = strconv.AppendInt(out, int64(budget), 10)
+		if budget > 0 {
+			// Thought summaries, returned as reasoning_content.
+			out = append(out, `,"includeThoughts":true`...)
+		}
 		out = append(out, '}')
 	}
 	if len(out) == body {

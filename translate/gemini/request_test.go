@@ -67,7 +67,9 @@ func TestRequestRules(t *testing.T) {
 		{"json_schema", `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"],"additionalProperties":false}}}}`,
 			map[string]string{"generationConfig": `{"responseMimeType":"application/json","responseSchema":{"type":"OBJECT","properties":{"name":{"type":"STRING"}},"required":["name"]}}`}},
 		{"reasoning effort", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`,
-			map[string]string{"generationConfig": `{"thinkingConfig":{"thinkingBudget":1024}}`}},
+			map[string]string{"generationConfig": `{"thinkingConfig":{"thinkingBudget":1024,"includeThoughts":true}}`}},
+		{"reasoning effort minimal: no thinking, no thoughts", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"minimal"}`,
+			map[string]string{"generationConfig": `{"thinkingConfig":{"thinkingBudget":0}}`}},
 		{"tools and auto", `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","description":"does f","parameters":{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"a":{"type":"integer"}},"additionalProperties":false}}},{"type":"function","function":{"name":"g","parameters":{"type":"object","properties":{}}}}],"tool_choice":"auto"}`,
 			map[string]string{
 				"tools":      `[{"functionDeclarations":[{"name":"f","description":"does f","parameters":{"type":"OBJECT","properties":{"a":{"type":"INTEGER"}}}},{"name":"g"}]}]`,
@@ -214,5 +216,25 @@ func TestEmbeddingsRequest(t *testing.T) {
 	}
 	if _, err := buildEmbeddings(`{"model":"e","input":[[1,2]]}`, "m", false, &state{}); err == nil || err.Code != translate.CodeUnsupported {
 		t.Errorf("token input: %v", err)
+	}
+}
+
+// TestThinkingBudgetPro: Pro models only work in thinking mode (budget 0
+// is refused), so none and minimal ask for their smallest budget.
+func TestThinkingBudgetPro(t *testing.T) {
+	for _, tc := range []struct{ model, effort, want string }{
+		{"gemini-2.5-pro", "minimal", `{"thinkingBudget":128,"includeThoughts":true}`},
+		{"gemini-2.5-pro", "none", `{"thinkingBudget":128,"includeThoughts":true}`},
+		{"gemini-2.5-pro", "high", `{"thinkingBudget":24576,"includeThoughts":true}`},
+		{"gemini-2.5-flash", "none", `{"thinkingBudget":0}`},
+	} {
+		b := chatBuilder{model: tc.model}
+		out, err := b.build(`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"` + tc.effort + `"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(out, "generationConfig.thinkingConfig").Raw; got != tc.want {
+			t.Errorf("%s %s: %s", tc.model, tc.effort, got)
+		}
 	}
 }

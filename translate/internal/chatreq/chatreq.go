@@ -362,3 +362,70 @@ func OpenAIOnly(key string, v gjson.Result, provider string) (handled bool, err 
 	}
 	return true, err
 }
+
+// Extended thinking for Anthropic Claude models (on Anthropic, Vertex and
+// Bedrock), asked for with OpenAI's reasoning_effort.
+const (
+	// ClaudeMinThinkingBudget is the smallest budget_tokens Anthropic
+	// accepts.
+	ClaudeMinThinkingBudget = 1024
+)
+
+// claudeBudgets maps reasoning_effort to Claude's thinking budget_tokens
+// (docs/providers/anthropic.md).
+var claudeBudgets = map[string]int64{"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+
+// ClaudeThinking reads reasoning_effort for Claude's extended thinking:
+// the budget_tokens to ask for, 0 when thinking stays off (absent, null or
+// "none").
+func ClaudeThinking(effort gjson.Result) (int64, *translate.Error) {
+	if IsNull(effort) || (effort.Type == gjson.String && effort.Str == "none") {
+		return 0, nil
+	}
+	b, ok := claudeBudgets[effort.Str]
+	if effort.Type != gjson.String || !ok {
+		return 0, Invalid("reasoning_effort", "'reasoning_effort' must be one of none, minimal, low, medium, high.")
+	}
+	return b, nil
+}
+
+// ClaudeThinkingFit makes a thinking budget fit max_tokens, which Claude
+// requires to be larger than the budget (both count thinking and answer,
+// as OpenAI's max_completion_tokens does). Without a client limit
+// (maxTokens 0) max_tokens becomes the budget plus answer, room for the
+// answer. A client limit is kept: a budget that does
+// not fit under it shrinks to half of it (at least the minimum budget),
+// and a limit at or under the minimum budget is refused, naming param.
+func ClaudeThinkingFit(budget, maxTokens, answer int64, param string) (newBudget, newMax int64, err *translate.Error) {
+	switch {
+	case maxTokens == 0:
+		return budget, budget + answer, nil
+	case maxTokens > budget:
+		return budget, maxTokens, nil
+	case maxTokens <= ClaudeMinThinkingBudget:
+		return 0, 0, Invalid(param, "With 'reasoning_effort', '"+param+"' must be more than "+strconv.Itoa(ClaudeMinThinkingBudget)+
+			": it counts the model's thinking, whose smallest budget is "+strconv.Itoa(ClaudeMinThinkingBudget)+" tokens.")
+	}
+	return max(maxTokens/2, ClaudeMinThinkingBudget), maxTokens, nil
+}
+
+// ClaudeThinkingConflicts refuses what Claude does not allow with extended
+// thinking: a temperature other than 1, top_k, a top_p under 0.95, and a
+// forced tool (tool_choice "required" or a named function, or a JSON
+// response_format, which llmux answers through a forced tool).
+func ClaudeThinkingConflicts(temperature, topP, topK, toolChoice, respFmt gjson.Result) *translate.Error {
+	const why = " is not compatible with 'reasoning_effort' (extended thinking) on Claude models."
+	switch {
+	case !IsNull(temperature) && !(temperature.Type == gjson.Number && temperature.Num == 1):
+		return Unsupported("temperature", "A 'temperature' other than 1"+why)
+	case !IsNull(topK):
+		return Unsupported("top_k", "'top_k'"+why)
+	case !IsNull(topP) && topP.Type == gjson.Number && topP.Num < 0.95:
+		return Unsupported("top_p", "A 'top_p' under 0.95"+why)
+	case toolChoice.Type == gjson.String && toolChoice.Str == "required", toolChoice.IsObject():
+		return Unsupported("tool_choice", "A forced tool_choice"+why)
+	case respFmt.IsObject() && respFmt.Get("type").Str != "text":
+		return Unsupported("response_format", "A JSON response_format (answered through a forced tool)"+why)
+	}
+	return nil
+}

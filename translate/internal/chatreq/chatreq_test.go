@@ -54,3 +54,51 @@ func TestOpenAIOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestClaudeThinking(t *testing.T) {
+	for _, tc := range []struct {
+		effort string
+		budget int64
+		bad    bool
+	}{{`null`, 0, false}, {`"none"`, 0, false}, {`"minimal"`, 1024, false}, {`"low"`, 2048, false}, {`"medium"`, 8192, false}, {`"high"`, 24576, false}, {`"xhigh"`, 0, true}, {`3`, 0, true}} {
+		b, err := ClaudeThinking(gjson.Parse(tc.effort))
+		if b != tc.budget || (err != nil) != tc.bad || (err != nil && err.Param != "reasoning_effort") {
+			t.Errorf("%s: %d %v", tc.effort, b, err)
+		}
+	}
+	for _, tc := range []struct {
+		budget, max, wantBudget, wantMax int64
+		bad                              bool
+	}{
+		{8192, 0, 8192, 8192 + 4096, false}, // no client limit: room for the answer
+		{8192, 9000, 8192, 9000, false},
+		{8192, 8192, 4096, 8192, false}, // halved to fit
+		{24576, 1500, 1024, 1500, false},
+		{1024, 1024, 0, 0, true},
+	} {
+		b, m, err := ClaudeThinkingFit(tc.budget, tc.max, 4096, "max_tokens")
+		if b != tc.wantBudget || m != tc.wantMax || (err != nil) != tc.bad || (err != nil && err.Param != "max_tokens") {
+			t.Errorf("%+v: %d %d %v", tc, b, m, err)
+		}
+		if err == nil && m <= b {
+			t.Errorf("%+v: max_tokens %d not above the budget %d", tc, m, b)
+		}
+	}
+	p := gjson.Parse
+	for _, tc := range []struct {
+		temp, topP, topK, choice, format, param string
+	}{
+		{`1`, `0.95`, ``, `"auto"`, `{"type":"text"}`, ""},
+		{`0.7`, ``, ``, ``, ``, "temperature"},
+		{``, ``, `5`, ``, ``, "top_k"},
+		{``, `0.5`, ``, ``, ``, "top_p"},
+		{``, ``, ``, `"required"`, ``, "tool_choice"},
+		{``, ``, ``, `{"type":"function","function":{"name":"f"}}`, ``, "tool_choice"},
+		{``, ``, ``, ``, `{"type":"json_object"}`, "response_format"},
+	} {
+		err := ClaudeThinkingConflicts(p(tc.temp), p(tc.topP), p(tc.topK), p(tc.choice), p(tc.format))
+		if (tc.param == "") != (err == nil) || (err != nil && err.Param != tc.param) {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+}

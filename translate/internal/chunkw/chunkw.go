@@ -147,6 +147,29 @@ func AppendJoined(dst []byte, arr gjson.Result, text func(elem gjson.Result) gjs
 	return dst, n
 }
 
+// AppendReasoning appends a message's `,"reasoning_content":` member, the
+// way DeepSeek, vLLM and litellm return a model's reasoning: the strings
+// that text picks from the elements of arr, joined as AppendJoined does,
+// empty strings left out. It returns how many strings were joined; when none, nothing is appended.
+func AppendReasoning(dst []byte, arr gjson.Result, text func(elem gjson.Result) gjson.Result) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, `,"reasoning_content":`...)
+	dst, n := AppendJoined(dst, arr, func(elem gjson.Result) gjson.Result {
+		if t := text(elem); len(t.Raw) > 2 {
+			return t
+		}
+		return gjson.Result{}
+	})
+	if n == 0 {
+		return dst[:start], 0
+	}
+	return dst, n
+}
+
+// ReasoningDelta opens a streamed delta that carries reasoning text: the
+// caller appends a JSON string and `}` + Tail.
+const ReasoningDelta = `{"reasoning_content":`
+
 // AppendMessageEnd closes the message of a single-choice chat.completion
 // (adding its empty annotations), writes finish_reason, closes choices and
 // opens the usage: `,"annotations":[]},"logprobs":null,"finish_reason":

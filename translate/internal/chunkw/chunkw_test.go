@@ -67,3 +67,18 @@ func TestAppendJoined(t *testing.T) {
 		t.Fatalf("got %s, %d", b, n)
 	}
 }
+
+func TestAppendReasoning(t *testing.T) {
+	pick := func(e gjson.Result) gjson.Result { return e.Get("thinking") }
+	tests := []struct{ in, want string }{
+		{`[{"thinking":"a"},{"text":"x"},{"thinking":""},{"thinking":"b\n"}]`, `,"reasoning_content":"ab\n"`},
+		{`[{"text":"x"},{"thinking":""}]`, ``},
+		{`[]`, ``},
+	}
+	for _, tc := range tests {
+		b, _ := AppendReasoning([]byte("{"), gjson.Parse(tc.in), pick)
+		if string(b) != "{"+tc.want {
+			t.Errorf("%s: got %s", tc.in, b)
+		}
+	}
+}

@@ -55,11 +55,6 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	h.treq.ResponseHeaders = (*responseHeaders)(m.GetHeaders())
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	h.treq.ResponseHeaders = nil
-	if rh, ok := h.dec.(translate.ErrorHeaderReader); ok && h.status >= 400 {
-		for _, hv := range m.GetHeaders().GetHeaders() {
-			rh.ErrorHeader(hv.GetKey(), headerValue(hv))
-		}
-	}
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(nil)}
 	if localReply {
 		mut.RemoveHeaders = append(mut.RemoveHeaders, localReplyHeader)

@@ -6,15 +6,6 @@ import (
 	"time"
 )
 
-// ErrorHeaderReader is implemented by decoders that classify an error
-// response better with the provider's response headers (Bedrock names the
-// error type only in x-amzn-ErrorType). For a response with status >= 400
-// the processor calls ErrorHeader with each response header (lower-case
-// name) after NewDecoder and before the first Decode.
-type ErrorHeaderReader interface {
-	ErrorHeader(name, value string)
-}
-
 // maxRetryAfter bounds a wait taken from a provider, so that a garbled
 // value cannot tell clients to wait for years.
 const maxRetryAfter = 24 * time.Hour

@@ -57,7 +57,8 @@ type Request struct {
 	MaxBuffered int64
 	// ResponseHeaders gives the provider's response headers to NewDecoder,
 	// for providers that report something only in headers (Bedrock
-	// InvokeModel's token counts). The processor sets it just before it
+	// InvokeModel's token counts, the error type Bedrock names only in
+	// x-amzn-ErrorType). The processor sets it just before it
 	// calls NewDecoder and clears it right after: a decoder reads what it
 	// needs in NewDecoder and keeps no reference. Nil means no headers are
 	// known (tests, Envoy's own replies).

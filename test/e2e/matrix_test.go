@@ -237,7 +237,7 @@ func matrixCall(t *testing.T, r *rig, model string, streamed bool, opts []option
 
 // TestBedrockErrorTypeHeader: Bedrock names its error type only in the
 // x-amzn-ErrorType response header; llmux hands that header to the decoder
-// (translate.ErrorHeaderReader), so the type, not the status or the
+// (translate.Request.ResponseHeaders), so the type, not the status or the
 // message, decides. Here a 429 whose header says ServiceUnavailableException
 // (and whose message is the throttling one) must be overloaded, not
 // rate_limited.

@@ -269,8 +269,15 @@ func (Translator) NewDecoder(req *translate.Request, status int, contentType str
 	}
 	d := &decoder{st: *st, stream: req.Stream, includeUsage: req.IncludeUsage, status: status, created: nowUnix(), whole: respbody.Whole{Max: maxBuffered, Name: "bedrock"}, respBlock: -1, headerTokens: -1}
 	d.res.Model = st.model
-	if req.Op == translate.OpEmbeddings && req.ResponseHeaders != nil {
-		d.headerTokens = parseCount(req.ResponseHeaders.Get(InputTokenCountHeader))
+	if rh := req.ResponseHeaders; rh != nil {
+		if req.Op == translate.OpEmbeddings {
+			d.headerTokens = parseCount(rh.Get(InputTokenCountHeader))
+		}
+		if status >= 400 {
+			// Bedrock names an error's type in x-amzn-ErrorType
+			// ("ThrottlingException:http://…"), not in the body.
+			d.errType = strings.Clone(rh.Get("x-amzn-errortype"))
+		}
 	}
 	if req.MaxBuffered > 0 {
 		d.whole.Max = int(min(req.MaxBuffered, 1<<40))

@@ -1,8 +1,6 @@
 package bedrock
 
 import (
-	"strings"
-
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/translate"
@@ -55,15 +53,6 @@ type decoder struct {
 
 	// errType is the x-amzn-ErrorType header of an error response.
 	errType string
-}
-
-// ErrorHeader implements translate.ErrorHeaderReader: Bedrock names an
-// error's type in x-amzn-ErrorType ("ThrottlingException:http://…"), not
-// in the body.
-func (d *decoder) ErrorHeader(name, value string) {
-	if name == "x-amzn-errortype" {
-		d.errType = strings.Clone(value)
-	}
 }
 
 // rawUsage is Bedrock's usage, kept apart until it is reported (Bedrock's

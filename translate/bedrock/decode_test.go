@@ -504,15 +504,14 @@ func TestErrorTypeHeader(t *testing.T) {
 		{429, "", "Try your request again later.", translate.CodeRateLimited},
 	}
 	for _, tc := range tests {
-		d := Translator{}.NewDecoder(chatReq(false, false, false), tc.status, "application/json")
-		rh, ok := d.(translate.ErrorHeaderReader)
-		if !ok {
-			t.Fatal("the Bedrock decoder does not read error headers")
-		}
-		rh.ErrorHeader("content-type", "application/json")
+		req := chatReq(false, false, false)
+		hdr := headerMap{"content-type": "application/json"}
 		if tc.header != "" {
-			rh.ErrorHeader("x-amzn-errortype", tc.header)
+			hdr["x-amzn-errortype"] = tc.header
 		}
+		req.ResponseHeaders = hdr
+		d := Translator{}.NewDecoder(req, tc.status, "application/json")
+		req.ResponseHeaders = nil
 		decodeAll(t, d, []byte(`{"message":"`+tc.message+`"}`), 4)
 		if e := d.Result().Err; e == nil || e.Code != tc.want || e.Message != tc.message {
 			t.Errorf("%d %s: %+v", tc.status, tc.header, e)

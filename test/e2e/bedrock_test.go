@@ -43,11 +43,10 @@ model_groups:
 - {name: cohere-embed, deployments: [br-cohere]}
 `
 
-// bedrockRig starts the stack with the Bedrock fake behind the
-// bedrock_us_east_1 cluster. The AWS default credential chain finds the
-// fake's test credentials in the environment; the shared config files
-// point at empty files so that no real AWS configuration leaks in.
-func bedrockRig(t *testing.T, opts fakeprovider.BedrockOptions) (*rig, *fakeprovider.Server) {
+// fakeAWSEnv points the AWS default credential chain at the Bedrock fake's
+// test credentials in the environment; the shared config files point at
+// empty files so that no real AWS configuration leaks in.
+func fakeAWSEnv(t *testing.T) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{"config", "credentials"} {
@@ -62,6 +61,15 @@ func bedrockRig(t *testing.T, opts fakeprovider.BedrockOptions) (*rig, *fakeprov
 	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// bedrockRig starts the stack with the Bedrock fake behind the
+// bedrock_us_east_1 cluster. The AWS default credential chain finds the
+// fake's test credentials in the environment; the shared config files
+// point at empty files so that no real AWS configuration leaks in.
+func bedrockRig(t *testing.T, opts fakeprovider.BedrockOptions) (*rig, *fakeprovider.Server) {
+	t.Helper()
+	fakeAWSEnv(t)
 	br := fakeprovider.NewBedrock(t, opts)
 	return startRigWith(t, bedrockConfig, map[string]string{"bedrock_us_east_1": br.Addr()}), br
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,19 +57,7 @@ type failRig struct {
 
 func startFailRig(t *testing.T) *failRig {
 	t.Helper()
-	dir := t.TempDir()
-	for _, f := range []string{"config", "credentials"} {
-		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_ACCESS_KEY_ID", fakeprovider.BedrockAccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", fakeprovider.BedrockSecretAccessKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	fakeAWSEnv(t)
 	fakes := map[string]*fakeprovider.Server{
 		"azure":     fakeprovider.NewAzure(t, fakeprovider.AzureOptions{APIKey: providerKey, Deployments: map[string]string{"prod-4o": "gpt-4o-2024-08-06"}}),
 		"anthropic": fakeprovider.NewAnthropic(t, fakeprovider.AnthropicOptions{APIKey: providerKey}),

@@ -55,6 +55,7 @@ type flags struct {
 	shutdownGrace time.Duration
 	kaTime        time.Duration
 	kaTimeout     time.Duration
+	memLimitRatio float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long SIGTERM waits for in-flight streams before cutting them")
 	fs.DurationVar(&f.kaTime, "grpc-keepalive-time", 30*time.Second, "ping Envoy after this much idle time on a connection")
 	fs.DurationVar(&f.kaTimeout, "grpc-keepalive-timeout", 10*time.Second, "close a connection whose keepalive ping is not answered in this time")
+	fs.Float64Var(&f.memLimitRatio, "memory-limit-ratio", 0.8, "without GOMEMLIMIT, set the Go runtime's soft memory limit to this share of the container's cgroup memory limit (0 disables)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -79,6 +81,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.maxRecvBytes <= 0 {
 		return nil, errors.New("-grpc-max-recv-bytes must be positive")
+	}
+	if f.memLimitRatio < 0 || f.memLimitRatio > 1 {
+		return nil, errors.New("-memory-limit-ratio must be between 0 and 1")
 	}
 	if f.configPoll <= 0 {
 		return nil, errors.New("-config-poll-interval must be positive")
@@ -120,6 +125,17 @@ type hooks struct {
 	reloaded func(ok bool)
 	// hup, when set, replaces SIGHUP: each value asks for a reload.
 	hup <-chan os.Signal
+	// memoryLimit, when set, replaces debug.SetMemoryLimit.
+	memoryLimit func(int64) int64
+}
+
+// setMemoryLimit returns the function that sets the runtime's soft memory
+// limit.
+func (h *hooks) setMemoryLimit() func(int64) int64 {
+	if h.memoryLimit != nil {
+		return h.memoryLimit
+	}
+	return setMemoryLimit
 }
 
 // summary describes a configuration for the logs: the providers serving
@@ -168,6 +184,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	if err != nil {
 		return err
 	}
+
+	applyMemoryLimit(log, f.memLimitRatio, "/", h.setMemoryLimit())
 
 	store, err := config.NewStore(f.config, config.LoadOptions{Kinds: translate.KnownKinds})
 	if err != nil {

@@ -5,7 +5,7 @@
 //
 //	llmux-extproc -config llmux.yaml [-grpc-listen 127.0.0.1:50051 | unix:///run/llmux.sock]
 //	              [-admin-listen 127.0.0.1:9090] [-log-level info] [-log-format json]
-//	              [-config-poll-interval 10s]
+//	              [-config-poll-interval 10s] [-memory-limit-ratio 0.8]
 //
 // The admin listener serves /healthz, /readyz, /status (the configuration
 // in force and the newest reload attempt, as JSON), /metrics (Prometheus),
@@ -24,6 +24,10 @@
 // included; SIGHUP reloads them on demand (and rereads environment
 // variables). SIGTERM or SIGINT drains in-flight streams for up to
 // -shutdown-grace, then exits 0.
+//
+// Without GOMEMLIMIT, the Go runtime's soft memory limit is set to
+// -memory-limit-ratio of the container's cgroup memory limit, so that the
+// collector runs before large request bodies take the process past it.
 package main
 
 import (

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +47,17 @@ const (
 	// serveEnv makes the test binary an ext_proc server (floor or llmux)
 	// for BenchmarkExchangeServer, which measures that process's CPU.
 	serveEnv = "LLMUX_BENCH_SERVE"
+	// profileEnv names a directory where each child server writes its
+	// CPU and allocation profiles (cpu-<impl>.pprof, allocs-<impl>.pprof).
+	profileEnv = "LLMUX_BENCH_SERVER_PROFILE"
+	// wrapEnv is a command that runs each child server, such as
+	// valgrind (callgrind.sh): a child's instruction count, unlike its
+	// CPU time, does not depend on the machine's load.
+	wrapEnv = "LLMUX_BENCH_SERVER_WRAP"
+	// idEnv tells a child server which run it serves,
+	// <provider>-<impl>-<b.N>, for the wrapper's output file names
+	// (valgrind's %q{LLMUX_BENCH_ID}).
+	idEnv = "LLMUX_BENCH_ID"
 )
 
 // provider is one provider kind's non-streamed response, from the
@@ -288,6 +300,26 @@ func TestExchange(t *testing.T) {
 	}
 }
 
+// concurrency is the number of exchanges in flight per GOMAXPROCS, as
+// Envoy multiplexes many requests' streams on one connection: the
+// transport then batches frames, and what remains per exchange is closer
+// to a loaded server's cost than one exchange at a time.
+const concurrency = 8
+
+// parallel runs b.N exchanges, concurrency per CPU at a time.
+func (x exchange) parallel(b *testing.B, client extprocv3.ExternalProcessorClient) {
+	b.SetParallelism(concurrency)
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := x.run(ctx, client, false); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkExchange measures one whole non-streamed exchange per provider
 // kind (four messages, three gRPC round trips, on a new ext_proc stream)
 // through llmux and through the floor, client and server in this process.
@@ -298,13 +330,8 @@ func BenchmarkExchange(b *testing.B) {
 		x := newExchange(b, p)
 		for _, impl := range []string{"floor", "llmux"} {
 			b.Run(p.name+"/"+impl, func(b *testing.B) {
-				ctx := context.Background()
 				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := x.run(ctx, clients[impl], false); err != nil {
-						b.Fatal(err)
-					}
-				}
+				x.parallel(b, clients[impl])
 			})
 		}
 	}
@@ -323,22 +350,18 @@ func BenchmarkExchangeServer(b *testing.B) {
 		x := newExchange(b, p)
 		for _, impl := range []string{"floor", "llmux"} {
 			b.Run(p.name+"/"+impl, func(b *testing.B) {
-				c := startChild(b, impl, env)
+				c := startChild(b, impl, fmt.Sprintf("%s-%s-%d", p.name, impl, b.N), env)
 				ctx := context.Background()
 				for range 200 { // warm up: credentials, pools, caches
 					if _, err := x.run(ctx, c.client, false); err != nil {
 						b.Fatal(err)
 					}
 				}
+				b.ResetTimer()
 				before := c.stats(b)
-				n := 0
-				for b.Loop() {
-					if _, err := x.run(ctx, c.client, false); err != nil {
-						b.Fatal(err)
-					}
-					n++
-				}
+				x.parallel(b, c.client)
 				after := c.stats(b)
+				n := b.N
 				b.ReportMetric(float64(after.cpuNs-before.cpuNs)/float64(n), "srv-ns/op")
 				b.ReportMetric(float64(after.bytes-before.bytes)/float64(n), "srv-B/op")
 				b.ReportMetric(float64(after.mallocs-before.mallocs)/float64(n), "srv-allocs/op")
@@ -355,10 +378,14 @@ type child struct {
 
 type serverStats struct{ cpuNs, mallocs, bytes uint64 }
 
-func startChild(b *testing.B, impl string, env map[string]string) *child {
+func startChild(b *testing.B, impl, id string, env map[string]string) *child {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveEnv+"="+impl)
+	args := []string{os.Args[0], "-test.run=^$"}
+	if wrap := strings.Fields(os.Getenv(wrapEnv)); len(wrap) > 0 {
+		args = append(wrap, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), serveEnv+"="+impl, idEnv+"="+id)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -415,6 +442,24 @@ func serveChild(impl string) error {
 		return err
 	}
 	defer stop()
+	if dir := os.Getenv(profileEnv); dir != "" {
+		// CPU and allocation profiles of the server alone, written at exit.
+		f, err := os.Create(filepath.Join(dir, "cpu-"+impl+".pprof"))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+			if h, err := os.Create(filepath.Join(dir, "allocs-"+impl+".pprof")); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(h, 0)
+				h.Close()
+			}
+		}()
+	}
 	fmt.Println(addr)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

@@ -8,12 +8,19 @@
 # without the process's start-up and warm-up.
 #
 #   processor/bench/callgrind.sh 'openai|bedrock' 1000
+#
+# With KEEP=dir, the callgrind files stay in dir for callgrind_annotate.
 set -eu
 providers=${1:-.}
 n=${2:-1000}
 cd "$(dirname "$0")"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${KEEP:-}" ]; then
+	out=$KEEP
+	mkdir -p "$out"
+else
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+fi
 go test -c -o "$out/bench.test" .
 # Go's runtime reads the TSC with RDTSCP, which valgrind 3.19 does not
 # know, and preempts with signals, which callgrind does not survive.

@@ -1,0 +1,99 @@
+package processor
+
+import (
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+func TestEncodeResponse(t *testing.T) {
+	md := func(fields map[string]any) *structpb.Struct {
+		s, err := structpb.NewStruct(map[string]any{"io.llmux": fields})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	cases := []struct {
+		name string
+		resp *extprocv3.ProcessingResponse
+	}{
+		{"request body reply", &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header(":path", "/v1/chat/completions")}, RemoveHeaders: []string{"authorization"}},
+				BodyMutation:    &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: []byte(`{"model":"m"}`)}},
+				ClearRouteCache: true,
+			}}},
+			DynamicMetadata: md(map[string]any{"request_id": "r-1", "tenant": "team-a", "deployment": "d", "empty": ""}),
+		}},
+		{"final chunk", &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: []byte("data: [DONE]\n\n"), EndOfStream: true}}},
+			}}},
+			DynamicMetadata: md(map[string]any{"status": 200, "input_tokens": 12, "ttft_ms": 0, "ratio": -1.5, "big": 1e300}),
+		}},
+		{"every value kind", &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+				Status: &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests}, Body: []byte(`{}`), Details: "llmux_rate_limit"}},
+			DynamicMetadata: md(map[string]any{"null": nil, "yes": true, "no": false, "list": []any{"a", 1, nil, []any{}, map[string]any{"k": "v"}},
+				"nested": map[string]any{"deeper": map[string]any{}}, "unicode": "é世"}),
+		}},
+		{"empty struct", &extprocv3.ProcessingResponse{
+			Response:        &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}},
+			DynamicMetadata: &structpb.Struct{},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			want := proto.Clone(c.resp)
+			b, ok, err := encodeResponse(nil, c.resp)
+			if !ok || err != nil {
+				t.Fatalf("encodeResponse: ok %v, %v", ok, err)
+			}
+			if !proto.Equal(c.resp, want) {
+				t.Errorf("encodeResponse changed the response")
+			}
+			// What the stream sends: the bytes as an empty message's
+			// unknown fields, marshalled again by the codec.
+			raw := &emptypb.Empty{}
+			raw.ProtoReflect().SetUnknown(b)
+			wire, err := proto.Marshal(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got extprocv3.ProcessingResponse
+			if err := proto.Unmarshal(wire, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(&got, want) {
+				t.Errorf("decoded\n%v\nwant\n%v", &got, want)
+			}
+			if n := len(got.ProtoReflect().GetUnknown()); n != 0 {
+				t.Errorf("%d bytes of unknown fields", n)
+			}
+		})
+	}
+}
+
+func TestEncodeResponseInvalidUTF8(t *testing.T) {
+	for _, md := range []*structpb.Struct{
+		{Fields: map[string]*structpb.Value{"io.llmux": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"tenant": structpb.NewStringValue("a\xffb")}})}},
+		{Fields: map[string]*structpb.Value{"k\xff": structpb.NewNullValue()}},
+		{Fields: map[string]*structpb.Value{"l": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStringValue("\xc0")}})}},
+	} {
+		resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}, DynamicMetadata: md}
+		// protobuf-go refuses these strings; encodeResponse leaves them
+		// to it, so that the send fails the same way.
+		if _, ok, err := encodeResponse(nil, resp); ok || err != nil {
+			t.Errorf("%v: ok %v, err %v; want not encoded", md, ok, err)
+		}
+		if _, err := proto.Marshal(resp); err == nil {
+			t.Errorf("%v: protobuf-go marshals it", md)
+		}
+	}
+}

@@ -8,7 +8,7 @@ import (
 // mdValues takes its values from arrays sized for metadata(); fields past
 // them still get values of their own.
 func TestMetadataValuesPastArrays(t *testing.T) {
-	var v mdValues
+	v := mdValues{size: mdFields}
 	for i := range 2 * mdFields {
 		v.str(fmt.Sprint("s", i), fmt.Sprint("v", i))
 		v.num(fmt.Sprint("n", i), float64(i))

@@ -30,7 +30,10 @@ func immediateResponse(status int, body []byte, details string, md *structpb.Str
 // read, under the configured namespace. final adds the outcome: status,
 // error code, tokens and timings.
 func (h *handler) metadata(final bool) *structpb.Struct {
-	var v mdValues
+	v := mdValues{size: mdRequestFields}
+	if final {
+		v.size = mdFields
+	}
 	str := v.str
 	str("request_id", h.requestID)
 	str("tenant", h.tenant)
@@ -72,13 +75,18 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }
 
-// mdFields is how many fields metadata() sets at most; more still work,
-// with an allocation each.
-const mdFields = 17
+// mdRequestFields and mdFields are how many fields metadata() sets at
+// most, before and with the outcome; more still work, with an allocation
+// each.
+const (
+	mdRequestFields = 8
+	mdFields        = 17
+)
 
 // mdValues builds a metadata Struct with a few allocations: its values
 // come from arrays rather than one allocation per value and per kind.
 type mdValues struct {
+	size int // fields expected
 	f    map[string]*structpb.Value
 	vals []structpb.Value
 	strs []structpb.Value_StringValue
@@ -98,8 +106,8 @@ func slot[T any](s *[]T) *T {
 // next returns the Value of field k.
 func (v *mdValues) next(k string) *structpb.Value {
 	if v.f == nil {
-		v.f = make(map[string]*structpb.Value, mdFields)
-		v.vals = make([]structpb.Value, 0, mdFields+1) // one more wraps the namespace
+		v.f = make(map[string]*structpb.Value, v.size)
+		v.vals = make([]structpb.Value, 0, v.size+1) // one more wraps the namespace
 	}
 	p := slot(&v.vals)
 	v.f[k] = p

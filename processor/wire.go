@@ -45,9 +45,39 @@ func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse) (b []byte, o
 	return appendStruct(b, md), true, nil
 }
 
+// maxEncodedBody is the largest body a reply encoded by hand carries:
+// past it, the copy into the reused buffer would cost more than the
+// metadata saves, and the buffer would hold a large body for the rest of
+// the stream.
+const maxEncodedBody = 32 << 10
+
+// replyBody is the body a reply carries, if any.
+func replyBody(resp *extprocv3.ProcessingResponse) []byte {
+	switch r := resp.Response.(type) {
+	case *extprocv3.ProcessingResponse_RequestBody:
+		return r.RequestBody.GetResponse().GetBodyMutation().GetBody()
+	case *extprocv3.ProcessingResponse_ResponseBody:
+		m := r.ResponseBody.GetResponse().GetBodyMutation()
+		if sr := m.GetStreamedResponse(); sr != nil {
+			return sr.GetBody()
+		}
+		return m.GetBody()
+	case *extprocv3.ProcessingResponse_ImmediateResponse:
+		return r.ImmediateResponse.GetBody()
+	}
+	return nil
+}
+
 // sendEncoded sends resp through s with its metadata encoded by hand,
 // reusing buf; it reports false when resp must be sent the ordinary way.
 func sendEncoded(s msgSender, buf *[]byte, resp *extprocv3.ProcessingResponse) (bool, error) {
+	n := len(replyBody(resp))
+	if n > maxEncodedBody {
+		return false, nil
+	}
+	if need := n + 2048; cap(*buf) < need {
+		*buf = make([]byte, 0, need)
+	}
 	b, ok, err := encodeResponse((*buf)[:0], resp)
 	if !ok || err != nil {
 		return false, err

@@ -97,3 +97,61 @@ func TestEncodeResponseInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// rawRecorder is a stream that can send any message, as gRPC's can.
+type rawRecorder struct {
+	typed, raw int
+	last       []byte
+}
+
+func (r *rawRecorder) Send(*extprocv3.ProcessingResponse) error { r.typed++; return nil }
+
+func (r *rawRecorder) SendMsg(m any) error {
+	r.raw++
+	b, err := proto.Marshal(m.(proto.Message))
+	r.last = b
+	return err
+}
+
+func TestSendEncodesMetadataReplies(t *testing.T) {
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{"io.llmux": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"status": structpb.NewNumberValue(200)}})}}
+	body := func(n int) *extprocv3.ProcessingResponse {
+		return &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: make([]byte, n), EndOfStream: true}}},
+			}}},
+			DynamicMetadata: md,
+		}
+	}
+	cases := []struct {
+		name       string
+		resp       *extprocv3.ProcessingResponse
+		typed, raw int
+	}{
+		{"small body with metadata", body(1000), 0, 1},
+		{"large body with metadata", body(maxEncodedBody + 1), 1, 0},
+		{"no metadata", &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := &rawRecorder{}
+			h := &handler{out: rec}
+			if err := h.send(c.resp); err != nil {
+				t.Fatal(err)
+			}
+			if rec.typed != c.typed || rec.raw != c.raw {
+				t.Fatalf("sent %d typed and %d raw, want %d and %d", rec.typed, rec.raw, c.typed, c.raw)
+			}
+			if c.raw == 0 {
+				return
+			}
+			var got extprocv3.ProcessingResponse
+			if err := proto.Unmarshal(rec.last, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(&got, c.resp) {
+				t.Errorf("decoded %v, want %v", &got, c.resp)
+			}
+		})
+	}
+}

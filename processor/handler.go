@@ -70,7 +70,6 @@ type handler struct {
 	recorded                        bool
 
 	buf   []byte // reused output buffer
-	wire  []byte // reused buffer for replies encoded by hand (wire.go)
 	chunk *chunkResponse
 }
 
@@ -179,7 +178,7 @@ func (h *handler) protocolError(msg string) error {
 func (h *handler) send(resp *extprocv3.ProcessingResponse) error {
 	if resp.DynamicMetadata != nil {
 		if ms, ok := h.out.(msgSender); ok {
-			if sent, err := sendEncoded(ms, &h.wire, resp); sent || err != nil {
+			if sent, err := sendEncoded(ms, resp); sent || err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"math"
+	"sync"
 	"unicode/utf8"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -68,23 +69,26 @@ func replyBody(resp *extprocv3.ProcessingResponse) []byte {
 	return nil
 }
 
-// sendEncoded sends resp through s with its metadata encoded by hand,
-// reusing buf; it reports false when resp must be sent the ordinary way.
-func sendEncoded(s msgSender, buf *[]byte, resp *extprocv3.ProcessingResponse) (bool, error) {
-	n := len(replyBody(resp))
-	if n > maxEncodedBody {
+// wireBufs holds the buffers replies are encoded into: the codec copies
+// the bytes while marshalling, so a buffer is free again once sent.
+var wireBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// sendEncoded sends resp through s with its metadata encoded by hand; it
+// reports false when resp must be sent the ordinary way.
+func sendEncoded(s msgSender, resp *extprocv3.ProcessingResponse) (bool, error) {
+	if len(replyBody(resp)) > maxEncodedBody {
 		return false, nil
 	}
-	if need := n + 2048; cap(*buf) < need {
-		*buf = make([]byte, 0, need)
-	}
+	buf := wireBufs.Get().(*[]byte)
+	defer wireBufs.Put(buf)
 	b, ok, err := encodeResponse((*buf)[:0], resp)
 	if !ok || err != nil {
 		return false, err
 	}
-	*buf = b
+	if cap(b) <= 2*maxEncodedBody {
+		*buf = b
+	}
 	raw := &emptypb.Empty{}
-	// The codec copies the bytes while marshalling, so buf can be reused.
 	raw.ProtoReflect().SetUnknown(b)
 	return true, s.SendMsg(raw)
 }

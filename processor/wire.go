@@ -32,8 +32,9 @@ const processingResponseDynamicMetadata = 8
 // marshal: the caller then sends resp the ordinary way, for the same error.
 func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse) (b []byte, ok bool, err error) {
 	md := resp.DynamicMetadata
-	if !validStruct(md) {
-		return dst, false, nil
+	if md == nil {
+		b, err = proto.MarshalOptions{}.MarshalAppend(dst, resp)
+		return b, err == nil, err
 	}
 	resp.DynamicMetadata = nil
 	b, err = proto.MarshalOptions{}.MarshalAppend(dst, resp)
@@ -41,9 +42,11 @@ func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse) (b []byte, o
 	if err != nil {
 		return dst, false, err
 	}
-	b = protowire.AppendTag(b, processingResponseDynamicMetadata, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(sizeStruct(md)))
-	return appendStruct(b, md), true, nil
+	b, ok = appendStructField(b, processingResponseDynamicMetadata, md)
+	if !ok {
+		return dst, false, nil
+	}
+	return b, true, nil
 }
 
 // maxEncodedBody is the largest body a reply encoded by hand carries:
@@ -107,86 +110,54 @@ const (
 	listValuesNumber = 1
 )
 
-func validStruct(s *structpb.Struct) bool {
+// lenReserve is the room left for a length prefix before its message is
+// written: a varint of up to 5 bytes, enough for any length under 4 GiB.
+const lenReserve = 5
+
+// beginLen appends the tag of length-delimited field num and room for its
+// length, and returns where the length goes.
+func beginLen(b []byte, num protowire.Number) ([]byte, int) {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return append(b, 0, 0, 0, 0, 0), len(b)
+}
+
+// endLen writes the length of what follows the room at at, and closes up
+// the room the varint does not use. Each nested message is thus written
+// once, without computing its size first.
+func endLen(b []byte, at int) []byte {
+	n := len(b) - at - lenReserve
+	k := protowire.SizeVarint(uint64(n))
+	protowire.AppendVarint(b[:at], uint64(n))
+	copy(b[at+k:], b[at+lenReserve:])
+	return b[:len(b)-(lenReserve-k)]
+}
+
+// appendStructField appends s as field num; false if a string in it is not
+// valid UTF-8.
+func appendStructField(b []byte, num protowire.Number, s *structpb.Struct) ([]byte, bool) {
+	b, at := beginLen(b, num)
 	for k, v := range s.GetFields() {
-		if !utf8.ValidString(k) || !validValue(v) {
-			return false
+		if !utf8.ValidString(k) {
+			return b, false
 		}
-	}
-	return true
-}
-
-func validValue(v *structpb.Value) bool {
-	switch k := v.GetKind().(type) {
-	case *structpb.Value_StringValue:
-		return utf8.ValidString(k.StringValue)
-	case *structpb.Value_StructValue:
-		return validStruct(k.StructValue)
-	case *structpb.Value_ListValue:
-		for _, e := range k.ListValue.GetValues() {
-			if !validValue(e) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func sizeStruct(s *structpb.Struct) int {
-	n := 0
-	for k, v := range s.GetFields() {
-		e := sizeEntry(k, v)
-		n += protowire.SizeTag(structFields) + protowire.SizeBytes(e)
-	}
-	return n
-}
-
-func sizeEntry(k string, v *structpb.Value) int {
-	return protowire.SizeTag(entryKey) + protowire.SizeBytes(len(k)) +
-		protowire.SizeTag(entryValue) + protowire.SizeBytes(sizeValue(v))
-}
-
-func sizeValue(v *structpb.Value) int {
-	switch k := v.GetKind().(type) {
-	case *structpb.Value_NullValue:
-		return protowire.SizeTag(valueNull) + protowire.SizeVarint(uint64(k.NullValue))
-	case *structpb.Value_NumberValue:
-		return protowire.SizeTag(valueNumber) + protowire.SizeFixed64()
-	case *structpb.Value_StringValue:
-		return protowire.SizeTag(valueString) + protowire.SizeBytes(len(k.StringValue))
-	case *structpb.Value_BoolValue:
-		return protowire.SizeTag(valueBool) + protowire.SizeVarint(protowire.EncodeBool(k.BoolValue))
-	case *structpb.Value_StructValue:
-		return protowire.SizeTag(valueStruct) + protowire.SizeBytes(sizeStruct(k.StructValue))
-	case *structpb.Value_ListValue:
-		return protowire.SizeTag(valueList) + protowire.SizeBytes(sizeList(k.ListValue))
-	}
-	return 0
-}
-
-func sizeList(l *structpb.ListValue) int {
-	n := 0
-	for _, e := range l.GetValues() {
-		n += protowire.SizeTag(listValuesNumber) + protowire.SizeBytes(sizeValue(e))
-	}
-	return n
-}
-
-// appendStruct appends the fields of s (map entries, in map order).
-func appendStruct(b []byte, s *structpb.Struct) []byte {
-	for k, v := range s.GetFields() {
-		b = protowire.AppendTag(b, structFields, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeEntry(k, v)))
+		var e, vat int
+		b, e = beginLen(b, structFields)
 		b = protowire.AppendTag(b, entryKey, protowire.BytesType)
 		b = protowire.AppendString(b, k)
-		b = protowire.AppendTag(b, entryValue, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeValue(v)))
-		b = appendValue(b, v)
+		b, vat = beginLen(b, entryValue)
+		var ok bool
+		if b, ok = appendValue(b, v); !ok {
+			return b, false
+		}
+		b = endLen(b, vat)
+		b = endLen(b, e)
 	}
-	return b
+	return endLen(b, at), true
 }
 
-func appendValue(b []byte, v *structpb.Value) []byte {
+// appendValue appends the fields of v; false if a string in it is not
+// valid UTF-8.
+func appendValue(b []byte, v *structpb.Value) ([]byte, bool) {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_NullValue:
 		b = protowire.AppendTag(b, valueNull, protowire.VarintType)
@@ -195,23 +166,28 @@ func appendValue(b []byte, v *structpb.Value) []byte {
 		b = protowire.AppendTag(b, valueNumber, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(k.NumberValue))
 	case *structpb.Value_StringValue:
+		if !utf8.ValidString(k.StringValue) {
+			return b, false
+		}
 		b = protowire.AppendTag(b, valueString, protowire.BytesType)
 		b = protowire.AppendString(b, k.StringValue)
 	case *structpb.Value_BoolValue:
 		b = protowire.AppendTag(b, valueBool, protowire.VarintType)
 		b = protowire.AppendVarint(b, protowire.EncodeBool(k.BoolValue))
 	case *structpb.Value_StructValue:
-		b = protowire.AppendTag(b, valueStruct, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeStruct(k.StructValue)))
-		b = appendStruct(b, k.StructValue)
+		return appendStructField(b, valueStruct, k.StructValue)
 	case *structpb.Value_ListValue:
-		b = protowire.AppendTag(b, valueList, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeList(k.ListValue)))
+		b, at := beginLen(b, valueList)
 		for _, e := range k.ListValue.GetValues() {
-			b = protowire.AppendTag(b, listValuesNumber, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(sizeValue(e)))
-			b = appendValue(b, e)
+			var vat int
+			b, vat = beginLen(b, listValuesNumber)
+			var ok bool
+			if b, ok = appendValue(b, e); !ok {
+				return b, false
+			}
+			b = endLen(b, vat)
 		}
+		return endLen(b, at), true
 	}
-	return b
+	return b, true
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -42,6 +43,13 @@ func TestEncodeResponse(t *testing.T) {
 				Status: &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests}, Body: []byte(`{}`), Details: "llmux_rate_limit"}},
 			DynamicMetadata: md(map[string]any{"null": nil, "yes": true, "no": false, "list": []any{"a", 1, nil, []any{}, map[string]any{"k": "v"}},
 				"nested": map[string]any{"deeper": map[string]any{}}, "unicode": "é世"}),
+		}},
+		{"lengths of two and three bytes", &extprocv3.ProcessingResponse{
+			Response:        &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+			DynamicMetadata: md(map[string]any{"a": strings.Repeat("x", 200), "b": strings.Repeat("y", 20000), "c": []any{strings.Repeat("z", 130)}}),
+		}},
+		{"no metadata", &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 		}},
 		{"empty struct", &extprocv3.ProcessingResponse{
 			Response:        &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}},

@@ -320,7 +320,6 @@ func appendEvent(dst, ev []byte) []byte {
 	return append(dst, '\n', '\n')
 }
 
-// readObject reads model, finish reason and usage from a whole response.
 // The top-level members of a whole response that the decoder reads
 // (inband error: error, object; readObject: model, choices, usage).
 var topMembers = [...]string{"error", "object", "model", "choices", "usage"}

@@ -24,9 +24,12 @@ fi
 go test -c -o "$out/bench.test" .
 # Go's runtime reads the TSC with RDTSCP, which valgrind 3.19 does not
 # know, and preempts with signals, which callgrind does not survive.
+# Valgrind runs one thread at a time; without fair scheduling, a thread
+# that yields in a loop (gRPC's writer) can spin for billions of
+# instructions while the one it waits for is not scheduled.
 for b in "$n" $((3 * n)); do
 	GODEBUG=cpu.rdtscp=off,asyncpreemptoff=1 \
-	LLMUX_BENCH_SERVER_WRAP="valgrind --tool=callgrind --callgrind-out-file=$out/%q{LLMUX_BENCH_ID}.cg" \
+	LLMUX_BENCH_SERVER_WRAP="valgrind --tool=callgrind --fair-sched=yes --callgrind-out-file=$out/%q{LLMUX_BENCH_ID}.cg" \
 		"$out/bench.test" -test.run '^$' -test.bench "ExchangeServer/($providers)/" -test.benchtime "${b}x" >/dev/null 2>&1
 done
 total() { sed -n 's/^totals: //p' "$out/$1.cg"; }

@@ -29,6 +29,7 @@ import (
 	"github.com/tidwall/sjson"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.uber.org/goleak"
 
 	"github.com/llmux/llmux/processor"
 	"github.com/llmux/llmux/processor/internal/extproctest"
@@ -485,5 +486,5 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }

@@ -3,13 +3,11 @@ package processor
 import (
 	"context"
 	"io"
-	"net"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/llmux/llmux/processor/internal/extproctest"
 	"github.com/llmux/llmux/proto/config"
 )
 
@@ -17,55 +15,20 @@ import (
 // server doing the same exchange over the same gRPC transport: the
 // difference is what llmux costs above the floor every processor pays.
 
-// noop answers every message with the minimal valid reply; response body
-// chunks are echoed as FULL_DUPLEX streamed responses.
-type noop struct {
-	extprocv3.UnimplementedExternalProcessorServer
-}
-
-func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
-	for {
-		req, err := s.Recv()
-		if err != nil {
-			return nil
-		}
-		var resp *extprocv3.ProcessingResponse
-		switch m := req.Request.(type) {
-		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
-		case *extprocv3.ProcessingRequest_RequestBody:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
-		case *extprocv3.ProcessingRequest_ResponseHeaders:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
-		case *extprocv3.ProcessingRequest_ResponseBody:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: &extprocv3.StreamedBodyResponse{Body: m.ResponseBody.Body, EndOfStream: m.ResponseBody.EndOfStream}}},
-			}}}}
-		default:
-			continue
-		}
-		if err := s.Send(resp); err != nil {
-			return nil
-		}
-	}
-}
-
 // benchConn starts srv on loopback and returns a client.
 func benchConn(b *testing.B, srv extprocv3.ExternalProcessorServer) extprocv3.ExternalProcessorClient {
 	b.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := extproctest.Serve(srv)
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, conn, err := extproctest.Dial(addr)
 	if err != nil {
+		stop()
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { conn.Close(); gs.Stop() })
-	return extprocv3.NewExternalProcessorClient(conn)
+	b.Cleanup(func() { conn.Close(); stop() })
+	return client
 }
 
 const benchChatBody = `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about gateways."}]}`
@@ -84,7 +47,7 @@ func roundTrip(b *testing.B, s extprocv3.ExternalProcessor_ProcessClient, req *e
 func benchServers(b *testing.B) map[string]extprocv3.ExternalProcessorServer {
 	cfg := testConfig(b)
 	return map[string]extprocv3.ExternalProcessorServer{
-		"floor": noop{},
+		"floor": extproctest.Noop{},
 		"llmux": New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()}),
 	}
 }

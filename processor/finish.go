@@ -79,6 +79,9 @@ func (h *handler) complete() {
 	case h.status >= 500 || code.Known() && code.Status() >= 500:
 		level = slog.LevelWarn
 	}
+	if !h.s.opts.Logger.Enabled(h.ctx, level) {
+		return // not worth building the line's attributes
+	}
 	h.s.opts.Logger.Log(h.ctx, level, "request",
 		"request_id", h.requestID, "tenant", h.tenant, "endpoint", r.Endpoint, "model_group", r.ModelGroup,
 		"deployment", r.Deployment, "status", h.status, "error_code", h.errCode, "duration", now.Sub(h.start))

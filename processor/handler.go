@@ -98,6 +98,7 @@ func newChunkResponse() *chunkResponse {
 }
 
 func newHandler(s *Server, ctx context.Context, out sender) *handler {
+	growStack(0)
 	return &handler{s: s, ctx: ctx, cfg: s.opts.Config(), out: out, start: s.opts.Now()}
 }
 
@@ -177,7 +178,16 @@ func (h *handler) protocolError(msg string) error {
 	return status.Errorf(codes.FailedPrecondition, "llmux: unexpected %s message in phase %s", msg, h.ph)
 }
 
+// send sends one reply. A reply with dynamic metadata goes out with the
+// metadata encoded by hand when the stream can send raw messages (wire.go).
 func (h *handler) send(resp *extprocv3.ProcessingResponse) error {
+	if resp.DynamicMetadata != nil {
+		if ms, ok := h.out.(msgSender); ok {
+			if sent, err := sendEncoded(ms, resp); sent || err != nil {
+				return err
+			}
+		}
+	}
 	return h.out.Send(resp)
 }
 
@@ -192,7 +202,17 @@ func headerValue(hv *corev3.HeaderValue) string {
 
 // header builds a header mutation entry; values go in raw_value only.
 func header(key, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: key, RawValue: []byte(value)}}
+	// One allocation for the option and its header.
+	e := &headerEntry{}
+	e.hv.Key, e.hv.RawValue = key, []byte(value)
+	e.opt.Header = &e.hv
+	return &e.opt
+}
+
+// headerEntry is a header mutation entry and the header it sets.
+type headerEntry struct {
+	opt corev3.HeaderValueOption
+	hv  corev3.HeaderValue
 }
 
 func pathOnly(p string) string {
@@ -222,4 +242,23 @@ func view(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// stackReserve is the stack a stream's goroutine needs for the deepest
+// call chains of an exchange (protobuf marshalling, JSON parsing, request
+// signing).
+const stackReserve = 8 << 10
+
+// growStack grows the calling goroutine's stack to hold stackReserve more
+// bytes, in one step and while the stack is still shallow. A gRPC stream
+// starts on a new goroutine with a small stack; left alone, it grows by
+// doubling deep inside the exchange, and each doubling copies and
+// rewrites every frame on it, which costs more than the rest of the
+// handler's work for a request.
+//
+//go:noinline
+func growStack(i int) byte {
+	var b [stackReserve]byte
+	b[i%len(b)] = 1
+	return b[(i+1)%len(b)]
 }

@@ -30,12 +30,11 @@ func immediateResponse(status int, body []byte, details string, md *structpb.Str
 // read, under the configured namespace. final adds the outcome: status,
 // error code, tokens and timings.
 func (h *handler) metadata(final bool) *structpb.Struct {
-	f := make(map[string]*structpb.Value, 12)
-	str := func(k, v string) {
-		if v != "" {
-			f[k] = structpb.NewStringValue(v)
-		}
+	v := mdValues{size: mdRequestFields}
+	if final {
+		v.size = mdFields
 	}
+	str := v.str
 	str("request_id", h.requestID)
 	str("upstream_request_id", h.upstreamID)
 	str("tenant", h.tenant)
@@ -51,33 +50,102 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 	}
 	if final {
 		if h.status != 0 {
-			f["status"] = structpb.NewNumberValue(float64(h.status))
+			v.num("status", float64(h.status))
 		}
 		str("error_code", h.errCode)
 		if h.dec != nil {
 			if res := h.dec.Result(); res.HasUsage {
-				f["input_tokens"] = structpb.NewNumberValue(float64(res.Usage.InputTokens))
-				f["output_tokens"] = structpb.NewNumberValue(float64(res.Usage.OutputTokens))
-				f["cached_tokens"] = structpb.NewNumberValue(float64(res.Usage.CachedTokens))
+				v.num("input_tokens", float64(res.Usage.InputTokens))
+				v.num("output_tokens", float64(res.Usage.OutputTokens))
+				v.num("cached_tokens", float64(res.Usage.CachedTokens))
 				if res.Usage.CacheCreationTokens > 0 {
-					f["cache_creation_tokens"] = structpb.NewNumberValue(float64(res.Usage.CacheCreationTokens))
+					v.num("cache_creation_tokens", float64(res.Usage.CacheCreationTokens))
 				}
 				if res.Usage.ReasoningTokens > 0 {
-					f["reasoning_tokens"] = structpb.NewNumberValue(float64(res.Usage.ReasoningTokens))
+					v.num("reasoning_tokens", float64(res.Usage.ReasoningTokens))
 				}
 			}
 		}
 		if !h.headersAt.IsZero() {
-			f["upstream_latency_ms"] = structpb.NewNumberValue(float64(h.headersAt.Sub(h.forwardedAt).Milliseconds()))
+			v.num("upstream_latency_ms", float64(h.headersAt.Sub(h.forwardedAt).Milliseconds()))
 		}
 		if !h.firstAt.IsZero() {
-			f["ttft_ms"] = structpb.NewNumberValue(float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
+			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
 	}
-	ns := h.cfg.Server().MetadataNamespace
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		ns: structpb.NewStructValue(&structpb.Struct{Fields: f}),
-	}}
+	return v.wrap(h.cfg.Server().MetadataNamespace)
+}
+
+// mdRequestFields and mdFields are how many fields metadata() sets at
+// most, before and with the outcome; more still work, with an allocation
+// each.
+const (
+	mdRequestFields = 8
+	mdFields        = 17
+)
+
+// mdValues builds a metadata Struct with a few allocations: its values
+// come from arrays rather than one allocation per value and per kind.
+type mdValues struct {
+	size int // fields expected
+	f    map[string]*structpb.Value
+	vals []structpb.Value
+	strs []structpb.Value_StringValue
+	nums []structpb.Value_NumberValue
+}
+
+// slot returns the next zero element of s's spare capacity, or a new one
+// when there is none.
+func slot[T any](s *[]T) *T {
+	if len(*s) == cap(*s) {
+		return new(T)
+	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
+}
+
+// next returns the Value of field k.
+func (v *mdValues) next(k string) *structpb.Value {
+	if v.f == nil {
+		v.f = make(map[string]*structpb.Value, v.size)
+		v.vals = make([]structpb.Value, 0, v.size+1) // one more wraps the namespace
+	}
+	p := slot(&v.vals)
+	v.f[k] = p
+	return p
+}
+
+// str adds a string field; empty strings are left out.
+func (v *mdValues) str(k, s string) {
+	if s == "" {
+		return
+	}
+	if v.strs == nil {
+		v.strs = make([]structpb.Value_StringValue, 0, 10)
+	}
+	p := slot(&v.strs)
+	p.StringValue = s
+	v.next(k).Kind = p
+}
+
+// num adds a number field.
+func (v *mdValues) num(k string, n float64) {
+	if v.nums == nil {
+		v.nums = make([]structpb.Value_NumberValue, 0, 8)
+	}
+	p := slot(&v.nums)
+	p.NumberValue = n
+	v.next(k).Kind = p
+}
+
+// wrap returns the fields as a Struct under namespace ns.
+func (v *mdValues) wrap(ns string) *structpb.Struct {
+	if v.f == nil {
+		v.f = map[string]*structpb.Value{}
+	}
+	out := slot(&v.vals)
+	out.Kind = &structpb.Value_StructValue{StructValue: &structpb.Struct{Fields: v.f}}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: out}}
 }
 
 // appendModels appends the OpenAI model list for every model group.

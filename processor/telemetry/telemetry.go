@@ -9,6 +9,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -28,7 +29,66 @@ type Metrics struct {
 	protocolErrors  metric.Int64Counter
 	configReloads   metric.Int64Counter
 	bufferRejected  metric.Int64Counter
+
+	// Attribute sets of finished requests, built once per distinct label
+	// values: building a set (copy, sort, dedupe, hash) costs more than
+	// recording the measurement.
+	requestSets setCache[requestKey]
+	routeSets   setCache[routeKey]
+	tokenSets   setCache[tokenKey]
 }
+
+// maxCachedSets bounds each attribute set cache. Past it, sets are built
+// per measurement as before; the SDK's own cardinality limit applies
+// either way.
+const maxCachedSets = 4096
+
+// setCache maps label values to the measurement options of their
+// attribute set. It is safe for concurrent use.
+type setCache[K comparable] struct {
+	mu sync.RWMutex
+	m  map[K]measureOpts
+}
+
+// measureOpts holds an attribute set as the option lists that Add and
+// Record take, so that passing them allocates nothing.
+type measureOpts struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+// get returns the options for k, building its set with attrs on a miss.
+func (c *setCache[K]) get(k K, attrs func() []attribute.KeyValue) measureOpts {
+	c.mu.RLock()
+	opt, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return opt
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(attrs()...))
+	opt = measureOpts{add: []metric.AddOption{set}, rec: []metric.RecordOption{set}}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[k]; ok {
+		return prev
+	}
+	if len(c.m) < maxCachedSets {
+		if c.m == nil {
+			c.m = make(map[K]measureOpts)
+		}
+		c.m[k] = opt
+	}
+	return opt
+}
+
+type requestKey struct {
+	endpoint, modelGroup, provider, deployment, tenant, errorCode string
+	status                                                        int
+}
+
+type routeKey struct{ modelGroup, provider, deployment string }
+
+type tokenKey struct{ kind, modelGroup, deployment, tenant string }
 
 // New creates the instruments on mp.
 func New(mp metric.MeterProvider) (*Metrics, error) {
@@ -82,36 +142,44 @@ func (m *Metrics) RecordRequest(ctx context.Context, r Request) {
 	if m == nil {
 		return
 	}
-	attrs := metric.WithAttributes(
-		attribute.String("endpoint", r.Endpoint),
-		attribute.String("model_group", r.ModelGroup),
-		attribute.String("provider", r.Provider),
-		attribute.String("deployment", r.Deployment),
-		attribute.String("tenant", r.Tenant),
-		attribute.Int("status", r.Status),
-		attribute.String("error_code", r.ErrorCode),
-	)
-	m.requests.Add(ctx, 1, attrs)
-	m.duration.Record(ctx, r.DurationSeconds, attrs)
-	route := metric.WithAttributes(
-		attribute.String("model_group", r.ModelGroup),
-		attribute.String("provider", r.Provider),
-		attribute.String("deployment", r.Deployment),
-	)
-	if r.UpstreamLatencySeconds >= 0 {
-		m.upstreamLatency.Record(ctx, r.UpstreamLatencySeconds, route)
-	}
-	if r.TTFTSeconds >= 0 {
-		m.ttft.Record(ctx, r.TTFTSeconds, route)
+	attrs := m.requestSets.get(requestKey{r.Endpoint, r.ModelGroup, r.Provider, r.Deployment, r.Tenant, r.ErrorCode, r.Status}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{
+			attribute.String("endpoint", r.Endpoint),
+			attribute.String("model_group", r.ModelGroup),
+			attribute.String("provider", r.Provider),
+			attribute.String("deployment", r.Deployment),
+			attribute.String("tenant", r.Tenant),
+			attribute.Int("status", r.Status),
+			attribute.String("error_code", r.ErrorCode),
+		}
+	})
+	m.requests.Add(ctx, 1, attrs.add...)
+	m.duration.Record(ctx, r.DurationSeconds, attrs.rec...)
+	if r.UpstreamLatencySeconds >= 0 || r.TTFTSeconds >= 0 {
+		route := m.routeSets.get(routeKey{r.ModelGroup, r.Provider, r.Deployment}, func() []attribute.KeyValue {
+			return []attribute.KeyValue{
+				attribute.String("model_group", r.ModelGroup),
+				attribute.String("provider", r.Provider),
+				attribute.String("deployment", r.Deployment),
+			}
+		})
+		if r.UpstreamLatencySeconds >= 0 {
+			m.upstreamLatency.Record(ctx, r.UpstreamLatencySeconds, route.rec...)
+		}
+		if r.TTFTSeconds >= 0 {
+			m.ttft.Record(ctx, r.TTFTSeconds, route.rec...)
+		}
 	}
 	for kind, n := range r.Tokens {
 		if n > 0 {
-			m.tokens.Add(ctx, n, metric.WithAttributes(
-				attribute.String("kind", kind),
-				attribute.String("model_group", r.ModelGroup),
-				attribute.String("deployment", r.Deployment),
-				attribute.String("tenant", r.Tenant),
-			))
+			m.tokens.Add(ctx, n, m.tokenSets.get(tokenKey{kind, r.ModelGroup, r.Deployment, r.Tenant}, func() []attribute.KeyValue {
+				return []attribute.KeyValue{
+					attribute.String("kind", kind),
+					attribute.String("model_group", r.ModelGroup),
+					attribute.String("deployment", r.Deployment),
+					attribute.String("tenant", r.Tenant),
+				}
+			}).add...)
 		}
 	}
 }

@@ -172,7 +172,7 @@ func (tr Translator) sign(ctx context.Context, t *translate.Target, path string,
 	hr := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: http.Header{}}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("X-Amz-Content-Sha256", hash)
-	if err := v4.NewSigner().SignHTTP(ctx, creds, hr, hash, SigningService, t.Region, now()); err != nil {
+	if err := signer.SignHTTP(ctx, creds, hr, hash, SigningService, t.Region, now()); err != nil {
 		return nil, fmt.Errorf("bedrock: sign: %w", err)
 	}
 	h := []translate.Header{
@@ -186,6 +186,11 @@ func (tr Translator) sign(ctx context.Context, t *translate.Target, path string,
 	}
 	return h, nil
 }
+
+// signer signs every request: it caches the derived signing key per
+// credential, region, service and day, which a signer per request would
+// derive again (four HMACs) each time. It is safe for concurrent use.
+var signer = v4.NewSigner()
 
 var (
 	credsMu sync.Mutex

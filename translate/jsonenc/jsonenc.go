@@ -18,6 +18,13 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip eight plain bytes at a time: most text needs no escape.
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -61,6 +68,24 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether the 8 bytes of s are ASCII that a JSON string
+// holds as is: none below 0x20, none of '"' and '\\', none of 0x80 and above.
+func plain8(s string) bool {
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	quote, backslash := w^(lsb*'"'), w^(lsb*'\\')
+	special := w | // the high bit: 0x80 and above
+		(w-lsb*0x20) & ^w | // a byte below 0x20
+		(quote-lsb) & ^quote | // a '"' byte
+		(backslash-lsb) & ^backslash // a '\\' byte
+	return special&msb == 0
 }
 
 // AppendStringOrNull appends s as a JSON string, or null when s is empty.

@@ -169,12 +169,17 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	if e, ok := inbandError(body, &d.opts); ok {
-		// A 200 whose body is an error object.
-		d.res.Err = e
-		return appendErrorBody(dst, body, e), nil
+	// One pass over the top-level members, rather than a gjson.Get each.
+	var top [len(topMembers)]gjson.Result
+	respbody.Members(gjson.Parse(body), topMembers[:], top[:])
+	if errv := top[0]; errv.IsObject() || errv.Type == gjson.String || top[1].Str == "error" {
+		if e, ok := inbandError(body, &d.opts); ok {
+			// A 200 whose body is an error object.
+			d.res.Err = e
+			return appendErrorBody(dst, body, e), nil
+		}
 	}
-	d.readObject(body)
+	d.readObject(top[2], top[3], top[4])
 	d.res.Completed = true
 	return append(dst, d.whole.Buf...), nil
 }
@@ -318,25 +323,34 @@ func appendEvent(dst, ev []byte) []byte {
 	return append(dst, '\n', '\n')
 }
 
-// readObject reads model, finish reason and usage from a whole response.
-func (d *decoder) readObject(body string) {
-	d.res.Model = strings.Clone(gjson.Get(body, "model").String())
-	d.res.FinishReason = strings.Clone(gjson.Get(body, "choices.0.finish_reason").String())
+// The top-level members of a whole response that the decoder reads
+// (inband error: error, object; readObject: model, choices, usage).
+var topMembers = [...]string{"error", "object", "model", "choices", "usage"}
+
+// readObject reads model, finish reason and usage from a whole response's
+// members.
+func (d *decoder) readObject(model, choices, usage gjson.Result) {
+	d.res.Model = strings.Clone(model.String())
+	d.res.FinishReason = strings.Clone(choices.Get("0.finish_reason").String())
 	if d.res.FinishReason != "" || d.req.Op == translate.OpEmbeddings {
 		d.res.FirstContent = true
 	}
-	if u := gjson.Get(body, "usage"); u.IsObject() {
-		readUsage(&d.res, u)
+	if usage.IsObject() {
+		readUsage(&d.res, usage)
 	}
 }
 
+var usageMembers = [...]string{"prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"}
+
 // readUsage reads OpenAI's usage object, keeping every detail separate.
 func readUsage(r *translate.Result, u gjson.Result) {
+	var f [len(usageMembers)]gjson.Result
+	respbody.Members(u, usageMembers[:], f[:])
 	r.HasUsage = true
-	r.Usage.InputTokens = u.Get("prompt_tokens").Int()
-	r.Usage.OutputTokens = u.Get("completion_tokens").Int()
-	r.Usage.CachedTokens = u.Get("prompt_tokens_details.cached_tokens").Int()
-	r.Usage.AudioInputTokens = u.Get("prompt_tokens_details.audio_tokens").Int()
-	r.Usage.ReasoningTokens = u.Get("completion_tokens_details.reasoning_tokens").Int()
-	r.Usage.AudioOutputTokens = u.Get("completion_tokens_details.audio_tokens").Int()
+	r.Usage.InputTokens = f[0].Int()
+	r.Usage.OutputTokens = f[1].Int()
+	r.Usage.CachedTokens = f[2].Get("cached_tokens").Int()
+	r.Usage.AudioInputTokens = f[2].Get("audio_tokens").Int()
+	r.Usage.ReasoningTokens = f[3].Get("reasoning_tokens").Int()
+	r.Usage.AudioOutputTokens = f[3].Get("audio_tokens").Int()
 }

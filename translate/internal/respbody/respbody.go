@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/llmux/llmux/translate"
 )
 
@@ -79,4 +81,26 @@ func View(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// Members reads several members of a JSON object in one pass, where a
+// gjson.Get per member would scan the object once each: out[i] is the
+// first member named names[i], as gjson.Get(obj.Raw, names[i]) finds it,
+// or the zero Result. names are plain member names, not gjson paths; out
+// must be as long as names. A value that is not an object has no members.
+func Members(obj gjson.Result, names []string, out []gjson.Result) {
+	clear(out)
+	if !obj.IsObject() {
+		return
+	}
+	left := len(names)
+	obj.ForEach(func(k, v gjson.Result) bool {
+		for i, n := range names {
+			if k.Str == n && !out[i].Exists() {
+				out[i] = v
+				left--
+			}
+		}
+		return left > 0
+	})
 }

@@ -3,6 +3,8 @@ package respbody
 import (
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/llmux/llmux/translate"
 )
 
@@ -46,5 +48,30 @@ func TestWhole(t *testing.T) {
 	}
 	if ready, err := w.Add([]byte("x"), true, &res); ready || err != nil {
 		t.Fatal("after failure:", ready, err)
+	}
+}
+
+// Members finds what gjson.Get finds, member by member, in one pass.
+func TestMembers(t *testing.T) {
+	names := []string{"model", "usage", "error", "object", "choices", "absent"}
+	for _, body := range []string{
+		`{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0}],"usage":{"prompt_tokens":3}}`,
+		`{"model":"first","model":"second","usage":null,"error":"boom"}`,
+		`{"mod\u0065l":"escaped","object":"error","error":{"message":"m"}}`,
+		`{"nested":{"model":"inner"},"choices":[],"usage":{}}`,
+		`{}`, `[]`, `"model"`, `null`, `{"model":1e3, "usage" : [1,2] }`,
+	} {
+		out := make([]gjson.Result, len(names))
+		out[0] = gjson.Parse(`"stale"`) // Members clears what it is given
+		Members(gjson.Parse(body), names, out)
+		for i, n := range names {
+			want := gjson.Get(body, n)
+			if !gjson.Parse(body).IsObject() {
+				want = gjson.Result{}
+			}
+			if out[i].Raw != want.Raw || out[i].Type != want.Type || out[i].Str != want.Str {
+				t.Errorf("%s: %s = %#v, gjson.Get finds %#v", body, n, out[i], want)
+			}
+		}
 	}
 }

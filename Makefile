@@ -44,7 +44,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (the corpus under testdata/fuzz
 	done
 
 bench: ## Benchmarks whose numbers are written in docs/performance.md
-	$(GO) test -run '^$$' -bench . -benchmem ./processor/ ./translate/...
+	$(GO) test -run '^$$' -bench . -benchmem ./processor/... ./translate/...
 
 clean:
 	rm -rf $(BIN)

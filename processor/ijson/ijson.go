@@ -101,14 +101,36 @@ func (e *Error) Error() string {
 // Check reports whether data is one I-JSON text, surrounded by optional
 // whitespace. It returns nil or an *Error.
 func Check(data []byte) error {
+	return CheckMembers(data, nil, nil)
+}
+
+// Span is where a value is in the input: data[Start:End], without the
+// whitespace around it. The zero Span is no value.
+type Span struct {
+	Start, End int
+}
+
+// Found reports whether the span holds a value.
+func (v Span) Found() bool { return v.End > 0 }
+
+// CheckMembers is Check that also reports where the values of some
+// members of the top-level object are, in the same pass: when data is an
+// I-JSON object with a member named names[k] (compared after unescaping,
+// so "mod\u0065l" is model), spans[k] is the span of its value; else
+// spans[k] is the zero Span. spans must be at least as long as names.
+// On error the spans are zero. It allocates nothing on success, and is
+// meant for a few names (each member name is compared with every one).
+func CheckMembers(data []byte, names []string, spans []Span) error {
+	clear(spans[:len(names)])
 	if uint64(len(data)) > MaxLen {
 		return &Error{Kind: TooLarge, Offset: MaxLen}
 	}
 	s := pool.Get().(*scanner)
-	err := s.check(data)
+	err := s.check(data, names, spans)
 	s.reset()
 	pool.Put(s)
 	if err != nil {
+		clear(spans[:len(names)])
 		return err
 	}
 	return nil
@@ -204,9 +226,13 @@ func (s *scanner) reset() {
 	}
 }
 
-// check scans data. Its loop parses one value per turn, then closes every
-// container that ends after it.
-func (s *scanner) check(data []byte) *Error {
+// check scans data, noting the spans of the top-level members named in
+// names. Its loop parses one value per turn, then closes every container
+// that ends after it.
+func (s *scanner) check(data []byte, names []string, spans []Span) *Error {
+	// top is the index in names of the top-level member whose value is
+	// being scanned, or -1.
+	top := -1
 	i := skipSpace(data, 0)
 	for {
 		if i >= len(data) {
@@ -233,6 +259,9 @@ func (s *scanner) check(data []byte) *Error {
 			var err *Error
 			if i, err = s.member(data, i); err != nil {
 				return err
+			}
+			if len(s.stack) == 1 && len(names) > 0 {
+				top = s.named(data, names, spans, i)
 			}
 			continue
 		case '"':
@@ -265,6 +294,10 @@ func (s *scanner) check(data []byte) *Error {
 		}
 		// A value ended at i: close containers until one continues.
 		for {
+			if top >= 0 && len(s.stack) == 1 {
+				spans[top].End = i
+				top = -1
+			}
 			i = skipSpace(data, i)
 			if len(s.stack) == 0 {
 				if i != len(data) {
@@ -286,6 +319,9 @@ func (s *scanner) check(data []byte) *Error {
 				var err *Error
 				if i, err = s.member(data, i); err != nil {
 					return err
+				}
+				if len(s.stack) == 1 && len(names) > 0 {
+					top = s.named(data, names, spans, i)
 				}
 				break
 			}
@@ -360,6 +396,20 @@ func (s *scanner) member(data []byte, i int) (int, *Error) {
 		return 0, s.fail(Syntax, j, data)
 	}
 	return skipSpace(data, j+1), nil
+}
+
+// named looks the top-level object's current member up in names. When it
+// is there, it notes that the member's value starts at data[i] and
+// returns its index; else it returns -1.
+func (s *scanner) named(data []byte, names []string, spans []Span, i int) int {
+	b := s.bytes(data, &s.stack[0].key)
+	for k, n := range names {
+		if n == string(b) {
+			spans[k].Start = i
+			return k
+		}
+	}
+	return -1
 }
 
 // bytes returns a name's unescaped bytes.

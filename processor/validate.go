@@ -39,9 +39,10 @@ const (
 // or unpaired surrogates, gjson's first-wins reading, the translators'
 // and the provider's last-wins reading are the same reading. The one pass
 // that checks it (ijson.CheckMembers) also finds the top-level members
-// read here, which gjson then reads from their own bytes (no full
-// unmarshal, no second scan of the body). Provider-specific checks are
-// the translators' and the providers' business.
+// read here, which are then read from their own bytes, with ijson's walk
+// (messages) or gjson: no full unmarshal, no second scan of the body.
+// Provider-specific checks are the translators' and the providers'
+// business.
 func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 	var p parsed
 	s := view(body)
@@ -79,29 +80,24 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 
 	switch ep {
 	case epChat:
-		msgs := get(pMessages)
+		msgs := spans[pMessages]
 		switch {
-		case !msgs.Exists():
+		case !msgs.Found():
 			return p, invalid("messages", "missing_required_parameter", "Missing required parameter: 'messages'.")
-		case !msgs.IsArray():
+		case body[msgs.Start] != '[':
 			return p, invalid("messages", "invalid_type", "Invalid type for 'messages': expected an array of objects.")
 		}
 		n := 0
-		var bad *translate.Error
-		msgs.ForEach(func(_, v gjson.Result) bool {
-			if !v.IsObject() {
-				bad = invalid("messages", "invalid_type", "Invalid type for 'messages': every message must be an object.")
-				return false
+		for v := range ijson.Elements(body[msgs.Start:msgs.End]) {
+			if len(v) == 0 || v[0] != '{' {
+				return p, invalid("messages", "invalid_type", "Invalid type for 'messages': every message must be an object.")
 			}
-			if r := v.Get("role"); r.Type != gjson.String || r.Str == "" {
-				bad = invalid("messages", "missing_required_parameter", "Every message needs a string 'role'.")
-				return false
+			// A string other than "" (an I-JSON string of more than its
+			// quotes is not empty once unescaped).
+			if r, _ := ijson.Member(v, "role"); len(r) <= 2 || r[0] != '"' {
+				return p, invalid("messages", "missing_required_parameter", "Every message needs a string 'role'.")
 			}
 			n++
-			return true
-		})
-		if bad != nil {
-			return p, bad
 		}
 		if n == 0 {
 			return p, invalid("messages", "empty_array", "Invalid 'messages': empty array. Expected an array with minimum length 1.")

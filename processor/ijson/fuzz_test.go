@@ -134,8 +134,26 @@ func checkSpans(t *testing.T, data []byte) {
 	if err := json.Unmarshal(data, &top); err != nil {
 		top = nil // not an object
 	}
+	value := bytes.Trim(data, " \t\r\n")
+	var elems []json.RawMessage
+	if err := json.Unmarshal(data, &elems); err != nil {
+		elems = nil // not an array
+	}
+	k := 0
+	for e := range Elements(value) {
+		if k >= len(elems) || !bytes.Equal(e, elems[k]) {
+			t.Fatalf("element %d: %s, encoding/json reads %d elements", k, e, len(elems))
+		}
+		k++
+	}
+	if k != len(elems) {
+		t.Fatalf("%d elements, encoding/json reads %d", k, len(elems))
+	}
 	for k, n := range spanNames {
 		raw, ok := top[n]
+		if v, found := Member(value, n); found != ok || !bytes.Equal(v, raw) {
+			t.Fatalf("Member(%q): %s, %v; encoding/json reads %s, %v", n, v, found, raw, ok)
+		}
 		switch sp := spans[k]; {
 		case !ok && sp != Span{}:
 			t.Fatalf("%q: span %v, but encoding/json finds no such member", n, sp)

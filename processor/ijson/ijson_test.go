@@ -265,3 +265,45 @@ func TestCheckMembers(t *testing.T) {
 		})
 	}
 }
+
+func TestElementsAndMember(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		elems []string // nil: not an array
+		role  string   // the value of the member named role; "": none
+	}{
+		{"messages", `[{"role":"user","content":"hi"}, {"content":"a\"]}","role" : "system"} ,{}]`,
+			[]string{`{"role":"user","content":"hi"}`, `{"content":"a\"]}","role" : "system"}`, `{}`}, ""},
+		{"scalars", "[ 1 ,-2.5e3,true,false,null,\"x\",\n\"\" ]", []string{"1", "-2.5e3", "true", "false", "null", `"x"`, `""`}, ""},
+		{"nested", `[[1,[2]],{"a":[{}]},[]]`, []string{"[1,[2]]", `{"a":[{}]}`, "[]"}, ""},
+		{"empty array", `[ ]`, []string{}, ""},
+		{"escaped name", `{"content":"x","r\u006fle":"assistant"}`, nil, `"assistant"`},
+		{"role after nested values", `{"a":{"role":1},"b":[{"role":2}],"c":-0,"role" :{"x":[]}}`, nil, `{"x":[]}`},
+		{"role last, number", `{"x":"y","role":12}`, nil, "12"},
+		{"no role", `{"roles":1,"Role":2,"r\u006fl":3,"\u0072ol\u0065x":4}`, nil, ""},
+		{"empty object", `{}`, nil, ""},
+		{"string", `"role"`, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := Check([]byte(tc.in)); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for e := range Elements([]byte(tc.in)) {
+				got = append(got, string(e))
+			}
+			if tc.elems != nil && got == nil {
+				got = []string{}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.elems) || (got == nil) != (tc.elems == nil) {
+				t.Errorf("elements %q, want %q", got, tc.elems)
+			}
+			v, ok := Member([]byte(tc.in), "role")
+			if ok != (tc.role != "") || string(v) != tc.role {
+				t.Errorf("role %q %v, want %q", v, ok, tc.role)
+			}
+		})
+	}
+}

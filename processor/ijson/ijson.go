@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sync"
 )
@@ -592,15 +593,17 @@ const (
 	highs = 0x8080808080808080
 )
 
-// special reports whether any of the 8 bytes in w is a control character,
-// a quote, a backslash or non-ASCII.
-func special(w uint64) bool {
+// special marks the bytes of w (8 bytes, little-endian) that are control
+// characters, quotes, backslashes or non-ASCII with their high bit; 0 when
+// there are none. A byte above a marked one may be marked wrongly (a
+// subtraction borrows from it), so only the lowest mark locates a byte.
+func special(w uint64) uint64 {
 	ctl := (w - 0x20*ones) &^ w
 	q := w ^ '"'*ones
 	q = (q - ones) &^ q
 	bs := w ^ '\\'*ones
 	bs = (bs - ones) &^ bs
-	return (ctl|q|bs|w)&highs != 0
+	return (ctl | q | bs | w) & highs
 }
 
 // scanString scans the string whose opening quote is at data[i]. It
@@ -609,7 +612,11 @@ func special(w uint64) bool {
 func scanString(data []byte, i int) (end int, escaped bool, kind Kind, at int) {
 	j := i + 1
 	for {
-		for j+8 <= len(data) && !special(binary.LittleEndian.Uint64(data[j:])) {
+		for j+8 <= len(data) {
+			if m := special(binary.LittleEndian.Uint64(data[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) / 8 // the first special byte
+				break
+			}
 			j += 8
 		}
 		for j < len(data) && plain[data[j]] {

@@ -14,6 +14,11 @@
 // and compares member names in time linear in the object's size: a short
 // object is checked by comparing names directly, a long one through a hash
 // set keyed with a per-process random seed.
+//
+// CheckMembers is Check that also reports, in the same pass, where the
+// values of some top-level members are, so that a caller reads its
+// parameters without scanning the input again; Elements and Member walk
+// a value Check accepted (an array's elements, an object's member).
 package ijson
 
 import (

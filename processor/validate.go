@@ -21,13 +21,28 @@ func invalid(param, code, msg string) *translate.Error {
 	return &translate.Error{Code: translate.CodeInvalidRequest, Param: param, OpenAICode: code, Message: msg}
 }
 
+// params are the top-level members validate reads, in the order of the
+// spans ijson.CheckMembers reports.
+var params = [...]string{"model", "messages", "stream", "stream_options", "input", "encoding_format"}
+
+const (
+	pModel = iota
+	pMessages
+	pStream
+	pStreamOptions
+	pInput
+	pEncodingFormat
+)
+
 // validate checks a client body for the fields the gateway relies on.
-// First the body must be I-JSON (ijson.Check, one pass): with no duplicate
-// member names, invalid UTF-8 or unpaired surrogates, gjson's first-wins
-// reading below, the translators' and the provider's last-wins reading are
-// the same reading. Then the fields are read with gjson (no full
-// unmarshal). Provider-specific checks are the translators' and the
-// providers' business.
+// The body must be I-JSON: with no duplicate member names, invalid UTF-8
+// or unpaired surrogates, gjson's first-wins reading, the translators'
+// and the provider's last-wins reading are the same reading. The one pass
+// that checks it (ijson.CheckMembers) also finds the top-level members
+// read here, which are then read from their own bytes, with ijson's walk
+// (messages) or gjson: no full unmarshal, no second scan of the body.
+// Provider-specific checks are the translators' and the providers'
+// business.
 func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 	var p parsed
 	s := view(body)
@@ -38,13 +53,21 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 	if i == len(s) {
 		return p, invalid("", "invalid_json", "The request body is empty; a JSON object is required.")
 	}
-	if err := ijson.Check(body); err != nil {
+	var spans [len(params)]ijson.Span
+	if err := ijson.CheckMembers(body, params[:], spans[:]); err != nil {
 		return p, notIJSON(err)
 	}
 	if s[i] != '{' {
 		return p, invalid("", "invalid_type", "The request body must be a JSON object.")
 	}
-	m := gjson.Get(s, "model")
+	// get is the member's value, as gjson.Get(s, name) would find it.
+	get := func(k int) gjson.Result {
+		if !spans[k].Found() {
+			return gjson.Result{}
+		}
+		return gjson.Parse(s[spans[k].Start:spans[k].End])
+	}
+	m := get(pModel)
 	switch {
 	case !m.Exists() || m.Type == gjson.Null:
 		return p, invalid("model", "missing_required_parameter", "you must provide a model parameter")
@@ -57,40 +80,35 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 
 	switch ep {
 	case epChat:
-		msgs := gjson.Get(s, "messages")
+		msgs := spans[pMessages]
 		switch {
-		case !msgs.Exists():
+		case !msgs.Found():
 			return p, invalid("messages", "missing_required_parameter", "Missing required parameter: 'messages'.")
-		case !msgs.IsArray():
+		case body[msgs.Start] != '[':
 			return p, invalid("messages", "invalid_type", "Invalid type for 'messages': expected an array of objects.")
 		}
 		n := 0
-		var bad *translate.Error
-		msgs.ForEach(func(_, v gjson.Result) bool {
-			if !v.IsObject() {
-				bad = invalid("messages", "invalid_type", "Invalid type for 'messages': every message must be an object.")
-				return false
+		for v := range ijson.Elements(body[msgs.Start:msgs.End]) {
+			if len(v) == 0 || v[0] != '{' {
+				return p, invalid("messages", "invalid_type", "Invalid type for 'messages': every message must be an object.")
 			}
-			if r := v.Get("role"); r.Type != gjson.String || r.Str == "" {
-				bad = invalid("messages", "missing_required_parameter", "Every message needs a string 'role'.")
-				return false
+			// A string other than "" (an I-JSON string of more than its
+			// quotes is not empty once unescaped).
+			if r, _ := ijson.Member(v, "role"); len(r) <= 2 || r[0] != '"' {
+				return p, invalid("messages", "missing_required_parameter", "Every message needs a string 'role'.")
 			}
 			n++
-			return true
-		})
-		if bad != nil {
-			return p, bad
 		}
 		if n == 0 {
 			return p, invalid("messages", "empty_array", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
 		}
-		if st := gjson.Get(s, "stream"); st.Exists() && st.Type != gjson.Null {
+		if st := get(pStream); st.Exists() && st.Type != gjson.Null {
 			if st.Type != gjson.True && st.Type != gjson.False {
 				return p, invalid("stream", "invalid_type", "Invalid type for 'stream': expected a boolean.")
 			}
 			p.stream = st.Bool()
 		}
-		if so := gjson.Get(s, "stream_options"); so.Exists() && so.Type != gjson.Null {
+		if so := get(pStreamOptions); so.Exists() && so.Type != gjson.Null {
 			if !so.IsObject() {
 				return p, invalid("stream_options", "invalid_type", "Invalid type for 'stream_options': expected an object.")
 			}
@@ -105,7 +123,7 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 			}
 		}
 	case epEmbeddings:
-		in := gjson.Get(s, "input")
+		in := get(pInput)
 		switch {
 		case !in.Exists() || in.Type == gjson.Null:
 			return p, invalid("input", "missing_required_parameter", "Missing required parameter: 'input'.")
@@ -114,7 +132,7 @@ func validate(ep endpoint, body []byte) (parsed, *translate.Error) {
 		case in.IsArray() && !in.Get("0").Exists():
 			return p, invalid("input", "empty_array", "Invalid 'input': empty array. Expected an array with minimum length 1.")
 		}
-		if ef := gjson.Get(s, "encoding_format"); ef.Exists() && ef.Str != "float" && ef.Str != "base64" {
+		if ef := get(pEncodingFormat); ef.Exists() && ef.Str != "float" && ef.Str != "base64" {
 			return p, invalid("encoding_format", "invalid_value", "Invalid 'encoding_format': expected 'float' or 'base64'.")
 		}
 	}

@@ -32,6 +32,7 @@ var fuzzSeeds = []string{
 	`{"a":1,}`,
 	`[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]`,
 	`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k\u0031":17}`,
+	` {"mod\u0065l" : "m" , "messages":[{"model":1}],"a":{},"k\u0031":[], "":-0.5e1 } `,
 	" \t\r\n{} ",
 	`01`,
 }
@@ -64,7 +65,15 @@ func FuzzCheck(f *testing.F) {
 			case depth(data) > MaxDepth:
 				t.Fatal("accepted nesting past MaxDepth")
 			}
+			checkSpans(t, data)
 			return
+		}
+		var spans [len(spanNames)]Span
+		if again := CheckMembers(data, spanNames[:], spans[:]); !sameError(err, again) {
+			t.Fatalf("CheckMembers: %v, Check: %v", again, err)
+		}
+		if spans != [len(spanNames)]Span{} {
+			t.Fatalf("spans %v for a refused input", spans)
 		}
 		var e *Error
 		if !errors.As(err, &e) {
@@ -107,6 +116,51 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("refused (%v) an input every oracle accepts", err)
 		}
 	})
+}
+
+// spanNames are the member names the fuzz targets ask CheckMembers for.
+var spanNames = [...]string{"model", "messages", "stream", "stream_options", "a", "", "😀", "k1"}
+
+// checkSpans holds CheckMembers' spans, for an input Check accepts, to
+// encoding/json's reading of the top-level object's members (a
+// json.RawMessage holds a value's exact bytes).
+func checkSpans(t *testing.T, data []byte) {
+	t.Helper()
+	var spans [len(spanNames)]Span
+	if err := CheckMembers(data, spanNames[:], spans[:]); err != nil {
+		t.Fatalf("CheckMembers refused (%v) what Check accepts", err)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		top = nil // not an object
+	}
+	value := bytes.Trim(data, " \t\r\n")
+	var elems []json.RawMessage
+	if err := json.Unmarshal(data, &elems); err != nil {
+		elems = nil // not an array
+	}
+	k := 0
+	for e := range Elements(value) {
+		if k >= len(elems) || !bytes.Equal(e, elems[k]) {
+			t.Fatalf("element %d: %s, encoding/json reads %d elements", k, e, len(elems))
+		}
+		k++
+	}
+	if k != len(elems) {
+		t.Fatalf("%d elements, encoding/json reads %d", k, len(elems))
+	}
+	for k, n := range spanNames {
+		raw, ok := top[n]
+		if v, found := Member(value, n); found != ok || !bytes.Equal(v, raw) {
+			t.Fatalf("Member(%q): %s, %v; encoding/json reads %s, %v", n, v, found, raw, ok)
+		}
+		switch sp := spans[k]; {
+		case !ok && sp != Span{}:
+			t.Fatalf("%q: span %v, but encoding/json finds no such member", n, sp)
+		case ok && (!sp.Found() || !bytes.Equal(data[sp.Start:sp.End], raw)):
+			t.Fatalf("%q: span %v, encoding/json reads %s", n, sp, raw)
+		}
+	}
 }
 
 func sameError(a, b error) bool {

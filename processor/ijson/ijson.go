@@ -14,12 +14,18 @@
 // and compares member names in time linear in the object's size: a short
 // object is checked by comparing names directly, a long one through a hash
 // set keyed with a per-process random seed.
+//
+// CheckMembers is Check that also reports, in the same pass, where the
+// values of some top-level members are, so that a caller reads its
+// parameters without scanning the input again; Elements and Member walk
+// a value Check accepted (an array's elements, an object's member).
 package ijson
 
 import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sync"
 )
@@ -101,14 +107,36 @@ func (e *Error) Error() string {
 // Check reports whether data is one I-JSON text, surrounded by optional
 // whitespace. It returns nil or an *Error.
 func Check(data []byte) error {
+	return CheckMembers(data, nil, nil)
+}
+
+// Span is where a value is in the input: data[Start:End], without the
+// whitespace around it. The zero Span is no value.
+type Span struct {
+	Start, End int
+}
+
+// Found reports whether the span holds a value.
+func (v Span) Found() bool { return v.End > 0 }
+
+// CheckMembers is Check that also reports where the values of some
+// members of the top-level object are, in the same pass: when data is an
+// I-JSON object with a member named names[k] (compared after unescaping,
+// so "mod\u0065l" is model), spans[k] is the span of its value; else
+// spans[k] is the zero Span. spans must be at least as long as names.
+// On error the spans are zero. It allocates nothing on success, and is
+// meant for a few names (each member name is compared with every one).
+func CheckMembers(data []byte, names []string, spans []Span) error {
+	clear(spans[:len(names)])
 	if uint64(len(data)) > MaxLen {
 		return &Error{Kind: TooLarge, Offset: MaxLen}
 	}
 	s := pool.Get().(*scanner)
-	err := s.check(data)
+	err := s.check(data, names, spans)
 	s.reset()
 	pool.Put(s)
 	if err != nil {
+		clear(spans[:len(names)])
 		return err
 	}
 	return nil
@@ -204,9 +232,13 @@ func (s *scanner) reset() {
 	}
 }
 
-// check scans data. Its loop parses one value per turn, then closes every
-// container that ends after it.
-func (s *scanner) check(data []byte) *Error {
+// check scans data, noting the spans of the top-level members named in
+// names. Its loop parses one value per turn, then closes every container
+// that ends after it.
+func (s *scanner) check(data []byte, names []string, spans []Span) *Error {
+	// top is the index in names of the top-level member whose value is
+	// being scanned, or -1.
+	top := -1
 	i := skipSpace(data, 0)
 	for {
 		if i >= len(data) {
@@ -233,6 +265,9 @@ func (s *scanner) check(data []byte) *Error {
 			var err *Error
 			if i, err = s.member(data, i); err != nil {
 				return err
+			}
+			if len(s.stack) == 1 && len(names) > 0 {
+				top = s.named(data, names, spans, i)
 			}
 			continue
 		case '"':
@@ -265,6 +300,10 @@ func (s *scanner) check(data []byte) *Error {
 		}
 		// A value ended at i: close containers until one continues.
 		for {
+			if top >= 0 && len(s.stack) == 1 {
+				spans[top].End = i
+				top = -1
+			}
 			i = skipSpace(data, i)
 			if len(s.stack) == 0 {
 				if i != len(data) {
@@ -286,6 +325,9 @@ func (s *scanner) check(data []byte) *Error {
 				var err *Error
 				if i, err = s.member(data, i); err != nil {
 					return err
+				}
+				if len(s.stack) == 1 && len(names) > 0 {
+					top = s.named(data, names, spans, i)
 				}
 				break
 			}
@@ -360,6 +402,20 @@ func (s *scanner) member(data []byte, i int) (int, *Error) {
 		return 0, s.fail(Syntax, j, data)
 	}
 	return skipSpace(data, j+1), nil
+}
+
+// named looks the top-level object's current member up in names. When it
+// is there, it notes that the member's value starts at data[i] and
+// returns its index; else it returns -1.
+func (s *scanner) named(data []byte, names []string, spans []Span, i int) int {
+	b := s.bytes(data, &s.stack[0].key)
+	for k, n := range names {
+		if n == string(b) {
+			spans[k].Start = i
+			return k
+		}
+	}
+	return -1
 }
 
 // bytes returns a name's unescaped bytes.
@@ -542,15 +598,17 @@ const (
 	highs = 0x8080808080808080
 )
 
-// special reports whether any of the 8 bytes in w is a control character,
-// a quote, a backslash or non-ASCII.
-func special(w uint64) bool {
+// special marks the bytes of w (8 bytes, little-endian) that are control
+// characters, quotes, backslashes or non-ASCII with their high bit; 0 when
+// there are none. A byte above a marked one may be marked wrongly (a
+// subtraction borrows from it), so only the lowest mark locates a byte.
+func special(w uint64) uint64 {
 	ctl := (w - 0x20*ones) &^ w
 	q := w ^ '"'*ones
 	q = (q - ones) &^ q
 	bs := w ^ '\\'*ones
 	bs = (bs - ones) &^ bs
-	return (ctl|q|bs|w)&highs != 0
+	return (ctl | q | bs | w) & highs
 }
 
 // scanString scans the string whose opening quote is at data[i]. It
@@ -559,7 +617,11 @@ func special(w uint64) bool {
 func scanString(data []byte, i int) (end int, escaped bool, kind Kind, at int) {
 	j := i + 1
 	for {
-		for j+8 <= len(data) && !special(binary.LittleEndian.Uint64(data[j:])) {
+		for j+8 <= len(data) {
+			if m := special(binary.LittleEndian.Uint64(data[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) / 8 // the first special byte
+				break
+			}
 			j += 8
 		}
 		for j < len(data) && plain[data[j]] {

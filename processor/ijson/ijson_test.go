@@ -166,6 +166,14 @@ func TestCheckAllocations(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { _ = Check(b) }); n != 0 {
 			t.Errorf("%d allocations per check of %.40s…", int(n), b)
 		}
+		names := [...]string{"model", "messages", "stream", "k01", "end"}
+		var spans [len(names)]Span
+		if n := testing.AllocsPerRun(100, func() { _ = CheckMembers(b, names[:], spans[:]) }); n != 0 {
+			t.Errorf("%d allocations per CheckMembers of %.40s…", int(n), b)
+		}
+		if !spans[0].Found() && !spans[4].Found() {
+			t.Errorf("no member found in %.40s…", b)
+		}
 	}
 }
 
@@ -197,6 +205,104 @@ func TestDuplicateInHashSet(t *testing.T) {
 			}
 			if want := strings.LastIndex(tc.in, tc.dup); e.Kind != Duplicate || e.Offset != want || e.Path != tc.path {
 				t.Fatalf("got %s at %d in %q, want duplicate at %d in %q", e.Kind, e.Offset, e.Path, want, tc.path)
+			}
+		})
+	}
+}
+
+func TestCheckMembers(t *testing.T) {
+	names := []string{"model", "messages", "stream", "stream_options", "a/b", "😀", ""}
+	tests := []struct {
+		name string
+		in   string
+		want map[string]string // name: the value's text; absent: no span
+	}{
+		{"chat body", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","model":"x"}],"stream":true}`,
+			map[string]string{"model": `"gpt-4o-mini"`, "messages": `[{"role":"user","content":"hi","model":"x"}]`, "stream": "true"}},
+		{"whitespace around values", " {\n \"model\" : \"m\" ,\t\"stream\"\r: false , \"messages\" :[ ] } ",
+			map[string]string{"model": `"m"`, "stream": "false", "messages": "[ ]"}},
+		{"escaped names", `{"mod\u0065l":"m","\u006d\u0065ssages":[1],"a\/b":{},"\ud83d\ude00":null,"":-1.5e3}`,
+			map[string]string{"model": `"m"`, "messages": "[1]", "a/b": "{}", "😀": "null", "": "-1.5e3"}},
+		{"escaped value", `{"model":"gpt\u002d4o \"x\""}`, map[string]string{"model": `"gpt\u002d4o \"x\""`}},
+		{"nested objects", `{"stream_options":{"include_usage":true,"stream":{"model":1}},"x":{"model":2},"stream":[[],{}]}`,
+			map[string]string{"stream_options": `{"include_usage":true,"stream":{"model":1}}`, "stream": "[[],{}]"}},
+		{"empty object value last", `{"x":1,"stream_options":{}}`, map[string]string{"stream_options": "{}"}},
+		{"number last", `{"stream":0}`, map[string]string{"stream": "0"}},
+		{"names that are prefixes or differ in case", `{"mode":1,"modell":2,"Model":3,"stream_option":4}`, nil},
+		{"past the hash threshold", strings.Replace(many(40), `"end":0`, `"end":0,"model":"late"`, 1),
+			map[string]string{"model": `"late"`}},
+		{"members of an array's objects", `[{"model":"m"}]`, nil},
+		{"scalar", `"model"`, nil},
+		{"empty object", `{}`, nil},
+		{"refused", `{"model":"a","mod\u0065l":"b"}`, nil},
+		{"refused after", `{"model":"a","messages":[}`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spans := make([]Span, len(names))
+			for k := range spans {
+				spans[k] = Span{1, 2} // stale: must be cleared
+			}
+			err := CheckMembers([]byte(tc.in), names, spans)
+			if (err != nil) != strings.HasPrefix(tc.name, "refused") {
+				t.Fatalf("error %v", err)
+			}
+			if err := Check([]byte(tc.in)); (err != nil) != strings.HasPrefix(tc.name, "refused") {
+				t.Fatalf("Check disagrees: %v", err)
+			}
+			for k, n := range names {
+				want, ok := tc.want[n]
+				got := spans[k]
+				switch {
+				case ok && !got.Found():
+					t.Errorf("%q: no span, want %s", n, want)
+				case ok && tc.in[got.Start:got.End] != want:
+					t.Errorf("%q: %s, want %s", n, tc.in[got.Start:got.End], want)
+				case !ok && got != Span{}:
+					t.Errorf("%q: span %v, want none", n, got)
+				}
+			}
+		})
+	}
+}
+
+func TestElementsAndMember(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		elems []string // nil: not an array
+		role  string   // the value of the member named role; "": none
+	}{
+		{"messages", `[{"role":"user","content":"hi"}, {"content":"a\"]}","role" : "system"} ,{}]`,
+			[]string{`{"role":"user","content":"hi"}`, `{"content":"a\"]}","role" : "system"}`, `{}`}, ""},
+		{"scalars", "[ 1 ,-2.5e3,true,false,null,\"x\",\n\"\" ]", []string{"1", "-2.5e3", "true", "false", "null", `"x"`, `""`}, ""},
+		{"nested", `[[1,[2]],{"a":[{}]},[]]`, []string{"[1,[2]]", `{"a":[{}]}`, "[]"}, ""},
+		{"empty array", `[ ]`, []string{}, ""},
+		{"escaped name", `{"content":"x","r\u006fle":"assistant"}`, nil, `"assistant"`},
+		{"role after nested values", `{"a":{"role":1},"b":[{"role":2}],"c":-0,"role" :{"x":[]}}`, nil, `{"x":[]}`},
+		{"role last, number", `{"x":"y","role":12}`, nil, "12"},
+		{"no role", `{"roles":1,"Role":2,"r\u006fl":3,"\u0072ol\u0065x":4}`, nil, ""},
+		{"empty object", `{}`, nil, ""},
+		{"string", `"role"`, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := Check([]byte(tc.in)); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for e := range Elements([]byte(tc.in)) {
+				got = append(got, string(e))
+			}
+			if tc.elems != nil && got == nil {
+				got = []string{}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.elems) || (got == nil) != (tc.elems == nil) {
+				t.Errorf("elements %q, want %q", got, tc.elems)
+			}
+			v, ok := Member([]byte(tc.in), "role")
+			if ok != (tc.role != "") || string(v) != tc.role {
+				t.Errorf("role %q %v, want %q", v, ok, tc.role)
 			}
 		})
 	}

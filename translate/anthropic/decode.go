@@ -53,18 +53,16 @@ type decoder struct {
 // (Anthropic's input_tokens counts neither cache reads nor cache writes).
 type rawUsage struct{ chunkw.CacheUsage }
 
+var usageMembers = [...]string{"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"}
+
+// read reads the counts v has, keeping the others.
 func (u *rawUsage) read(v gjson.Result) {
-	if x := v.Get("input_tokens"); x.Exists() {
-		u.Input = x.Int()
-	}
-	if x := v.Get("output_tokens"); x.Exists() {
-		u.Output = x.Int()
-	}
-	if x := v.Get("cache_read_input_tokens"); x.Exists() {
-		u.CacheRead = x.Int()
-	}
-	if x := v.Get("cache_creation_input_tokens"); x.Exists() {
-		u.CacheWrite = x.Int()
+	var f [len(usageMembers)]gjson.Result
+	respbody.Members(v, usageMembers[:], f[:])
+	for i, p := range [...]*int64{&u.Input, &u.Output, &u.CacheRead, &u.CacheWrite} {
+		if f[i].Exists() {
+			*p = f[i].Int()
+		}
 	}
 }
 
@@ -93,16 +91,49 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		return e.AppendJSON(dst), nil
 	}
 	body := respbody.View(d.whole.Buf)
-	if !gjson.Valid(body) || !gjson.Parse(body).IsObject() {
+	root := gjson.Parse(body)
+	if !gjson.Valid(body) || !root.IsObject() {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned an invalid JSON body"}
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	if gjson.Get(body, "type").Str == "error" {
-		d.res.Err = parseErrorObject(0, gjson.Get(body, "error"))
+	var m message
+	respbody.Members(root, messageMembers[:], m[:])
+	if m[mType].Str == "error" {
+		d.res.Err = parseErrorObject(0, m[mError])
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	return d.message(dst, body), nil
+	return d.message(dst, &m), nil
 }
+
+// The members of a message the decoder reads, read in one pass (a
+// gjson.Get each would scan the content, the bulk of the body, once per
+// member).
+var messageMembers = [...]string{"type", "error", "id", "model", "content", "stop_reason", "usage"}
+
+// message holds a message's members, indexed as messageMembers.
+type message [len(messageMembers)]gjson.Result
+
+const (
+	mType = iota
+	mError
+	mID
+	mModel
+	mContent
+	mStop
+	mUsage
+)
+
+// The members of a content block the decoder reads.
+var blockMembers = [...]string{"type", "text", "thinking", "id", "name", "input"}
+
+const (
+	bType = iota
+	bText
+	bThinking
+	bID
+	bName
+	bInput
+)
 
 // finishReason maps Anthropic's stop_reason to OpenAI's finish_reason.
 // tools reports whether the message called a client tool.
@@ -122,91 +153,47 @@ func finishReason(stop string, tools bool) string {
 }
 
 // message converts a whole Anthropic message into a chat.completion.
-func (d *decoder) message(dst []byte, body string) []byte {
-	msg := gjson.Parse(body)
-	d.res.Model = strings.Clone(msg.Get("model").Str)
-	d.usage.read(msg.Get("usage"))
+func (d *decoder) message(dst []byte, m *message) []byte {
+	model := m[mModel].Str
+	d.res.Model = strings.Clone(model)
+	d.usage.read(m[mUsage])
 	d.usage.Report(&d.res)
 
-	content := msg.Get("content")
-	var resp gjson.Result
-	nTools := 0
-	content.ForEach(func(_, blk gjson.Result) bool {
-		if blk.Get("type").Str == "tool_use" {
-			if blk.Get("name").Str == ResponseTool {
-				if !resp.Exists() {
-					resp = blk.Get("input")
-				}
-			} else {
-				nTools++
+	dst = chunkw.AppendPrefix(dst, "chat.completion", m[mID].Str, d.created, model)
+	dst = append(dst, `{"index":0,"message":{"role":"assistant","content":`...)
+	// One pass over the blocks: text blocks joined into the content, the
+	// thinking blocks' text as the reasoning (redacted_thinking blocks
+	// carry only encrypted data and are left out), tool_use blocks as tool
+	// calls, and in JSON mode the response tool's input as the answer (any
+	// text around it, a preamble, is dropped).
+	var msg chunkw.Message
+	msg.Begin(dst)
+	m[mContent].ForEach(func(_, blk gjson.Result) bool {
+		var b [len(blockMembers)]gjson.Result
+		respbody.Members(blk, blockMembers[:], b[:])
+		switch b[bType].Str {
+		case "text":
+			dst = msg.Text(dst, b[bText])
+		case "thinking":
+			msg.Reasoning(b[bThinking])
+		case "tool_use":
+			if b[bName].Str != ResponseTool {
+				msg.ToolCall(b[bID].Str, b[bName].Str, b[bInput].Raw)
+			} else if !msg.Answer.Exists() {
+				msg.Answer = b[bInput]
 			}
 		}
 		return true
 	})
-
-	dst = chunkw.AppendPrefix(dst, "chat.completion", msg.Get("id").Str, d.created, msg.Get("model").Str)
-	dst = append(dst, `{"index":0,"message":{"role":"assistant","content":`...)
-	switch {
-	case resp.Exists():
-		// JSON mode: the response tool's input is the answer; any text
-		// around it (a preamble) is dropped.
-		dst = jsonenc.AppendString(dst, resp.Raw)
-		d.res.FirstContent = true
-	default:
-		// Text blocks concatenated.
-		var n int
-		dst, n = chunkw.AppendJoined(dst, content, func(blk gjson.Result) gjson.Result {
-			if blk.Get("type").Str != "text" {
-				return gjson.Result{}
-			}
-			return blk.Get("text")
-		})
-		switch {
-		case n > 0:
-			d.res.FirstContent = true
-		case nTools > 0:
-			dst = append(dst, "null"...)
-		default:
-			dst = append(dst, `""`...)
-		}
-	}
-	dst = append(dst, `,"refusal":null`...)
-	// Extended thinking: the thinking blocks' text (redacted_thinking
-	// blocks carry only encrypted data and are left out).
-	var nr int
-	if dst, nr = chunkw.AppendReasoning(dst, content, thinkingText); nr > 0 {
+	var content bool
+	if dst, content = msg.End(dst); content {
 		d.res.FirstContent = true
 	}
-	if nTools > 0 {
-		d.res.FirstContent = true
-		dst = append(dst, `,"tool_calls":[`...)
-		n := 0
-		content.ForEach(func(_, blk gjson.Result) bool {
-			if blk.Get("type").Str != "tool_use" || blk.Get("name").Str == ResponseTool {
-				return true
-			}
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			n++
-			dst = chunkw.AppendToolCall(dst, blk.Get("id").Str, blk.Get("name").Str, blk.Get("input").Raw)
-			return true
-		})
-		dst = append(dst, ']')
-	}
-	d.res.FinishReason = finishReason(msg.Get("stop_reason").Str, nTools > 0)
+	d.res.FinishReason = finishReason(m[mStop].Str, msg.Calls() > 0)
 	dst = chunkw.AppendMessageEnd(dst, d.res.FinishReason)
 	dst = d.usage.AppendOpenAI(dst)
 	d.res.Completed = true
 	return append(dst, '}')
-}
-
-// thinkingText returns the text of a thinking block.
-func thinkingText(blk gjson.Result) gjson.Result {
-	if blk.Get("type").Str != "thinking" {
-		return gjson.Result{}
-	}
-	return blk.Get("thinking")
 }
 
 // ---- streaming ----

@@ -27,6 +27,7 @@ type builder struct {
 	msgs     []byte // turns, comma separated
 	turn     string // role of the open turn in msgs, "" when none
 	turnOpen bool
+	scratch  []byte // one block being built, before it joins msgs
 }
 
 // Top-level OpenAI parameters that are accepted and dropped: they tune
@@ -47,7 +48,13 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		effort                                               gjson.Result
 		bad                                                  *translate.Error
 	)
+	// msgs is the first messages member, null or not, as gjson.Get finds
+	// it: read in the same pass as the parameters.
+	var msgs gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
+		if k.Str == "messages" && !msgs.Exists() {
+			msgs = v
+		}
 		if chatreq.IsNull(v) {
 			return true
 		}
@@ -128,7 +135,10 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 	}
 
 	// messages
-	if e := b.messages(gjson.Get(s, "messages")); e != nil {
+	// The turns are about as long as the request: one buffer, not a
+	// growing one.
+	b.msgs = make([]byte, 0, len(s))
+	if e := b.messages(msgs); e != nil {
 		return nil, e
 	}
 	b.closeTurn()
@@ -274,7 +284,6 @@ func textBlock(dst []byte, text string) []byte {
 
 // messages appends the system blocks and the turns of the messages.
 func (b *builder) messages(msgs gjson.Result) *translate.Error {
-	var scratch []byte
 	return chatreq.EachMessage(msgs, func(p, role string, m gjson.Result) (bad *translate.Error) {
 		content := m.Get("content")
 		switch role {
@@ -288,6 +297,9 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 				if len(b.sys) > 0 {
 					b.sys = append(b.sys, ',')
 				}
+				if b.sys == nil {
+					b.sys = make([]byte, 0, len(t)+64)
+				}
 				b.sys = textBlock(b.sys, t)
 			})
 		case "user":
@@ -295,8 +307,8 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "assistant":
 			bad = chatreq.EachText(p+".content", content, true, provider, func(t string) {
 				if t != "" {
-					scratch = textBlock(scratch[:0], t)
-					b.block("assistant", scratch)
+					b.scratch = textBlock(b.scratch[:0], t)
+					b.block("assistant", b.scratch)
 				}
 			})
 			if bad == nil {
@@ -307,28 +319,28 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 			if id, bad = chatreq.ToolCallID(p, m); bad != nil {
 				return bad
 			}
-			scratch = append(scratch[:0], `{"type":"tool_result","tool_use_id":`...)
-			scratch = jsonenc.AppendString(scratch, id)
+			b.scratch = append(b.scratch[:0], `{"type":"tool_result","tool_use_id":`...)
+			b.scratch = jsonenc.AppendString(b.scratch, id)
 			n := 0
 			bad = chatreq.EachText(p+".content", content, false, provider, func(t string) {
 				if t == "" {
 					return
 				}
 				if n == 0 {
-					scratch = append(scratch, `,"content":[`...)
+					b.scratch = append(b.scratch, `,"content":[`...)
 				} else {
-					scratch = append(scratch, ',')
+					b.scratch = append(b.scratch, ',')
 				}
-				scratch = textBlock(scratch, t)
+				b.scratch = textBlock(b.scratch, t)
 				n++
 			})
 			if n > 0 {
-				scratch = append(scratch, ']')
+				b.scratch = append(b.scratch, ']')
 			}
-			scratch = append(scratch, '}')
+			b.scratch = append(b.scratch, '}')
 			// Consecutive tool results (and a user message after them)
 			// share one user turn, as Anthropic requires.
-			b.block("user", scratch)
+			b.block("user", b.scratch)
 		}
 		return bad
 	})
@@ -336,18 +348,17 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 
 // userContent appends the blocks of a user message's content.
 func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
-	var scratch []byte
 	return chatreq.EachPart(p+".content", content, func(txt string) {
 		if txt != "" {
-			scratch = textBlock(scratch[:0], txt)
-			b.block("user", scratch)
+			b.scratch = textBlock(b.scratch[:0], txt)
+			b.block("user", b.scratch)
 		}
 	}, func(pp, t string, part gjson.Result) (bad *translate.Error) {
 		switch t {
 		case "image_url":
-			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
+			b.scratch, bad = appendImage(b.scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
 			if bad == nil {
-				b.block("user", scratch)
+				b.block("user", b.scratch)
 			}
 		case "input_audio":
 			bad = chatreq.Unsupported(pp, "Anthropic models do not accept audio input.")
@@ -392,16 +403,15 @@ func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 // toolCalls appends a tool_use block for each tool call of the assistant
 // message at p.
 func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
-	var scratch []byte
 	return chatreq.EachToolCall(p, calls, provider, func(id, name, args string) {
-		scratch = append(scratch[:0], `{"type":"tool_use","id":`...)
-		scratch = jsonenc.AppendString(scratch, id)
-		scratch = append(scratch, `,"name":`...)
-		scratch = jsonenc.AppendString(scratch, name)
-		scratch = append(scratch, `,"input":`...)
-		scratch = append(scratch, args...)
-		scratch = append(scratch, '}')
-		b.block("assistant", scratch)
+		b.scratch = append(b.scratch[:0], `{"type":"tool_use","id":`...)
+		b.scratch = jsonenc.AppendString(b.scratch, id)
+		b.scratch = append(b.scratch, `,"name":`...)
+		b.scratch = jsonenc.AppendString(b.scratch, name)
+		b.scratch = append(b.scratch, `,"input":`...)
+		b.scratch = append(b.scratch, args...)
+		b.scratch = append(b.scratch, '}')
+		b.block("assistant", b.scratch)
 	})
 }
 

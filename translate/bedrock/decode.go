@@ -7,7 +7,6 @@ import (
 	"github.com/llmux/llmux/translate/eventstream"
 	"github.com/llmux/llmux/translate/internal/chunkw"
 	"github.com/llmux/llmux/translate/internal/respbody"
-	"github.com/llmux/llmux/translate/jsonenc"
 )
 
 // maxToolBlocks bounds the tool blocks a stream may open (memory bound).
@@ -59,11 +58,12 @@ type decoder struct {
 // inputTokens counts neither cache reads nor cache writes).
 type rawUsage struct{ chunkw.CacheUsage }
 
+var usageMembers = [...]string{"inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"}
+
 func (u *rawUsage) read(v gjson.Result) {
-	u.Input = v.Get("inputTokens").Int()
-	u.Output = v.Get("outputTokens").Int()
-	u.CacheRead = v.Get("cacheReadInputTokens").Int()
-	u.CacheWrite = v.Get("cacheWriteInputTokens").Int()
+	var f [len(usageMembers)]gjson.Result
+	respbody.Members(v, usageMembers[:], f[:])
+	u.Input, u.Output, u.CacheRead, u.CacheWrite = f[0].Int(), f[1].Int(), f[2].Int(), f[3].Int()
 }
 
 func (d *decoder) ContentType() string { return d.mode.ContentType() }
@@ -112,11 +112,21 @@ func finishReason(stop string, tools bool) string {
 	return "stop" // end_turn, stop_sequence
 }
 
+// The members of a Converse response, and of its content blocks, that the
+// decoder reads, each read in one pass (a gjson.Get each would scan the
+// output, the bulk of the body, once per member).
+var (
+	responseMembers = [...]string{"output", "message", "usage", "stopReason"}
+	blockMembers    = [...]string{"text", "reasoningContent", "toolUse"}
+	toolUseMembers  = [...]string{"toolUseId", "name", "input"}
+)
+
 // converse converts a whole Converse response into a chat.completion.
 func (d *decoder) converse(dst []byte, body string) []byte {
-	root := gjson.Parse(body)
-	msg := root.Get("output.message")
-	if !msg.IsObject() && root.Get("message").Type == gjson.String {
+	var r [len(responseMembers)]gjson.Result
+	respbody.Members(gjson.Parse(body), responseMembers[:], r[:])
+	msg := r[0].Get("message")
+	if !msg.IsObject() && r[1].Type == gjson.String {
 		// AWS's error shape {"message": …} in a 200: the provider failed.
 		d.res.Err = exceptionError(nil, []byte(body), nil)
 		return d.res.Err.AppendJSON(dst)
@@ -126,73 +136,40 @@ func (d *decoder) converse(dst []byte, body string) []byte {
 		return d.res.Err.AppendJSON(dst)
 	}
 	d.res.Model = d.st.model
-	d.usage.read(root.Get("usage"))
+	d.usage.read(r[2])
 	d.usage.Report(&d.res)
-
-	content := msg.Get("content")
-	var resp gjson.Result
-	nTools := 0
-	content.ForEach(func(_, blk gjson.Result) bool {
-		if tu := blk.Get("toolUse"); tu.IsObject() {
-			if tu.Get("name").Str == ResponseTool && d.st.jsonMode {
-				if !resp.Exists() {
-					resp = tu.Get("input")
-				}
-			} else {
-				nTools++
-			}
-		}
-		return true
-	})
 
 	dst = chunkw.AppendPrefix(dst, "chat.completion", newID(), d.created, d.st.model)
 	dst = append(dst, `{"index":0,"message":{"role":"assistant","content":`...)
-	switch {
-	case resp.Exists():
-		// JSON mode: the response tool's input is the answer.
-		dst = jsonenc.AppendString(dst, resp.Raw)
-		d.res.FirstContent = true
-	default:
-		// Text blocks concatenated.
-		var n int
-		dst, n = chunkw.AppendJoined(dst, content, func(blk gjson.Result) gjson.Result { return blk.Get("text") })
-		switch {
-		case n > 0:
-			d.res.FirstContent = true
-		case nTools > 0:
-			dst = append(dst, "null"...)
-		default:
-			dst = append(dst, `""`...)
-		}
-	}
-	dst = append(dst, `,"refusal":null`...)
-	// Reasoning blocks: their text (redactedContent is encrypted and left
-	// out).
-	var nr int
-	if dst, nr = chunkw.AppendReasoning(dst, content, func(blk gjson.Result) gjson.Result {
-		return blk.Get("reasoningContent.reasoningText.text")
-	}); nr > 0 {
-		d.res.FirstContent = true
-	}
-	if nTools > 0 {
-		d.res.FirstContent = true
-		dst = append(dst, `,"tool_calls":[`...)
-		n := 0
-		content.ForEach(func(_, blk gjson.Result) bool {
-			tu := blk.Get("toolUse")
-			if !tu.IsObject() || (tu.Get("name").Str == ResponseTool && d.st.jsonMode) {
-				return true
-			}
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			n++
-			dst = chunkw.AppendToolCall(dst, tu.Get("toolUseId").Str, tu.Get("name").Str, tu.Get("input").Raw)
+	// One pass over the blocks: text blocks joined into the content,
+	// reasoning blocks' text as the reasoning (redactedContent is
+	// encrypted and left out), toolUse blocks as tool calls, and in JSON
+	// mode the response tool's input as the answer.
+	var m chunkw.Message
+	m.Begin(dst)
+	msg.Get("content").ForEach(func(_, blk gjson.Result) bool {
+		var b [len(blockMembers)]gjson.Result
+		respbody.Members(blk, blockMembers[:], b[:])
+		dst = m.Text(dst, b[0])
+		m.Reasoning(b[1].Get("reasoningText.text"))
+		if !b[2].IsObject() {
 			return true
-		})
-		dst = append(dst, ']')
+		}
+		var tu [len(toolUseMembers)]gjson.Result
+		respbody.Members(b[2], toolUseMembers[:], tu[:])
+		switch {
+		case tu[1].Str != ResponseTool || !d.st.jsonMode:
+			m.ToolCall(tu[0].Str, tu[1].Str, tu[2].Raw)
+		case !m.Answer.Exists():
+			m.Answer = tu[2]
+		}
+		return true
+	})
+	var content bool
+	if dst, content = m.End(dst); content {
+		d.res.FirstContent = true
 	}
-	d.res.FinishReason = finishReason(root.Get("stopReason").Str, nTools > 0)
+	d.res.FinishReason = finishReason(r[3].Str, m.Calls() > 0)
 	dst = chunkw.AppendMessageEnd(dst, d.res.FinishReason)
 	dst = d.usage.AppendOpenAI(dst)
 	d.res.Completed = true

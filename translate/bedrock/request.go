@@ -25,6 +25,7 @@ type builder struct {
 	msgs      []byte // turns, comma separated
 	turn      string // role of the open turn in msgs
 	turnOpen  bool
+	scratch   []byte // one block being built, before it joins msgs
 	nTurns    int
 	toolHist  bool     // the conversation holds toolUse or toolResult blocks
 	histTools []string // tool names the conversation's toolUse blocks call, once each
@@ -50,7 +51,13 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		tools, toolChoice, respFmt, effort             gjson.Result
 		bad                                            *translate.Error
 	)
+	// msgs is the first messages member, null or not, as gjson.Get finds
+	// it: read in the same pass as the parameters.
+	var msgs gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
+		if k.Str == "messages" && !msgs.Exists() {
+			msgs = v
+		}
 		if chatreq.IsNull(v) {
 			return true
 		}
@@ -88,7 +95,10 @@ func (b *builder) build(s string) ([]byte, *translate.Error) {
 		return nil, bad
 	}
 
-	if e := b.messages(gjson.Get(s, "messages")); e != nil {
+	// The turns are about as long as the request: one buffer, not a
+	// growing one.
+	b.msgs = make([]byte, 0, len(s))
+	if e := b.messages(msgs); e != nil {
 		return nil, e
 	}
 	b.closeTurn()
@@ -275,7 +285,6 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 	if !msgs.IsArray() {
 		return chatreq.TypeErr("messages", "an array")
 	}
-	var scratch []byte
 	bad := chatreq.EachMessage(msgs, func(p, role string, m gjson.Result) (bad *translate.Error) {
 		content := m.Get("content")
 		switch role {
@@ -289,6 +298,9 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 				if len(b.sys) > 0 {
 					b.sys = append(b.sys, ',')
 				}
+				if b.sys == nil {
+					b.sys = make([]byte, 0, len(t)+64)
+				}
 				b.sys = textBlock(b.sys, t)
 			})
 		case "user":
@@ -296,8 +308,8 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 		case "assistant":
 			bad = chatreq.EachText(p+".content", content, true, provider, func(t string) {
 				if t != "" {
-					scratch = textBlock(scratch[:0], t)
-					b.block("assistant", scratch)
+					b.scratch = textBlock(b.scratch[:0], t)
+					b.block("assistant", b.scratch)
 				}
 			})
 			if bad == nil {
@@ -309,26 +321,26 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 				return bad
 			}
 			b.toolHist = true
-			scratch = append(scratch[:0], `{"toolResult":{"toolUseId":`...)
-			scratch = jsonenc.AppendString(scratch, id)
-			scratch = append(scratch, `,"content":[`...)
+			b.scratch = append(b.scratch[:0], `{"toolResult":{"toolUseId":`...)
+			b.scratch = jsonenc.AppendString(b.scratch, id)
+			b.scratch = append(b.scratch, `,"content":[`...)
 			n := 0
 			bad = chatreq.EachText(p+".content", content, false, provider, func(t string) {
 				if t == "" {
 					return
 				}
 				if n > 0 {
-					scratch = append(scratch, ',')
+					b.scratch = append(b.scratch, ',')
 				}
-				scratch = textBlock(scratch, t)
+				b.scratch = textBlock(b.scratch, t)
 				n++
 			})
 			if n == 0 {
 				// Converse needs at least one result block.
-				scratch = append(scratch, `{"json":{}}`...)
+				b.scratch = append(b.scratch, `{"json":{}}`...)
 			}
-			scratch = append(scratch, "]}}"...)
-			b.block("user", scratch)
+			b.scratch = append(b.scratch, "]}}"...)
+			b.block("user", b.scratch)
 		}
 		return bad
 	})
@@ -340,18 +352,17 @@ func (b *builder) messages(msgs gjson.Result) *translate.Error {
 
 // userContent appends the blocks of a user message's content.
 func (b *builder) userContent(p string, content gjson.Result) *translate.Error {
-	var scratch []byte
 	return chatreq.EachPart(p+".content", content, func(txt string) {
 		if txt != "" {
-			scratch = textBlock(scratch[:0], txt)
-			b.block("user", scratch)
+			b.scratch = textBlock(b.scratch[:0], txt)
+			b.block("user", b.scratch)
 		}
 	}, func(pp, t string, part gjson.Result) (bad *translate.Error) {
 		switch t {
 		case "image_url":
-			scratch, bad = appendImage(scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
+			b.scratch, bad = appendImage(b.scratch[:0], pp+".image_url.url", chatreq.ImageURL(part))
 			if bad == nil {
-				b.block("user", scratch)
+				b.block("user", b.scratch)
 			}
 		case "input_audio":
 			bad = chatreq.Unsupported(pp, "Bedrock Converse does not accept audio input.")
@@ -413,20 +424,19 @@ func appendImage(dst []byte, param, url string) ([]byte, *translate.Error) {
 // toolCalls appends a toolUse block for each tool call of the assistant
 // message at p.
 func (b *builder) toolCalls(p string, calls gjson.Result) *translate.Error {
-	var scratch []byte
 	return chatreq.EachToolCall(p, calls, provider, func(id, name, args string) {
 		b.toolHist = true
 		if !slices.Contains(b.histTools, name) {
 			b.histTools = append(b.histTools, name)
 		}
-		scratch = append(scratch[:0], `{"toolUse":{"toolUseId":`...)
-		scratch = jsonenc.AppendString(scratch, id)
-		scratch = append(scratch, `,"name":`...)
-		scratch = jsonenc.AppendString(scratch, name)
-		scratch = append(scratch, `,"input":`...)
-		scratch = append(scratch, args...)
-		scratch = append(scratch, "}}"...)
-		b.block("assistant", scratch)
+		b.scratch = append(b.scratch[:0], `{"toolUse":{"toolUseId":`...)
+		b.scratch = jsonenc.AppendString(b.scratch, id)
+		b.scratch = append(b.scratch, `,"name":`...)
+		b.scratch = jsonenc.AppendString(b.scratch, name)
+		b.scratch = append(b.scratch, `,"input":`...)
+		b.scratch = append(b.scratch, args...)
+		b.scratch = append(b.scratch, "}}"...)
+		b.block("assistant", b.scratch)
 	})
 }
 

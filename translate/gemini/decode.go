@@ -76,22 +76,46 @@ func (d *decoder) Decode(dst, src []byte, final bool) ([]byte, error) {
 		d.res.Err = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "upstream returned a JSON array instead of a response object"}
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	if root.Get("error").IsObject() {
+	r := readResponse(root)
+	if r[rError].IsObject() {
 		d.res.Err = ParseError(0, d.whole.Buf)
 		return d.res.Err.AppendJSON(dst), nil
 	}
-	if e := blocked(root); e != nil {
+	if e := blocked(&r); e != nil {
 		d.res.Err = e
 		return e.AppendJSON(dst), nil
 	}
-	return d.completion(dst, root), nil
+	return d.completion(dst, &r), nil
+}
+
+// The members of a GenerateContentResponse the decoder reads, read in one
+// pass (a gjson.Get each would scan the candidates, the bulk of the body,
+// once per member).
+var responseMembers = [...]string{"error", "promptFeedback", "candidates", "usageMetadata", "modelVersion", "responseId"}
+
+// response holds a response's members, indexed as responseMembers.
+type response [len(responseMembers)]gjson.Result
+
+const (
+	rError = iota
+	rFeedback
+	rCandidates
+	rUsage
+	rModel
+	rID
+)
+
+// readResponse reads the members of the response object root.
+func readResponse(root gjson.Result) (r response) {
+	respbody.Members(root, responseMembers[:], r[:])
+	return r
 }
 
 // blocked returns the error for a prompt Gemini refused
 // (promptFeedback.blockReason, no candidates).
-func blocked(root gjson.Result) *translate.Error {
-	br := root.Get("promptFeedback.blockReason")
-	if br.Type != gjson.String || br.Str == "" || root.Get("candidates.0").Exists() {
+func blocked(r *response) *translate.Error {
+	br := r[rFeedback].Get("blockReason")
+	if br.Type != gjson.String || br.Str == "" || r[rCandidates].Get("0").Exists() {
 		return nil
 	}
 	return &translate.Error{Code: translate.CodeContentFiltered, OpenAICode: "content_filter",
@@ -127,17 +151,21 @@ func isMalformed(fr string) bool {
 	return fr == "MALFORMED_FUNCTION_CALL" || fr == "UNEXPECTED_TOOL_CALL"
 }
 
+var usageMembers = [...]string{"promptTokenCount", "toolUsePromptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "cachedContentTokenCount"}
+
 // readUsage reads usageMetadata into the result.
 func (d *decoder) readUsage(u gjson.Result) {
 	if !u.IsObject() {
 		return
 	}
+	var f [len(usageMembers)]gjson.Result
+	respbody.Members(u, usageMembers[:], f[:])
 	d.res.HasUsage = true
 	d.usageSeen = true
-	thoughts := u.Get("thoughtsTokenCount").Int()
-	d.res.Usage.InputTokens = u.Get("promptTokenCount").Int() + u.Get("toolUsePromptTokenCount").Int()
-	d.res.Usage.OutputTokens = u.Get("candidatesTokenCount").Int() + thoughts
-	d.res.Usage.CachedTokens = u.Get("cachedContentTokenCount").Int()
+	thoughts := f[3].Int()
+	d.res.Usage.InputTokens = f[0].Int() + f[1].Int()
+	d.res.Usage.OutputTokens = f[2].Int() + thoughts
+	d.res.Usage.CachedTokens = f[4].Int()
 	d.res.Usage.ReasoningTokens = thoughts
 }
 
@@ -147,10 +175,10 @@ func (d *decoder) appendUsage(dst []byte) []byte {
 	return chunkw.AppendUsage(dst, u.InputTokens, u.OutputTokens, u.CachedTokens, u.ReasoningTokens)
 }
 
-// responseID returns the OpenAI id for a Gemini responseId.
-func appendID(dst []byte, root gjson.Result) []byte {
+// appendID appends the OpenAI id for a Gemini responseId.
+func appendID(dst []byte, id gjson.Result) []byte {
 	dst = append(dst, `"chatcmpl-`...)
-	if id := root.Get("responseId"); id.Type == gjson.String && id.Str != "" && isIdent(id.Str) {
+	if id.Type == gjson.String && id.Str != "" && isIdent(id.Str) {
 		dst = append(dst, id.Str...)
 	} else {
 		dst = append(dst, "gemini"...)
@@ -173,21 +201,21 @@ func isIdent(s string) bool {
 
 // modelOf returns the model the response names (modelVersion), or the
 // configured model.
-func (d *decoder) modelOf(root gjson.Result) string {
-	if m := root.Get("modelVersion"); m.Type == gjson.String && m.Str != "" {
+func (d *decoder) modelOf(m gjson.Result) string {
+	if m.Type == gjson.String && m.Str != "" {
 		return m.Str
 	}
 	return d.st.model
 }
 
 // completion converts a whole GenerateContentResponse.
-func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
-	d.readUsage(root.Get("usageMetadata"))
-	model := d.modelOf(root)
+func (d *decoder) completion(dst []byte, r *response) []byte {
+	d.readUsage(r[rUsage])
+	model := d.modelOf(r[rModel])
 	d.res.Model = strings.Clone(model)
 	start := len(dst)
 	dst = append(dst, `{"id":`...)
-	dst = appendID(dst, root)
+	dst = appendID(dst, r[rID])
 	dst = append(dst, `,"object":"chat.completion","created":`...)
 	dst = jsonenc.AppendInt(dst, d.created)
 	dst = append(dst, `,"model":`...)
@@ -196,8 +224,10 @@ func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
 	var calls int64
 	i := 0
 	var fail *translate.Error
-	root.Get("candidates").ForEach(func(_, c gjson.Result) bool {
-		fr := c.Get("finishReason").Str
+	r[rCandidates].ForEach(func(_, c gjson.Result) bool {
+		var cm [len(candidateMembers)]gjson.Result
+		respbody.Members(c, candidateMembers[:], cm[:])
+		fr := cm[cFinish].Str
 		if isMalformed(fr) {
 			fail = malformedCall(fr)
 			return false
@@ -205,22 +235,51 @@ func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		idx := c.Get("index").Int()
-		if !c.Get("index").Exists() {
+		idx := cm[cIndex].Int()
+		if !cm[cIndex].Exists() {
 			idx = int64(i)
 		}
 		i++
 		dst = append(dst, `{"index":`...)
 		dst = jsonenc.AppendInt(dst, idx)
 		dst = append(dst, `,"message":{"role":"assistant","content":`...)
+		// One pass over the parts: the answer's text, the thought
+		// summaries' text (parts with thought: true, sent when
+		// includeThoughts is set) and the function calls, each written
+		// where it goes in the message.
 		var text strings.Builder
 		hasText := false
-		parts := c.Get("content.parts")
-		parts.ForEach(func(_, p gjson.Result) bool {
-			if t := p.Get("text"); t.Type == gjson.String && !p.Get("thought").Bool() {
+		var reasoning, toolCalls []byte
+		n := 0
+		cm[cContent].Get("parts").ForEach(func(_, p gjson.Result) bool {
+			var pm [len(partMembers)]gjson.Result
+			respbody.Members(p, partMembers[:], pm[:])
+			t, thought := pm[pText], pm[pThought].Bool()
+			if t.Type == gjson.String && !thought {
 				text.WriteString(t.Str)
 				hasText = true
 			}
+			if thought && t.Type == gjson.String && len(t.Raw) > 2 {
+				reasoning = append(reasoning, t.Raw[1:len(t.Raw)-1]...)
+			}
+			fc := pm[pCall]
+			if !fc.IsObject() {
+				return true
+			}
+			if n > 0 {
+				toolCalls = append(toolCalls, ',')
+			}
+			n++
+			var fm [len(callMembers)]gjson.Result
+			respbody.Members(fc, callMembers[:], fm[:])
+			toolCalls = append(toolCalls, `{"id":"call_`...)
+			toolCalls = strconv.AppendInt(toolCalls, calls, 10)
+			calls++
+			toolCalls = append(toolCalls, `","type":"function","function":{"name":`...)
+			toolCalls = jsonenc.AppendString(toolCalls, fm[0].String())
+			toolCalls = append(toolCalls, `,"arguments":`...)
+			toolCalls = appendArgs(toolCalls, fm[1])
+			toolCalls = append(toolCalls, "}}"...)
 			return true
 		})
 		if hasText {
@@ -229,32 +288,14 @@ func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
 			dst = append(dst, "null"...)
 		}
 		dst = append(dst, `,"refusal":null`...)
-		// Thought summaries (parts with thought: true, sent when
-		// includeThoughts is set).
-		dst, _ = chunkw.AppendReasoning(dst, parts, thoughtText)
-		n := 0
-		parts.ForEach(func(_, p gjson.Result) bool {
-			fc := p.Get("functionCall")
-			if !fc.IsObject() {
-				return true
-			}
-			if n == 0 {
-				dst = append(dst, `,"tool_calls":[`...)
-			} else {
-				dst = append(dst, ',')
-			}
-			n++
-			dst = append(dst, `{"id":"call_`...)
-			dst = strconv.AppendInt(dst, calls, 10)
-			calls++
-			dst = append(dst, `","type":"function","function":{"name":`...)
-			dst = jsonenc.AppendString(dst, fc.Get("name").String())
-			dst = append(dst, `,"arguments":`...)
-			dst = appendArgs(dst, fc.Get("args"))
-			dst = append(dst, "}}"...)
-			return true
-		})
+		if len(reasoning) > 0 {
+			dst = append(dst, `,"reasoning_content":"`...)
+			dst = append(dst, reasoning...)
+			dst = append(dst, '"')
+		}
 		if n > 0 {
+			dst = append(dst, `,"tool_calls":[`...)
+			dst = append(dst, toolCalls...)
 			dst = append(dst, ']')
 		}
 		reason := finishReason(fr, n > 0)
@@ -281,13 +322,25 @@ func (d *decoder) completion(dst []byte, root gjson.Result) []byte {
 	return append(dst, '}')
 }
 
-// thoughtText returns the text of a thought part.
-func thoughtText(p gjson.Result) gjson.Result {
-	if !p.Get("thought").Bool() {
-		return gjson.Result{}
-	}
-	return p.Get("text")
-}
+// The members of a candidate, of a part and of a functionCall the decoder
+// reads, each read in one pass.
+var (
+	candidateMembers = [...]string{"index", "content", "finishReason"}
+	partMembers      = [...]string{"text", "thought", "functionCall"}
+	callMembers      = [...]string{"name", "args"}
+)
+
+const (
+	cIndex = iota
+	cContent
+	cFinish
+)
+
+const (
+	pText = iota
+	pThought
+	pCall
+)
 
 // appendArgs appends a functionCall's args as OpenAI's arguments string.
 func appendArgs(dst []byte, args gjson.Result) []byte {
@@ -319,19 +372,22 @@ func (d *decoder) event(dst, ev []byte) []byte {
 	if root.IsArray() {
 		root = root.Get("0")
 	}
-	if root.Get("error").IsObject() {
+	r := readResponse(root)
+	if r[rError].IsObject() {
 		return d.fail(dst, ParseError(0, f.Data))
 	}
 	if d.prefix == nil {
-		if e := blocked(root); e != nil {
+		if e := blocked(&r); e != nil {
 			return d.fail(dst, e)
 		}
-		d.start(root)
+		d.start(&r)
 	}
-	d.readUsage(root.Get("usageMetadata"))
+	d.readUsage(r[rUsage])
 	var fail *translate.Error
-	root.Get("candidates").ForEach(func(_, c gjson.Result) bool {
-		idx := c.Get("index").Int()
+	r[rCandidates].ForEach(func(_, c gjson.Result) bool {
+		var cm [len(candidateMembers)]gjson.Result
+		respbody.Members(c, candidateMembers[:], cm[:])
+		idx := cm[cIndex].Int()
 		if idx < 0 || idx >= maxCandidates {
 			return true
 		}
@@ -345,8 +401,12 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			dst = append(dst, `"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`...)
 			dst = append(dst, '\n', '\n')
 		}
-		c.Get("content.parts").ForEach(func(_, p gjson.Result) bool {
-			if fc := p.Get("functionCall"); fc.IsObject() {
+		cm[cContent].Get("parts").ForEach(func(_, p gjson.Result) bool {
+			var pm [len(partMembers)]gjson.Result
+			respbody.Members(p, partMembers[:], pm[:])
+			if fc := pm[pCall]; fc.IsObject() {
+				var fm [len(callMembers)]gjson.Result
+				respbody.Members(fc, callMembers[:], fm[:])
 				dst = d.open(dst, idx)
 				dst = append(dst, `"delta":{"tool_calls":[{"index":`...)
 				dst = strconv.AppendInt(dst, int64(cs.tools), 10)
@@ -355,24 +415,24 @@ func (d *decoder) event(dst, ev []byte) []byte {
 				dst = strconv.AppendInt(dst, d.calls, 10)
 				d.calls++
 				dst = append(dst, `","type":"function","function":{"name":`...)
-				if n := fc.Get("name"); n.Type == gjson.String {
+				if n := fm[0]; n.Type == gjson.String {
 					dst = append(dst, n.Raw...)
 				} else {
 					dst = append(dst, `""`...)
 				}
 				dst = append(dst, `,"arguments":`...)
-				dst = appendArgs(dst, fc.Get("args"))
+				dst = appendArgs(dst, fm[1])
 				dst = append(dst, `}}]},"logprobs":null,"finish_reason":null}]}`...)
 				dst = append(dst, '\n', '\n')
 				d.res.FirstContent = true
 				return true
 			}
-			t := p.Get("text")
+			t := pm[pText]
 			if t.Type != gjson.String || t.Raw == `""` {
 				return true
 			}
 			dst = d.open(dst, idx)
-			if p.Get("thought").Bool() {
+			if pm[pThought].Bool() {
 				dst = append(dst, `"delta":`+chunkw.ReasoningDelta...)
 			} else {
 				dst = append(dst, `"delta":{"content":`...)
@@ -383,7 +443,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			d.res.FirstContent = true
 			return true
 		})
-		fr := c.Get("finishReason")
+		fr := cm[cFinish]
 		if fr.Type != gjson.String || fr.Str == "" || fr.Str == "FINISH_REASON_UNSPECIFIED" {
 			return true
 		}
@@ -422,12 +482,12 @@ func (d *decoder) event(dst, ev []byte) []byte {
 }
 
 // start builds the chunk prefix from the first event.
-func (d *decoder) start(root gjson.Result) {
-	model := d.modelOf(root)
+func (d *decoder) start(r *response) {
+	model := d.modelOf(r[rModel])
 	d.res.Model = strings.Clone(model)
 	p := make([]byte, 0, 128+len(model))
 	p = append(p, `data: {"id":`...)
-	p = appendID(p, root)
+	p = appendID(p, r[rID])
 	p = append(p, `,"object":"chat.completion.chunk","created":`...)
 	p = jsonenc.AppendInt(p, d.created)
 	p = append(p, `,"model":`...)

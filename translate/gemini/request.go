@@ -50,10 +50,15 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 	var (
 		maxTok, maxComp, temperature, topP, topK, stop, seed gjson.Result
 		presence, frequency, tools, toolChoice, respFmt      gjson.Result
-		n, effort                                            gjson.Result
+		n, effort, msgs                                      gjson.Result
 		bad                                                  *translate.Error
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
+		// msgs is the first messages member, null or not, as gjson.Get
+		// finds it: read in the same pass as the parameters.
+		if k.Str == "messages" && !msgs.Exists() {
+			msgs = v
+		}
 		if chatreq.IsNull(v) || dropped[k.Str] {
 			return true
 		}
@@ -128,7 +133,10 @@ func (b *chatBuilder) build(s string) ([]byte, *translate.Error) {
 			return nil, err
 		}
 	}
-	if err := b.messages(root.Get("messages")); err != nil {
+	// The turns are about as long as the request: one buffer, not a
+	// growing one.
+	b.contents = make([]byte, 0, len(s))
+	if err := b.messages(msgs); err != nil {
 		return nil, err
 	}
 	if len(b.contents) == 0 {
@@ -523,6 +531,9 @@ func (b *chatBuilder) system(c gjson.Result, p string) *translate.Error {
 }
 
 func (b *chatBuilder) sysText(raw string) {
+	if b.sys == nil {
+		b.sys = make([]byte, 0, len(raw)+64)
+	}
 	if len(b.sys) > 0 {
 		b.sys = append(b.sys, ',')
 	}

@@ -1,7 +1,8 @@
 // Package chunkw writes the pieces of OpenAI chat.completion and
 // chat.completion.chunk JSON that the provider decoders share. Every
-// function appends to dst and allocates nothing beyond dst's growth, so a
-// decoder that reuses its buffers stays allocation-free per chunk.
+// function appends to dst and allocates nothing beyond dst's growth (but a
+// Message's reasoning and tool calls, kept aside), so a decoder that reuses
+// its buffers stays allocation-free per chunk.
 package chunkw
 
 import (
@@ -122,48 +123,92 @@ func AppendFinish(dst []byte, reason string) []byte {
 	return append(dst, "\"}]}\n\n"...)
 }
 
-// AppendJoined appends, as one JSON string, the concatenation of the
-// strings that text picks from the elements of arr (an element for which
-// text returns no string is skipped). The insides of JSON string literals
-// concatenate into one valid literal, so nothing is decoded. It returns
-// how many strings were joined; when none, nothing is appended.
-func AppendJoined(dst []byte, arr gjson.Result, text func(elem gjson.Result) gjson.Result) ([]byte, int) {
-	n := 0
-	arr.ForEach(func(_, elem gjson.Result) bool {
-		t := text(elem)
-		if t.Type != gjson.String || len(t.Raw) < 2 {
-			return true
-		}
-		if n == 0 {
-			dst = append(dst, '"')
-		}
-		dst = append(dst, t.Raw[1:len(t.Raw)-1]...)
-		n++
-		return true
-	})
-	if n > 0 {
-		dst = append(dst, '"')
-	}
-	return dst, n
+// Message writes the message of a single-choice chat.completion from its
+// content blocks, read in one pass: each block's text goes straight into
+// dst, where the content is, and its reasoning and tool calls aside, to
+// follow. Begin it once `"content":` is written, give it each block's
+// pieces in order, and End it; the zero Message is ready.
+type Message struct {
+	start     int // len(dst) at Begin
+	nText     int
+	reasoning []byte // the reasoning strings joined, without quotes
+	calls     []byte // the tool calls, comma separated
+	nCalls    int
+	// Answer is the JSON response tool's input: when set, it is the
+	// content, and the text blocks are dropped.
+	Answer gjson.Result
 }
 
-// AppendReasoning appends a message's `,"reasoning_content":` member, the
-// way DeepSeek, vLLM and litellm return a model's reasoning: the strings
-// that text picks from the elements of arr, joined as AppendJoined does,
-// empty strings left out. It returns how many strings were joined; when none, nothing is appended.
-func AppendReasoning(dst []byte, arr gjson.Result, text func(elem gjson.Result) gjson.Result) ([]byte, int) {
-	start := len(dst)
-	dst = append(dst, `,"reasoning_content":`...)
-	dst, n := AppendJoined(dst, arr, func(elem gjson.Result) gjson.Result {
-		if t := text(elem); len(t.Raw) > 2 {
-			return t
-		}
-		return gjson.Result{}
-	})
-	if n == 0 {
-		return dst[:start], 0
+// Begin records where the content starts in dst.
+func (m *Message) Begin(dst []byte) { m.start = len(dst) }
+
+// Text appends text, a block's text, when it is a JSON string: the
+// strings are joined as they are escaped, into one JSON string (the
+// concatenation of valid escaped strings is valid).
+func (m *Message) Text(dst []byte, t gjson.Result) []byte {
+	if t.Type != gjson.String || len(t.Raw) < 2 {
+		return dst
 	}
-	return dst, n
+	if m.nText == 0 {
+		dst = append(dst, '"')
+	}
+	m.nText++
+	return append(dst, t.Raw[1:len(t.Raw)-1]...)
+}
+
+// Reasoning adds t, a block's reasoning text, when it is a non-empty JSON
+// string.
+func (m *Message) Reasoning(t gjson.Result) {
+	if t.Type == gjson.String && len(t.Raw) > 2 {
+		m.reasoning = append(m.reasoning, t.Raw[1:len(t.Raw)-1]...)
+	}
+}
+
+// ToolCall adds a function tool call, as AppendToolCall writes it.
+func (m *Message) ToolCall(id, name, args string) {
+	if m.nCalls > 0 {
+		m.calls = append(m.calls, ',')
+	}
+	m.nCalls++
+	m.calls = AppendToolCall(m.calls, id, name, args)
+}
+
+// Calls returns how many tool calls were added.
+func (m *Message) Calls() int { return m.nCalls }
+
+// End ends the content and appends the message's refusal (null), its
+// `"reasoning_content"`, the way DeepSeek, vLLM and litellm return a
+// model's reasoning, when there is any, and its tool calls. The content is
+// Answer as a JSON string when it is set, else the text, else null when
+// the message calls tools, else "". content reports whether the message
+// has any content (text, reasoning, answer or calls).
+func (m *Message) End(dst []byte) (_ []byte, content bool) {
+	switch {
+	case m.Answer.Exists():
+		dst = jsonenc.AppendString(dst[:m.start], m.Answer.Raw)
+		content = true
+	case m.nText > 0:
+		dst = append(dst, '"')
+		content = true
+	case m.nCalls > 0:
+		dst = append(dst, "null"...)
+	default:
+		dst = append(dst, `""`...)
+	}
+	dst = append(dst, `,"refusal":null`...)
+	if len(m.reasoning) > 0 {
+		dst = append(dst, `,"reasoning_content":"`...)
+		dst = append(dst, m.reasoning...)
+		dst = append(dst, '"')
+		content = true
+	}
+	if m.nCalls > 0 {
+		dst = append(dst, `,"tool_calls":[`...)
+		dst = append(dst, m.calls...)
+		dst = append(dst, ']')
+		content = true
+	}
+	return dst, content
 }
 
 // ReasoningDelta opens a streamed delta that carries reasoning text: the

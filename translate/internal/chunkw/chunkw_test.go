@@ -55,30 +55,45 @@ func TestDeltas(t *testing.T) {
 	}
 }
 
-func TestAppendJoined(t *testing.T) {
-	arr := gjson.Parse(`[{"text":"a\"b"},{"x":1},{"text":""},{"text":3},{"text":"\u00e9"}]`)
-	pick := func(e gjson.Result) gjson.Result { return e.Get("text") }
-	b, n := AppendJoined([]byte("x"), arr, pick)
-	if string(b) != `x"a\"b\u00e9"` || n != 3 {
-		t.Fatalf("got %s, %d", b, n)
-	}
-	b, n = AppendJoined(nil, gjson.Parse(`[{"x":1}]`), pick)
-	if len(b) != 0 || n != 0 {
-		t.Fatalf("got %s, %d", b, n)
-	}
-}
-
-func TestAppendReasoning(t *testing.T) {
-	pick := func(e gjson.Result) gjson.Result { return e.Get("thinking") }
-	tests := []struct{ in, want string }{
-		{`[{"thinking":"a"},{"text":"x"},{"thinking":""},{"thinking":"b\n"}]`, `,"reasoning_content":"ab\n"`},
-		{`[{"text":"x"},{"thinking":""}]`, ``},
-		{`[]`, ``},
+// TestMessage: a message's blocks, read in one pass, written in the order
+// of an OpenAI message (content, refusal, reasoning, tool calls).
+func TestMessage(t *testing.T) {
+	type block struct{ text, reasoning, call, answer string }
+	tests := []struct {
+		name    string
+		blocks  []block
+		want    string
+		content bool
+	}{
+		{"texts joined as escaped", []block{{text: `"a\"b"`}, {text: `3`}, {text: `""`}, {text: `"\u00e9"`}},
+			`"a\"b\u00e9","refusal":null`, true},
+		{"nothing", nil, `"","refusal":null`, false},
+		{"calls, no text", []block{{call: "c1"}, {reasoning: `""`}, {call: "c2"}},
+			`null,"refusal":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"f","arguments":"{}"}}]`, true},
+		{"reasoning", []block{{reasoning: `"r1"`}, {text: `"t"`}, {reasoning: `"r\n2"`}, {reasoning: `5`}},
+			`"t","refusal":null,"reasoning_content":"r1r\n2"`, true},
+		{"answer drops the text", []block{{text: `"preamble"`}, {answer: `{"a":1}`}, {text: `"after"`}},
+			`"{\"a\":1}","refusal":null`, true},
 	}
 	for _, tc := range tests {
-		b, _ := AppendReasoning([]byte("{"), gjson.Parse(tc.in), pick)
-		if string(b) != "{"+tc.want {
-			t.Errorf("%s: got %s", tc.in, b)
+		var m Message
+		dst := []byte("x")
+		m.Begin(dst)
+		for _, b := range tc.blocks {
+			switch {
+			case b.text != "":
+				dst = m.Text(dst, gjson.Parse(b.text))
+			case b.reasoning != "":
+				m.Reasoning(gjson.Parse(b.reasoning))
+			case b.call != "":
+				m.ToolCall(b.call, "f", "")
+			case b.answer != "":
+				m.Answer = gjson.Parse(b.answer)
+			}
+		}
+		got, content := m.End(dst)
+		if string(got) != "x"+tc.want || content != tc.content {
+			t.Errorf("%s: got %s, %v; want x%s, %v", tc.name, got, content, tc.want, tc.content)
 		}
 	}
 }

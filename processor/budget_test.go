@@ -11,21 +11,7 @@ import (
 // counter reads an llmux counter's total.
 func (g *grpcRig) counter(t *testing.T, name string) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := g.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == name {
-				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-					n += dp.Value
-				}
-			}
-		}
-	}
-	return n
+	return g.sum(t, name, func(metricdata.DataPoint[int64]) bool { return true })
 }
 
 // TestBudgetOverGRPC runs requests that end every way a stream can,

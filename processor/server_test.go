@@ -2,16 +2,13 @@ package processor
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/llmux/llmux/processor/telemetry"
@@ -48,19 +45,9 @@ func startGRPC(t *testing.T) *grpcRig {
 		t.Fatal(err)
 	}
 	srv := tracked{Server: New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger(), Metrics: metrics}), done: make(chan error, 4)}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); gs.Stop() })
-	return &grpcRig{srv: srv.Server, client: extprocv3.NewExternalProcessorClient(conn), done: srv.done, reader: reader}
+	g := serveGRPC(t, srv)
+	g.srv, g.reader = srv.Server, reader
+	return g
 }
 
 // waitDone waits for the server's Process to return.
@@ -161,6 +148,15 @@ func TestClientDisconnectMidStream(t *testing.T) {
 // requests counts recorded requests with an error code.
 func (g *grpcRig) requests(t *testing.T, code string) int64 {
 	t.Helper()
+	return g.sum(t, "llmux.requests", func(dp metricdata.DataPoint[int64]) bool {
+		v, ok := dp.Attributes.Value("error_code")
+		return ok && v.AsString() == code
+	})
+}
+
+// sum adds up the data points of the counter name that keep says to count.
+func (g *grpcRig) sum(t *testing.T, name string, keep func(metricdata.DataPoint[int64]) bool) int64 {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := g.reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
@@ -168,11 +164,11 @@ func (g *grpcRig) requests(t *testing.T, code string) int64 {
 	var n int64
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != "llmux.requests" {
+			if m.Name != name {
 				continue
 			}
 			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				if v, ok := dp.Attributes.Value("error_code"); ok && v.AsString() == code {
+				if keep(dp) {
 					n += dp.Value
 				}
 			}

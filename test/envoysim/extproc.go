@@ -1188,6 +1188,13 @@ func (f *xfilter) onMessage(e evGrpcMsg) {
 		f.sendImmediate(r.ImmediateResponse)
 		return
 	case *extprocsvc.ProcessingResponse_StreamedImmediateResponse:
+		if x.s.minor < minorStreamedImmediate {
+			// Before 1.37 the field is unknown to Envoy: the response case is
+			// unset and onReceiveMessage's default branch calls it spurious.
+			err = spuriousErr("unhandled message")
+			break
+		}
+		f.setDynamicMetadata(resp)
 		err = f.onStreamedImmediate(r.StreamedImmediateResponse)
 	default:
 		err = spuriousErr("unhandled message")

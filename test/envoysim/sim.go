@@ -53,8 +53,10 @@ type Sim struct {
 	cfg  *config
 	// skipLocalReply: Envoy's local replies bypass ext_proc (1.34–1.36).
 	skipLocalReply bool
-	ctx            context.Context
-	cancel         context.CancelFunc
+	// minor is the Envoy minor version modelled (99 = newest).
+	minor  int
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	servers   map[string]*http.Server
 	addrs     map[string]string
@@ -125,8 +127,8 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Sim{
 		opts: opts, cfg: cfg, ctx: sctx, cancel: cancel,
-		skipLocalReply: skipExtProcOnLocalReply(minor, cfg.runtime),
-		servers:        map[string]*http.Server{}, addrs: map[string]string{},
+		skipLocalReply: skipExtProcOnLocalReply(minor, cfg.runtime), minor: minor,
+		servers: map[string]*http.Server{}, addrs: map[string]string{},
 		grpcConns: map[string]*grpc.ClientConn{}, transports: map[string]*http.Transport{},
 		stats: map[string]uint64{}, logCh: make(chan struct{}),
 	}

@@ -29,6 +29,13 @@ const (
 	Envoy137 = "1.37"
 )
 
+// minorStreamedImmediate is the first Envoy minor version that knows
+// ProcessingResponse.streamed_immediate_response (PR #42424, merged
+// 2025-12, released in 1.37.0). Older versions parse it as an unknown field,
+// so the response case is unset and Filter::onReceiveMessage's default
+// branch treats the message as spurious ("unhandled message").
+const minorStreamedImmediate = 37
+
 // envoyMinor parses "1.N" (or "1.N.P"); "" is the newest behaviour.
 func envoyMinor(v string) (int, error) {
 	if v == "" {

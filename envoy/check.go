@@ -462,6 +462,30 @@ func CheckHCM(path string, hcm *hcmv3.HttpConnectionManager, loopback bool, clus
 		if !loopback && routesByHeader(rc) {
 			errs = append(errs, CheckClientFacing(path, hcm)...)
 		}
+		if loopback && !routing && routesByHeader(rc) {
+			errs = append(errs, CheckEgress(path, hcm)...) // llmux's egress listener (failover, issue 8)
+		}
+	}
+	return errs
+}
+
+// CheckEgress checks llmux's egress listener: a loopback connection manager
+// without ext_proc whose routes read the cluster from the header llmux sets
+// on its own provider calls. The header must not be in
+// internal_only_headers (Envoy would strip llmux's own value and every call
+// would find no cluster: 503), client x-envoy-* headers are not trusted
+// (CheckRemoteAddress), and an access log records the calls, which are
+// otherwise invisible next to the ingress listener's lines.
+func CheckEgress(path string, hcm *hcmv3.HttpConnectionManager) []error {
+	var errs []error
+	if containsFold(hcm.GetRouteConfig().GetInternalOnlyHeaders(), ClusterHeader) {
+		errs = append(errs, problem(path+".route_config.internal_only_headers",
+			"must not contain %q on the egress listener: Envoy would strip llmux's own header and every call would get 503 (no cluster)", ClusterHeader))
+	}
+	errs = append(errs, CheckRemoteAddress(path, hcm)...)
+	if len(hcm.GetAccessLog()) == 0 {
+		errs = append(errs, problem(path+".access_log",
+			"must be set on the egress listener: llmux's own provider calls (failover, repair) are logged nowhere else"))
 	}
 	return errs
 }

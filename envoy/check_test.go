@@ -238,8 +238,11 @@ func TestCheckBootstrap(t *testing.T) {
 			want:  []string{"listeners[ingress].filter_chains[0].filters[envoy.filters.network.http_connection_manager].typed_config.route_config.virtual_hosts[llm].routes[0].route.cluster_header: no ext_proc filter"},
 		},
 		{
+			// Loopback without ext_proc is llmux's egress listener; it must
+			// not strip the header llmux itself sets there.
 			name:  "cluster_header without ext_proc on loopback (llmux's egress)",
 			parts: bootstrapParts{filters: "-", address: "127.0.0.1"},
+			want:  []string{`route_config.internal_only_headers: must not contain "x-llmux-upstream" on the egress listener`},
 		},
 		{
 			name:  "another cluster header",

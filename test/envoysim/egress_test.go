@@ -72,18 +72,21 @@ func TestStandaloneEgressListener(t *testing.T) {
 	if n := s.Stats()["ext_proc.streams_started"]; n != 0 {
 		t.Errorf("ext_proc streams on egress: %d", n)
 	}
-	// Without the header no cluster matches: Envoy's 503 (NC).
-	if st, _ := call(""); st != 503 {
-		t.Errorf("no cluster header: %d, want 503", st)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
 	defer cancel()
-	logs, err := s.WaitAccessLogs(ctx, 2)
+	logs, err := s.WaitAccessLogs(ctx, 1) // the line follows the response
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l := logs[0]; l["listener"] != "egress" || l["upstream_cluster"] != "anthropic" || l["request_id"] != "rid-1" {
 		t.Errorf("egress access log line: %v", l)
+	}
+	// Without the header no cluster matches: Envoy's 503 (NC).
+	if st, _ := call(""); st != 503 {
+		t.Errorf("no cluster header: %d, want 503", st)
+	}
+	if logs, err = s.WaitAccessLogs(ctx, 2); err != nil {
+		t.Fatal(err)
 	}
 	if l := logs[1]; l["listener"] != "egress" || l["response_flags"] != "NC" {
 		t.Errorf("egress access log line: %v", l)

@@ -118,6 +118,18 @@ func (rl *runningListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		start: time.Now(), metadata: map[string]*structpb.Struct{},
 	}
 	if x.run() {
+		if x.respDone && x.r.ProtoMajor == 1 {
+			// A complete response before the complete request: Envoy
+			// flushes it (its "connection: close" went out with the
+			// headers) and closes the connection after a delay
+			// (delayed_close_timeout, default 1 s) so that the client reads
+			// the response before the close. net/http does the same when
+			// the handler returns: it finishes the body, half-closes and
+			// waits before closing; the read deadline bounds its draining
+			// of the unread request like the delay.
+			_ = x.rc.SetReadDeadline(time.Now().Add(time.Second))
+			return
+		}
 		// Envoy resets the downstream stream: net/http turns this into an
 		// aborted HTTP/1 connection or an HTTP/2 RST_STREAM.
 		panic(http.ErrAbortHandler)

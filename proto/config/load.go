@@ -184,6 +184,7 @@ func validateServer(c *errs, f *File, rt *Runtime) {
 	case *b < s.MaxRequestBodyBytes:
 		c.add("server.max_buffered_bytes", "%d is less than max_request_body_bytes (%d): a body of the largest allowed size could never be served", *b, s.MaxRequestBodyBytes)
 	}
+	validateEgress(c, &s)
 	rt.server = s
 }
 

@@ -46,6 +46,8 @@ type Server struct {
 	// max_request_body_bytes). A request past the bound gets 503 with
 	// retry-after.
 	MaxBufferedBytes int64 `yaml:"max_buffered_bytes" json:"max_buffered_bytes"`
+	// EgressAddress is Envoy's egress listener for llmux's own provider calls (failover; schema_egress.go).
+	EgressAddress EgressAddress `yaml:"egress_address" json:"egress_address,omitempty"`
 }
 
 // Defaults and limits of the server settings.

@@ -497,8 +497,18 @@ func TestCheckIstio(t *testing.T) {
 			"readOnlyRootFilesystem: must be true"},
 		{"service entry", "providers.yaml", "- generativelanguage.googleapis.com\n  location", "- generativelanguage.example.com\n  location",
 			"no ServiceEntry for generativelanguage.googleapis.com"},
+		// llmux's sidecar egress listener (egress.yaml).
+		{"egress selector", "egress.yaml", "app.kubernetes.io/name: llmux", "app.kubernetes.io/name: llmux-gateway",
+			"spec.workloadSelector.labels.app.kubernetes.io/name: llmux-gateway does not select the pods of Deployment"},
+		{"egress public", "egress.yaml", "address: 127.0.0.1, port_value: 10001", "address: 0.0.0.0, port_value: 10001",
+			"the egress listener must be on loopback"},
+		{"egress context", "egress.yaml", "context: SIDECAR_OUTBOUND", "context: GATEWAY", "want SIDECAR_OUTBOUND"},
+		{"egress header kept", "egress.yaml", "request_headers_to_remove: [x-llmux-upstream]", "request_headers_to_remove: []",
+			`request_headers_to_remove: must contain "x-llmux-upstream"`},
+		{"egress address", "llmux.yaml", "egress_address: 127.0.0.1:10001", "egress_address: 127.0.0.1:10002",
+			`server.egress_address: "127.0.0.1:10002", but the sidecar's egress listener is 127.0.0.1:10001`},
 	}
-	files := []string{"envoyfilter.yaml", "gateway.yaml", "llmux.yaml", "providers.yaml"}
+	files := []string{"envoyfilter.yaml", "gateway.yaml", "llmux.yaml", "providers.yaml", "egress.yaml"}
 	original := map[string]string{}
 	for _, f := range files {
 		data, err := os.ReadFile("istio/" + f)

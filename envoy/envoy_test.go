@@ -576,10 +576,12 @@ func checkIstio(docs []*doc) []error {
 		}
 		return byKind[kind][0]
 	}
+	egress := splitEgressFilters(byKind) // llmux's sidecar egress listener (egress_test.go)
 	dep, svc, ef, cm := one("Deployment"), one("Service"), one("EnvoyFilter"), one("ConfigMap")
 	if dep == nil || svc == nil || ef == nil || cm == nil {
 		return errs
 	}
+	errs = append(errs, checkIstioEgress(egress, dep, cm)...)
 
 	// Deployment: arguments, ports, probes, config mount, hardening.
 	var ctr map[string]any

@@ -76,6 +76,8 @@ type handler struct {
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
+
+	fo failoverState // failover before the first byte (failover.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

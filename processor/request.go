@@ -137,18 +137,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	h.dep, h.tr = dep, tr
 	h.treq = translate.Request{Op: h.ep.op(), Body: body, Stream: p.stream, IncludeUsage: p.includeUsage,
 		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
-	target := translate.Target{
-		Model:      dep.Model,
-		BasePath:   dep.Provider.BasePath,
-		APIVersion: dep.Provider.APIVersion,
-		APIKey:     dep.Provider.APIKey.Value(),
-		Headers:    dep.Provider.Headers,
-		Provider:   dep.Provider.Name,
-		Region:     dep.Provider.Region,
-		Project:    dep.Provider.Project,
-		Host:       dep.Provider.Host,
-		Options:    dep.Provider.Options,
-	}
+	target := targetFor(dep)
 	up, err := tr.Request(h.ctx, &h.treq, &target)
 	if err != nil {
 		var te *translate.Error
@@ -161,6 +150,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	// Do not hold the client's body past translation: neither here nor in
 	// the received message, so that it can be collected while the reply
 	// is marshalled.
+	h.keepForFailover(body) // failover.go
 	h.treq.Body, b.Body = nil, nil
 
 	// Only intended headers go upstream (headers.go).

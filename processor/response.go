@@ -205,6 +205,9 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	}
 	eos := b.GetEndOfStream()
 	out := h.decode(b.GetBody(), eos)
+	if eos && h.shouldFailover() { // failover before the first byte (failover.go)
+		return h.failover()
+	}
 	if len(out) == 0 && !eos {
 		return nil
 	}

@@ -60,7 +60,8 @@ type Timer interface {
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	opts     Options
-	buffered budget // request body bytes held across streams
+	buffered budget        // request body bytes held across streams
+	egress   egressClients // llmux's own provider calls (failover.go)
 }
 
 // New returns a Server.

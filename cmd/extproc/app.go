@@ -229,11 +229,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	extprocv3.RegisterExternalProcessorServer(gs, processor.New(processor.Options{
+	ps := processor.New(processor.Options{
 		Config:  store.Current,
 		Logger:  log,
 		Metrics: metrics,
-	}))
+	})
+	defer ps.Close() // the egress clients' connections (failover)
+	extprocv3.RegisterExternalProcessorServer(gs, ps)
 
 	gl, err := listen(f.grpcListen)
 	if err != nil {

@@ -1,0 +1,391 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/llmux/llmux/processor/egress"
+	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
+)
+
+// Failover before the first byte (issue 8, splice mode).
+//
+// When the deployment Envoy called answers with a retriable failure (429,
+// 5xx, overloaded, Envoy's own 503 for a refused or reset connection on
+// Envoy 1.37+), its response headers reply is still held (llmux holds every
+// error status until the body is decoded) and no byte has reached the
+// client. After Envoy's end of that body, llmux calls the next deployment
+// itself through Envoy's egress listener (processor/egress,
+// server.egress_address), with the client's request translated for that
+// deployment, and answers the held headers with that deployment's status
+// and content type and its body as streamed_response replies. Envoy allows
+// each step (docs/envoy-facts.md): body replies after its own end of
+// stream (fact 1), no message timer while the headers are held (fact 3),
+// :status ≥ 200 set by the headers reply (fact 4).
+//
+// Bounds: at most failoverAttempts tries per request, the first included,
+// and failoverBudget from the first forward. When every try failed, the
+// client gets the most informative error of all of them.
+
+const (
+	// failoverAttempts bounds the deployments tried for one request.
+	failoverAttempts = 3
+	// failoverBudget bounds the time from the first forward to the last
+	// fallback call's response headers.
+	failoverBudget = 2 * time.Minute
+)
+
+// failoverState is a handler's failover bookkeeping.
+type failoverState struct {
+	body  []byte               // the client's request body, kept for another deployment
+	tried []*config.Deployment // deployments tried, the first included
+}
+
+// keepForFailover keeps the client's body when a fallback could need it:
+// failover is on and the group has another deployment.
+func (h *handler) keepForFailover(body []byte) {
+	if h.cfg.Server().EgressAddress.Enabled() && h.group != nil && len(h.group.Deployments) > 1 {
+		h.fo.body = body
+	}
+	h.fo.tried = append(h.fo.tried[:0], h.dep)
+}
+
+// shouldFailover reports, at the end of a held error response, whether to
+// try another deployment: nothing was sent to the client yet, the error is
+// one another deployment may not have, and failover is possible.
+func (h *handler) shouldFailover() bool {
+	if h.fo.body == nil || h.heldHeaders == nil || h.broken || h.masked != nil || h.dep == nil {
+		return false
+	}
+	e := h.dec.Result().Err
+	return e != nil && e.Code.Retryable()
+}
+
+// failover answers the client with the next deployments' response; it runs
+// after Envoy's end of the failed response's body.
+func (h *handler) failover() error {
+	h.stopWatchdog() // the failed upstream has ended; egress bounds the fallback
+	c, err := h.s.egressClient(h.cfg.Server())
+	if err != nil {
+		h.s.opts.Logger.Error("llmux: failover: egress client", "request_id", h.requestID, "error", err)
+		return h.answerError(h.dec.Result().Err, h.retry)
+	}
+	best, bestRetry := h.dec.Result().Err, h.retry
+	deadline := h.forwardedAt.Add(failoverBudget)
+	for len(h.fo.tried) < failoverAttempts && h.s.opts.Now().Before(deadline) {
+		dep, tr := h.nextDeployment()
+		if dep == nil {
+			break
+		}
+		h.fo.tried = append(h.fo.tried, dep)
+		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", h.depName(), "error_code", string(best.Code),
+			"next", dep.Name, "attempt", len(h.fo.tried))
+		ctx, cancel := context.WithDeadline(h.ctx, deadline)
+		resp, treq, err := h.callDeployment(ctx, c, dep, tr)
+		if err != nil {
+			cancel()
+			if h.ctx.Err() != nil {
+				return h.ctx.Err() // the client went away
+			}
+			h.s.opts.Logger.Warn("llmux: failover call failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
+			continue
+		}
+		h.switchTo(dep, tr, treq, resp)
+		if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
+			// Decode the whole (bounded) error to judge it.
+			out, e := h.decodeWhole(resp.Body)
+			resp.Body.Close()
+			cancel()
+			if e == nil || !e.Code.Retryable() {
+				if e != nil {
+					h.errCode = string(e.Code)
+				}
+				return h.answerHeld(out)
+			}
+			if moreInformative(e, best) {
+				best, bestRetry = e, h.retry
+			}
+			continue
+		}
+		err = h.streamFallback(resp.Body)
+		resp.Body.Close()
+		cancel()
+		return err
+	}
+	return h.answerError(best, bestRetry)
+}
+
+// nextDeployment is the next deployment of the group to try: one not tried
+// yet that this build can serve, the lowest priority first, then the
+// highest weight, then configuration order.
+//
+// It is the one place that will ask routing once the processor routes
+// with processor/route (issue 7): report the failed try to the Attempt
+// (health) and take Attempt.Next.
+func (h *handler) nextDeployment() (*config.Deployment, translate.Translator) {
+	var best *config.Deployment
+	for _, d := range h.group.Deployments {
+		if d.Weight <= 0 || h.triedDeployment(d) {
+			continue
+		}
+		if _, ok := h.s.opts.Translator(d.Provider.Kind); !ok {
+			continue
+		}
+		if best == nil || d.Priority < best.Priority || d.Priority == best.Priority && d.Weight > best.Weight {
+			best = d
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	tr, _ := h.s.opts.Translator(best.Provider.Kind)
+	return best, tr
+}
+
+func (h *handler) triedDeployment(d *config.Deployment) bool {
+	for _, t := range h.fo.tried {
+		if t == d {
+			return true
+		}
+	}
+	return false
+}
+
+// callDeployment translates the client's request for dep and sends it
+// through the egress listener.
+func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *config.Deployment, tr translate.Translator) (*egress.Response, translate.Request, error) {
+	treq := translate.Request{Op: h.ep.op(), Body: h.fo.body, Stream: h.treq.Stream, IncludeUsage: h.treq.IncludeUsage,
+		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
+	target := targetFor(dep)
+	up, err := tr.Request(ctx, &treq, &target)
+	if err != nil {
+		return nil, treq, fmt.Errorf("translating for %s: %w", dep.Name, err)
+	}
+	treq.Body = nil
+	hdr := make(http.Header, len(up.Headers)+3)
+	hdr.Set("content-type", "application/json")
+	for _, hd := range up.Headers {
+		hdr.Set(hd.Key, hd.Value)
+	}
+	hdr.Set("x-request-id", h.requestID)
+	resp, err := c.Do(ctx, &egress.Request{Cluster: dep.Provider.Cluster, Path: up.Path, Header: hdr, Body: up.Body})
+	return resp, treq, err
+}
+
+// switchTo makes the fallback's response the handler's: its deployment,
+// translator, status, retry hint, upstream id and decoder, and a fresh held
+// headers reply that sets its status and content type.
+func (h *handler) switchTo(dep *config.Deployment, tr translate.Translator, treq translate.Request, resp *egress.Response) {
+	h.dep, h.tr, h.treq = dep, tr, treq
+	h.status, h.retry, h.upstreamID, h.upstreamIDRank = resp.Status, translate.RetryHint{}, "", 0
+	for k, vs := range resp.Header {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			h.retry.Header(lk, v)
+			h.noteUpstreamID(&corev3.HeaderValue{Key: lk, RawValue: []byte(v)})
+		}
+	}
+	ct := resp.Header.Get("content-type")
+	h.treq.ResponseHeaders = httpHeaders(resp.Header)
+	h.dec = tr.NewDecoder(&h.treq, resp.Status, ct)
+	h.treq.ResponseHeaders = nil
+	h.headersAt, h.firstAt = h.s.opts.Now(), time.Time{}
+	st := resp.Status
+	if ds := h.dec.Status(); ds >= 200 {
+		st = ds
+	}
+	h.status = st
+	if want := h.dec.ContentType(); want != "" {
+		ct = want
+	}
+	mut := &extprocv3.HeaderMutation{
+		// The failed response's own headers that would now lie.
+		RemoveHeaders: []string{"content-length", "retry-after", "retry-after-ms"},
+		SetHeaders:    append(h.appendIDHeaders(nil), header(":status", strconv.Itoa(st))),
+	}
+	if ct != "" {
+		mut.SetHeaders = append(mut.SetHeaders, header("content-type", ct))
+	}
+	h.heldHeaders = &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}
+}
+
+// decodeWhole reads a whole (bounded) error body through the decoder and
+// returns the client's body and the error it holds.
+func (h *handler) decodeWhole(body io.Reader) ([]byte, *translate.Error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		e := &translate.Error{Code: translate.CodeUpstreamUnavailable, Message: "The provider's response could not be read."}
+		return e.AppendJSON(nil), e
+	}
+	out := h.decode(b, true)
+	e := h.dec.Result().Err
+	if h.masked != nil {
+		e = h.masked
+	}
+	return out, e
+}
+
+// streamFallback passes the fallback's body to the client as Envoy's body
+// messages would have: through the decoder, the held headers released
+// with the first output.
+func (h *handler) streamFallback(body io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if err := h.onResponseBody(&extprocv3.HttpBody{Body: buf[:n]}); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return h.onResponseBody(&extprocv3.HttpBody{EndOfStream: true})
+		}
+		if err != nil {
+			if h.ctx.Err() != nil {
+				return h.ctx.Err()
+			}
+			// The fallback broke mid-body: end the response with an
+			// error in the body's framing.
+			h.s.opts.Logger.Warn("llmux: failover response interrupted", "request_id", h.requestID, "deployment", h.depName(), "error", err)
+			e := &translate.Error{Code: translate.CodeStreamInterrupted, Message: "The provider's response was interrupted."}
+			h.masked, h.errCode = e, string(e.Code)
+			if err := h.releaseHeaders(); err != nil {
+				return err
+			}
+			h.ph = phaseDone
+			h.complete()
+			if h.dec.ContentType() == "text/event-stream" {
+				return h.sendLast(appendEventError(h.buf[:0], e))
+			}
+			return h.sendLast(e.AppendJSON(h.buf[:0]))
+		}
+	}
+}
+
+// answerHeld releases the held headers and sends body as the whole answer.
+func (h *handler) answerHeld(body []byte) error {
+	if err := h.releaseHeaders(); err != nil {
+		return err
+	}
+	h.ph = phaseDone
+	h.complete()
+	return h.sendLast(body)
+}
+
+// answerError ends the exchange with e: the held headers with e's status
+// (and retry-after), the OpenAI error body.
+func (h *handler) answerError(e *translate.Error, retry translate.RetryHint) error {
+	h.retry = retry
+	h.errCode = string(e.Code)
+	if h.heldHeaders == nil {
+		h.heldHeaders = &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{}}}
+	}
+	mut := h.heldHeaders.Response.HeaderMutation
+	mut.SetHeaders = append(mut.SetHeaders, header("content-type", "application/json"))
+	h.dec = errorResult{e} // releaseHeaders takes the status and retry-after from it
+	return h.answerHeld(e.AppendJSON(h.buf[:0]))
+}
+
+// moreInformative reports whether a tells the client more than b: a
+// provider's specific refusal (a 4xx other than 429) over a rate limit,
+// a rate limit (which says when to retry) over an outage, and an outage
+// over the gateway's own transport errors.
+func moreInformative(a, b *translate.Error) bool {
+	if b == nil {
+		return true
+	}
+	return informativeRank(a) > informativeRank(b)
+}
+
+func informativeRank(e *translate.Error) int {
+	switch st := e.HTTPStatus(); {
+	case st >= 400 && st < 500 && st != http.StatusTooManyRequests:
+		return 4
+	case st == http.StatusTooManyRequests:
+		return 3
+	case e.Code == translate.CodeOverloaded || e.Code == translate.CodeUpstreamError:
+		return 2
+	default:
+		return 1
+	}
+}
+
+// errorResult is a decoder stand-in that only reports an error: the
+// exchange's outcome when every try failed.
+type errorResult struct{ e *translate.Error }
+
+func (r errorResult) Status() int                                  { return r.e.HTTPStatus() }
+func (r errorResult) ContentType() string                          { return "application/json" }
+func (r errorResult) Decode(dst, _ []byte, _ bool) ([]byte, error) { return dst, nil }
+func (r errorResult) Result() *translate.Result                    { return &translate.Result{Err: r.e} }
+
+// httpHeaders lets a decoder read an egress response's headers.
+type httpHeaders http.Header
+
+// Get implements translate.HeaderGetter.
+func (hh httpHeaders) Get(name string) string { return http.Header(hh).Get(name) }
+
+// targetFor is what a translator needs to know about a deployment.
+func targetFor(dep *config.Deployment) translate.Target {
+	return translate.Target{
+		Model:      dep.Model,
+		BasePath:   dep.Provider.BasePath,
+		APIVersion: dep.Provider.APIVersion,
+		APIKey:     dep.Provider.APIKey.Value(),
+		Headers:    dep.Provider.Headers,
+		Provider:   dep.Provider.Name,
+		Region:     dep.Provider.Region,
+		Project:    dep.Provider.Project,
+		Host:       dep.Provider.Host,
+		Options:    dep.Provider.Options,
+	}
+}
+
+// egressClients are the Server's egress clients, one per listener address
+// (server.egress_address may change on reload).
+type egressClients struct {
+	mu      sync.Mutex
+	clients map[string]*egress.Client
+}
+
+// egressClient returns the client for the configuration's egress listener.
+func (s *Server) egressClient(sc config.Server) (*egress.Client, error) {
+	addr := string(sc.EgressAddress)
+	s.egress.mu.Lock()
+	defer s.egress.mu.Unlock()
+	if c := s.egress.clients[addr]; c != nil {
+		return c, nil
+	}
+	c, err := egress.New(egress.Options{Address: addr, ClusterHeader: sc.ClusterHeader,
+		IdleTimeout: sc.StreamIdleTimeout, MaxBodyBytes: sc.MaxResponseBodyBytes})
+	if err != nil {
+		return nil, err
+	}
+	if s.egress.clients == nil {
+		s.egress.clients = map[string]*egress.Client{}
+	}
+	s.egress.clients[addr] = c
+	return c, nil
+}
+
+// Close releases what the Server holds beyond its streams: the egress
+// clients' connections. Call it after the gRPC server stopped.
+func (s *Server) Close() {
+	s.egress.mu.Lock()
+	defer s.egress.mu.Unlock()
+	for a, c := range s.egress.clients {
+		c.Close()
+		delete(s.egress.clients, a)
+	}
+}

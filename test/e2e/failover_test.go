@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/packages/param"
+
+	"github.com/llmux/llmux/envoy"
+	"github.com/llmux/llmux/test/envoysim"
+	"github.com/llmux/llmux/test/fakeprovider"
+)
+
+// failoverConfig: one model group on two deployments, the first (priority
+// 0) on the "openai" cluster's fake, the second (priority 1) on another
+// OpenAI fake behind the "anthropic" cluster; llmux calls fallbacks through
+// the egress listener at %s.
+const failoverConfig = `
+server:
+  max_request_body_bytes: 65536
+  egress_address: %s
+auth:
+  keys:
+  - {name: e2e, tenant: team-e2e, key_env: E2E_CLIENT_KEY}
+providers:
+- {name: first, kind: openai, cluster: openai, credentials: {api_key_env: E2E_PROVIDER_KEY}}
+- {name: second, kind: openai, cluster: anthropic, credentials: {api_key_env: E2E_PROVIDER_KEY}}
+deployments:
+- {name: dep-first, provider: first, model: gpt-4o-mini-2024-07-18, priority: 0}
+- {name: dep-second, provider: second, model: gpt-4o-mini-2024-07-18, priority: 1}
+model_groups:
+- {name: gpt-4o-mini, deployments: [dep-first, dep-second]}
+`
+
+// startFailoverRig starts the stack with the second fake and the egress
+// listener on a known port.
+func startFailoverRig(t *testing.T) (*rig, *fakeprovider.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	egressAddr := ln.Addr().String()
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
+	r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"anthropic": second.Addr()},
+		func(o *envoysim.Options) { o.ListenerPorts = map[string]int{"egress": port} })
+	t.Cleanup(r.streams.Server.Close) // the egress client's connections
+	return r, second
+}
+
+func failedPlan(status int) fakeprovider.Fault {
+	f := fakeprovider.DefaultFault()
+	f.Status = status
+	return f
+}
+
+// TestFailoverBeforeFirstByte: the first deployment answers 503 or 429; the
+// client gets one 200 from the second, streamed and not, with no trace of
+// the failure but the access log.
+func TestFailoverBeforeFirstByte(t *testing.T) {
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusInternalServerError} {
+		for _, stream := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/stream=%v", status, stream), func(t *testing.T) {
+				r, second := startFailoverRig(t)
+				r.fake.Enqueue(failedPlan(status))
+				ctx := context.Background()
+				params := openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")}
+				var content string
+				if stream {
+					params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
+					s := r.client.Chat.Completions.NewStreaming(ctx, params)
+					acc := openai.ChatCompletionAccumulator{}
+					usage := 0
+					for s.Next() {
+						c := s.Current()
+						acc.AddChunk(c)
+						if len(c.Choices) == 0 && c.Usage.TotalTokens > 0 {
+							usage++
+						}
+					}
+					if err := s.Err(); err != nil {
+						t.Fatalf("stream: %v\nllmux log:\n%s", err, r.llmuxLog)
+					}
+					s.Close()
+					if usage != 1 || acc.Choices[0].FinishReason != "stop" {
+						t.Errorf("usage chunks %d, finish %q", usage, acc.Choices[0].FinishReason)
+					}
+					content = acc.Choices[0].Message.Content
+				} else {
+					resp, err := r.client.Chat.Completions.New(ctx, params)
+					if err != nil {
+						t.Fatalf("%v\nllmux log:\n%s", err, r.llmuxLog)
+					}
+					content = resp.Choices[0].Message.Content
+				}
+				if !strings.Contains(content, "answer from the second deployment") {
+					t.Errorf("content %q", content)
+				}
+				if n, m := len(r.fake.Requests()), len(second.Requests()); n != 1 || m != 1 {
+					t.Errorf("requests: first %d, second %d; want 1 each", n, m)
+				}
+				got, _ := second.Last()
+				if got.Header.Get(envoy.ClusterHeader) != "" || got.Header.Get("Authorization") != "Bearer "+providerKey {
+					t.Errorf("the second deployment got headers %v", got.Header)
+				}
+				if got.JSON("stream").Bool() != stream || got.JSON("model").String() != "gpt-4o-mini-2024-07-18" {
+					t.Errorf("the second deployment got %s", got.Body)
+				}
+				logs := r.accessLogs(2)
+				var ingress, egress map[string]any
+				for _, l := range logs {
+					if l["listener"] == "egress" {
+						egress = l
+					} else {
+						ingress = l
+					}
+				}
+				if ingress == nil || egress == nil {
+					t.Fatalf("access logs %v", logs)
+				}
+				if ingress["status"] != float64(200) || ingress["deployment"] != "dep-second" {
+					t.Errorf("ingress log: %v", ingress)
+				}
+				if egress["upstream_cluster"] != "anthropic" || egress["status"] != float64(200) || egress["request_id"] != ingress["request_id"] {
+					t.Errorf("egress log: %v (ingress %v)", egress, ingress)
+				}
+				r.waitNoStreams()
+			})
+		}
+	}
+}
+
+// TestFailoverExhausted: both deployments fail; the client gets the most
+// informative error (the rate limit, which says when to retry, over the
+// outage), once.
+func TestFailoverExhausted(t *testing.T) {
+	r, second := startFailoverRig(t)
+	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+	second.Enqueue(failedPlan(http.StatusTooManyRequests))
+	_, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) {
+		t.Fatalf("want an API error, got %v", err)
+	}
+	if apiErr.StatusCode != http.StatusTooManyRequests || apiErr.Response.Header.Get("retry-after") == "" {
+		t.Errorf("status %d, retry-after %q: %s", apiErr.StatusCode, apiErr.Response.Header.Get("retry-after"), apiErr.RawJSON())
+	}
+	if n, m := len(r.fake.Requests()), len(second.Requests()); n != 1 || m != 1 {
+		t.Errorf("requests: first %d, second %d; want 1 each", n, m)
+	}
+}
+
+// TestFailoverNotForClientErrors: a 400 is the client's doing; no other
+// deployment is asked.
+func TestFailoverNotForClientErrors(t *testing.T) {
+	r, second := startFailoverRig(t)
+	r.fake.Enqueue(failedPlan(http.StatusBadRequest))
+	_, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest {
+		t.Fatalf("want the 400, got %v", err)
+	}
+	if n := len(second.Requests()); n != 0 {
+		t.Errorf("the second deployment was asked %d times", n)
+	}
+}

@@ -29,12 +29,7 @@ func TestResponseTrailers(t *testing.T) {
 		w.Header().Set("x-test-trailers", "Yes")
 	}
 	e := start(t, tcfg{extProc: "processing_mode: {response_trailer_mode: SEND}"}, withTrailers)
-	res := e.get(t, "/")
-	ps := e.proc.next(t)
-	ps.expect(t, "request_headers")
-	ps.send(t, reqHeadersResp(cont()))
-	ps.expect(t, "response_headers")
-	ps.send(t, respHeadersResp(cont()))
+	res, ps := e.getPastResponseHeaders(t)
 	m := ps.expect(t, "response_trailers")
 	if len(m.GetResponseTrailers().GetTrailers().GetHeaders()) == 0 {
 		t.Error("trailers message carries no trailers")
@@ -427,12 +422,7 @@ func TestFullDuplexOrderingAndIdle(t *testing.T) {
 // FULL_DUPLEX response: the server appends after the upstream's end.
 func TestFullDuplexResponseAppend(t *testing.T) {
 	e := start(t, tcfg{extProc: fdResp}, nil)
-	res := e.get(t, "/")
-	ps := e.proc.next(t)
-	ps.expect(t, "request_headers")
-	ps.send(t, reqHeadersResp(cont()))
-	ps.expect(t, "response_headers")
-	ps.send(t, respHeadersResp(cont()))
+	res, ps := e.getPastResponseHeaders(t)
 	for {
 		m := ps.expect(t, "response_body")
 		ps.send(t, respBodyResp(streamed(strings.ToUpper(string(bodyOf(m).GetBody())), false)))
@@ -451,12 +441,7 @@ func TestFullDuplexResponseAppend(t *testing.T) {
 // FULL_DUPLEX fail-open only until the first body chunk was sent.
 func TestFullDuplexCanFailOpen(t *testing.T) {
 	e := start(t, tcfg{extProc: fdResp + ", failure_mode_allow: true"}, nil)
-	res := e.get(t, "/")
-	ps := e.proc.next(t)
-	ps.expect(t, "request_headers")
-	ps.send(t, reqHeadersResp(cont()))
-	ps.expect(t, "response_headers")
-	ps.send(t, respHeadersResp(cont()))
+	res, ps := e.getPastResponseHeaders(t)
 	ps.expect(t, "response_body")
 	// Spurious after a body chunk was sent: fail closed although fail-open is
 	// configured; headers are already out ⇒ reset.
@@ -712,12 +697,7 @@ func TestUpstreamResets(t *testing.T) {
 // ImmediateResponse after response headers were sent ⇒ reset (§2.7).
 func TestImmediateAfterHeadersSentResets(t *testing.T) {
 	e := start(t, tcfg{extProc: fdResp}, nil)
-	res := e.get(t, "/")
-	ps := e.proc.next(t)
-	ps.expect(t, "request_headers")
-	ps.send(t, reqHeadersResp(cont()))
-	ps.expect(t, "response_headers")
-	ps.send(t, respHeadersResp(cont()))
+	res, ps := e.getPastResponseHeaders(t)
 	ps.expect(t, "response_body")
 	ps.send(t, respBodyResp(streamed("first", false)))
 	ps.send(t, &extprocsvc.ProcessingResponse{Response: &extprocsvc.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocsvc.ImmediateResponse{}}})

@@ -439,6 +439,19 @@ func (e *env) get(t *testing.T, path string, hdr ...string) <-chan result {
 	return e.do(t, false, req)
 }
 
+// getPastResponseHeaders sends GET / and lets the request and response
+// headers through unchanged; the response body comes next.
+func (e *env) getPastResponseHeaders(t *testing.T) (<-chan result, *procStream) {
+	t.Helper()
+	res := e.get(t, "/")
+	ps := e.proc.next(t)
+	ps.expect(t, "request_headers")
+	ps.send(t, reqHeadersResp(cont()))
+	ps.expect(t, "response_headers")
+	ps.send(t, respHeadersResp(cont()))
+	return res, ps
+}
+
 func (e *env) post(t *testing.T, path, body string, hdr ...string) <-chan result {
 	t.Helper()
 	req, err := http.NewRequest("POST", e.base+path, strings.NewReader(body))

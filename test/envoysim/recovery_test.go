@@ -169,12 +169,7 @@ func TestFactEndResponseWhileUpstreamOpen(t *testing.T) {
 		}
 	})
 	defer close(release)
-	res := e.get(t, "/")
-	ps := e.proc.next(t)
-	ps.expect(t, "request_headers")
-	ps.send(t, reqHeadersResp(cont()))
-	ps.expect(t, "response_headers")
-	ps.send(t, respHeadersResp(cont()))
+	res, ps := e.getPastResponseHeaders(t)
 	b := bodyOf(ps.expect(t, "response_body"))
 	if b.GetEndOfStream() {
 		t.Fatal("upstream must still be open")

@@ -60,7 +60,8 @@
 //     message timeout per direction (none in FULL_DUPLEX) ⇒ 504,
 //     override_message_timeout; mutation rules (§2.3) and content-length rules
 //     (§2.5); CONTINUE_AND_REPLACE; ImmediateResponse and
-//     StreamedImmediateResponse (§2.7, §2.8); mode_override incl. the v1.40
+//     StreamedImmediateResponse (§2.7, §2.8; the latter from Envoy 1.37 on,
+//     spurious before, its dynamic_metadata applied); mode_override incl. the v1.40
 //     standalone form (§2.10, requires allow_mode_override here);
 //     clear_route_cache / route_cache_action (§2.13) re-running route selection;
 //     dynamic_metadata for receiving_namespaces.untyped (§2.9).
@@ -120,8 +121,10 @@
 //   - A streamed_response in BUFFERED / BUFFERED_PARTIAL mode is treated as
 //     spurious; Envoy applies it as "no body mutation" (after the
 //     content-length check against an empty body).
-//   - A response that completes before its request is reset (HTTP/1: the
-//     connection is closed).
+//   - A response that completes before its request is reset: on HTTP/1
+//     the connection is closed after the response, gracefully (net/http's
+//     half-close and wait stand in for Envoy's delayed_close_timeout), so
+//     the client reads the response; on HTTP/2 the stream is reset.
 //
 // StartGateway runs a real envoy binary instead when one is on PATH (and
 // LLMUX_E2E_ENVOY != "sim"), using LoopbackBootstrap to point it at the

@@ -50,6 +50,19 @@ const (
 type failoverState struct {
 	body  []byte               // the client's request body, kept for another deployment
 	tried []*config.Deployment // deployments tried, the first included
+	cause translate.Code       // the first deployment's failure, when failover ran
+}
+
+// failoverMetadata adds, when failover ran, the deployments tried
+// ("attempts"), the first one ("failed_deployment") and its failure
+// ("failover_cause") to the final metadata.
+func (h *handler) failoverMetadata(v *mdValues) {
+	if h.fo.cause == "" {
+		return
+	}
+	v.num("attempts", float64(len(h.fo.tried)))
+	v.str("failed_deployment", h.fo.tried[0].Name)
+	v.str("failover_cause", string(h.fo.cause))
 }
 
 // keepForFailover keeps the client's body when a fallback could need it:
@@ -82,6 +95,7 @@ func (h *handler) failover() error {
 		return h.answerError(h.dec.Result().Err, h.retry)
 	}
 	best, bestRetry := h.dec.Result().Err, h.retry
+	h.fo.cause = best.Code
 	deadline := h.forwardedAt.Add(failoverBudget)
 	for len(h.fo.tried) < failoverAttempts && h.s.opts.Now().Before(deadline) {
 		dep, tr := h.nextDeployment()

@@ -72,6 +72,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		if !h.firstAt.IsZero() {
 			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
+		h.failoverMetadata(&v) // failover.go
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }

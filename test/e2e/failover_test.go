@@ -126,7 +126,8 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 				if ingress == nil || egress == nil {
 					t.Fatalf("access logs %v", logs)
 				}
-				if ingress["status"] != float64(200) || ingress["deployment"] != "dep-second" {
+				if ingress["status"] != float64(200) || ingress["deployment"] != "dep-second" || ingress["attempts"] != float64(2) ||
+					ingress["failover_cause"] == nil {
 					t.Errorf("ingress log: %v", ingress)
 				}
 				if egress["upstream_cluster"] != "anthropic" || egress["status"] != float64(200) || egress["request_id"] != ingress["request_id"] {
@@ -170,5 +171,59 @@ func TestFailoverNotForClientErrors(t *testing.T) {
 	}
 	if n := len(second.Requests()); n != 0 {
 		t.Errorf("the second deployment was asked %d times", n)
+	}
+}
+
+// TestFailoverOnEnvoyLocalReply: the first deployment's cluster refuses
+// connections, so Envoy answers its own 503 (local reply). From Envoy 1.37
+// that reply passes through llmux, which fails over; on 1.34–1.36 it skips
+// llmux (skip_ext_proc_on_local_reply) and the client gets Envoy's 503
+// (docs/envoy-facts.md, fact 8).
+func TestFailoverOnEnvoyLocalReply(t *testing.T) {
+	for _, tc := range []struct {
+		version  string
+		failover bool
+	}{{envoysim.Envoy137, true}, {envoysim.Envoy136, false}} {
+		t.Run(tc.version, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			egressAddr, port := ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+			refused, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			refusedAddr := refused.Addr().String()
+			refused.Close() // nothing listens here any more
+			second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
+			r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"openai": refusedAddr, "anthropic": second.Addr()},
+				func(o *envoysim.Options) {
+					o.ListenerPorts = map[string]int{"egress": port}
+					o.EnvoyVersion = tc.version
+				})
+			t.Cleanup(r.streams.Server.Close)
+			resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
+			if !tc.failover {
+				var apiErr *openai.Error
+				if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("want Envoy's 503, got %v", err)
+				}
+				if n := len(second.Requests()); n != 0 {
+					t.Errorf("the second deployment was asked %d times", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\nllmux log:\n%s", err, r.llmuxLog)
+			}
+			if !strings.Contains(resp.Choices[0].Message.Content, "answer from the second deployment") {
+				t.Errorf("content %q", resp.Choices[0].Message.Content)
+			}
+			if n := len(second.Requests()); n != 1 {
+				t.Errorf("the second deployment was asked %d times", n)
+			}
+		})
 	}
 }

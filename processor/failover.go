@@ -48,9 +48,10 @@ const (
 
 // failoverState is a handler's failover bookkeeping.
 type failoverState struct {
-	body  []byte               // the client's request body, kept for another deployment
-	tried []*config.Deployment // deployments tried, the first included
-	cause translate.Code       // the first deployment's failure, when failover ran
+	body   []byte                               // the client's request body, kept for another deployment
+	tried  [failoverAttempts]*config.Deployment // deployments tried, the first included
+	ntried int
+	cause  translate.Code // the first deployment's failure, when failover ran
 }
 
 // failoverMetadata adds, when failover ran, the deployments tried
@@ -60,7 +61,7 @@ func (h *handler) failoverMetadata(v *mdValues) {
 	if h.fo.cause == "" {
 		return
 	}
-	v.num("attempts", float64(len(h.fo.tried)))
+	v.num("attempts", float64(h.fo.ntried))
 	v.str("failed_deployment", h.fo.tried[0].Name)
 	v.str("failover_cause", string(h.fo.cause))
 }
@@ -70,8 +71,8 @@ func (h *handler) failoverMetadata(v *mdValues) {
 func (h *handler) keepForFailover(body []byte) {
 	if h.cfg.Server().EgressAddress.Enabled() && h.group != nil && len(h.group.Deployments) > 1 {
 		h.fo.body = body
+		h.fo.tried[0], h.fo.ntried = h.dep, 1
 	}
-	h.fo.tried = append(h.fo.tried[:0], h.dep)
 }
 
 // shouldFailover reports, at the end of a held error response, whether to
@@ -97,14 +98,15 @@ func (h *handler) failover() error {
 	best, bestRetry := h.dec.Result().Err, h.retry
 	h.fo.cause = best.Code
 	deadline := h.forwardedAt.Add(failoverBudget)
-	for len(h.fo.tried) < failoverAttempts && h.s.opts.Now().Before(deadline) {
+	for h.fo.ntried < failoverAttempts && h.s.opts.Now().Before(deadline) {
 		dep, tr := h.nextDeployment()
 		if dep == nil {
 			break
 		}
-		h.fo.tried = append(h.fo.tried, dep)
+		h.fo.tried[h.fo.ntried] = dep
+		h.fo.ntried++
 		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", h.depName(), "error_code", string(best.Code),
-			"next", dep.Name, "attempt", len(h.fo.tried))
+			"next", dep.Name, "attempt", h.fo.ntried)
 		ctx, cancel := context.WithDeadline(h.ctx, deadline)
 		resp, treq, err := h.callDeployment(ctx, c, dep, tr)
 		if err != nil {
@@ -168,7 +170,7 @@ func (h *handler) nextDeployment() (*config.Deployment, translate.Translator) {
 }
 
 func (h *handler) triedDeployment(d *config.Deployment) bool {
-	for _, t := range h.fo.tried {
+	for _, t := range h.fo.tried[:h.fo.ntried] {
 		if t == d {
 			return true
 		}

@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/llmux/llmux/proto/config"
@@ -19,21 +18,26 @@ func TestNextDeployment(t *testing.T) {
 	}
 	first, heavy, light, later, off, unserved := d("first", 0, 1, p), d("heavy", 1, 5, p), d("light", 1, 1, p), d("later", 2, 9, p), d("off", 0, 0, p), d("unserved", 0, 9, none)
 	h := &handler{s: New(Options{}), group: &config.Group{Deployments: []*config.Deployment{first, off, unserved, light, heavy, later}}}
-	h.fo.tried = []*config.Deployment{first}
-	var got []string
-	for {
+	for _, tc := range []struct {
+		tried []*config.Deployment
+		want  string
+	}{
+		{[]*config.Deployment{first}, "heavy"},
+		{[]*config.Deployment{first, heavy}, "light"},
+		{[]*config.Deployment{first, heavy, light}, "later"},
+		{[]*config.Deployment{heavy, light, later}, "first"},
+	} {
+		h.fo.ntried = copy(h.fo.tried[:], tc.tried)
 		dep, tr := h.nextDeployment()
-		if dep == nil {
-			break
+		if dep == nil || tr == nil || dep.Name != tc.want {
+			t.Errorf("after %d tried: %v, want %s", len(tc.tried), dep, tc.want)
 		}
-		if tr == nil {
-			t.Fatalf("%s: no translator", dep.Name)
-		}
-		got = append(got, dep.Name)
-		h.fo.tried = append(h.fo.tried, dep)
 	}
-	if want := "heavy light later"; strings.Join(got, " ") != want {
-		t.Errorf("order %q, want %q", strings.Join(got, " "), want)
+	// Nothing left: weight 0 and kinds this build lacks are never tried.
+	h.group.Deployments = []*config.Deployment{first, off, unserved}
+	h.fo.ntried = copy(h.fo.tried[:], []*config.Deployment{first})
+	if dep, _ := h.nextDeployment(); dep != nil {
+		t.Errorf("got %s, want none", dep.Name)
 	}
 }
 

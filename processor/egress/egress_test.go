@@ -27,7 +27,7 @@ type rig struct {
 	anthropic *fakeprovider.Server
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	doc, err := os.ReadFile("../../envoy/standalone.yaml")
 	if err != nil {
@@ -54,7 +54,7 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func (r *rig) client(t *testing.T, o Options) *Client {
+func (r *rig) client(t testing.TB, o Options) *Client {
 	t.Helper()
 	o.Address = r.sim.Addr("egress")
 	c, err := New(o)

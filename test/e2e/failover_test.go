@@ -227,3 +227,40 @@ func TestFailoverOnEnvoyLocalReply(t *testing.T) {
 		})
 	}
 }
+
+// TestFailoverFallbackBreaks: the fallback's connection resets mid-body;
+// the client gets a failure it can tell (stream_interrupted), never a
+// truncated answer passed off as whole.
+func TestFailoverFallbackBreaks(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			r, second := startFailoverRig(t)
+			r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+			reset := fakeprovider.DefaultFault()
+			reset.Kind, reset.After = fakeprovider.FaultReset, 2
+			second.Enqueue(reset)
+			params := openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("one two three four")}
+			var err error
+			if stream {
+				s := r.client.Chat.Completions.NewStreaming(context.Background(), params)
+				for s.Next() {
+				}
+				err = s.Err()
+				s.Close()
+			} else {
+				_, err = r.client.Chat.Completions.New(context.Background(), params)
+			}
+			var apiErr *openai.Error
+			if errors.As(err, &apiErr) {
+				if apiErr.StatusCode != http.StatusBadGateway || apiErr.Code != "stream_interrupted" {
+					t.Errorf("want 502 stream_interrupted, got %d %s", apiErr.StatusCode, apiErr.RawJSON())
+				}
+			} else if err == nil || !strings.Contains(err.Error(), "stream_interrupted") {
+				t.Fatalf("want a stream_interrupted failure, got %v", err)
+			}
+			if n := len(second.Requests()); n != 1 {
+				t.Errorf("the second deployment was asked %d times", n)
+			}
+		})
+	}
+}

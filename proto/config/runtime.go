@@ -7,6 +7,8 @@ import (
 	"maps"
 	"strings"
 	"time"
+
+	"github.com/llmux/llmux/processor/route"
 )
 
 // Provider is a resolved provider: an upstream API reached through an
@@ -58,6 +60,9 @@ type Group struct {
 	Name string
 	// Deployments serve the group; treat as read-only.
 	Deployments []*Deployment
+	// Routing is the group's routing policy, defaults applied
+	// (model_groups[].routing, schema_routing.go).
+	Routing route.Policy
 }
 
 type keyEntry struct{ tenant, name string }

@@ -47,6 +47,8 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		str("provider", h.dep.Provider.Name)
 		str("provider_kind", h.dep.Provider.Kind)
 		str("model", h.dep.Model)
+		str("routing_strategy", h.routingStrategy())
+		str("routing_reason", h.routingReason())
 	}
 	if final {
 		if h.status != 0 {
@@ -80,8 +82,8 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // most, before and with the outcome; more still work, with an allocation
 // each.
 const (
-	mdRequestFields = 8
-	mdFields        = 17
+	mdRequestFields = 10
+	mdFields        = 19
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values
@@ -121,7 +123,7 @@ func (v *mdValues) str(k, s string) {
 		return
 	}
 	if v.strs == nil {
-		v.strs = make([]structpb.Value_StringValue, 0, 10)
+		v.strs = make([]structpb.Value_StringValue, 0, 12)
 	}
 	p := slot(&v.strs)
 	p.StringValue = s
@@ -148,12 +150,15 @@ func (v *mdValues) wrap(ns string) *structpb.Struct {
 	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: out}}
 }
 
-// appendModels appends the OpenAI model list for every model group.
-func appendModels(dst []byte, cfg *config.Runtime) []byte {
+// appendModels appends the OpenAI model list for every model group that
+// allow accepts.
+func appendModels(dst []byte, cfg *config.Runtime, allow func(string) bool) []byte {
 	groups := cfg.Groups()
 	names := make([]string, 0, len(groups))
 	for _, g := range groups {
-		names = append(names, g.Name)
+		if allow(g.Name) {
+			names = append(names, g.Name)
+		}
 	}
 	sort.Strings(names)
 	created := cfg.LoadedAt().Unix()

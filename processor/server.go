@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/llmux/llmux/processor/route"
 	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
@@ -48,6 +49,11 @@ type Options struct {
 	// does; nil means time.AfterFunc. The watchdog reads Now to tell a
 	// stall from a timer that fired late, so tests inject both.
 	AfterFunc func(d time.Duration, f func()) Timer
+	// Router chooses deployments and keeps their health and latency
+	// statistics (routing.go); nil means a new one on Now, whose cooldowns
+	// are logged and counted (a Router given here reports them through its
+	// own route.Options.OnCooldown).
+	Router *route.Router
 }
 
 // Timer is the part of *time.Timer the watchdog uses.
@@ -61,6 +67,11 @@ type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	opts     Options
 	buffered budget // request body bytes held across streams
+
+	// Routing: deployment choice (routing.go) and the Envoy route
+	// metadata parsed (routemeta.go).
+	routing *routing
+	routeMD routeMetaCache
 }
 
 // New returns a Server.
@@ -77,7 +88,7 @@ func New(opts Options) *Server {
 	if opts.AfterFunc == nil {
 		opts.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	return &Server{opts: opts}
+	return &Server{opts: opts, routing: newRouting(&opts)}
 }
 
 // Process handles one ext_proc stream, that is one HTTP request and its

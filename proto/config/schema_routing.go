@@ -158,7 +158,8 @@ func (rs RoutingSpec) apply(c *errs, path string, base route.Policy) route.Polic
 // model_groups[].routing but health, and each key present replaces the
 // group's setting.
 type RouteOverride struct {
-	spec RoutingSpec
+	spec  RoutingSpec  // what the route set
+	delta route.Policy // its values, validated
 }
 
 // ParseRouteOverride reads an override from JSON (or YAML), strictly: an
@@ -185,18 +186,38 @@ func ParseRouteOverride(data []byte) (*RouteOverride, error) {
 	if o.spec.Health != (HealthSpec{}) {
 		c.add("routing."+routingFieldHealth, "health is a model group's setting (model_groups[].routing.health); a route cannot change it")
 	}
-	o.spec.apply(c, "routing", route.Policy{})
+	o.delta = o.spec.apply(c, "routing", route.Policy{})
 	if err := c.result(); err != nil {
 		return nil, err
 	}
 	return &o, nil
 }
 
-// Apply returns base with the override's settings in place; defaults are
-// applied to the result.
+// Apply returns base with the override's settings in place. It does not
+// allocate.
 func (o *RouteOverride) Apply(base route.Policy) route.Policy {
 	if o == nil {
 		return base
 	}
-	return o.spec.apply(&errs{}, "", base).WithDefaults()
+	s, d := &o.spec, &o.delta
+	if s.Strategy != "" {
+		base.Strategy = d.Strategy
+	}
+	if s.MaxTTFT != 0 {
+		base.MaxTTFT = d.MaxTTFT
+	}
+	if s.ExpectedOutputTokens != 0 {
+		base.ExpectedOutputTokens = d.ExpectedOutputTokens
+	}
+	if s.UnknownCost != "" {
+		base.UnknownCost = d.UnknownCost
+	}
+	if s.Explore != nil {
+		base.Explore = d.Explore
+	}
+	if s.StaleAfter != 0 {
+		base.StaleAfter = d.StaleAfter
+	}
+	return base.WithDefaults()
 }
+

@@ -47,8 +47,10 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		str("provider", h.dep.Provider.Name)
 		str("provider_kind", h.dep.Provider.Kind)
 		str("model", h.dep.Model)
-		str("routing_strategy", h.routingStrategy())
-		str("routing_reason", h.routingReason())
+		if final { // with the outcome only: the request phase's map stays small
+			str("routing_strategy", h.routingStrategy())
+			str("routing_reason", h.routingReason())
+		}
 	}
 	if final {
 		if h.status != 0 {
@@ -82,7 +84,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // most, before and with the outcome; more still work, with an allocation
 // each.
 const (
-	mdRequestFields = 10
+	mdRequestFields = 8
 	mdFields        = 19
 )
 

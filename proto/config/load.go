@@ -139,6 +139,7 @@ func Parse(data []byte, opts LoadOptions) (*Runtime, error) {
 	validateAuth(c, f, rt, opts)
 	providers := validateProviders(c, f, rt, opts)
 	deployments := validateDeployments(c, f, providers)
+	validatePricing(c, f, rt, opts, deployments)
 	validateGroups(c, f, rt, deployments)
 	if err := c.result(); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llmux/llmux/pricing"
 	"github.com/llmux/llmux/processor/route"
 )
 
@@ -51,6 +52,12 @@ type Deployment struct {
 	Priority int
 	// Provider serves the deployment.
 	Provider *Provider
+
+	// Pricing concern: Price is the deployment's price entry, nil when its
+	// cost is unknown; PriceKey is the table key it resolved to, or
+	// PriceKeyDeployment for the deployment's own price.
+	Price    *pricing.Entry
+	PriceKey string
 }
 
 // Group is a model group, the public model name clients send, with its
@@ -79,6 +86,7 @@ type Runtime struct {
 	file      *File
 	loadedAt  time.Time
 	version   string
+	prices    *pricing.Table // pricing concern
 }
 
 // Server returns the server settings with defaults applied.
@@ -142,6 +150,7 @@ type redactedFile struct {
 	Providers   []redactedProvider `json:"providers"`
 	Deployments []DeploymentSpec   `json:"deployments"`
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
+	Pricing     Pricing            `json:"pricing"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -155,6 +164,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Providers:   make([]redactedProvider, len(r.file.Providers)),
 		Deployments: make([]DeploymentSpec, len(r.file.Deployments)),
 		ModelGroups: r.file.ModelGroups,
+		Pricing:     r.file.Pricing,
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

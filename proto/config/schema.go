@@ -19,6 +19,10 @@ type File struct {
 	Deployments []DeploymentSpec `yaml:"deployments" json:"deployments"`
 	// ModelGroups are the public model names clients send.
 	ModelGroups []ModelGroupSpec `yaml:"model_groups" json:"model_groups"`
+
+	// Pricing says where prices come from (pricing concern,
+	// schema_pricing.go).
+	Pricing Pricing `yaml:"pricing" json:"pricing"`
 }
 
 // Server holds process-wide settings. Zero values take the defaults.
@@ -165,6 +169,12 @@ type DeploymentSpec struct {
 	Weight *int `yaml:"weight" json:"weight"`
 	// Priority orders deployments: lower is preferred (default 0).
 	Priority int `yaml:"priority" json:"priority"`
+
+	// Pricing concern (schema_pricing.go): PriceKey names the price table
+	// entry when it differs from what the model resolves to; Price gives
+	// the deployment's own price, which beats every table.
+	PriceKey string     `yaml:"price_key" json:"price_key,omitempty"`
+	Price    *PriceSpec `yaml:"price" json:"price,omitempty"`
 }
 
 // ModelGroupSpec is a public model name and the deployments serving it.

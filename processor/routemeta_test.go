@@ -74,7 +74,7 @@ func TestRouteMetadata(t *testing.T) {
 				if r.GetImmediateResponse() != nil {
 					t.Fatalf("refused: %s", r.GetImmediateResponse().GetBody())
 				}
-				if got := mdOf(r)["routing_strategy"].GetStringValue(); got != tc.strategy {
+				if got := x.h.routingStrategy(); got != tc.strategy {
 					t.Errorf("routing_strategy %q, want %q", got, tc.strategy)
 				}
 				return

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/llmux/llmux/pricing"
 	"github.com/llmux/llmux/processor/route"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
@@ -77,9 +78,15 @@ func (s *Server) candidates(cfg *config.Runtime, g *config.Group) []route.Candid
 	return c
 }
 
-// deploymentPrice is the deployment's price for the cost strategy; nil
-// (unknown) until the price registry is wired.
-func deploymentPrice(*config.Deployment) route.Pricer { return nil }
+// deploymentPrice is the deployment's price for the cost strategy, nil
+// when unknown (a nil *pricing.Entry must not become a non-nil
+// interface).
+func deploymentPrice(d *config.Deployment) route.Pricer {
+	if d.Price == nil {
+		return nil
+	}
+	return d.Price
+}
 
 // routeState is a handler's routing: the policy in force, the group's
 // candidates and the attempt that hears the outcome.
@@ -102,7 +109,7 @@ func (h *handler) route(g *config.Group, stream bool, body []byte) (*config.Depl
 	rs.cands = h.s.candidates(h.cfg, g)
 	req := route.Request{Policy: &rs.policy, Candidates: rs.cands, Stream: stream}
 	if rs.policy.Strategy == route.Cost {
-		req.InputTokens = estimateInputTokens(h.ep.op(), body)
+		req.InputTokens = pricing.EstimateInputTokens(h.ep.op(), body)
 		req.MaxOutputTokens = maxOutputTokens(body)
 	}
 	if !h.s.routing.router.Pick(&rs.attempt, &req) {
@@ -183,8 +190,3 @@ func maxOutputTokens(body []byte) int64 {
 	}
 	return 0
 }
-
-// estimateInputTokens estimates the prompt's tokens for the cost
-// strategy: about four bytes a token, until the price registry's
-// estimate is wired.
-func estimateInputTokens(_ translate.Operation, body []byte) int64 { return int64(len(body)+3) / 4 }

@@ -77,24 +77,25 @@ func TestRoutingCooldownMovesTraffic(t *testing.T) {
 	rs := newRoutingServer(t, routingConfig)
 	send := func(status string) (dep, reason string) {
 		t.Helper()
-		x, r := rs.start(t, nil, `{"model":"g","messages":[{"role":"user","content":"hi"}]}`)
-		md := mdOf(r)
-		dep, reason = md["deployment"].GetStringValue(), md["routing_reason"].GetStringValue()
-		if md["routing_strategy"].GetStringValue() != "least_busy" {
-			t.Errorf("routing_strategy %v", md["routing_strategy"])
-		}
+		var last []*extprocv3.ProcessingResponse
+		x, _ := rs.start(t, nil, `{"model":"g","messages":[{"role":"user","content":"hi"}]}`)
 		rs.now = rs.now.Add(time.Second)
 		if status == "503" {
 			// Envoy's own reply: a refused connection, marked by the
 			// shipped local_reply_config.
 			x.send(respHeaders(false, ":status", "503", "content-type", "application/json", localReplyHeader, "envoy")) // held for the body
-			x.send(respBody(`{"error":{"message":"The provider could not be reached (upstream_reset_before_response_started{connection_refused}).","type":"server_error","code":"upstream_unavailable"}}`, true))
+			last, _ = x.send(respBody(`{"error":{"message":"The provider could not be reached (upstream_reset_before_response_started{connection_refused}).","type":"server_error","code":"upstream_unavailable"}}`, true))
 		} else {
 			x.send(respHeaders(false, ":status", "200", "content-type", "application/json"))
-			x.send(respBody(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`, true))
+			last, _ = x.send(respBody(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`, true))
 		}
 		x.h.end()
-		return dep, reason
+		// The final reply's metadata names the choice.
+		md := mdOf(last[len(last)-1])
+		if md["routing_strategy"].GetStringValue() != "least_busy" {
+			t.Errorf("routing_strategy %v", md["routing_strategy"])
+		}
+		return md["deployment"].GetStringValue(), md["routing_reason"].GetStringValue()
 	}
 	// dep-c is a kind this build cannot serve; dep-b is a lower tier.
 	for range 3 {
@@ -178,5 +179,35 @@ func TestMaxOutputTokens(t *testing.T) {
 		if got := maxOutputTokens([]byte(body)); got != want {
 			t.Errorf("%s: %d, want %d", body, got, want)
 		}
+	}
+}
+
+// The cost strategy prices each deployment from the price registry:
+// gpt-4o-mini costs less than gpt-4o for the same request, and a model
+// the table does not know goes last.
+func TestRoutingCost(t *testing.T) {
+	rs := newRoutingServer(t, `
+auth:
+  keys: [{name: k, tenant: t, key_env: LLMUX_TEST_KEY}]
+providers:
+- {name: a, kind: openai, cluster: cluster-a}
+deployments:
+- {name: big, provider: a, model: gpt-4o}
+- {name: unknown, provider: a, model: no-such-model-anywhere}
+- {name: small, provider: a, model: gpt-4o-mini}
+model_groups:
+- name: g
+  deployments: [big, unknown, small]
+  routing: {strategy: cost}
+`)
+	x, _ := rs.start(t, nil, `{"model":"g","max_tokens":50,"messages":[{"role":"user","content":"What is the capital of France?"}]}`)
+	defer x.h.end()
+	a := &x.h.rs.attempt
+	var order []string
+	for i := range a.Len() {
+		order = append(order, x.h.rs.cands[a.At(i)].Name)
+	}
+	if strings.Join(order, ",") != "small,big,unknown" || a.Reason().String() != "cost" {
+		t.Errorf("order %v (%v), want small,big,unknown (cost)", order, a.Reason())
 	}
 }

@@ -145,6 +145,20 @@ func parseRouteMetadata(text, ns string) (*routePolicy, error) {
 	if err := prototext.Unmarshal([]byte(text), &md); err != nil {
 		return nil, &routeMetaError{err: fmt.Errorf("%s is not an envoy.config.core.v3.Metadata in text format: %w", routeMetadataAttribute, err)}
 	}
+	return routePolicyOf(&md, ns)
+}
+
+// CheckRouteMetadata checks an Envoy route's metadata as llmux reads it
+// per request: the keys under filter_metadata[namespace] must be known and
+// their values well formed. The envoy package's checks run it over the
+// shipped configurations.
+func CheckRouteMetadata(md *corev3.Metadata, namespace string) error {
+	_, err := routePolicyOf(md, namespace)
+	return err
+}
+
+// routePolicyOf reads the llmux policy under ns; nil when there is none.
+func routePolicyOf(md *corev3.Metadata, ns string) (*routePolicy, error) {
 	fields := md.GetFilterMetadata()[ns].GetFields()
 	if len(fields) == 0 {
 		return nil, nil

@@ -15,9 +15,13 @@ import (
 	"github.com/llmux/llmux/translate"
 )
 
-const routingConfig = `
+// routingAuth starts the test configurations.
+const routingAuth = `
 auth:
   keys: [{name: k, tenant: t, key_env: LLMUX_TEST_KEY}]
+`
+
+const routingConfig = routingAuth + `
 providers:
 - {name: a, kind: openai, cluster: cluster-a}
 - {name: b, kind: openai, cluster: cluster-b}
@@ -152,9 +156,7 @@ func TestRoutingOutcomeOnEveryEnd(t *testing.T) {
 }
 
 func TestRoutingNoDeployment(t *testing.T) {
-	rs := newRoutingServer(t, `
-auth:
-  keys: [{name: k, tenant: t, key_env: LLMUX_TEST_KEY}]
+	rs := newRoutingServer(t, routingAuth+`
 providers:
 - {name: c, kind: anthropic, cluster: cluster-c}
 deployments:
@@ -186,9 +188,7 @@ func TestMaxOutputTokens(t *testing.T) {
 // gpt-4o-mini costs less than gpt-4o for the same request, and a model
 // the table does not know goes last.
 func TestRoutingCost(t *testing.T) {
-	rs := newRoutingServer(t, `
-auth:
-  keys: [{name: k, tenant: t, key_env: LLMUX_TEST_KEY}]
+	rs := newRoutingServer(t, routingAuth+`
 providers:
 - {name: a, kind: openai, cluster: cluster-a}
 deployments:

@@ -61,18 +61,11 @@ type HealthSpec struct {
 
 // Bounds of the routing settings.
 const (
-	maxRoutingDuration        = time.Hour
-	maxCooldownLimit          = 24 * time.Hour
-	maxExpectedOutputTokens   = 10_000_000
-	minRoutingDuration        = time.Millisecond
-	minHealthDuration         = time.Second
-	routingFieldStrategy      = "strategy"
-	routingFieldHealth        = "health"
-	routingFieldUnknownCost   = "unknown_cost"
-	routingFieldMaxTTFT       = "max_ttft"
-	routingFieldStaleAfter    = "stale_after"
-	routingFieldExplore       = "explore"
-	routingFieldExpectedToken = "expected_output_tokens"
+	maxRoutingDuration      = time.Hour
+	maxCooldownLimit        = 24 * time.Hour
+	maxExpectedOutputTokens = 10_000_000
+	minRoutingDuration      = time.Millisecond
+	minHealthDuration       = time.Second
 )
 
 // compileRouting validates a group's routing at path and returns its
@@ -80,25 +73,32 @@ const (
 func compileRouting(c *errs, path string, rs RoutingSpec) route.Policy {
 	p := rs.apply(c, path, route.Policy{})
 	h := rs.Health
-	checkDuration := func(field string, d, lo, hi time.Duration) {
-		if d != 0 && (d < lo || d > hi) {
-			c.add(path+".health."+field, "must be between %s and %s, got %s", lo, hi, d)
-		}
-	}
 	if h.Failures < 0 || h.Failures > route.MaxFailures {
 		c.add(path+".health.failures", "must be between 1 and %d, got %d", route.MaxFailures, h.Failures)
 	}
-	checkDuration("window", h.Window, minHealthDuration, maxRoutingDuration)
-	checkDuration("cooldown", h.Cooldown, minHealthDuration, maxRoutingDuration)
-	checkDuration("max_cooldown", h.MaxCooldown, minHealthDuration, maxCooldownLimit)
-	if h.MaxCooldown != 0 && h.Cooldown != 0 && h.MaxCooldown < h.Cooldown {
+	p.Health.Failures = h.Failures
+	setDuration(c, path+".health.window", h.Window, minHealthDuration, maxRoutingDuration, &p.Health.Window)
+	setDuration(c, path+".health.cooldown", h.Cooldown, minHealthDuration, maxRoutingDuration, &p.Health.Cooldown)
+	setDuration(c, path+".health.max_cooldown", h.MaxCooldown, minHealthDuration, maxCooldownLimit, &p.Health.MaxCooldown)
+	switch {
+	case h.MaxCooldown != 0 && h.Cooldown != 0 && h.MaxCooldown < h.Cooldown:
 		c.add(path+".health.max_cooldown", "%s is less than cooldown (%s)", h.MaxCooldown, h.Cooldown)
-	}
-	if h.MaxCooldown != 0 && h.Cooldown == 0 && h.MaxCooldown < route.DefaultCooldown {
+	case h.MaxCooldown != 0 && h.Cooldown == 0 && h.MaxCooldown < route.DefaultCooldown:
 		c.add(path+".health.max_cooldown", "%s is less than the default cooldown (%s)", h.MaxCooldown, route.DefaultCooldown)
 	}
-	p.Health = route.Health{Failures: h.Failures, Window: h.Window, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown}
 	return p.WithDefaults()
+}
+
+// setDuration checks an optional duration (0: unset) against [lo, hi] and
+// stores a valid one in dst.
+func setDuration(c *errs, path string, d, lo, hi time.Duration, dst *time.Duration) {
+	switch {
+	case d == 0:
+	case d < lo || d > hi:
+		c.add(path, "must be between %s and %s, got %s", lo, hi, d)
+	default:
+		*dst = d
+	}
 }
 
 // apply validates the strategy settings of rs at path and sets those that
@@ -108,48 +108,36 @@ func (rs RoutingSpec) apply(c *errs, path string, base route.Policy) route.Polic
 	if rs.Strategy != "" {
 		s, ok := route.ParseStrategy(rs.Strategy)
 		if !ok {
-			c.add(path+"."+routingFieldStrategy, "unknown strategy %q (want one of: %s)", rs.Strategy, strings.Join(route.StrategyNames(), ", "))
+			c.add(path+".strategy", "unknown strategy %q (want one of: %s)", rs.Strategy, strings.Join(route.StrategyNames(), ", "))
 		}
 		p.Strategy = s
 	}
-	switch d := rs.MaxTTFT; {
-	case d == 0:
-	case d < minRoutingDuration || d > maxRoutingDuration:
-		c.add(path+"."+routingFieldMaxTTFT, "must be between %s and %s, got %s", minRoutingDuration, maxRoutingDuration, d)
-	default:
-		p.MaxTTFT = d
-	}
+	setDuration(c, path+".max_ttft", rs.MaxTTFT, minRoutingDuration, maxRoutingDuration, &p.MaxTTFT)
 	switch n := rs.ExpectedOutputTokens; {
 	case n == 0:
 	case n < 0 || n > maxExpectedOutputTokens:
-		c.add(path+"."+routingFieldExpectedToken, "must be between 1 and %d, got %d", maxExpectedOutputTokens, n)
+		c.add(path+".expected_output_tokens", "must be between 1 and %d, got %d", maxExpectedOutputTokens, n)
 	default:
 		p.ExpectedOutputTokens = n
 	}
 	if rs.UnknownCost != "" {
 		u, ok := route.ParseUnknownCost(rs.UnknownCost)
 		if !ok {
-			c.add(path+"."+routingFieldUnknownCost, "unknown value %q (want last or exclude)", rs.UnknownCost)
+			c.add(path+".unknown_cost", "unknown value %q (want last or exclude)", rs.UnknownCost)
 		}
 		p.UnknownCost = u
 	}
 	if e := rs.Explore; e != nil {
 		switch {
 		case !(*e >= 0 && *e <= 1):
-			c.add(path+"."+routingFieldExplore, "must be between 0 and 1, got %v", *e)
+			c.add(path+".explore", "must be between 0 and 1, got %v", *e)
 		case *e == 0:
 			p.Explore = -1 // off
 		default:
 			p.Explore = *e
 		}
 	}
-	switch d := rs.StaleAfter; {
-	case d == 0:
-	case d < minHealthDuration || d > maxRoutingDuration:
-		c.add(path+"."+routingFieldStaleAfter, "must be between %s and %s, got %s", minHealthDuration, maxRoutingDuration, d)
-	default:
-		p.StaleAfter = d
-	}
+	setDuration(c, path+".stale_after", rs.StaleAfter, minHealthDuration, maxRoutingDuration, &p.StaleAfter)
 	return p
 }
 
@@ -184,7 +172,7 @@ func ParseRouteOverride(data []byte) (*RouteOverride, error) {
 		decodeNode(root, reflect.ValueOf(&o.spec).Elem(), "routing", c, 0)
 	}
 	if o.spec.Health != (HealthSpec{}) {
-		c.add("routing."+routingFieldHealth, "health is a model group's setting (model_groups[].routing.health); a route cannot change it")
+		c.add("routing.health", "health is a model group's setting (model_groups[].routing.health); a route cannot change it")
 	}
 	o.delta = o.spec.apply(c, "routing", route.Policy{})
 	if err := c.result(); err != nil {
@@ -220,4 +208,3 @@ func (o *RouteOverride) Apply(base route.Policy) route.Policy {
 	}
 	return base.WithDefaults()
 }
-

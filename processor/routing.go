@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +78,15 @@ func (s *Server) candidates(cfg *config.Runtime, g *config.Group) []route.Candid
 	}
 	rt.cands[g] = c
 	return c
+}
+
+// RoutingStatus is what this process knows about each deployment it has
+// routed to (in flight, cooldown, latency statistics), sorted by name: the
+// admin listener's /routing.
+func (s *Server) RoutingStatus() []route.Status {
+	st := s.routing.router.Statuses()
+	slices.SortFunc(st, func(a, b route.Status) int { return strings.Compare(a.Deployment, b.Deployment) })
+	return st
 }
 
 // deploymentPrice is the deployment's price for the cost strategy, nil

@@ -76,6 +76,8 @@ type handler struct {
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
+
+	cost requestCost // pricing concern (cost.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

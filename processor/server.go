@@ -61,6 +61,8 @@ type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	opts     Options
 	buffered budget // request body bytes held across streams
+
+	unknownPrices unknownPrices // pricing concern: deployments without a price, logged once (cost.go)
 }
 
 // New returns a Server.

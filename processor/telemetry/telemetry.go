@@ -36,6 +36,8 @@ type Metrics struct {
 	requestSets setCache[requestKey]
 	routeSets   setCache[routeKey]
 	tokenSets   setCache[tokenKey]
+
+	pricing pricingInstruments // spend and unknown prices (pricing.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -124,6 +126,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	}
 	if x.bufferRejected, err = m.Int64Counter("llmux.buffer.rejected", metric.WithDescription("Requests refused with 503 because the request bytes held across requests reached server.max_buffered_bytes.")); err != nil {
 		return nil, fmt.Errorf("telemetry: buffer rejected: %w", err)
+	}
+	if err = x.pricing.init(m); err != nil {
+		return nil, err
 	}
 	return &x, nil
 }

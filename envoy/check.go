@@ -54,6 +54,7 @@ var MetadataKeys = []string{
 	"request_id", "tenant", "model_group", "deployment", "provider", "status",
 	"error_code", "input_tokens", "output_tokens", "cached_tokens",
 	"upstream_latency_ms", "ttft_ms",
+	"cost_usd", "cost_known", // pricing concern (docs/pricing.md)
 }
 
 // Problem is one rule a configuration breaks, at a field path such as

@@ -14,6 +14,7 @@ import (
 
 	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
 )
 
 // costRig runs exchanges on one server with metrics and a captured log.
@@ -23,7 +24,7 @@ type costRig struct {
 	log    *bytes.Buffer
 }
 
-func newCostRig(t *testing.T) *costRig {
+func newCostRig(t testing.TB) *costRig {
 	t.Helper()
 	cfg := testConfig(t)
 	reader := sdkmetric.NewManualReader()
@@ -164,5 +165,58 @@ func TestCostUnknown(t *testing.T) {
 	}
 	if !strings.Contains(r.log.String(), "deployment=llama-vllm") {
 		t.Errorf("log line does not name the deployment:\n%s", r.log.String())
+	}
+}
+
+// pricedHandler is a handler whose request completed on gpt-4o-mini with
+// usage, ready for priceRequest.
+func pricedHandler(r *costRig) *handler {
+	g, _ := r.s.opts.Config().Group("gpt-4o-mini")
+	h := newHandler(r.s, context.Background(), &recorder{})
+	h.group, h.dep, h.tenant = g, g.Deployments[0], "team-a"
+	h.forwardedAt = h.start
+	h.dec = &usageDecoder{res: translate.Result{HasUsage: true, Completed: true,
+		Usage: translate.Usage{InputTokens: 1000, CachedTokens: 400, OutputTokens: 100}}}
+	return h
+}
+
+// usageDecoder is a finished decoder that reports usage.
+type usageDecoder struct{ res translate.Result }
+
+func (d *usageDecoder) Decode(dst, _ []byte, _ bool) ([]byte, error) { return dst, nil }
+func (d *usageDecoder) ContentType() string                          { return "application/json" }
+func (d *usageDecoder) Status() int                                  { return 200 }
+func (d *usageDecoder) Result() *translate.Result                    { return &d.res }
+
+// TestPriceRequestAllocs: pricing a request, recording its spend and
+// adding its metadata fields allocate nothing once the spend counter's
+// attribute set is cached.
+func TestPriceRequestAllocs(t *testing.T) {
+	r := newCostRig(t)
+	h := pricedHandler(r)
+	h.priceRequest() // caches the attribute set
+	v := mdValues{size: mdFields}
+	v.num("warm", 1)
+	if n := testing.AllocsPerRun(100, func() {
+		h.cost = requestCost{}
+		h.priceRequest()
+		v.vals, v.nums = v.vals[:0], v.nums[:0]
+		h.costMetadata(&v)
+	}); n != 0 {
+		t.Errorf("%v allocations per request", n)
+	}
+	if want := 600*0.15e-6 + 400*0.075e-6 + 100*0.6e-6; h.cost.state != costKnown || math.Abs(h.cost.usd-want) > 1e-15 {
+		t.Errorf("cost %+v, want %g", h.cost, want)
+	}
+}
+
+// BenchmarkPriceRequest is the pricing concern's work per request: the
+// cost from the usage and the spend counter.
+func BenchmarkPriceRequest(b *testing.B) {
+	h := pricedHandler(newCostRig(b))
+	b.ReportAllocs()
+	for b.Loop() {
+		h.cost = requestCost{}
+		h.priceRequest()
 	}
 }

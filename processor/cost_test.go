@@ -17,6 +17,20 @@ import (
 	"github.com/llmux/llmux/translate"
 )
 
+// testMetrics returns llmux's instruments on a meter provider that lives
+// as long as the test, and the reader that collects them.
+func testMetrics(t testing.TB) (*telemetry.Metrics, *sdkmetric.ManualReader) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	metrics, err := telemetry.New(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metrics, reader
+}
+
 // costRig runs exchanges on one server with metrics and a captured log.
 type costRig struct {
 	s      *Server
@@ -27,13 +41,7 @@ type costRig struct {
 func newCostRig(t testing.TB) *costRig {
 	t.Helper()
 	cfg := testConfig(t)
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	metrics, err := telemetry.New(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reader := testMetrics(t)
 	log := &bytes.Buffer{}
 	s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock(), Translator: openaiKinds, Metrics: metrics,
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))})

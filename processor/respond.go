@@ -82,7 +82,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 19
+	mdFields        = 20
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values

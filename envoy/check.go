@@ -57,6 +57,7 @@ var MetadataKeys = []string{
 	"error_code", "input_tokens", "output_tokens", "cached_tokens",
 	"upstream_latency_ms", "ttft_ms",
 	"routing_strategy", "routing_reason", // routing (processor/routing.go)
+	"cost_usd", "cost_known", // pricing concern (docs/pricing.md)
 }
 
 // Problem is one rule a configuration breaks, at a field path such as

@@ -32,6 +32,7 @@ func (h *handler) complete() {
 	}
 	h.recorded = true
 	h.stopWatchdog()
+	h.priceRequest()
 	now := h.s.opts.Now()
 	r := telemetry.Request{
 		Endpoint:               h.ep.String(),

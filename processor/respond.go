@@ -76,6 +76,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		if !h.firstAt.IsZero() {
 			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
+		h.costMetadata(&v)
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }
@@ -85,7 +86,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 19
+	mdFields        = 22
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values
@@ -135,7 +136,7 @@ func (v *mdValues) str(k, s string) {
 // num adds a number field.
 func (v *mdValues) num(k string, n float64) {
 	if v.nums == nil {
-		v.nums = make([]structpb.Value_NumberValue, 0, 8)
+		v.nums = make([]structpb.Value_NumberValue, 0, 9)
 	}
 	p := slot(&v.nums)
 	p.NumberValue = n

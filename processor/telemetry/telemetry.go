@@ -42,6 +42,8 @@ type Metrics struct {
 	requestSets setCache[requestKey]
 	routeSets   setCache[routeKey]
 	tokenSets   setCache[tokenKey]
+
+	pricing pricingInstruments // spend and unknown prices (pricing.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -132,6 +134,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	}
 	if x.bufferRejected, err = m.Int64Counter("llmux.buffer.rejected", metric.WithDescription("Requests refused with 503 because the request bytes held across requests reached server.max_buffered_bytes.")); err != nil {
 		return nil, fmt.Errorf("telemetry: buffer rejected: %w", err)
+	}
+	if err = x.pricing.init(m); err != nil {
+		return nil, err
 	}
 	if x.routePicks, err = m.Int64Counter("llmux.routing.picks", metric.WithDescription("Deployments chosen, by model group, strategy and reason (cost, latency, latency_explore, least_busy, weighted, cooldown_all, ...).")); err != nil {
 		return nil, fmt.Errorf("telemetry: routing picks: %w", err)

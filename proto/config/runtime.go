@@ -150,7 +150,7 @@ type redactedFile struct {
 	Providers   []redactedProvider `json:"providers"`
 	Deployments []DeploymentSpec   `json:"deployments"`
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
-	Pricing     Pricing            `json:"pricing"`
+	Pricing     redactedPricing    `json:"pricing"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -164,7 +164,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Providers:   make([]redactedProvider, len(r.file.Providers)),
 		Deployments: make([]DeploymentSpec, len(r.file.Deployments)),
 		ModelGroups: r.file.ModelGroups,
-		Pricing:     r.file.Pricing,
+		Pricing:     r.redactedPricing(),
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

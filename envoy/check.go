@@ -34,6 +34,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
+
+	"github.com/llmux/llmux/processor"
 )
 
 // What llmux and its Envoy configuration agree on.
@@ -54,6 +56,8 @@ var MetadataKeys = []string{
 	"request_id", "tenant", "model_group", "deployment", "provider", "status",
 	"error_code", "input_tokens", "output_tokens", "cached_tokens",
 	"upstream_latency_ms", "ttft_ms",
+	"routing_strategy", "routing_reason", // routing (processor/routing.go)
+	"cost_usd", "cost_known", // pricing concern (docs/pricing.md)
 	"attempts", "failed_deployment", "failover_cause", // failover (processor/failover.go)
 }
 
@@ -634,9 +638,20 @@ func CheckRoutes(path string, rc *routev3.RouteConfiguration, headerSet bool, cl
 			rp := fmt.Sprintf("%s.routes[%s]", vp, nameOr(r.GetName(), j))
 			errs = append(errs, CheckRoute(rp+".route", r.GetRoute(), headerSet, clusters)...)
 			errs = append(errs, CheckRouteHeaders(rp, r)...)
+			errs = append(errs, CheckRouteMetadata(rp, r)...)
 		}
 	}
 	return errs
+}
+
+// CheckRouteMetadata: the llmux policy in a route's metadata
+// (filter_metadata.io.llmux: route, model_groups, routing, docs/routing.md)
+// is what llmux accepts; otherwise every request on the route gets a 500.
+func CheckRouteMetadata(path string, r *routev3.Route) []error {
+	if err := processor.CheckRouteMetadata(r.GetMetadata(), MetadataNamespace); err != nil {
+		return []error{problem(path+".metadata.filter_metadata."+MetadataNamespace, "%v", err)}
+	}
+	return nil
 }
 
 // CheckRoute checks one route action; see CheckRoutes.

@@ -260,6 +260,21 @@ func TestCheckBootstrap(t *testing.T) {
 			want:  []string{`typed_config.request_attributes: must contain "xds.route_metadata"`},
 		},
 		{
+			name: "route metadata llmux would refuse",
+			edit: func(y string) string {
+				return strings.Replace(y, "route: { cluster_header: x-llmux-upstream }",
+					"route: { cluster_header: x-llmux-upstream }\n                metadata: { filter_metadata: { io.llmux: { model_group: [a] } } }", 1)
+			},
+			want: []string{`routes[0].metadata.filter_metadata.io.llmux: model_group: unknown key`},
+		},
+		{
+			name: "route metadata llmux accepts",
+			edit: func(y string) string {
+				return strings.Replace(y, "route: { cluster_header: x-llmux-upstream }",
+					"route: { cluster_header: x-llmux-upstream }\n                metadata: { filter_metadata: { io.llmux: { model_groups: [a], routing: { strategy: cost, max_ttft: 2s } } } }", 1)
+			},
+		},
+		{
 			name:  "access log key llmux does not write",
 			parts: bootstrapParts{log: "%DYNAMIC_METADATA(io.llmux:tokens)%"},
 			want:  []string{`access_log[0].typed_config.log_format.json_format.fields[tenant].string_value: %DYNAMIC_METADATA(io.llmux:tokens): llmux writes no key "tokens" in io.llmux`},

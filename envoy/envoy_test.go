@@ -784,6 +784,9 @@ func checkIstio(docs []*doc) []error {
 		for _, e := range envoy.CheckRouteHeaders(p.field+".patch.value", r) {
 			fail(ef, "%v", e)
 		}
+		for _, e := range envoy.CheckRouteMetadata(p.field+".patch.value", r) {
+			fail(ef, "%v", e)
+		}
 		if name := str(p.match, "routeConfiguration", "vhost", "route", "name"); !routeNames[name] {
 			fail(ef, "%s.match.routeConfiguration.vhost.route.name: no VirtualService http route named %q", p.field, name)
 		}

@@ -48,6 +48,33 @@ func TestDefaultTable(t *testing.T) {
 	if _, ok := d.Lookup(sampleSpec); ok {
 		t.Error("sample_spec is documentation, not a model")
 	}
+	// Every entry prices a large request to a finite, non-negative cost,
+	// and its tiers are in order with growing input rates.
+	tiered := 0
+	u := translate.Usage{InputTokens: 600000, CachedTokens: 1000, CacheCreationTokens: 1000, AudioInputTokens: 10, OutputTokens: 2000, ReasoningTokens: 500, AudioOutputTokens: 10}
+	for key, e := range d.entries {
+		if c := e.Cost(u); c < 0 || math.IsNaN(c) || math.IsInf(c, 0) {
+			t.Errorf("%s: cost %g", key, c)
+		}
+		if len(e.Tiers) > 0 {
+			tiered++
+		}
+		for i, tier := range e.Tiers {
+			below := e.Rates
+			if i > 0 {
+				below = e.Tiers[i-1].Rates
+				if e.Tiers[i-1].AboveInputTokens >= tier.AboveInputTokens {
+					t.Errorf("%s: tiers out of order", key)
+				}
+			}
+			if tier.InputPerToken < below.InputPerToken {
+				t.Errorf("%s: tier above %d is cheaper than the one below", key, tier.AboveInputTokens)
+			}
+		}
+	}
+	if tiered < 60 {
+		t.Errorf("only %d entries have tiers", tiered)
+	}
 }
 
 // TestCost checks the arithmetic against figures computed by hand.

@@ -95,3 +95,18 @@ func BenchmarkEstimateInputTokens(b *testing.B) {
 		})
 	}
 }
+
+func FuzzEstimateInputTokens(f *testing.F) {
+	f.Add(true, []byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"héllo"},{"type":"image_url","image_url":{"url":"x"}}]}],"tools":[{"type":"function","function":{"name":"f"}}]}`))
+	f.Add(false, []byte(`{"model":"m","input":["a b c",[1,2],3]}`))
+	f.Add(true, []byte(`{"messages":[{"content":"`+strings.Repeat("word \xff\xfe ", 600)+`"}]}`))
+	f.Fuzz(func(t *testing.T, chat bool, body []byte) {
+		op := translate.OpEmbeddings
+		if chat {
+			op = translate.OpChat
+		}
+		if n := EstimateInputTokens(op, body); n < 0 {
+			t.Fatalf("negative estimate %d", n)
+		}
+	})
+}

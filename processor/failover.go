@@ -97,7 +97,7 @@ func (h *handler) failover() error {
 	}
 	best, bestRetry := h.dec.Result().Err, h.retry
 	h.fo.cause = best.Code
-	deadline := h.forwardedAt.Add(failoverBudget)
+	deadline := h.forwardedAt.Add(failoverBudget) // from the first forward
 	for h.fo.ntried < failoverAttempts && h.s.opts.Now().Before(deadline) {
 		dep, tr := h.nextDeployment()
 		if dep == nil {
@@ -115,6 +115,7 @@ func (h *handler) failover() error {
 				return h.ctx.Err() // the client went away
 			}
 			h.s.opts.Logger.Warn("llmux: failover call failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
+			h.errCode = string(translate.CodeUpstreamUnavailable) // for the try's report
 			continue
 		}
 		h.switchTo(dep, tr, treq, resp)
@@ -139,17 +140,50 @@ func (h *handler) failover() error {
 		cancel()
 		return err
 	}
+	h.reportTry()
 	return h.answerError(best, bestRetry)
 }
 
-// nextDeployment is the next deployment of the group to try: one not tried
-// yet that this build can serve, the lowest priority first, then the
-// highest weight, then configuration order.
-//
-// It is the one place that will ask routing once the processor routes
-// with processor/route (issue 7): report the failed try to the Attempt
-// (health) and take Attempt.Next.
+// nextDeployment reports the failed try to routing (health, cooldowns) and
+// returns the next deployment in the order routing chose for the request,
+// skipping deployments cooling down, already tried, or of a kind this build
+// cannot serve.
 func (h *handler) nextDeployment() (*config.Deployment, translate.Translator) {
+	if !h.rs.routedOnce() {
+		return h.nextByPriority()
+	}
+	h.reportTry()
+	for {
+		i, ok := h.rs.attempt.Next()
+		if !ok {
+			return nil, nil
+		}
+		d := h.group.Deployments[i]
+		tr, ok := h.s.opts.Translator(d.Provider.Kind)
+		if !ok || h.triedDeployment(d) {
+			continue
+		}
+		h.rs.routed = true // complete reports this try's outcome
+		return d, tr
+	}
+}
+
+// reportTry reports the try in progress to routing as failed with its
+// error class.
+func (h *handler) reportTry() {
+	if h.errCode == "" && h.dec != nil {
+		if e := h.dec.Result().Err; e != nil {
+			h.errCode = string(e.Code)
+		}
+	}
+	h.reportRoute(h.s.opts.Now())
+	h.errCode = ""
+}
+
+// nextByPriority is the order without routing (a handler that did not
+// route): not tried yet, served by this build, the lowest priority, then
+// the highest weight, then configuration order.
+func (h *handler) nextByPriority() (*config.Deployment, translate.Translator) {
 	var best *config.Deployment
 	for _, d := range h.group.Deployments {
 		if d.Weight <= 0 || h.triedDeployment(d) {
@@ -195,6 +229,7 @@ func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *con
 		hdr.Set(hd.Key, hd.Value)
 	}
 	hdr.Set("x-request-id", h.requestID)
+	h.forwardedAt = h.s.opts.Now() // this try's latency, for routing and metadata
 	resp, err := c.Do(ctx, &egress.Request{Cluster: dep.Provider.Cluster, Path: up.Path, Header: hdr, Body: up.Body})
 	return resp, treq, err
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/llmux/llmux/translate"
 )
 
-// The order fallbacks are tried in: untried deployments this build serves,
+// The order fallbacks are tried in without routing: untried deployments this build serves,
 // lowest priority, then highest weight, then configuration order; weight 0
 // never.
 func TestNextDeployment(t *testing.T) {

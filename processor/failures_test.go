@@ -447,13 +447,7 @@ func TestWatchdogWhileProcessWaits(t *testing.T) {
 	cfg := testConfig(t)
 	clock := &syncClock{now: time.Unix(1_700_000_000, 0)}
 	fire := make(chan func(), 1)
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	metrics, err := telemetry.New(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reader := testMetrics(t)
 	srv := tracked{Server: New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger(), Metrics: metrics, Now: clock.Now,
 		AfterFunc: func(d time.Duration, f func()) Timer { fire <- f; return &lockedTimer{} }}), done: make(chan error, 1)}
 	g := serveGRPC(t, srv)

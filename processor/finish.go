@@ -32,6 +32,7 @@ func (h *handler) complete() {
 	}
 	h.recorded = true
 	h.stopWatchdog()
+	h.priceRequest()
 	now := h.s.opts.Now()
 	r := telemetry.Request{
 		Endpoint:               h.ep.String(),
@@ -66,6 +67,7 @@ func (h *handler) complete() {
 				"cache_creation": u.CacheCreationTokens, "reasoning": u.ReasoningTokens}
 		}
 	}
+	h.reportRoute(now) // the deployment's outcome (routing.go)
 	h.s.opts.Metrics.RecordRequest(h.ctx, r)
 	// One line per request; failures that are not the client's doing
 	// (a 5xx, or a class whose status is 5xx even when the client saw a

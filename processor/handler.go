@@ -13,6 +13,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
@@ -77,6 +78,13 @@ type handler struct {
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
 
+	// Routing (routing.go, routemeta.go): the Envoy route's attributes and
+	// the llmux policy its metadata holds, and the deployment choice.
+	attrs     map[string]*structpb.Struct
+	routeMeta *routePolicy
+	rs        routeState
+	cost      requestCost // pricing concern (cost.go)
+
 	fo failoverState // failover before the first byte (failover.go)
 }
 
@@ -117,6 +125,7 @@ func (h *handler) handle(req *extprocv3.ProcessingRequest) error {
 			h.s.opts.Metrics.ProtocolError(h.ctx, "processing_mode")
 			return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway is misconfigured (ext_proc processing mode); see the gateway logs."})
 		}
+		h.attrs = req.GetAttributes() // only in the first message (routemeta.go)
 		return h.onRequestHeaders(m.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if h.ph != phaseRequestBody {

@@ -3,14 +3,12 @@ package processor
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
 )
 
@@ -56,12 +54,15 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 	if e := h.authenticate(authz, apiKey, identity); e != nil {
 		return h.immediate(e)
 	}
+	if e := h.readRouteMetadata(); e != nil {
+		return h.immediate(e)
+	}
 	switch ep {
 	case epModels:
-		return h.immediateOK(appendModels(nil, h.cfg))
+		return h.immediateOK(appendModels(nil, h.cfg, h.routeMeta.allows))
 	case epModel:
 		g, ok := h.cfg.Group(modelID)
-		if !ok {
+		if !ok || !h.routeMeta.allows(g.Name) {
 			return h.immediate(modelNotFound(modelID))
 		}
 		return h.immediateOK(appendModel(nil, g.Name, h.cfg.LoadedAt().Unix()))
@@ -125,11 +126,11 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		return h.immediate(e)
 	}
 	g, ok := h.cfg.Group(p.model)
-	if !ok {
+	if !ok || !h.routeMeta.allows(g.Name) {
 		return h.immediate(modelNotFound(p.model))
 	}
 	h.group = g
-	dep, tr := h.pick(g)
+	dep, tr := h.route(g, p.stream, body)
 	if dep == nil {
 		return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
 			Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
@@ -175,40 +176,4 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		}}},
 		DynamicMetadata: h.metadata(false),
 	})
-}
-
-// pick chooses a deployment of the group: the lowest priority among those
-// this build can serve, then weighted random.
-func (h *handler) pick(g *config.Group) (*config.Deployment, translate.Translator) {
-	var (
-		best    []*config.Deployment
-		bestPri = -1
-		total   int
-	)
-	for _, d := range g.Deployments {
-		if _, ok := h.s.opts.Translator(d.Provider.Kind); !ok || d.Weight <= 0 && len(g.Deployments) > 1 {
-			continue
-		}
-		switch {
-		case bestPri < 0 || d.Priority < bestPri:
-			best, bestPri, total = append(best[:0], d), d.Priority, max(d.Weight, 0)
-		case d.Priority == bestPri:
-			best, total = append(best, d), total+max(d.Weight, 0)
-		}
-	}
-	if len(best) == 0 {
-		return nil, nil
-	}
-	d := best[0]
-	if len(best) > 1 && total > 0 {
-		n := rand.IntN(total)
-		for _, c := range best {
-			if n -= c.Weight; n < 0 {
-				d = c
-				break
-			}
-		}
-	}
-	tr, _ := h.s.opts.Translator(d.Provider.Kind)
-	return d, tr
 }

@@ -47,6 +47,10 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		str("provider", h.dep.Provider.Name)
 		str("provider_kind", h.dep.Provider.Kind)
 		str("model", h.dep.Model)
+		if final { // with the outcome only: the request phase's map stays small
+			str("routing_strategy", h.routingStrategy())
+			str("routing_reason", h.routingReason())
+		}
 	}
 	if final {
 		if h.status != 0 {
@@ -72,6 +76,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		if !h.firstAt.IsZero() {
 			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
+		h.costMetadata(&v)
 		h.failoverMetadata(&v) // failover.go
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
@@ -82,7 +87,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 17
+	mdFields        = 22
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values
@@ -122,7 +127,7 @@ func (v *mdValues) str(k, s string) {
 		return
 	}
 	if v.strs == nil {
-		v.strs = make([]structpb.Value_StringValue, 0, 10)
+		v.strs = make([]structpb.Value_StringValue, 0, 12)
 	}
 	p := slot(&v.strs)
 	p.StringValue = s
@@ -132,7 +137,7 @@ func (v *mdValues) str(k, s string) {
 // num adds a number field.
 func (v *mdValues) num(k string, n float64) {
 	if v.nums == nil {
-		v.nums = make([]structpb.Value_NumberValue, 0, 8)
+		v.nums = make([]structpb.Value_NumberValue, 0, 9)
 	}
 	p := slot(&v.nums)
 	p.NumberValue = n
@@ -149,12 +154,15 @@ func (v *mdValues) wrap(ns string) *structpb.Struct {
 	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: out}}
 }
 
-// appendModels appends the OpenAI model list for every model group.
-func appendModels(dst []byte, cfg *config.Runtime) []byte {
+// appendModels appends the OpenAI model list for every model group that
+// allow accepts.
+func appendModels(dst []byte, cfg *config.Runtime, allow func(string) bool) []byte {
 	groups := cfg.Groups()
 	names := make([]string, 0, len(groups))
 	for _, g := range groups {
-		names = append(names, g.Name)
+		if allow(g.Name) {
+			names = append(names, g.Name)
+		}
 	}
 	sort.Strings(names)
 	created := cfg.LoadedAt().Unix()

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/llmux/llmux/processor/route"
 	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
@@ -48,6 +49,11 @@ type Options struct {
 	// does; nil means time.AfterFunc. The watchdog reads Now to tell a
 	// stall from a timer that fired late, so tests inject both.
 	AfterFunc func(d time.Duration, f func()) Timer
+	// Router chooses deployments and keeps their health and latency
+	// statistics (routing.go); nil means a new one on Now, whose cooldowns
+	// are logged and counted (a Router given here reports them through its
+	// own route.Options.OnCooldown).
+	Router *route.Router
 }
 
 // Timer is the part of *time.Timer the watchdog uses.
@@ -60,8 +66,14 @@ type Timer interface {
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	opts     Options
-	buffered budget        // request body bytes held across streams
-	egress   egressClients // llmux's own provider calls (failover.go)
+	buffered budget // request body bytes held across streams
+
+	// Routing: deployment choice (routing.go) and the Envoy route
+	// metadata parsed (routemeta.go).
+	routing       *routing
+	routeMD       routeMetaCache
+	unknownPrices unknownPrices // pricing concern: deployments without a price, logged once (cost.go)
+	egress        egressClients // llmux's own provider calls (failover.go)
 }
 
 // New returns a Server.
@@ -78,7 +90,7 @@ func New(opts Options) *Server {
 	if opts.AfterFunc == nil {
 		opts.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	return &Server{opts: opts}
+	return &Server{opts: opts, routing: newRouting(&opts)}
 }
 
 // Process handles one ext_proc stream, that is one HTTP request and its

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
 )
 
@@ -37,13 +36,7 @@ type grpcRig struct {
 func startGRPC(t *testing.T) *grpcRig {
 	t.Helper()
 	cfg := testConfig(t)
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	metrics, err := telemetry.New(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, reader := testMetrics(t)
 	srv := tracked{Server: New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger(), Metrics: metrics}), done: make(chan error, 4)}
 	g := serveGRPC(t, srv)
 	g.srv, g.reader = srv.Server, reader

@@ -229,13 +229,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	ps := processor.New(processor.Options{
+	srv := processor.New(processor.Options{
 		Config:  store.Current,
 		Logger:  log,
 		Metrics: metrics,
 	})
-	defer ps.Close() // the egress clients' connections (failover)
-	extprocv3.RegisterExternalProcessorServer(gs, ps)
+	defer srv.Close() // the egress clients' connections (failover)
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
 
 	gl, err := listen(f.grpcListen)
 	if err != nil {
@@ -249,7 +249,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 			gl.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		admin = &http.Server{Handler: adminMux(store, reg, &st), ReadHeaderTimeout: 5 * time.Second}
+		mux := adminMux(store, reg, &st)
+		mux.HandleFunc("GET /routing", routingStatus(srv)) // deployment health and latency (docs/routing.md)
+		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -461,4 +463,18 @@ func adminMux(store *config.Store, reg *prometheus.Registry, st *state) *http.Se
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// routingStatus serves what this process knows about each deployment it
+// routed to: requests in flight, cooldown, latency statistics.
+func routingStatus(srv *processor.Server) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		b, err := json.MarshalIndent(srv.RoutingStatus(), "", "  ")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write(append(b, '\n'))
+	}
 }

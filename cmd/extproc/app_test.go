@@ -151,7 +151,7 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("%v %v", r, err)
 	}
 	base := "http://" + a.adminAddr
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready\nserving config ", "/status": `"ready": true`, "/config": `"api_key_env": "LLMUX_APP_TEST_PROVIDER_KEY"`, "/metrics": `llmux_requests_total{`, "/debug/pprof/": "goroutine"} {
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready\nserving config ", "/status": `"ready": true`, "/config": `"api_key_env": "LLMUX_APP_TEST_PROVIDER_KEY"`, "/metrics": `llmux_requests_total{`, "/debug/pprof/": "goroutine", "/routing": "["} {
 		code, body := get(t, base+path)
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("%s: %d %q", path, code, body[:min(len(body), 200)])

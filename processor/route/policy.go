@@ -96,7 +96,7 @@ type Policy struct {
 	UnknownCost UnknownCost
 	// Explore is the share of requests (0 to 1) on which Latency, and Cost
 	// with MaxTTFT, try a stale deployment instead of the best; negative
-	// means none, 0 means DefaultExplore.
+	// means never, 0 means DefaultExplore.
 	Explore float64
 	// StaleAfter is how old a deployment's newest latency sample must be
 	// for it to be explored again (0: DefaultStaleAfter).
@@ -143,7 +143,7 @@ func (p Policy) WithDefaults() Policy {
 	case p.Explore == 0:
 		p.Explore = DefaultExplore
 	case p.Explore < 0:
-		p.Explore = 0
+		p.Explore = -1
 	case p.Explore > 1:
 		p.Explore = 1
 	}

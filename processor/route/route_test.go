@@ -48,8 +48,8 @@ func TestPolicyDefaults(t *testing.T) {
 		p.StaleAfter != DefaultStaleAfter || p.Health != (Health{DefaultFailures, DefaultWindow, DefaultCooldown, DefaultMaxCooldown}) {
 		t.Errorf("defaults: %+v", p)
 	}
-	if p := (Policy{Explore: -1}).WithDefaults(); p.Explore != 0 {
-		t.Errorf("explore -1 → %v, want 0 (off)", p.Explore)
+	if p := (Policy{Explore: -1}).WithDefaults().WithDefaults(); p.Explore != -1 {
+		t.Errorf("explore -1 → %v, want -1 (off)", p.Explore)
 	}
 	if h := (Health{Cooldown: time.Hour}).WithDefaults(); h.MaxCooldown != time.Hour {
 		t.Errorf("max_cooldown below cooldown: %v", h.MaxCooldown)

@@ -462,7 +462,7 @@ func validateGroups(c *errs, f *File, rt *Runtime, deployments map[string]*Deplo
 		if len(gs.Deployments) == 0 {
 			c.add(p+".deployments", "at least one deployment is required")
 		}
-		g := &Group{Name: gs.Name}
+		g := &Group{Name: gs.Name, Routing: compileRouting(c, p+".routing", gs.Routing)}
 		seen := map[string]bool{}
 		inRotation := false
 		for j, dn := range gs.Deployments {

@@ -229,3 +229,20 @@ func TestWatchPriceFile(t *testing.T) {
 		t.Fatal("a deleted price file changed the prices in force or left the store healthy")
 	}
 }
+
+// TestRedactedPricing: /config shows which key priced each deployment.
+func TestRedactedPricing(t *testing.T) {
+	rt, err := Load("example.yaml", exampleOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rt.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"default_table": true`, `"claude-sonnet-bedrock": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"`, `"llama-local": null`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/config lacks %s:\n%s", want, b)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/llmux/llmux/pricing"
+	"github.com/llmux/llmux/processor/route"
 )
 
 // Provider is a resolved provider: an upstream API reached through an
@@ -66,6 +67,9 @@ type Group struct {
 	Name string
 	// Deployments serve the group; treat as read-only.
 	Deployments []*Deployment
+	// Routing is the group's routing policy, defaults applied
+	// (model_groups[].routing, schema_routing.go).
+	Routing route.Policy
 }
 
 type keyEntry struct{ tenant, name string }
@@ -146,7 +150,7 @@ type redactedFile struct {
 	Providers   []redactedProvider `json:"providers"`
 	Deployments []DeploymentSpec   `json:"deployments"`
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
-	Pricing     Pricing            `json:"pricing"`
+	Pricing     redactedPricing    `json:"pricing"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -160,7 +164,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Providers:   make([]redactedProvider, len(r.file.Providers)),
 		Deployments: make([]DeploymentSpec, len(r.file.Deployments)),
 		ModelGroups: r.file.ModelGroups,
-		Pricing:     r.file.Pricing,
+		Pricing:     r.redactedPricing(),
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

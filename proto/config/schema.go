@@ -185,4 +185,6 @@ type ModelGroupSpec struct {
 	Name string `yaml:"name" json:"name"`
 	// Deployments serving this group.
 	Deployments []string `yaml:"deployments" json:"deployments"`
+	// Routing chooses among the deployments (schema_routing.go).
+	Routing RoutingSpec `yaml:"routing" json:"routing,omitzero"`
 }

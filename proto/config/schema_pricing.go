@@ -53,6 +53,28 @@ const PriceKeyDeployment = "deployment"
 // pricing.default_table is false) merged with pricing.files.
 func (r *Runtime) Prices() *pricing.Table { return r.prices }
 
+// redactedPricing is the pricing section as /config shows it: as
+// configured, plus the key each deployment's price resolved to ("deployment"
+// for its own price, null when its cost is unknown).
+type redactedPricing struct {
+	Pricing
+	Resolved map[string]*string `json:"resolved"`
+}
+
+func (r *Runtime) redactedPricing() redactedPricing {
+	out := redactedPricing{Pricing: r.file.Pricing, Resolved: map[string]*string{}}
+	for _, g := range r.sorted {
+		for _, d := range g.Deployments {
+			if d.Price == nil {
+				out.Resolved[d.Name] = nil
+			} else {
+				out.Resolved[d.Name] = &d.PriceKey
+			}
+		}
+	}
+	return out
+}
+
 // emptyPrices is the table with no entries.
 var emptyPrices, _ = pricing.Parse([]byte("{}"))
 

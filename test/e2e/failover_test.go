@@ -264,3 +264,41 @@ func TestFailoverFallbackBreaks(t *testing.T) {
 		})
 	}
 }
+
+// TestFailoverReportsHealth: the failed deployment is reported to routing's
+// health; with failures: 1 it cools down, so the next request goes straight
+// to the second deployment.
+func TestFailoverReportsHealth(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	egressAddr, port := ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
+	cfg := strings.Replace(fmt.Sprintf(failoverConfig, egressAddr), "deployments: [dep-first, dep-second]}",
+		"deployments: [dep-first, dep-second], routing: {health: {failures: 1, cooldown: 1m}}}", 1)
+	r := startRigOpts(t, cfg, map[string]string{"anthropic": second.Addr()},
+		func(o *envoysim.Options) { o.ListenerPorts = map[string]int{"egress": port} })
+	t.Cleanup(r.streams.Server.Close)
+	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+	for i := range 2 {
+		resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if !strings.Contains(resp.Choices[0].Message.Content, "second deployment") {
+			t.Errorf("request %d: content %q", i, resp.Choices[0].Message.Content)
+		}
+	}
+	if n, m := len(r.fake.Requests()), len(second.Requests()); n != 1 || m != 2 {
+		t.Errorf("requests: first %d, second %d; want 1 and 2 (the first cooling down)", n, m)
+	}
+	cooling := false
+	for _, st := range r.streams.Server.RoutingStatus() {
+		cooling = cooling || st.Deployment == "dep-first" && !st.CoolUntil.IsZero()
+	}
+	if !cooling {
+		t.Errorf("dep-first is not cooling down: %+v", r.streams.Server.RoutingStatus())
+	}
+}

@@ -69,6 +69,11 @@ model_groups:
 - {name: claude-sonnet, deployments: [claude]}
 `
 
+// rigProcessorOptions, when a test sets it (and resets it in Cleanup),
+// adjusts the options of the processor the next rig starts, e.g. a Router
+// on the test's clock. The e2e tests do not run in parallel.
+var rigProcessorOptions func(*processor.Options)
+
 // rig is one running stack.
 type rig struct {
 	t        *testing.T
@@ -166,8 +171,12 @@ func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOp
 		t.Fatal(err)
 	}
 	llmuxLog := &syncBuffer{}
+	popts := processor.Options{Config: store.Current, Logger: slog.New(slog.NewTextHandler(llmuxLog, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if rigProcessorOptions != nil {
+		rigProcessorOptions(&popts)
+	}
 	tracker := &streamTracker{
-		Server: processor.New(processor.Options{Config: store.Current, Logger: slog.New(slog.NewTextHandler(llmuxLog, &slog.HandlerOptions{Level: slog.LevelDebug}))}),
+		Server: processor.New(popts),
 		ended:  make(chan struct{}, 64),
 	}
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ForceServerCodecV2(processor.Codec()))

@@ -52,6 +52,123 @@ type failoverState struct {
 	tried  [failoverAttempts]*config.Deployment // deployments tried, the first included
 	ntried int
 	cause  translate.Code // the first deployment's failure, when failover ran
+
+	// A stream whose 200 went out: its output is held until the first
+	// content, so that an in-band error before it can still fail over.
+	inband  inbandState
+	pending []byte // output held back meanwhile (a role chunk)
+}
+
+// inbandState is where a stream is in the watch for an in-band error
+// before content.
+type inbandState uint8
+
+const (
+	inbandUnknown  inbandState = iota // not decided yet
+	inbandWatching                    // holding output until content
+	inbandDone                        // content went out, or no failover possible
+)
+
+// watchBeforeContent is onResponseBody's hook for streams whose headers
+// went out: it holds the decoder's output (*out) until the first content,
+// and fails over on an in-band error before it (done is true:
+// onResponseBody returns err). Otherwise *out is what to send now.
+func (h *handler) watchBeforeContent(out *[]byte, eos bool) (done bool, err error) {
+	if h.fo.inband == inbandDone || h.heldHeaders != nil {
+		return false, nil
+	}
+	if h.fo.inband == inbandUnknown {
+		h.fo.inband = inbandDone
+		if h.fo.body == nil || !h.treq.Stream || h.dec.ContentType() != "text/event-stream" {
+			return false, nil
+		}
+		h.fo.inband = inbandWatching
+	}
+	res := h.dec.Result()
+	if res.Err != nil && res.Err.Code.Retryable() && !res.FirstContent && !h.broken {
+		h.fo.pending = h.fo.pending[:0] // the role chunk and the error event never go out
+		return true, h.failoverInBand()
+	}
+	if res.FirstContent || res.Completed || res.Err != nil || eos {
+		h.fo.inband = inbandDone
+		if len(h.fo.pending) > 0 {
+			*out = append(h.fo.pending, *out...)
+			h.fo.pending = nil
+		}
+		return false, nil
+	}
+	h.fo.pending = append(h.fo.pending, *out...)
+	*out = (*out)[:0]
+	return false, nil
+}
+
+// failoverInBand replaces a stream that failed in band before any content:
+// the client's 200 and event-stream headers are out, so only a fallback
+// that answers 2xx can take its place; it streams on as if it were the
+// first. When none does, the client gets the most informative error as an
+// error event.
+func (h *handler) failoverInBand() error {
+	h.stopWatchdog()
+	best, bestRetry := h.dec.Result().Err, h.retry
+	if h.fo.cause == "" {
+		h.fo.cause = best.Code
+	}
+	c, err := h.s.egressClient(h.cfg.Server())
+	if err != nil {
+		h.s.opts.Logger.Error("llmux: failover: egress client", "request_id", h.requestID, "error", err)
+		return h.endStreamWith(best, bestRetry)
+	}
+	deadline := h.forwardedAt.Add(failoverBudget)
+	for h.fo.ntried < failoverAttempts && h.s.opts.Now().Before(deadline) {
+		dep, tr := h.nextDeployment()
+		if dep == nil {
+			break
+		}
+		h.fo.tried[h.fo.ntried] = dep
+		h.fo.ntried++
+		h.s.opts.Logger.Info("llmux: failover (in-band error before content)", "request_id", h.requestID, "failed", h.depName(),
+			"error_code", string(best.Code), "next", dep.Name, "attempt", h.fo.ntried)
+		ctx, cancel := context.WithDeadline(h.ctx, deadline)
+		resp, treq, err := h.callDeployment(ctx, c, dep, tr)
+		if err != nil {
+			cancel()
+			if h.ctx.Err() != nil {
+				return h.ctx.Err()
+			}
+			h.errCode = string(translate.CodeUpstreamUnavailable)
+			continue
+		}
+		h.switchTo(dep, tr, treq, resp)
+		h.heldHeaders = nil // the client's headers went out with the first response
+		if resp.Status >= 300 || h.dec.ContentType() != "text/event-stream" {
+			_, e := h.decodeWhole(resp.Body)
+			resp.Body.Close()
+			cancel()
+			if e == nil {
+				e = &translate.Error{Code: translate.CodeForStatus(resp.Status), Message: "The provider failed."}
+			}
+			if moreInformative(e, best) {
+				best, bestRetry = e, h.retry
+			}
+			continue
+		}
+		h.fo.inband = inbandWatching // its own in-band error before content fails over too
+		err = h.streamFallback(resp.Body)
+		resp.Body.Close()
+		cancel()
+		return err
+	}
+	h.reportTry()
+	return h.endStreamWith(best, bestRetry)
+}
+
+// endStreamWith ends a stream whose headers went out with e as an error
+// event.
+func (h *handler) endStreamWith(e *translate.Error, retry translate.RetryHint) error {
+	h.retry, h.errCode, h.masked = retry, string(e.Code), e
+	h.ph = phaseDone
+	h.complete()
+	return h.sendLast(appendEventError(h.buf[:0], e))
 }
 
 // failoverMetadata adds, when failover ran, the deployments tried

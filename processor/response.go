@@ -208,6 +208,9 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	if eos && h.shouldFailover() { // failover before the first byte (failover.go)
 		return h.failover()
 	}
+	if done, err := h.watchBeforeContent(&out, eos); done { // an in-band error before content (failover.go)
+		return err
+	}
 	if len(out) == 0 && !eos {
 		return nil
 	}

@@ -302,3 +302,79 @@ func TestFailoverReportsHealth(t *testing.T) {
 		t.Errorf("dep-first is not cooling down: %+v", r.streams.Server.RoutingStatus())
 	}
 }
+
+// TestFailoverInBandBeforeContent: the first deployment's 200 carries an
+// in-band error before any content (before or after its role chunk); the
+// client gets the second deployment's answer as its one stream (one role,
+// one finish, one usage chunk), or, not streamed, as its one body. After
+// content went out there is no failover (that is stream repair): the text
+// so far, then the error event.
+func TestFailoverInBandBeforeContent(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		stream   bool
+		after    int
+		failover bool
+	}{
+		{"stream/at_once", true, 0, true},
+		{"stream/after_role", true, 1, true},
+		{"whole", false, 0, true},
+		{"stream/after_content", true, 3, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, second := startFailoverRig(t)
+			f := fakeprovider.DefaultFault()
+			f.Kind, f.After = fakeprovider.FaultInbandError, tc.after
+			r.fake.Enqueue(f)
+			params := openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("one two three four five six")}
+			var content string
+			var err error
+			if tc.stream {
+				params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
+				s := r.client.Chat.Completions.NewStreaming(context.Background(), params)
+				acc := openai.ChatCompletionAccumulator{}
+				roles, usage := 0, 0
+				for s.Next() {
+					c := s.Current()
+					acc.AddChunk(c)
+					if len(c.Choices) > 0 && c.Choices[0].Delta.Role != "" {
+						roles++
+					}
+					if len(c.Choices) == 0 && c.Usage.TotalTokens > 0 {
+						usage++
+					}
+				}
+				err = s.Err()
+				s.Close()
+				if err == nil && (roles != 1 || usage != 1) {
+					t.Errorf("role chunks %d, usage chunks %d; want one each", roles, usage)
+				}
+				if len(acc.Choices) > 0 {
+					content = acc.Choices[0].Message.Content
+				}
+			} else {
+				var resp *openai.ChatCompletion
+				resp, err = r.client.Chat.Completions.New(context.Background(), params)
+				if err == nil {
+					content = resp.Choices[0].Message.Content
+				}
+			}
+			if !tc.failover {
+				if err == nil || len(second.Requests()) != 0 {
+					t.Errorf("after content: err %v, second asked %d times; want the error and no failover", err, len(second.Requests()))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\nllmux log:\n%s", err, r.llmuxLog)
+			}
+			if content != "answer from the second deployment" {
+				t.Errorf("content %q", content)
+			}
+			if n, m := len(r.fake.Requests()), len(second.Requests()); n != 1 || m != 1 {
+				t.Errorf("requests: first %d, second %d; want 1 each", n, m)
+			}
+			r.waitNoStreams()
+		})
+	}
+}

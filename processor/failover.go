@@ -104,63 +104,10 @@ func (h *handler) watchBeforeContent(out *[]byte, eos bool) (done bool, err erro
 
 // failoverInBand replaces a stream that failed in band before any content:
 // the client's 200 and event-stream headers are out, so only a fallback
-// that answers 2xx can take its place; it streams on as if it were the
-// first. When none does, the client gets the most informative error as an
-// error event.
-func (h *handler) failoverInBand() error {
-	h.stopWatchdog()
-	best, bestRetry := h.dec.Result().Err, h.retry
-	if h.fo.cause == "" {
-		h.fo.cause = best.Code
-	}
-	c, err := h.s.egressClient(h.cfg.Server())
-	if err != nil {
-		h.s.opts.Logger.Error("llmux: failover: egress client", "request_id", h.requestID, "error", err)
-		return h.endStreamWith(best, bestRetry)
-	}
-	deadline := h.forwardedAt.Add(failoverBudget)
-	for h.fo.ntried < failoverAttempts && h.s.opts.Now().Before(deadline) {
-		dep, tr := h.nextDeployment()
-		if dep == nil {
-			break
-		}
-		h.fo.tried[h.fo.ntried] = dep
-		h.fo.ntried++
-		h.s.opts.Logger.Info("llmux: failover (in-band error before content)", "request_id", h.requestID, "failed", h.depName(),
-			"error_code", string(best.Code), "next", dep.Name, "attempt", h.fo.ntried)
-		ctx, cancel := context.WithDeadline(h.ctx, deadline)
-		resp, treq, err := h.callDeployment(ctx, c, dep, tr)
-		if err != nil {
-			cancel()
-			if h.ctx.Err() != nil {
-				return h.ctx.Err()
-			}
-			h.errCode = string(translate.CodeUpstreamUnavailable)
-			continue
-		}
-		h.switchTo(dep, tr, treq, resp)
-		h.heldHeaders = nil // the client's headers went out with the first response
-		if resp.Status >= 300 || h.dec.ContentType() != "text/event-stream" {
-			_, e := h.decodeWhole(resp.Body)
-			resp.Body.Close()
-			cancel()
-			if e == nil {
-				e = &translate.Error{Code: translate.CodeForStatus(resp.Status), Message: "The provider failed."}
-			}
-			if moreInformative(e, best) {
-				best, bestRetry = e, h.retry
-			}
-			continue
-		}
-		h.fo.inband = inbandWatching // its own in-band error before content fails over too
-		err = h.streamFallback(resp.Body)
-		resp.Body.Close()
-		cancel()
-		return err
-	}
-	h.reportTry()
-	return h.endStreamWith(best, bestRetry)
-}
+// that answers with an event stream can take its place; it streams on as if
+// it were the first. When none does, the client gets the most informative
+// error as an error event.
+func (h *handler) failoverInBand() error { return h.runFailover(true) }
 
 // endStreamWith ends a stream whose headers went out with e as an error
 // event.
@@ -204,16 +151,27 @@ func (h *handler) shouldFailover() bool {
 }
 
 // failover answers the client with the next deployments' response; it runs
-// after Envoy's end of the failed response's body.
-func (h *handler) failover() error {
-	h.stopWatchdog() // the failed upstream has ended; egress bounds the fallback
+// after Envoy's end of the failed response's body, its headers still held.
+func (h *handler) failover() error { return h.runFailover(false) }
+
+// runFailover tries the next deployments until one answers, within the
+// attempt count and the budget. inBand: the client's headers went out
+// already (a stream that failed in band before content).
+func (h *handler) runFailover(inBand bool) error {
+	h.stopWatchdog() // egress bounds the fallback
+	best, bestRetry := h.dec.Result().Err, h.retry
+	if h.fo.cause == "" {
+		h.fo.cause = best.Code
+	}
+	giveUp := h.answerError
+	if inBand {
+		giveUp = h.endStreamWith
+	}
 	c, err := h.s.egressClient(h.cfg.Server())
 	if err != nil {
 		h.s.opts.Logger.Error("llmux: failover: egress client", "request_id", h.requestID, "error", err)
-		return h.answerError(h.dec.Result().Err, h.retry)
+		return giveUp(best, bestRetry)
 	}
-	best, bestRetry := h.dec.Result().Err, h.retry
-	h.fo.cause = best.Code
 	deadline := h.forwardedAt.Add(failoverBudget) // from the first forward
 	for h.fo.ntried < failoverAttempts && h.s.opts.Now().Before(deadline) {
 		dep, tr := h.nextDeployment()
@@ -223,7 +181,7 @@ func (h *handler) failover() error {
 		h.fo.tried[h.fo.ntried] = dep
 		h.fo.ntried++
 		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", h.depName(), "error_code", string(best.Code),
-			"next", dep.Name, "attempt", h.fo.ntried)
+			"in_band", inBand, "next", dep.Name, "attempt", h.fo.ntried)
 		ctx, cancel := context.WithDeadline(h.ctx, deadline)
 		resp, treq, err := h.callDeployment(ctx, c, dep, tr)
 		if err != nil {
@@ -236,21 +194,31 @@ func (h *handler) failover() error {
 			continue
 		}
 		h.switchTo(dep, tr, treq, resp)
-		if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
-			// Decode the whole (bounded) error to judge it.
+		if inBand {
+			h.heldHeaders = nil // the client's headers went out with the first response
+		}
+		if inBand && (resp.Status >= 300 || h.dec.ContentType() != "text/event-stream") ||
+			!inBand && (resp.Status == http.StatusTooManyRequests || resp.Status >= 500) {
+			// Decode the whole (bounded) answer to judge it.
 			out, e := h.decodeWhole(resp.Body)
 			resp.Body.Close()
 			cancel()
-			if e == nil || !e.Code.Retryable() {
+			if !inBand && (e == nil || !e.Code.Retryable()) {
 				if e != nil {
 					h.errCode = string(e.Code)
 				}
 				return h.answerHeld(out)
 			}
+			if e == nil {
+				e = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "The provider did not answer with an event stream."}
+			}
 			if moreInformative(e, best) {
 				best, bestRetry = e, h.retry
 			}
 			continue
+		}
+		if inBand {
+			h.fo.inband = inbandWatching // its own in-band error before content fails over too
 		}
 		err = h.streamFallback(resp.Body)
 		resp.Body.Close()
@@ -258,7 +226,7 @@ func (h *handler) failover() error {
 		return err
 	}
 	h.reportTry()
-	return h.answerError(best, bestRetry)
+	return giveUp(best, bestRetry)
 }
 
 // nextDeployment reports the failed try to routing (health, cooldowns) and

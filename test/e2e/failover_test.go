@@ -42,6 +42,18 @@ model_groups:
 // listener on a known port.
 func startFailoverRig(t *testing.T) (*rig, *fakeprovider.Server) {
 	t.Helper()
+	return startFailoverRigOpts(t, failoverOpts{})
+}
+
+// failoverOpts vary the failover stack.
+type failoverOpts struct {
+	edit    func(cfg string) string // changes the llmux configuration
+	first   string                  // the first deployment's cluster address; "" is the rig's OpenAI fake
+	version string                  // envoysim.Options.EnvoyVersion
+}
+
+func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -50,8 +62,18 @@ func startFailoverRig(t *testing.T) (*rig, *fakeprovider.Server) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
-	r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"anthropic": second.Addr()},
-		func(o *envoysim.Options) { o.ListenerPorts = map[string]int{"egress": port} })
+	cfg := fmt.Sprintf(failoverConfig, egressAddr)
+	if o.edit != nil {
+		cfg = o.edit(cfg)
+	}
+	clusters := map[string]string{"anthropic": second.Addr()}
+	if o.first != "" {
+		clusters["openai"] = o.first
+	}
+	r := startRigOpts(t, cfg, clusters, func(so *envoysim.Options) {
+		so.ListenerPorts = map[string]int{"egress": port}
+		so.EnvoyVersion = o.version
+	})
 	t.Cleanup(r.streams.Server.Close) // the egress client's connections
 	return r, second
 }
@@ -185,25 +207,13 @@ func TestFailoverOnEnvoyLocalReply(t *testing.T) {
 		failover bool
 	}{{envoysim.Envoy137, true}, {envoysim.Envoy136, false}} {
 		t.Run(tc.version, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			egressAddr, port := ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
 			refused, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
 			refusedAddr := refused.Addr().String()
 			refused.Close() // nothing listens here any more
-			second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
-			r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"openai": refusedAddr, "anthropic": second.Addr()},
-				func(o *envoysim.Options) {
-					o.ListenerPorts = map[string]int{"egress": port}
-					o.EnvoyVersion = tc.version
-				})
-			t.Cleanup(r.streams.Server.Close)
+			r, second := startFailoverRigOpts(t, failoverOpts{first: refusedAddr, version: tc.version})
 			resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
 			if !tc.failover {
 				var apiErr *openai.Error
@@ -269,18 +279,10 @@ func TestFailoverFallbackBreaks(t *testing.T) {
 // health; with failures: 1 it cools down, so the next request goes straight
 // to the second deployment.
 func TestFailoverReportsHealth(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	egressAddr, port := ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
-	cfg := strings.Replace(fmt.Sprintf(failoverConfig, egressAddr), "deployments: [dep-first, dep-second]}",
-		"deployments: [dep-first, dep-second], routing: {health: {failures: 1, cooldown: 1m}}}", 1)
-	r := startRigOpts(t, cfg, map[string]string{"anthropic": second.Addr()},
-		func(o *envoysim.Options) { o.ListenerPorts = map[string]int{"egress": port} })
-	t.Cleanup(r.streams.Server.Close)
+	r, second := startFailoverRigOpts(t, failoverOpts{edit: func(cfg string) string {
+		return strings.Replace(cfg, "deployments: [dep-first, dep-second]}",
+			"deployments: [dep-first, dep-second], routing: {health: {failures: 1, cooldown: 1m}}}", 1)
+	}})
 	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
 	for i := range 2 {
 		resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})

@@ -243,12 +243,7 @@ func TestPerRoute(t *testing.T) {
 	wantStatus(t, wait(t, e.get(t, "/vhost")), 200) // vhost-level: everything SKIP
 	e.proc.noStream(t)
 	// route-level {response_body_mode: BUFFERED} replaces the whole mode: headers SEND again.
-	res := e.get(t, "/buffered")
-	ps := e.proc.next(t)
-	ps.expect(t, "request_headers")
-	ps.send(t, reqHeadersResp(cont()))
-	ps.expect(t, "response_headers")
-	ps.send(t, respHeadersResp(cont()))
+	res, ps := e.getPathPastResponseHeaders(t, "/buffered")
 	ps.expect(t, "response_body")
 	ps.send(t, respBodyResp(cont()))
 	wantStatus(t, wait(t, res), 200)

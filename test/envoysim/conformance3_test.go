@@ -33,12 +33,7 @@ func TestFullDuplexBodyResponseBeforeAnyChunkIsSpurious(t *testing.T) {
 			}
 			_, _ = w.Write([]byte("late"))
 		})
-		res := e.get(t, "/")
-		ps := e.proc.next(t)
-		ps.expect(t, "request_headers")
-		ps.send(t, reqHeadersResp(cont()))
-		ps.expect(t, "response_headers")
-		ps.send(t, respHeadersResp(cont()))
+		res, ps := e.getPastResponseHeaders(t)
 		ps.send(t, respBodyResp(streamed("injected", false)))
 		r := wait(t, res)
 		if r.err == nil {

@@ -443,7 +443,13 @@ func (e *env) get(t *testing.T, path string, hdr ...string) <-chan result {
 // headers through unchanged; the response body comes next.
 func (e *env) getPastResponseHeaders(t *testing.T) (<-chan result, *procStream) {
 	t.Helper()
-	res := e.get(t, "/")
+	return e.getPathPastResponseHeaders(t, "/")
+}
+
+// getPathPastResponseHeaders is getPastResponseHeaders for another path.
+func (e *env) getPathPastResponseHeaders(t *testing.T, path string) (<-chan result, *procStream) {
+	t.Helper()
+	res := e.get(t, path)
 	ps := e.proc.next(t)
 	ps.expect(t, "request_headers")
 	ps.send(t, reqHeadersResp(cont()))

@@ -42,7 +42,8 @@ func TestResponseTrailers(t *testing.T) {
 	}
 
 	// #14: BUFFERED + trailers SEND, no upstream trailers ⇒ only response_body{eos}.
-	e = start(t, tcfg{extProc: "processing_mode: {response_body_mode: BUFFERED, response_trailer_mode: SEND}"}, nil)
+	// (A long message_timeout: the 200 ms default can fire on a loaded machine.)
+	e = start(t, tcfg{extProc: "processing_mode: {response_body_mode: BUFFERED, response_trailer_mode: SEND}, message_timeout: 10s"}, nil)
 	res = e.get(t, "/")
 	ps = e.proc.next(t)
 	ps.expect(t, "request_headers")

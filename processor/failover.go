@@ -34,9 +34,16 @@ import (
 // stream (fact 1), no message timer while the headers are held (fact 3),
 // :status ≥ 200 set by the headers reply (fact 4).
 //
-// Bounds: at most failoverAttempts tries per request, the first included,
-// and failoverBudget from the first forward. When every try failed, the
-// client gets the most informative error of all of them.
+// A stream whose 200 went out at once is watched the same way until its
+// first content: its output (a role chunk) is held back, and an in-band
+// error before content fails over to a deployment that answers with an
+// event stream (watchBeforeContent).
+//
+// Every failed try is reported to routing's health (processor/route), and
+// the next deployment is the next in the order routing chose. Bounds: at
+// most failoverAttempts tries per request, the first included, and
+// failoverBudget from the first forward. When every try failed, the client
+// gets the most informative error of all of them. docs/recovery.md.
 
 const (
 	// failoverAttempts bounds the deployments tried for one request.

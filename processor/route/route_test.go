@@ -463,3 +463,32 @@ func TestRetain(t *testing.T) {
 		t.Errorf("after Retain: %+v", st)
 	}
 }
+
+// Two requests race for the only deployment's probe: the loser still gets
+// a try (without the probe) rather than nothing.
+func TestProbeRace(t *testing.T) {
+	c := newClock()
+	r := newRouter(c, 1)
+	fail(r, c, "only", 3, 0)
+	c.Advance(DefaultCooldown)
+	p := policy(Weighted)
+	cands := []Candidate{{Name: "only", Weight: 1}}
+	var first, second Attempt
+	r.Pick(&first, &Request{Policy: p, Candidates: cands})
+	if !first.probe {
+		t.Fatal("the first request after the cooldown did not take the probe")
+	}
+	if !r.Pick(&second, &Request{Policy: p, Candidates: cands}) || second.Current() != 0 || second.probe {
+		t.Fatalf("second: current %d probe %v", second.Current(), second.probe)
+	}
+	if second.Reason() != ReasonCooldownAll {
+		t.Errorf("reason %v", second.Reason())
+	}
+	// Its failure starts the next cooldown; the probe, which started
+	// before that, proves nothing when it ends well.
+	second.Report(Outcome{Code: translate.CodeOverloaded})
+	first.Report(Outcome{})
+	if r.CoolingDown() != 1 {
+		t.Error("a failure after the cooldown did not start the next one")
+	}
+}

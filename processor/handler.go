@@ -83,6 +83,7 @@ type handler struct {
 	attrs     map[string]*structpb.Struct
 	routeMeta *routePolicy
 	rs        routeState
+
 	cost requestCost // pricing concern (cost.go)
 }
 

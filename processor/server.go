@@ -72,6 +72,7 @@ type Server struct {
 	// metadata parsed (routemeta.go).
 	routing *routing
 	routeMD routeMetaCache
+
 	unknownPrices unknownPrices // pricing concern: deployments without a price, logged once (cost.go)
 }
 

@@ -492,3 +492,46 @@ func TestProbeRace(t *testing.T) {
 		t.Error("a failure after the cooldown did not start the next one")
 	}
 }
+
+// Many requests at once on one Router (run with -race): every try ends,
+// so nothing stays in flight.
+func TestConcurrentPicks(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.Now}) // the global source: safe for concurrent use
+	cands := make([]Candidate, 6)
+	for i := range cands {
+		cands[i] = Candidate{Name: fmt.Sprint("d", i), Weight: 1 + i%2, Priority: i / 4, Price: perToken{float64(i), 1}}
+	}
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			p := Policy{Strategy: Strategy(g % 4), MaxTTFT: time.Duration(g%2) * time.Second, Health: Health{Failures: 2}}.WithDefaults()
+			for i := range 500 {
+				var a Attempt
+				if !r.Pick(&a, &Request{Policy: &p, Candidates: cands, Stream: i%2 == 0, InputTokens: 100}) {
+					t.Error("no pick")
+					return
+				}
+				switch i % 5 {
+				case 0:
+					a.Report(Outcome{Code: translate.CodeOverloaded, RetryAfter: time.Millisecond})
+					a.Next()
+					a.Cancel()
+				case 1:
+					a.Cancel()
+				default:
+					a.Report(Outcome{TTFT: time.Duration(i) * time.Millisecond, Duration: time.Second, OutputTokens: 10})
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	for _, s := range r.Statuses() {
+		if s.InFlight != 0 {
+			t.Errorf("%s: %d in flight", s.Deployment, s.InFlight)
+		}
+	}
+}

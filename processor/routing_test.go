@@ -250,7 +250,7 @@ func TestRoutingStateAcrossReloads(t *testing.T) {
 		t.Fatalf("cooling %v", got)
 	}
 	cur = parse(routingConfig+"\n# touched\n", t0.Add(time.Minute)) // same deployments
-	run()                                                          // on the new configuration: dep-b (dep-a still cools)
+	run()                                                           // on the new configuration: dep-b (dep-a still cools)
 	if got := cooling(); len(got) != 1 || got[0] != "dep-a" {
 		t.Fatalf("after a reload keeping dep-a: cooling %v", got)
 	}

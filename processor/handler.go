@@ -83,7 +83,8 @@ type handler struct {
 	attrs     map[string]*structpb.Struct
 	routeMeta *routePolicy
 	rs        routeState
-	cost      requestCost // pricing concern (cost.go)
+
+	cost requestCost // pricing concern (cost.go)
 
 	fo failoverState // failover before the first byte (failover.go)
 }

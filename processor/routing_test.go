@@ -211,3 +211,54 @@ model_groups:
 		t.Errorf("order %v (%v), want small,big,unknown (cost)", order, a.Reason())
 	}
 }
+
+// Health survives a reload that keeps the deployment and is forgotten
+// when a reload drops it.
+func TestRoutingStateAcrossReloads(t *testing.T) {
+	parse := func(yaml string, at time.Time) *config.Runtime {
+		rt, err := config.Parse([]byte(yaml), config.LoadOptions{Kinds: translate.KnownKinds, Now: func() time.Time { return at },
+			Getenv: func(k string) (string, bool) { return testKey, k == "LLMUX_TEST_KEY" }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	cur := parse(routingConfig, t0)
+	s := New(Options{Config: func() *config.Runtime { return cur }, Now: func() time.Time { return t0 }, Translator: openaiKinds, Logger: discardLogger()})
+	run := func() {
+		x := &exchange{t: t, rec: &recorder{}}
+		x.h = newHandler(s, context.Background(), x.rec)
+		x.must(post("/v1/chat/completions", bearer()...))
+		x.must(reqBody(`{"model":"g","messages":[{"role":"user","content":"hi"}]}`))
+		x.send(respHeaders(false, ":status", "503", "content-type", "application/json"))
+		x.send(respBody(`{"error":{"message":"busy","type":"server_error","code":"overloaded"}}`, true))
+		x.h.end()
+	}
+	run()
+	run() // dep-a cools down (failures: 2)
+	cooling := func() []string {
+		var out []string
+		for _, st := range s.RoutingStatus() {
+			if !st.CoolUntil.IsZero() {
+				out = append(out, st.Deployment)
+			}
+		}
+		return out
+	}
+	if got := cooling(); len(got) != 1 || got[0] != "dep-a" {
+		t.Fatalf("cooling %v", got)
+	}
+	cur = parse(routingConfig+"\n# touched\n", t0.Add(time.Minute)) // same deployments
+	run()                                                           // on the new configuration: dep-b (dep-a still cools)
+	if got := cooling(); len(got) != 1 || got[0] != "dep-a" {
+		t.Fatalf("after a reload keeping dep-a: cooling %v", got)
+	}
+	cur = parse(strings.NewReplacer("dep-a, ", "", "- {name: dep-a, provider: a, model: m}\n", "").Replace(routingConfig), t0.Add(2*time.Minute))
+	run()
+	for _, st := range s.RoutingStatus() {
+		if st.Deployment == "dep-a" {
+			t.Fatalf("dep-a is still known after a reload dropped it: %+v", st)
+		}
+	}
+}

@@ -70,10 +70,12 @@ type Server struct {
 
 	// Routing: deployment choice (routing.go) and the Envoy route
 	// metadata parsed (routemeta.go).
-	routing       *routing
-	routeMD       routeMetaCache
+	routing *routing
+	routeMD routeMetaCache
+
 	unknownPrices unknownPrices // pricing concern: deployments without a price, logged once (cost.go)
-	egress        egressClients // llmux's own provider calls (failover.go)
+
+	egress egressClients // llmux's own provider calls (failover.go)
 }
 
 // New returns a Server.

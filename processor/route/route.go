@@ -373,11 +373,11 @@ func (r *Router) Pick(a *Attempt, req *Request) bool {
 	}
 	a.order = append(a.order, cool...)
 	a.pos = -1
-	if !a.advance(ns, len(a.order)-len(cool) == 0) {
-		// Every available candidate lost its probe to a concurrent
-		// request: the cooling ones remain.
-		a.reason = ReasonCooldownAll
-		a.pos = len(a.order) - len(cool) - 1
+	if !a.advance(ns, false) {
+		// Every candidate is cooling down, or every available one is
+		// half-open and lost its probe to a concurrent request: the first
+		// takes the try anyway, without the probe.
+		a.pos = -1
 		a.advance(ns, true)
 	}
 	return true

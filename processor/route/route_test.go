@@ -463,3 +463,75 @@ func TestRetain(t *testing.T) {
 		t.Errorf("after Retain: %+v", st)
 	}
 }
+
+// Two requests race for the only deployment's probe: the loser still gets
+// a try (without the probe) rather than nothing.
+func TestProbeRace(t *testing.T) {
+	c := newClock()
+	r := newRouter(c, 1)
+	fail(r, c, "only", 3, 0)
+	c.Advance(DefaultCooldown)
+	p := policy(Weighted)
+	cands := []Candidate{{Name: "only", Weight: 1}}
+	var first, second Attempt
+	r.Pick(&first, &Request{Policy: p, Candidates: cands})
+	if !first.probe {
+		t.Fatal("the first request after the cooldown did not take the probe")
+	}
+	if !r.Pick(&second, &Request{Policy: p, Candidates: cands}) || second.Current() != 0 || second.probe {
+		t.Fatalf("second: current %d probe %v", second.Current(), second.probe)
+	}
+	if second.Reason() != ReasonCooldownAll {
+		t.Errorf("reason %v", second.Reason())
+	}
+	// Its failure starts the next cooldown; the probe, which started
+	// before that, proves nothing when it ends well.
+	second.Report(Outcome{Code: translate.CodeOverloaded})
+	first.Report(Outcome{})
+	if r.CoolingDown() != 1 {
+		t.Error("a failure after the cooldown did not start the next one")
+	}
+}
+
+// Many requests at once on one Router (run with -race): every try ends,
+// so nothing stays in flight.
+func TestConcurrentPicks(t *testing.T) {
+	c := newClock()
+	r := New(Options{Now: c.Now}) // the global source: safe for concurrent use
+	cands := make([]Candidate, 6)
+	for i := range cands {
+		cands[i] = Candidate{Name: fmt.Sprint("d", i), Weight: 1 + i%2, Priority: i / 4, Price: perToken{float64(i), 1}}
+	}
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			p := Policy{Strategy: Strategy(g % 4), MaxTTFT: time.Duration(g%2) * time.Second, Health: Health{Failures: 2}}.WithDefaults()
+			for i := range 500 {
+				var a Attempt
+				if !r.Pick(&a, &Request{Policy: &p, Candidates: cands, Stream: i%2 == 0, InputTokens: 100}) {
+					t.Error("no pick")
+					return
+				}
+				switch i % 5 {
+				case 0:
+					a.Report(Outcome{Code: translate.CodeOverloaded, RetryAfter: time.Millisecond})
+					a.Next()
+					a.Cancel()
+				case 1:
+					a.Cancel()
+				default:
+					a.Report(Outcome{TTFT: time.Duration(i) * time.Millisecond, Duration: time.Second, OutputTokens: 10})
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	for _, s := range r.Statuses() {
+		if s.InFlight != 0 {
+			t.Errorf("%s: %d in flight", s.Deployment, s.InFlight)
+		}
+	}
+}

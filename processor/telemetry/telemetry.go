@@ -30,12 +30,6 @@ type Metrics struct {
 	configReloads   metric.Int64Counter
 	bufferRejected  metric.Int64Counter
 
-	// Routing (RoutePicked, RouteCooldown, ObserveCoolingDown).
-	routePicks     metric.Int64Counter
-	routeCooldowns metric.Int64Counter
-	pickSets       setCache[pickKey]
-	meter          metric.Meter
-
 	// Attribute sets of finished requests, built once per distinct label
 	// values: building a set (copy, sort, dedupe, hash) costs more than
 	// recording the measurement.
@@ -44,6 +38,7 @@ type Metrics struct {
 	tokenSets   setCache[tokenKey]
 
 	pricing pricingInstruments // spend and unknown prices (pricing.go)
+	routing routingInstruments // deployment choice (routing.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -98,8 +93,6 @@ type routeKey struct{ modelGroup, provider, deployment string }
 
 type tokenKey struct{ kind, modelGroup, deployment, tenant string }
 
-type pickKey struct{ modelGroup, strategy, reason string }
-
 // New creates the instruments on mp.
 func New(mp metric.MeterProvider) (*Metrics, error) {
 	m := mp.Meter(scope)
@@ -138,13 +131,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	if err = x.pricing.init(m); err != nil {
 		return nil, err
 	}
-	if x.routePicks, err = m.Int64Counter("llmux.routing.picks", metric.WithDescription("Deployments chosen, by model group, strategy and reason (cost, latency, latency_explore, least_busy, weighted, cooldown_all, ...).")); err != nil {
-		return nil, fmt.Errorf("telemetry: routing picks: %w", err)
+	if err = x.routing.init(m); err != nil {
+		return nil, err
 	}
-	if x.routeCooldowns, err = m.Int64Counter("llmux.routing.cooldowns", metric.WithDescription("Cooldowns a deployment entered after failing (model_groups[].routing.health), by deployment.")); err != nil {
-		return nil, fmt.Errorf("telemetry: routing cooldowns: %w", err)
-	}
-	x.meter = m
 	return &x, nil
 }
 
@@ -243,43 +232,4 @@ func (m *Metrics) ConfigReload(ctx context.Context, ok bool) {
 		result = "invalid"
 	}
 	m.configReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
-}
-
-// RoutePicked counts a deployment chosen for a request.
-func (m *Metrics) RoutePicked(ctx context.Context, modelGroup, strategy, reason string) {
-	if m == nil {
-		return
-	}
-	m.routePicks.Add(ctx, 1, m.pickSets.get(pickKey{modelGroup, strategy, reason}, func() []attribute.KeyValue {
-		return []attribute.KeyValue{
-			attribute.String("model_group", modelGroup),
-			attribute.String("strategy", strategy),
-			attribute.String("reason", reason),
-		}
-	}).add...)
-}
-
-// RouteCooldown counts a cooldown a deployment entered.
-func (m *Metrics) RouteCooldown(ctx context.Context, deployment string) {
-	if m != nil {
-		m.routeCooldowns.Add(ctx, 1, metric.WithAttributes(attribute.String("deployment", deployment)))
-	}
-}
-
-// ObserveCoolingDown registers the gauge of deployments cooling down,
-// read from f at each collection.
-func (m *Metrics) ObserveCoolingDown(f func() int64) error {
-	if m == nil {
-		return nil
-	}
-	_, err := m.meter.Int64ObservableGauge("llmux.routing.cooling_down",
-		metric.WithDescription("Deployments in cooldown in this process (skipped by routing until their cooldown ends)."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(f())
-			return nil
-		}))
-	if err != nil {
-		return fmt.Errorf("telemetry: routing cooling down: %w", err)
-	}
-	return nil
 }

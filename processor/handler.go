@@ -204,10 +204,12 @@ func (h *handler) send(resp *extprocv3.ProcessingResponse) error {
 }
 
 // headerValue reads a header value: raw_value, as Envoy sends it, or the
-// legacy value field.
+// legacy value field. A raw_value is returned without a copy: protobuf
+// unmarshals each header value into its own allocation, which nothing
+// writes to afterwards, so the string keeps only that value alive.
 func headerValue(hv *corev3.HeaderValue) string {
 	if len(hv.RawValue) > 0 {
-		return string(hv.RawValue)
+		return view(hv.RawValue)
 	}
 	return hv.Value
 }
@@ -216,8 +218,7 @@ func headerValue(hv *corev3.HeaderValue) string {
 func header(key, value string) *corev3.HeaderValueOption {
 	// One allocation for the option and its header.
 	e := &headerEntry{}
-	e.hv.Key, e.hv.RawValue = key, []byte(value)
-	e.opt.Header = &e.hv
+	e.set(key, value)
 	return &e.opt
 }
 
@@ -225,6 +226,29 @@ func header(key, value string) *corev3.HeaderValueOption {
 type headerEntry struct {
 	opt corev3.HeaderValueOption
 	hv  corev3.HeaderValue
+}
+
+// set makes e the entry setting key to value. The raw value aliases the
+// string's bytes instead of copying them: protobuf only reads it while
+// marshalling, and nothing else writes to it.
+func (e *headerEntry) set(key, value string) {
+	e.hv.Key, e.hv.RawValue = key, unsafe.Slice(unsafe.StringData(value), len(value))
+	e.opt.Header = &e.hv
+}
+
+// headerBlock allocates the header mutation entries of one reply at once:
+// add takes the next entry of its capacity (a new one past it).
+type headerBlock []headerEntry
+
+// add returns an entry setting key to value.
+func (b *headerBlock) add(key, value string) *corev3.HeaderValueOption {
+	if len(*b) == cap(*b) {
+		return header(key, value)
+	}
+	*b = (*b)[:len(*b)+1]
+	e := &(*b)[len(*b)-1]
+	e.set(key, value)
+	return &e.opt
 }
 
 func pathOnly(p string) string {

@@ -15,7 +15,9 @@ import (
 func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 	var authz, apiKey, identity string
 	idh := h.cfg.IdentityHeader()
-	for _, hv := range m.GetHeaders().GetHeaders() {
+	hs := m.GetHeaders().GetHeaders()
+	h.clientHeaders = make([]string, 0, len(hs))
+	for _, hv := range hs {
 		switch k := hv.GetKey(); k {
 		case ":method":
 			h.method = headerValue(hv)
@@ -157,14 +159,15 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	// Only intended headers go upstream (headers.go).
 	mut := &extprocv3.HeaderMutation{RemoveHeaders: upstreamRemovals(h.clientHeaders, dep.Provider.ForwardHeaders)}
 	mut.SetHeaders = make([]*corev3.HeaderValueOption, 0, 4+len(up.Headers))
+	hb := make(headerBlock, 0, 4+len(up.Headers))
 	mut.SetHeaders = append(mut.SetHeaders,
-		header(":path", up.Path),
-		header(h.cfg.Server().ClusterHeader, dep.Provider.Cluster),
-		header("content-length", strconv.Itoa(len(up.Body))),
-		header("x-request-id", h.requestID),
+		hb.add(":path", up.Path),
+		hb.add(h.cfg.Server().ClusterHeader, dep.Provider.Cluster),
+		hb.add("content-length", strconv.Itoa(len(up.Body))),
+		hb.add("x-request-id", h.requestID),
 	)
 	for _, hd := range up.Headers {
-		mut.SetHeaders = append(mut.SetHeaders, header(hd.Key, hd.Value))
+		mut.SetHeaders = append(mut.SetHeaders, hb.add(hd.Key, hd.Value))
 	}
 	h.forwardedAt = h.s.opts.Now()
 	h.ph = phaseResponseHeaders

@@ -55,16 +55,20 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	h.treq.ResponseHeaders = (*responseHeaders)(m.GetHeaders())
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	h.treq.ResponseHeaders = nil
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(nil)}
+	// The id headers, :status, content-type and a retry-after added when
+	// the held reply is released: one allocation for the entries, one
+	// for the list.
+	hb := make(headerBlock, 0, 4)
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(make([]*corev3.HeaderValueOption, 0, 5), &hb)}
 	if localReply {
 		mut.RemoveHeaders = append(mut.RemoveHeaders, localReplyHeader)
 	}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st
-		mut.SetHeaders = append(mut.SetHeaders, header(":status", strconv.Itoa(st)))
+		mut.SetHeaders = append(mut.SetHeaders, hb.add(":status", strconv.Itoa(st)))
 	}
 	if want := h.dec.ContentType(); want != "" && !strings.HasPrefix(ct, want) {
-		mut.SetHeaders = append(mut.SetHeaders, header("content-type", want))
+		mut.SetHeaders = append(mut.SetHeaders, hb.add("content-type", want))
 	}
 	resp := &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}
 	if m.GetEndOfStream() {

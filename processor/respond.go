@@ -90,14 +90,51 @@ const (
 	mdFields        = 22
 )
 
-// mdValues builds a metadata Struct with a few allocations: its values
-// come from arrays rather than one allocation per value and per kind.
+// mdValues builds a metadata Struct with a few allocations: its values,
+// their kinds and the Structs that wrap them come from one block (mdSmall
+// or mdLarge, after the fields expected) rather than one allocation per
+// value and per kind; only the two maps are allocated apart.
 type mdValues struct {
-	size int // fields expected
-	f    map[string]*structpb.Value
-	vals []structpb.Value
-	strs []structpb.Value_StringValue
-	nums []structpb.Value_NumberValue
+	size  int // fields expected
+	f     map[string]*structpb.Value
+	vals  []structpb.Value
+	strs  []structpb.Value_StringValue
+	nums  []structpb.Value_NumberValue
+	shell *mdShell
+}
+
+// mdShell is what wraps the fields: the namespace's Struct and Value and
+// the outer Struct.
+type mdShell struct {
+	inner, outer structpb.Struct
+	sv           structpb.Value_StructValue
+}
+
+// mdSmall holds the request phase's metadata; mdLarge the final one.
+type (
+	mdSmall struct {
+		vals  [mdRequestFields + 1]structpb.Value // one more wraps the namespace
+		strs  [mdRequestFields]structpb.Value_StringValue
+		shell mdShell
+	}
+	mdLarge struct {
+		vals  [mdFields + 1]structpb.Value
+		strs  [12]structpb.Value_StringValue
+		nums  [10]structpb.Value_NumberValue
+		shell mdShell
+	}
+)
+
+// init allocates the block and the fields' map.
+func (v *mdValues) init() {
+	if v.size <= mdRequestFields {
+		b := new(mdSmall)
+		v.vals, v.strs, v.shell = b.vals[:0], b.strs[:0], &b.shell
+	} else {
+		b := new(mdLarge)
+		v.vals, v.strs, v.nums, v.shell = b.vals[:0], b.strs[:0], b.nums[:0], &b.shell
+	}
+	v.f = make(map[string]*structpb.Value, v.size)
 }
 
 // slot returns the next zero element of s's spare capacity, or a new one
@@ -113,8 +150,7 @@ func slot[T any](s *[]T) *T {
 // next returns the Value of field k.
 func (v *mdValues) next(k string) *structpb.Value {
 	if v.f == nil {
-		v.f = make(map[string]*structpb.Value, v.size)
-		v.vals = make([]structpb.Value, 0, v.size+1) // one more wraps the namespace
+		v.init()
 	}
 	p := slot(&v.vals)
 	v.f[k] = p
@@ -126,32 +162,32 @@ func (v *mdValues) str(k, s string) {
 	if s == "" {
 		return
 	}
-	if v.strs == nil {
-		v.strs = make([]structpb.Value_StringValue, 0, 12)
-	}
-	p := slot(&v.strs)
-	p.StringValue = s
-	v.next(k).Kind = p
+	p := v.next(k)
+	sv := slot(&v.strs)
+	sv.StringValue = s
+	p.Kind = sv
 }
 
 // num adds a number field.
 func (v *mdValues) num(k string, n float64) {
-	if v.nums == nil {
-		v.nums = make([]structpb.Value_NumberValue, 0, 9)
-	}
-	p := slot(&v.nums)
-	p.NumberValue = n
-	v.next(k).Kind = p
+	p := v.next(k)
+	nv := slot(&v.nums)
+	nv.NumberValue = n
+	p.Kind = nv
 }
 
 // wrap returns the fields as a Struct under namespace ns.
 func (v *mdValues) wrap(ns string) *structpb.Struct {
 	if v.f == nil {
-		v.f = map[string]*structpb.Value{}
+		v.init()
 	}
 	out := slot(&v.vals)
-	out.Kind = &structpb.Value_StructValue{StructValue: &structpb.Struct{Fields: v.f}}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: out}}
+	sh := v.shell
+	sh.inner.Fields = v.f
+	sh.sv.StructValue = &sh.inner
+	out.Kind = &sh.sv
+	sh.outer.Fields = map[string]*structpb.Value{ns: out}
+	return &sh.outer
 }
 
 // appendModels appends the OpenAI model list for every model group that

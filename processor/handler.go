@@ -90,22 +90,32 @@ type handler struct {
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for
-// every response body chunk (Send marshals synchronously).
+// every response body chunk (Send marshals synchronously). The message
+// and every message on the path to its body are held in it, one
+// allocation.
 type chunkResponse struct {
 	msg  *extprocv3.ProcessingResponse
 	body *extprocv3.StreamedBodyResponse
+
+	m  extprocv3.ProcessingResponse
+	rb extprocv3.ProcessingResponse_ResponseBody
+	br extprocv3.BodyResponse
+	cr extprocv3.CommonResponse
+	bm extprocv3.BodyMutation
+	sr extprocv3.BodyMutation_StreamedResponse
+	sb extprocv3.StreamedBodyResponse
 }
 
 func newChunkResponse() *chunkResponse {
-	body := &extprocv3.StreamedBodyResponse{}
-	return &chunkResponse{
-		body: body,
-		msg: &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: body}},
-			}},
-		}},
-	}
+	c := &chunkResponse{}
+	c.sr.StreamedResponse = &c.sb
+	c.bm.Mutation = &c.sr
+	c.cr.BodyMutation = &c.bm
+	c.br.Response = &c.cr
+	c.rb.ResponseBody = &c.br
+	c.m.Response = &c.rb
+	c.msg, c.body = &c.m, &c.sb
+	return c
 }
 
 func newHandler(s *Server, ctx context.Context, out sender) *handler {

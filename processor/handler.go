@@ -77,6 +77,10 @@ type handler struct {
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
+	// mdBuilt lists the metadata Structs metadata() built, whose maps are
+	// built only when a reply is not encoded by hand (send).
+	mdBuilt    []*mdShell
+	mdBuiltArr [3]*mdShell
 
 	// Routing (routing.go, routemeta.go): the Envoy route's attributes and
 	// the llmux policy its metadata holds, and the deployment choice.
@@ -120,7 +124,9 @@ func newChunkResponse() *chunkResponse {
 
 func newHandler(s *Server, ctx context.Context, out sender) *handler {
 	growStack(0)
-	return &handler{s: s, ctx: ctx, cfg: s.opts.Config(), out: out, start: s.opts.Now()}
+	h := &handler{s: s, ctx: ctx, cfg: s.opts.Config(), out: out, start: s.opts.Now()}
+	h.mdBuilt = h.mdBuiltArr[:0]
+	return h
 }
 
 // handle dispatches one message from Envoy. Directions may interleave, so
@@ -203,11 +209,15 @@ func (h *handler) protocolError(msg string) error {
 // send sends one reply. A reply with dynamic metadata goes out with the
 // metadata encoded by hand when the stream can send raw messages (wire.go).
 func (h *handler) send(resp *extprocv3.ProcessingResponse) error {
-	if resp.DynamicMetadata != nil {
+	if md := resp.DynamicMetadata; md != nil {
+		sh := h.builtMetadata(md)
 		if ms, ok := h.out.(msgSender); ok {
-			if sent, err := sendEncoded(ms, resp); sent || err != nil {
+			if sent, err := sendEncoded(ms, resp, sh); sent || err != nil {
 				return err
 			}
+		}
+		if sh != nil {
+			sh.Struct()
 		}
 	}
 	return h.out.Send(resp)

@@ -79,7 +79,20 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		h.costMetadata(&v)
 		h.failoverMetadata(&v) // failover.go
 	}
-	return v.wrap(h.cfg.Server().MetadataNamespace)
+	sh := v.build(h.cfg.Server().MetadataNamespace)
+	h.mdBuilt = append(h.mdBuilt, sh)
+	return &sh.outer
+}
+
+// builtMetadata returns the shell of md when metadata() built it (its maps
+// are then built only if it is read as a Struct), else nil.
+func (h *handler) builtMetadata(md *structpb.Struct) *mdShell {
+	for _, sh := range h.mdBuilt {
+		if &sh.outer == md {
+			return sh
+		}
+	}
+	return nil
 }
 
 // mdRequestFields and mdFields are how many fields metadata() sets at
@@ -91,50 +104,64 @@ const (
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values,
-// their kinds and the Structs that wrap them come from one block (mdSmall
-// or mdLarge, after the fields expected) rather than one allocation per
-// value and per kind; only the two maps are allocated apart.
+// their kinds, the list of its fields and the Structs that wrap them come
+// from one block (mdSmall or mdLarge, after the fields expected) rather
+// than one allocation per value and per kind. The fields are kept in a list
+// in the order they are set; the maps a Struct holds are built only when
+// something reads it as a Struct (mdShell.Struct): a reply sent with its
+// metadata encoded by hand (wire.go) is written from the list.
 type mdValues struct {
-	size  int // fields expected
-	f     map[string]*structpb.Value
-	vals  []structpb.Value
-	strs  []structpb.Value_StringValue
-	nums  []structpb.Value_NumberValue
-	shell *mdShell
+	size   int // fields expected
+	fields []mdField
+	vals   []structpb.Value
+	strs   []structpb.Value_StringValue
+	nums   []structpb.Value_NumberValue
+	shell  *mdShell
 }
 
-// mdShell is what wraps the fields: the namespace's Struct and Value and
-// the outer Struct.
+// mdField is one metadata field.
+type mdField struct {
+	key string
+	v   *structpb.Value
+}
+
+// mdShell is a metadata Struct being built: the fields under the
+// namespace ns, and the Structs and Value that wrap them. outer is what a
+// reply carries; its maps are nil until Struct builds them.
 type mdShell struct {
-	inner, outer structpb.Struct
+	outer, inner structpb.Struct
 	sv           structpb.Value_StructValue
+	ns           string
+	nsv          *structpb.Value // the namespace's value, holding sv
+	fields       []mdField
 }
 
 // mdSmall holds the request phase's metadata; mdLarge the final one.
 type (
 	mdSmall struct {
-		vals  [mdRequestFields + 1]structpb.Value // one more wraps the namespace
-		strs  [mdRequestFields]structpb.Value_StringValue
-		shell mdShell
+		fields [mdRequestFields]mdField
+		vals   [mdRequestFields + 1]structpb.Value // one more wraps the namespace
+		strs   [mdRequestFields]structpb.Value_StringValue
+		shell  mdShell
 	}
 	mdLarge struct {
-		vals  [mdFields + 1]structpb.Value
-		strs  [12]structpb.Value_StringValue
-		nums  [10]structpb.Value_NumberValue
-		shell mdShell
+		fields [mdFields]mdField
+		vals   [mdFields + 1]structpb.Value
+		strs   [12]structpb.Value_StringValue
+		nums   [10]structpb.Value_NumberValue
+		shell  mdShell
 	}
 )
 
-// init allocates the block and the fields' map.
+// init allocates the block.
 func (v *mdValues) init() {
 	if v.size <= mdRequestFields {
 		b := new(mdSmall)
-		v.vals, v.strs, v.shell = b.vals[:0], b.strs[:0], &b.shell
+		v.fields, v.vals, v.strs, v.shell = b.fields[:0], b.vals[:0], b.strs[:0], &b.shell
 	} else {
 		b := new(mdLarge)
-		v.vals, v.strs, v.nums, v.shell = b.vals[:0], b.strs[:0], b.nums[:0], &b.shell
+		v.fields, v.vals, v.strs, v.nums, v.shell = b.fields[:0], b.vals[:0], b.strs[:0], b.nums[:0], &b.shell
 	}
-	v.f = make(map[string]*structpb.Value, v.size)
 }
 
 // slot returns the next zero element of s's spare capacity, or a new one
@@ -147,13 +174,20 @@ func slot[T any](s *[]T) *T {
 	return &(*s)[len(*s)-1]
 }
 
-// next returns the Value of field k.
+// next returns the Value of field k; setting a field again replaces its
+// value, as in a map.
 func (v *mdValues) next(k string) *structpb.Value {
-	if v.f == nil {
+	if v.shell == nil {
 		v.init()
 	}
 	p := slot(&v.vals)
-	v.f[k] = p
+	for i := range v.fields {
+		if v.fields[i].key == k {
+			v.fields[i].v = p
+			return p
+		}
+	}
+	v.fields = append(v.fields, mdField{k, p})
 	return p
 }
 
@@ -176,17 +210,33 @@ func (v *mdValues) num(k string, n float64) {
 	p.Kind = nv
 }
 
-// wrap returns the fields as a Struct under namespace ns.
-func (v *mdValues) wrap(ns string) *structpb.Struct {
-	if v.f == nil {
+// build returns the fields under namespace ns, their maps not built.
+func (v *mdValues) build(ns string) *mdShell {
+	if v.shell == nil {
 		v.init()
 	}
-	out := slot(&v.vals)
 	sh := v.shell
-	sh.inner.Fields = v.f
+	sh.ns, sh.fields = ns, v.fields
+	sh.nsv = slot(&v.vals)
 	sh.sv.StructValue = &sh.inner
-	out.Kind = &sh.sv
-	sh.outer.Fields = map[string]*structpb.Value{ns: out}
+	sh.nsv.Kind = &sh.sv
+	return sh
+}
+
+// wrap returns the fields as a Struct under namespace ns.
+func (v *mdValues) wrap(ns string) *structpb.Struct { return v.build(ns).Struct() }
+
+// Struct builds the maps of sh's Structs, if not yet built, and returns
+// the outer Struct.
+func (sh *mdShell) Struct() *structpb.Struct {
+	if sh.outer.Fields == nil {
+		f := make(map[string]*structpb.Value, len(sh.fields))
+		for _, e := range sh.fields {
+			f[e.key] = e.v
+		}
+		sh.inner.Fields = f
+		sh.outer.Fields = map[string]*structpb.Value{sh.ns: sh.nsv}
+	}
 	return &sh.outer
 }
 

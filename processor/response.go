@@ -55,11 +55,13 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	h.treq.ResponseHeaders = (*responseHeaders)(m.GetHeaders())
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	h.treq.ResponseHeaders = nil
-	// The id headers, :status, content-type and a retry-after added when
-	// the held reply is released: one allocation for the entries, one
-	// for the list.
-	hb := make(headerBlock, 0, 4)
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(make([]*corev3.HeaderValueOption, 0, 5), &hb)}
+	// The reply's messages and its header mutations (the id headers,
+	// :status and content-type) in one allocation.
+	hr := new(headersReply)
+	hb := headerBlock(hr.hdrs[:0])
+	mut := &hr.mut
+	mut.RemoveHeaders = append(hr.remove[:0], "content-length")
+	mut.SetHeaders = h.appendIDHeaders(hr.set[:0], &hb)
 	if localReply {
 		mut.RemoveHeaders = append(mut.RemoveHeaders, localReplyHeader)
 	}
@@ -70,7 +72,9 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	if want := h.dec.ContentType(); want != "" && !strings.HasPrefix(ct, want) {
 		mut.SetHeaders = append(mut.SetHeaders, hb.add("content-type", want))
 	}
-	resp := &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}
+	hr.cr.HeaderMutation = mut
+	hr.hr.Response = &hr.cr
+	resp := &hr.hr
 	if m.GetEndOfStream() {
 		// No body follows: the exchange ends here.
 		if h.status >= 400 {
@@ -94,6 +98,17 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		return nil
 	}
 	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}})
+}
+
+// headersReply is the reply to the response headers: its messages and
+// room for its header mutations, one allocation.
+type headersReply struct {
+	hr     extprocv3.HeadersResponse
+	cr     extprocv3.CommonResponse
+	mut    extprocv3.HeaderMutation
+	remove [2]string
+	set    [5]*corev3.HeaderValueOption // one more for a retry-after
+	hdrs   [4]headerEntry
 }
 
 // releaseHeaders sends a held response-headers reply, with the status the

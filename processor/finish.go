@@ -63,8 +63,8 @@ func (h *handler) complete() {
 		}
 		if res.HasUsage {
 			u := res.Usage
-			r.Tokens = map[string]int64{"input": u.InputTokens, "output": u.OutputTokens, "cached": u.CachedTokens,
-				"cache_creation": u.CacheCreationTokens, "reasoning": u.ReasoningTokens}
+			r.Tokens = [telemetry.NumTokenKinds]int64{telemetry.TokensInput: u.InputTokens, telemetry.TokensOutput: u.OutputTokens,
+				telemetry.TokensCached: u.CachedTokens, telemetry.TokensCacheCreation: u.CacheCreationTokens, telemetry.TokensReasoning: u.ReasoningTokens}
 		}
 	}
 	h.reportRoute(now) // the deployment's outcome (routing.go)

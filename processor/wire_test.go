@@ -67,26 +67,33 @@ func TestEncodeResponse(t *testing.T) {
 			if !proto.Equal(c.resp, want) {
 				t.Errorf("encodeResponse changed the response")
 			}
-			// What the stream sends: the bytes as an empty message's
-			// unknown fields, marshalled again by the codec.
-			raw := &emptypb.Empty{}
-			raw.ProtoReflect().SetUnknown(b)
-			wire, err := proto.Marshal(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got extprocv3.ProcessingResponse
-			if err := proto.Unmarshal(wire, &got); err != nil {
-				t.Fatal(err)
-			}
-			if !proto.Equal(&got, want) {
-				t.Errorf("decoded\n%v\nwant\n%v", &got, want)
+			got := decodeSent(t, b)
+			if !proto.Equal(got, want) {
+				t.Errorf("decoded\n%v\nwant\n%v", got, want)
 			}
 			if n := len(got.ProtoReflect().GetUnknown()); n != 0 {
 				t.Errorf("%d bytes of unknown fields", n)
 			}
 		})
 	}
+}
+
+// decodeSent decodes what the stream sends for the bytes encodeResponse
+// wrote: the bytes as an empty message's unknown fields, marshalled again
+// by the codec.
+func decodeSent(t *testing.T, b []byte) *extprocv3.ProcessingResponse {
+	t.Helper()
+	raw := &emptypb.Empty{}
+	raw.ProtoReflect().SetUnknown(b)
+	wire, err := proto.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got extprocv3.ProcessingResponse
+	if err := proto.Unmarshal(wire, &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got
 }
 
 func TestEncodeResponseInvalidUTF8(t *testing.T) {
@@ -218,18 +225,8 @@ func TestEncodeShell(t *testing.T) {
 				}
 				return
 			}
-			raw := &emptypb.Empty{}
-			raw.ProtoReflect().SetUnknown(b)
-			wire, err := proto.Marshal(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got extprocv3.ProcessingResponse
-			if err := proto.Unmarshal(wire, &got); err != nil {
-				t.Fatal(err)
-			}
-			if !proto.Equal(&got, want) {
-				t.Errorf("decoded\n%v\nwant\n%v", &got, want)
+			if got := decodeSent(t, b); !proto.Equal(got, want) {
+				t.Errorf("decoded\n%v\nwant\n%v", got, want)
 			}
 			if !proto.Equal(sh.Struct(), want.DynamicMetadata) {
 				t.Errorf("Struct() %v, want %v", sh.Struct(), want.DynamicMetadata)

@@ -49,6 +49,11 @@ model_groups:
 - name: budgeted
   deployments: [dep-first, dep-second, dep-third]
   failover: {budget: 1s}
+# The soak's group: failover among three deployments; cooldowns only for
+# bursts, so that failover rather than health is what the soak exercises.
+- name: soak
+  deployments: [dep-first, dep-second, dep-third]
+  routing: {health: {failures: 50, window: 1s, cooldown: 1s}}
 `
 
 // fallbacksRig is the stack on fallbacksConfig.
@@ -59,6 +64,13 @@ type fallbacksRig struct {
 
 func startFallbacksRig(t *testing.T) *fallbacksRig {
 	t.Helper()
+	return startFallbacksRigReplies(t, "answer from the second provider", "answer from the third provider")
+}
+
+// startFallbacksRigReplies starts the stack with the second and third
+// fakes' reply texts ("" echoes the request: "Hello from fake-openai: …").
+func startFallbacksRigReplies(t *testing.T, secondReply, thirdReply string) *fallbacksRig {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +78,8 @@ func startFallbacksRig(t *testing.T) *fallbacksRig {
 	egressAddr := ln.Addr().String()
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second provider"})
-	third := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the third provider"})
+	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: secondReply})
+	third := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: thirdReply})
 	r := startRigOpts(t, fmt.Sprintf(fallbacksConfig, egressAddr), map[string]string{"anthropic": second.Addr(), "azure": third.Addr()},
 		func(so *envoysim.Options) { so.ListenerPorts = map[string]int{"egress": port} })
 	t.Cleanup(r.streams.Server.Close) // the egress client's connections

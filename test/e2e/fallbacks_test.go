@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/packages/param"
+	"github.com/openai/openai-go/v3/packages/ssestream"
 
 	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
@@ -53,7 +53,7 @@ model_groups:
 # bursts, so that failover rather than health is what the soak exercises.
 - name: soak
   deployments: [dep-first, dep-second, dep-third]
-  routing: {health: {failures: 50, window: 1s, cooldown: 1s}}
+  routing: {health: {failures: 100, window: 1s, cooldown: 1s, max_cooldown: 1s}}
 `
 
 // fallbacksRig is the stack on fallbacksConfig.
@@ -71,13 +71,7 @@ func startFallbacksRig(t *testing.T) *fallbacksRig {
 // fakes' reply texts ("" echoes the request: "Hello from fake-openai: …").
 func startFallbacksRigReplies(t *testing.T, secondReply, thirdReply string) *fallbacksRig {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	egressAddr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	egressAddr, port := egressPort(t)
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: secondReply})
 	third := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: thirdReply})
 	r := startRigOpts(t, fmt.Sprintf(fallbacksConfig, egressAddr), map[string]string{"anthropic": second.Addr(), "azure": third.Addr()},
@@ -106,24 +100,40 @@ func (r *fallbacksRig) chat(t *testing.T, model string, stream bool) (string, er
 		return resp.Choices[0].Message.Content, nil
 	}
 	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
-	s := r.client.Chat.Completions.NewStreaming(ctx, params)
+	res := readStream(r.client.Chat.Completions.NewStreaming(ctx, params))
+	if res.err != nil {
+		return "", res.err
+	}
+	if res.usage != 1 || res.finish != "stop" {
+		t.Errorf("usage chunks %d, finish %q", res.usage, res.finish)
+	}
+	return res.content, nil
+}
+
+// streamResult is what a client made of a chat stream.
+type streamResult struct {
+	content, finish string
+	usage           int   // usage chunks
+	err             error // the stream's error
+}
+
+// readStream reads a chat stream to its end and closes it.
+func readStream(s *ssestream.Stream[openai.ChatCompletionChunk]) streamResult {
 	defer s.Close()
+	var res streamResult
 	acc := openai.ChatCompletionAccumulator{}
-	usage := 0
 	for s.Next() {
 		c := s.Current()
 		acc.AddChunk(c)
 		if len(c.Choices) == 0 && c.Usage.TotalTokens > 0 {
-			usage++
+			res.usage++
 		}
 	}
-	if err := s.Err(); err != nil {
-		return "", err
+	res.err = s.Err()
+	if len(acc.Choices) > 0 {
+		res.content, res.finish = acc.Choices[0].Message.Content, string(acc.Choices[0].FinishReason)
 	}
-	if usage != 1 || len(acc.Choices) != 1 || acc.Choices[0].FinishReason != "stop" {
-		t.Errorf("usage chunks %d, choices %+v", usage, acc.Choices)
-	}
-	return acc.Choices[0].Message.Content, nil
+	return res
 }
 
 // ingressLog returns the ingress listener's access log line of the only

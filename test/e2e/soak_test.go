@@ -62,11 +62,8 @@ func soakFault(rng *rand.Rand) fakeprovider.Fault {
 
 // soakResult is what the client got for one request.
 type soakResult struct {
-	content string
-	status  int   // the API error's status, 0 when none
-	err     error // any error
-	usage   int   // usage chunks (streams)
-	finish  string
+	streamResult     // a whole response is read into it too
+	status       int // the API error's status, 0 when none
 }
 
 // TestSoak sends many requests, streamed and not, eight at a time, while
@@ -189,20 +186,7 @@ func (r *fallbacksRig) soakOne(i int, stream bool) soakResult {
 		}
 	} else {
 		params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
-		s := r.client.Chat.Completions.NewStreaming(ctx, params, id)
-		acc := openai.ChatCompletionAccumulator{}
-		for s.Next() {
-			c := s.Current()
-			acc.AddChunk(c)
-			if len(c.Choices) == 0 && c.Usage.TotalTokens > 0 {
-				res.usage++
-			}
-		}
-		res.err = s.Err()
-		s.Close()
-		if len(acc.Choices) > 0 {
-			res.content, res.finish = acc.Choices[0].Message.Content, string(acc.Choices[0].FinishReason)
-		}
+		res.streamResult = readStream(r.client.Chat.Completions.NewStreaming(ctx, params, id))
 	}
 	var apiErr *openai.Error
 	if errors.As(res.err, &apiErr) {

@@ -336,11 +336,13 @@ func (h *handler) nextTry(last *translate.Error) (*config.Deployment, translate.
 // enterGroup moves the request to fallback group g: g's routing orders its
 // deployments and the first not tried yet takes the request.
 func (h *handler) enterGroup(g *config.Group) (*config.Deployment, translate.Translator) {
-	h.fo.groups[h.fo.ngroups] = g
+	h.fo.groups[h.fo.ngroups] = g // entered, even if it has nothing to offer now
 	h.fo.ngroups++
+	prev := h.group
 	h.group = g
 	dep, tr := h.route(g, h.treq.Stream, h.fo.body)
 	if dep == nil {
+		h.group = prev // the group did not serve
 		return nil, nil
 	}
 	if h.triedDeployment(dep) {

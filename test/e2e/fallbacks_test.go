@@ -271,3 +271,88 @@ func TestFailoverBudget(t *testing.T) {
 	r.second.Release("budget")
 	r.waitNoStreams()
 }
+
+// providersFallbackConfig: a group per provider kind, each falling back to
+// "long" (the rig's OpenAI fake) for a too long input, and Azure's to
+// "safe" for a content-policy refusal as well.
+const providersFallbackConfig = `
+server:
+  max_request_body_bytes: 65536
+  egress_address: %s
+auth:
+  keys:
+  - {name: e2e, tenant: team-e2e, key_env: E2E_CLIENT_KEY}
+providers:
+- {name: anthropic, kind: anthropic, cluster: anthropic, credentials: {api_key_env: E2E_PROVIDER_KEY}}
+- {name: bedrock, kind: bedrock, cluster: bedrock_us_east_1, region: us-east-1}
+- {name: gemini, kind: gemini, cluster: gemini, credentials: {api_key_env: E2E_PROVIDER_KEY}}
+- {name: azure, kind: azure_openai, cluster: azure, credentials: {api_key_env: E2E_PROVIDER_KEY}}
+- {name: openai, kind: openai, cluster: openai, credentials: {api_key_env: E2E_PROVIDER_KEY}}
+deployments:
+- {name: dep-anthropic, provider: anthropic, model: claude-sonnet-4-5}
+- {name: dep-bedrock, provider: bedrock, model: "` + bedrockModel + `"}
+- {name: dep-gemini, provider: gemini, model: gemini-2.5-flash}
+- {name: dep-azure, provider: azure, model: prod-4o}
+- {name: dep-long, provider: openai, model: gpt-4.1-2025-04-14}
+model_groups:
+- {name: anthropic, deployments: [dep-anthropic], failover: {context_window_fallbacks: [long]}}
+- {name: bedrock, deployments: [dep-bedrock], failover: {context_window_fallbacks: [long]}}
+- {name: gemini, deployments: [dep-gemini], failover: {context_window_fallbacks: [long]}}
+- {name: azure, deployments: [dep-azure], failover: {context_window_fallbacks: [long], content_policy_fallbacks: [long]}}
+- {name: long, deployments: [dep-long]}
+`
+
+// TestFallbackEveryProvider: each provider's own refusal of a too long
+// input (and Azure's content filter) is recognised and moves the request
+// to the configured group.
+func TestFallbackEveryProvider(t *testing.T) {
+	fakeAWSEnv(t)
+	egressAddr, port := egressPort(t)
+	fakes := map[string]*fakeprovider.Server{
+		"anthropic": fakeprovider.NewAnthropic(t, fakeprovider.AnthropicOptions{APIKey: providerKey}),
+		"bedrock":   fakeprovider.NewBedrock(t, fakeprovider.BedrockOptions{}),
+		"gemini":    fakeprovider.NewGemini(t, fakeprovider.GeminiOptions{APIKey: providerKey}),
+		"azure":     fakeprovider.NewAzure(t, fakeprovider.AzureOptions{APIKey: providerKey}),
+	}
+	r := startRigOpts(t, fmt.Sprintf(providersFallbackConfig, egressAddr), map[string]string{
+		"anthropic": fakes["anthropic"].Addr(), "bedrock_us_east_1": fakes["bedrock"].Addr(),
+		"gemini": fakes["gemini"].Addr(), "azure": fakes["azure"].Addr(),
+	}, func(so *envoysim.Options) { so.ListenerPorts = map[string]int{"egress": port} })
+	t.Cleanup(r.streams.Server.Close)
+	fr := &fallbacksRig{rig: r}
+	lines := 0
+	for _, tc := range []struct{ group, code, cause string }{
+		{"anthropic", "context_length_exceeded", "context_length_exceeded"},
+		{"bedrock", "context_length_exceeded", "context_length_exceeded"},
+		{"gemini", "context_length_exceeded", "context_length_exceeded"},
+		{"azure", "context_length_exceeded", "context_length_exceeded"},
+		{"azure", "content_filter", "content_filtered"},
+	} {
+		t.Run(tc.group+"/"+tc.code, func(t *testing.T) {
+			fakes[tc.group].Enqueue(refusal(http.StatusBadRequest, tc.code))
+			before := len(r.fake.Requests())
+			content, err := fr.chat(t, tc.group, false)
+			if err != nil {
+				t.Fatalf("%v\nllmux log:\n%s", err, r.llmuxLog)
+			}
+			if content != "Hello from fake-openai: hello" || len(r.fake.Requests()) != before+1 {
+				t.Errorf("content %q; the fallback was asked %d times", content, len(r.fake.Requests())-before)
+			}
+			lines += 2 // the ingress and the egress call's
+			var ingress []map[string]any
+			for _, x := range r.accessLogs(lines) {
+				if x["listener"] != "egress" {
+					ingress = append(ingress, x)
+				}
+			}
+			l := ingress[len(ingress)-1] // requests run one after another
+			if len(ingress) != lines/2 {
+				t.Fatalf("%d ingress log lines, want %d", len(ingress), lines/2)
+			}
+			if l["model_group"] != "long" || l["requested_model_group"] != tc.group || l["failover_cause"] != tc.cause {
+				t.Errorf("ingress log: %v", l)
+			}
+		})
+	}
+	r.waitNoStreams()
+}

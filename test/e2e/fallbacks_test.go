@@ -345,10 +345,10 @@ func TestFallbackEveryProvider(t *testing.T) {
 					ingress = append(ingress, x)
 				}
 			}
-			l := ingress[len(ingress)-1] // requests run one after another
 			if len(ingress) != lines/2 {
 				t.Fatalf("%d ingress log lines, want %d", len(ingress), lines/2)
 			}
+			l := ingress[len(ingress)-1] // requests run one after another
 			if l["model_group"] != "long" || l["requested_model_group"] != tc.group || l["failover_cause"] != tc.cause {
 				t.Errorf("ingress log: %v", l)
 			}

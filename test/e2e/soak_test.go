@@ -74,9 +74,6 @@ type soakResult struct {
 // has one line per request; the request bytes, streams and goroutines
 // return to their baseline.
 func TestSoak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("soak")
-	}
 	baseline := goleak.IgnoreCurrent()
 	t.Cleanup(func() { // runs after the stack's own cleanups
 		if err := goleak.Find(baseline); err != nil {

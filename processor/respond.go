@@ -100,7 +100,7 @@ func (h *handler) builtMetadata(md *structpb.Struct) *mdShell {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 22
+	mdFields        = 23
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values,

@@ -6,7 +6,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -73,9 +72,11 @@ func (f *fakeEgress) serve(w http.ResponseWriter, r *http.Request) {
 	reset := func(written string) {
 		w.Write([]byte(written))
 		w.(http.Flusher).Flush()
+		// A close (FIN) amid the chunked body: what was written arrives
+		// whole, then the read fails (unexpected EOF). A RST could drop
+		// unread bytes and make the test's timing matter.
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
-			conn.(*net.TCPConn).SetLinger(0)
 			conn.Close()
 		}
 	}

@@ -248,7 +248,7 @@ func TestOwnedModeEveryProvider(t *testing.T) {
 				if content == "" {
 					t.Errorf("stream=%v: empty answer", stream)
 				}
-				ingress, egress := logsOf(t, r.accessLogs(2*(i+1))[2*i:])
+				ingress, egress := logsOf(t, r.accessLogs(2 * (i + 1))[2*i:])
 				if ingress["status"] != float64(200) || ingress["output_tokens"] == nil || ingress["deployment"] == nil {
 					t.Errorf("stream=%v: ingress log %v", stream, ingress)
 				}

@@ -121,7 +121,7 @@ type ownedEvent struct {
 // ownedRecorder keeps what the handler sends; every reply must be a
 // StreamedImmediateResponse or, before one, an ImmediateResponse.
 type ownedRecorder struct {
-	t         *testing.T
+	t         testing.TB
 	events    []ownedEvent
 	immediate *extprocv3.ImmediateResponse
 }
@@ -392,5 +392,61 @@ func TestOwnedBodyTooLarge(t *testing.T) {
 	}
 	if f.called() != "" {
 		t.Errorf("provider called: %s", f.called())
+	}
+}
+
+// BenchmarkOwnedSenderChunk is owned mode's cost per response chunk: a
+// body reply turned into a StreamedImmediateResponse body message.
+func BenchmarkOwnedSenderChunk(b *testing.B) {
+	s := &ownedSender{out: discard{}}
+	c := newChunkResponse()
+	c.body.Body = []byte(ownedText)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Send(c.msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Send(*extprocv3.ProcessingResponse) error { return nil }
+
+// BenchmarkOwnedRequest is one owned streamed request end to end in the
+// processor: headers, a body in two chunks, the egress call to a loopback
+// fake (HTTP/1.1 keep-alive) and the streamed answer.
+func BenchmarkOwnedRequest(b *testing.B) {
+	f := &fakeEgress{}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	defer f.srv.Close()
+	yaml := strings.Replace(ownedConfig, "EGRESS", strings.TrimPrefix(f.srv.URL, "http://"), 1)
+	rt, err := config.Parse([]byte(yaml), config.LoadOptions{Kinds: translate.KnownKinds,
+		Getenv: func(k string) (string, bool) { return testKey, k == "LLMUX_TEST_KEY" }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := New(Options{Config: func() *config.Runtime { return rt }, Translator: openaiKinds, Logger: slog.New(slog.DiscardHandler)})
+	defer s.Close()
+	hd := post("/v1/chat/completions", bearer()...)
+	hd.Attributes = routeAttrs(b, map[string]any{"io.llmux": map[string]any{"mode": "owned"}})
+	hd.ProtocolConfig = ownedPC(extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED)
+	body := []byte(`{"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	rec := &ownedRecorder{t: b}
+	b.ReportAllocs()
+	for b.Loop() {
+		rec.events = rec.events[:0]
+		h := newHandler(s, context.Background(), rec)
+		if err := h.handle(hd); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+			RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}}); err != nil {
+			b.Fatal(err)
+		}
+		if h.ph != phaseDone || len(rec.events) < 3 {
+			b.Fatalf("phase %s, %d events", h.ph, len(rec.events))
+		}
+		h.end()
 	}
 }

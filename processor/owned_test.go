@@ -51,7 +51,7 @@ type fakeEgress struct {
 	srv   *httptest.Server
 	mu    sync.Mutex
 	calls []string
-	do    map[string]string // cluster → ok, 503, reset_headers, reset_role, reset_content
+	do    map[string]string // cluster → ok, 503, 503_no_body, reset_headers, reset_role, reset_content
 }
 
 func newFakeEgress(t *testing.T, do map[string]string) *fakeEgress {
@@ -89,6 +89,9 @@ func (f *fakeEgress) serve(w http.ResponseWriter, r *http.Request) {
 	case "503":
 		w.WriteHeader(503)
 		w.Write([]byte(`{"error":{"message":"overloaded","type":"server_error"}}`))
+	case "503_no_body":
+		w.Header().Del("content-type")
+		w.WriteHeader(503)
 	case "reset_headers":
 		reset("")
 	case "reset_role":
@@ -255,6 +258,7 @@ func TestOwnedMode(t *testing.T) {
 		{"stream/reset_after_headers", map[string]string{"a": "reset_headers"}, stream, "a,b", "200", []string{`"role":"assistant"`, "hello from b", "[DONE]"}, "from a", "dep-b", 2, "upstream_unavailable"},
 		{"stream/reset_after_role", map[string]string{"a": "reset_role"}, stream, "a,b", "200", []string{`"role":"assistant"`, "hello from b", "[DONE]"}, "from a", "dep-b", 2, "upstream_unavailable"},
 		{"whole/503", map[string]string{"a": "503"}, whole, "a,b", "200", []string{`"hello from b"`}, "", "dep-b", 2, "overloaded"},
+		{"whole/503_no_body", map[string]string{"a": "503_no_body"}, whole, "a,b", "200", []string{`"hello from b"`}, "", "dep-b", 2, "upstream_unavailable"},
 		{"stream/503", map[string]string{"a": "503"}, stream, "a,b", "200", []string{"hello from b", "[DONE]"}, "", "dep-b", 2, "overloaded"},
 		{"stream/reset_after_content", map[string]string{"a": "reset_content"}, stream, "a", "200", []string{"hello from a", `"code":"stream_interrupted"`}, "[DONE]", "dep-a", 0, ""},
 		{"whole/both_fail", map[string]string{"a": "reset_headers", "b": "503"}, whole, "a,b", "503", []string{`"error"`}, "hello", "dep-b", 2, "upstream_unavailable"},

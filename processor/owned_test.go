@@ -305,6 +305,37 @@ func TestOwnedMode(t *testing.T) {
 	}
 }
 
+// Request trailers end an owned request's body when its last chunk had no
+// end_of_stream.
+func TestOwnedTrailersEndTheBody(t *testing.T) {
+	f := newFakeEgress(t, nil)
+	yaml := strings.Replace(ownedConfig, "EGRESS", strings.TrimPrefix(f.srv.URL, "http://"), 1)
+	rt, err := config.Parse([]byte(yaml), config.LoadOptions{Kinds: translate.KnownKinds,
+		Getenv: func(k string) (string, bool) { return testKey, k == "LLMUX_TEST_KEY" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Config: func() *config.Runtime { return rt }, Translator: openaiKinds})
+	defer s.Close()
+	rec := &ownedRecorder{t: t}
+	h := newHandler(s, context.Background(), rec)
+	hd := post("/v1/chat/completions", bearer()...)
+	hd.Attributes = routeAttrs(t, map[string]any{"io.llmux": map[string]any{"mode": "owned"}})
+	hd.ProtocolConfig = ownedPC(extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED)
+	for _, m := range []*extprocv3.ProcessingRequest{hd,
+		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte(`{"model":"g","messages":[{"role":"user","content":"hi"}]}`)}}},
+		{Request: &extprocv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocv3.HttpTrailers{}}},
+	} {
+		if err := h.handle(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, body, _ := rec.outcome()
+	if st != "200" || !strings.Contains(body, "hello from a") {
+		t.Errorf("status %s body %s", st, body)
+	}
+}
+
 // A route and Envoy's processing mode that disagree are a configuration
 // error, and the owned answer waits for the whole body.
 func TestOwnedModeMismatch(t *testing.T) {

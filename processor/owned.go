@@ -143,7 +143,7 @@ func (h *handler) onOwnedTrailers() error {
 // the egress listener and answers the client from it, failing over while
 // nothing reached the client. up is the request translated for h.dep.
 func (h *handler) forwardOwned(body []byte, up *translate.Upstream) error {
-	h.own.sender = &ownedSender{out: h.out}
+	h.own.sender = &ownedSender{out: h.out, requestMD: func() *structpb.Struct { return h.metadata(false) }}
 	h.out = h.own.sender
 	h.chunk = newChunkResponse()
 	h.fo.body = body
@@ -242,8 +242,13 @@ func egressRequest(dep *config.Deployment, up *translate.Upstream, requestID str
 type ownedSender struct {
 	out         sender
 	headersSent bool
-	body        *extprocv3.StreamedBodyResponse // reused for every chunk
-	msg         *extprocv3.ProcessingResponse
+	// requestMD is the request's metadata (the deployment that answers),
+	// sent with the headers when they carry none, as splice mode sends it
+	// with the forwarded request: a client that goes away mid-stream still
+	// leaves it in the access log.
+	requestMD func() *structpb.Struct
+	body      *extprocv3.StreamedBodyResponse // reused for every chunk
+	msg       *extprocv3.ProcessingResponse
 }
 
 // Send implements sender.
@@ -251,7 +256,11 @@ func (s *ownedSender) Send(m *extprocv3.ProcessingResponse) error {
 	switch r := m.Response.(type) {
 	case *extprocv3.ProcessingResponse_ResponseHeaders:
 		s.headersSent = true
-		return s.out.Send(&extprocv3.ProcessingResponse{DynamicMetadata: m.DynamicMetadata,
+		md := m.DynamicMetadata
+		if md == nil && s.requestMD != nil {
+			md = s.requestMD()
+		}
+		return s.out.Send(&extprocv3.ProcessingResponse{DynamicMetadata: md,
 			Response: &extprocv3.ProcessingResponse_StreamedImmediateResponse{StreamedImmediateResponse: &extprocv3.StreamedImmediateResponse{
 				Response: &extprocv3.StreamedImmediateResponse_HeadersResponse{HeadersResponse: &extprocv3.HttpHeaders{
 					Headers: ownedHeaders(r.ResponseHeaders.GetResponse().GetHeaderMutation())}}}}})

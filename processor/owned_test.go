@@ -170,6 +170,9 @@ func (r *ownedRecorder) outcome() (status, body string, md map[string]*structpb.
 	if len(r.events) == 0 || r.events[0].headers == nil {
 		r.t.Fatalf("no headers first: %+v", r.events)
 	}
+	if d := r.events[0].md["deployment"].GetStringValue(); d == "" {
+		r.t.Errorf("the headers carry no request metadata")
+	}
 	for i, e := range r.events {
 		if i > 0 && e.headers != nil {
 			r.t.Errorf("headers twice")

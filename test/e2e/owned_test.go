@@ -159,7 +159,7 @@ func TestOwnedModeResetAfterHeaders(t *testing.T) {
 			}
 			ingress, egress := logsOf(t, r.accessLogs(3))
 			if ingress["status"] != float64(200) || ingress["deployment"] != "dep-second" || ingress["attempts"] != float64(2) ||
-				ingress["failover_cause"] != "upstream_unavailable" || ingress["output_tokens"] == nil {
+				ingress["failover_cause"] != "upstream_unavailable" || ingress["output_tokens"] == nil || ingress["cost_usd"] == nil {
 				t.Errorf("ingress log: %v", ingress)
 			}
 			clusters := map[any]bool{}

@@ -58,9 +58,7 @@ func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	egressAddr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	egressAddr := ln.Addr().String() // the gateway serves on ln: nothing takes the port meanwhile
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
 	cfg := fmt.Sprintf(failoverConfig, egressAddr)
 	if o.edit != nil {
@@ -71,7 +69,7 @@ func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Ser
 		clusters["openai"] = o.first
 	}
 	r := startRigOpts(t, cfg, clusters, func(so *envoysim.Options) {
-		so.ListenerPorts = map[string]int{"egress": port}
+		so.Listeners = map[string]net.Listener{"egress": ln}
 		so.EnvoyVersion = o.version
 	})
 	t.Cleanup(r.streams.Server.Close) // the egress client's connections

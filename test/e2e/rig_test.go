@@ -159,9 +159,9 @@ func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOp
 	t.Helper()
 	t.Setenv("E2E_CLIENT_KEY", clientKey)
 	t.Setenv("E2E_PROVIDER_KEY", providerKey)
-	egressPort := 0
+	var egressLn net.Listener
 	if rigEgress { // owned_test.go
-		cfgYAML, egressPort = withEgress(t, cfgYAML)
+		cfgYAML, egressLn = withEgress(t, cfgYAML)
 	}
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "llmux.yaml")
@@ -199,8 +199,8 @@ func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOp
 		Clusters:      providerClusters(lis.Addr().String(), fake.Addr(), clusters),
 		AccessLog:     logBuf,
 	}
-	if egressPort != 0 {
-		opts.ListenerPorts = map[string]int{"egress": egressPort}
+	if egressLn != nil {
+		opts.Listeners = map[string]net.Listener{"egress": egressLn}
 		t.Cleanup(tracker.Server.Close) // the egress client's connections
 	}
 	if gwOpts != nil {

@@ -3,7 +3,9 @@ package envoysim
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	pm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -135,5 +137,42 @@ func TestOwnedRouteExchange(t *testing.T) {
 				t.Errorf("access log %v: the streamed immediate response's metadata must be applied", logs[0])
 			}
 		})
+	}
+}
+
+// Options.Listeners: the sim serves on a listener it is handed (whose
+// address a test could write into llmux's configuration first) and refuses
+// one for a listener the bootstrap lacks, closing what it was given.
+func TestGivenListeners(t *testing.T) {
+	doc := tcfg{}.yaml()
+	given := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ln := given()
+	s, err := Start(context.Background(), Options{Bootstrap: []byte(doc), Listeners: map[string]net.Listener{"ingress": ln},
+		Clusters: map[string]string{"extproc": "127.0.0.1:1", "upstream": "127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr("ingress") != ln.Addr().String() {
+		t.Errorf("ingress on %s, want the given %s", s.Addr("ingress"), ln.Addr())
+	}
+	s.Close()
+	if _, err := ln.Accept(); err == nil {
+		t.Error("the given listener is still open after Close")
+	}
+
+	other := given()
+	_, err = Start(context.Background(), Options{Bootstrap: []byte(doc), Listeners: map[string]net.Listener{"nope": other},
+		Clusters: map[string]string{"extproc": "127.0.0.1:1", "upstream": "127.0.0.1:1"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown listener "nope"`) {
+		t.Errorf("want unknown listener, got %v", err)
+	}
+	if _, err := other.Accept(); err == nil {
+		t.Error("a refused listener was left open")
 	}
 }

@@ -146,8 +146,12 @@ func (h *handler) forwardOwned(body []byte, up *translate.Upstream) error {
 	h.own.sender = &ownedSender{out: h.out, requestMD: func() *structpb.Struct { return h.metadata(false) }}
 	h.out = h.own.sender
 	h.chunk = newChunkResponse()
-	h.fo.body = body
+	// The body is kept for the next tries, whether or not keepForFailover
+	// kept it (it stays counted in server.max_buffered_bytes until
+	// dropFailoverBody or the stream's end); the bounds are the group's.
+	h.fo.body, h.fo.limits = body, h.group.Failover
 	h.fo.tried[0], h.fo.ntried = h.dep, 1
+	h.fo.groups[0], h.fo.ngroups = h.group, 1
 	h.treq.Body = nil
 	h.ph = phaseResponseBody
 	c, err := h.s.egressClient(h.cfg.Server())
@@ -156,7 +160,7 @@ func (h *handler) forwardOwned(body []byte, up *translate.Upstream) error {
 		return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway cannot call providers (egress listener); see the gateway logs."})
 	}
 	h.forwardedAt = h.s.opts.Now()
-	ctx, cancel := context.WithDeadline(h.ctx, h.forwardedAt.Add(failoverBudget))
+	ctx, cancel := context.WithDeadline(h.ctx, h.forwardedAt.Add(h.fo.limits.Budget))
 	defer cancel()
 	resp, err := c.Do(ctx, egressRequest(h.dep, up, h.requestID))
 	if err != nil {
@@ -171,9 +175,10 @@ func (h *handler) forwardOwned(body []byte, up *translate.Upstream) error {
 	}
 	defer resp.Body.Close()
 	h.switchTo(h.dep, h.tr, h.treq, resp)
-	if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
+	if resp.Status >= 400 {
+		// An error answer is held whole anyway: judge it as failover does.
 		out, e := h.decodeWhole(resp.Body)
-		if e != nil && e.Code.Retryable() {
+		if e != nil && h.failsOver(e) {
 			return h.failover()
 		}
 		return h.answerHeld(out)
@@ -190,7 +195,7 @@ func (h *handler) retryOwned(cause error) (done bool, err error) {
 	}
 	e := brokenCallError(cause)
 	sent := h.own.sender.headersSent
-	if !sent || h.fo.inband == inbandWatching {
+	if h.fo.body != nil && (!sent || h.fo.inband == inbandWatching) {
 		// Nothing reached the client but, with its headers out, a held
 		// role chunk: the attempt failed as a whole.
 		h.fo.pending = h.fo.pending[:0]

@@ -52,13 +52,22 @@ type failoverOpts struct {
 	version string                  // envoysim.Options.EnvoyVersion
 }
 
-func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+// egressListener opens the stand-in's egress listener on a free loopback
+// port: its address, for server.egress_address, and the listener, for
+// envoysim.Options.Listeners (kept open, so that nothing else takes the
+// port before the gateway serves on it).
+func egressListener(t *testing.T) (string, net.Listener) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	egressAddr := ln.Addr().String() // the gateway serves on ln: nothing takes the port meanwhile
+	return ln.Addr().String(), ln
+}
+
+func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+	t.Helper()
+	egressAddr, ln := egressListener(t)
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
 	cfg := fmt.Sprintf(failoverConfig, egressAddr)
 	if o.edit != nil {

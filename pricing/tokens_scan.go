@@ -1,0 +1,533 @@
+package pricing
+
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
+// The estimator mimics o200k_base without its vocabulary. o200k first
+// splits text into pieces with a regular expression (words with an
+// optional leading space or punctuation mark, groups of up to 3 digits,
+// punctuation runs, whitespace runs), then encodes each piece with BPE.
+// scanner reproduces the split in one pass and charges each piece the
+// mean token count that o200k gives pieces of its class (script, case
+// shape, prefix, length), from tables fitted against the real tokenizer
+// (tokens_table.go, written by TestFitTokenTable; see docs/pricing.md).
+// Costs are in 1/costUnit of a token so that fractions add up.
+
+// costUnit is the fixed-point unit of the cost tables: 1/256 token.
+const costUnit = 256
+
+// Rune kinds, the classes of o200k's pre-tokenizer.
+const (
+	kPunct   uint8 = iota // neither letter, digit nor whitespace
+	kUpper                // \p{Lu} \p{Lt}
+	kLower                // \p{Ll}
+	kLetter               // \p{Lm} \p{Lo}: upper and lower at once
+	kMark                 // \p{M}: a letter in words, punctuation in punctuation runs
+	kDigit                // \p{N}
+	kSpace                // whitespace other than \r and \n
+	kNewline              // \r \n
+)
+
+// Scripts of a word, by its first letter.
+const (
+	scLatin = iota
+	scCyrillic
+	scGreek
+	scArabic
+	scHebrew
+	scIndic
+	scThai
+	scHan
+	scKana
+	scHangul
+	scOther
+	numScripts
+)
+
+// Word prefixes: o200k lets one non-letter, non-digit character other
+// than a line break start a word.
+const (
+	preNone  = iota
+	preSpace // ' '
+	prePunct // ASCII punctuation
+	preOther // any other (tab, non-ASCII punctuation or symbol)
+	numPrefixes
+)
+
+// Case shapes of a word: o200k tokenizes "word", "Word" and "WORD"
+// differently.
+const (
+	shLower = iota // no upper-case letter (or an uncased script)
+	shTitle        // one leading upper-case letter
+	shUpper        // two or more
+	numShapes
+)
+
+// Symbol classes of non-ASCII punctuation runes.
+const (
+	symEmoji = iota // pictographs, dingbats, flags
+	symCJK          // CJK and full-width punctuation
+	symOther        // general punctuation, ZWJ, arrows, maths, …
+	numSyms
+)
+
+// Table bounds: longer pieces are charged the last entry plus a slope
+// per extra rune.
+const (
+	maxWordLen  = 32
+	maxPunctLen = 16
+	maxSpaceLen = 16
+)
+
+// asciiKind is the kind of every ASCII byte.
+var asciiKind = func() (t [utf8.RuneSelf]uint8) {
+	for c := range utf8.RuneSelf {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			t[c] = kUpper
+		case c >= 'a' && c <= 'z':
+			t[c] = kLower
+		case c >= '0' && c <= '9':
+			t[c] = kDigit
+		case c == '\r' || c == '\n':
+			t[c] = kNewline
+		case c == ' ' || c == '\t' || c == '\v' || c == '\f':
+			t[c] = kSpace
+		default:
+			t[c] = kPunct
+		}
+	}
+	return t
+}()
+
+// piece describes one pre-tokenizer piece, for fitting the tables.
+type piece struct {
+	start, end int   // byte offsets in the scanned text
+	kind       uint8 // kUpper for a word, kDigit, kPunct, kSpace, kNewline
+	script     uint8 // word: script of the first letter
+	prefix     uint8 // word: preNone…
+	shape      uint8 // word: shLower…
+	space      bool  // punctuation: led by a space
+	ascii      bool  // digits: ASCII
+	n          int   // word: letters; punctuation: ASCII runes; whitespace: runes
+	syms       [numSyms]int
+}
+
+// scanner counts the tokens of one text.
+type scanner struct {
+	b    []byte
+	json bool // b is the inside of a JSON string literal: decode escapes
+	// visit, when set, is called with every piece (fitting and tests).
+	visit func(piece)
+}
+
+// countText estimates the o200k tokens of plain text.
+func countText(text []byte) int64 {
+	s := scanner{b: text}
+	return (s.run() + costUnit/2) / costUnit
+}
+
+// countJSONString estimates the o200k tokens of the text a JSON string
+// literal holds, raw being the literal without its quotes.
+func countJSONString(raw string) int64 {
+	s := scanner{b: stringBytes(raw), json: true}
+	return (s.run() + costUnit/2) / costUnit
+}
+
+// at decodes the rune at i.
+func (s *scanner) at(i int) (rune, int) {
+	c := s.b[i]
+	if c < utf8.RuneSelf {
+		if c == '\\' && s.json {
+			return s.escape(i)
+		}
+		return rune(c), 1
+	}
+	return utf8.DecodeRune(s.b[i:])
+}
+
+// escape decodes the JSON escape at i; a malformed one is a backslash.
+func (s *scanner) escape(i int) (rune, int) {
+	if i+1 >= len(s.b) {
+		return '\\', 1
+	}
+	switch s.b[i+1] {
+	case 'n':
+		return '\n', 2
+	case 'r':
+		return '\r', 2
+	case 't':
+		return '\t', 2
+	case 'b':
+		return '\b', 2
+	case 'f':
+		return '\f', 2
+	case 'u':
+		r, ok := hex4(s.b, i+2)
+		if !ok {
+			return '\\', 1
+		}
+		if r >= 0xD800 && r < 0xDC00 && i+11 < len(s.b) && s.b[i+6] == '\\' && s.b[i+7] == 'u' {
+			if lo, ok := hex4(s.b, i+8); ok && lo >= 0xDC00 && lo < 0xE000 {
+				return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), 12
+			}
+		}
+		if r >= 0xD800 && r < 0xE000 {
+			return utf8.RuneError, 6
+		}
+		return r, 6
+	default: // \" \\ \/ and anything malformed
+		return rune(s.b[i+1]), 2
+	}
+}
+
+// hex4 decodes the 4 hexadecimal digits at i.
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// kindAt returns the kind of the rune at i and its size; past the end it
+// is kNewline with size 0 (nothing continues a piece there).
+func (s *scanner) kindAt(i int) (uint8, int) {
+	if i >= len(s.b) {
+		return kNewline, 0
+	}
+	if c := s.b[i]; c < utf8.RuneSelf && (c != '\\' || !s.json) {
+		return asciiKind[c], 1
+	}
+	r, n := s.at(i)
+	return kindOf(r), n
+}
+
+// isLetter reports whether kind k is a letter kind.
+func isLetter(k uint8) bool { return k >= kUpper && k <= kMark }
+
+// run scans the text and returns its cost in 1/costUnit tokens.
+func (s *scanner) run() int64 {
+	var cost int64
+	for i := 0; i < len(s.b); {
+		var r rune
+		var size int
+		if c := s.b[i]; c < utf8.RuneSelf && (c != '\\' || !s.json) {
+			r, size = rune(c), 1
+		} else {
+			r, size = s.at(i)
+		}
+		k := kindOf(r)
+		var c int64
+		j := i
+		switch k {
+		case kUpper, kLower, kLetter, kMark:
+			j, c = s.word(i, i, preNone)
+		case kDigit:
+			j, c = s.digits(i, r < utf8.RuneSelf)
+		case kPunct, kSpace:
+			next, _ := s.kindAt(i + size)
+			switch {
+			case isLetter(next):
+				pre := uint8(preOther)
+				switch {
+				case r == ' ':
+					pre = preSpace
+				case r < utf8.RuneSelf && k == kPunct:
+					pre = prePunct
+				}
+				j, c = s.word(i, i+size, pre)
+			case k == kPunct:
+				j, c = s.punct(i, i)
+			case r == ' ' && next == kPunct:
+				j, c = s.punct(i, i+1)
+			default:
+				j, c = s.spaces(i)
+			}
+		default: // kNewline
+			j, c = s.spaces(i)
+		}
+		cost += c
+		i = j
+	}
+	return cost
+}
+
+// word scans a word whose letters start at l (after a prefix from i):
+// upper-case (and uncased) letters, then lower-case (and uncased) ones.
+func (s *scanner) word(i, l int, pre uint8) (int, int64) {
+	r, _ := s.at(l)
+	script := scriptOf(r)
+	j, n, uppers := l, 0, 0
+	for j < len(s.b) { // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*
+		if c := s.b[j]; c >= 'A' && c <= 'Z' {
+			j, n, uppers = j+1, n+1, uppers+1
+			continue
+		}
+		k, size := s.kindAt(j)
+		if k != kUpper && k != kLetter && k != kMark {
+			break
+		}
+		if k == kUpper {
+			uppers++
+		}
+		j, n = j+size, n+1
+	}
+	for j < len(s.b) { // [\p{Ll}\p{Lm}\p{Lo}\p{M}]*
+		if c := s.b[j]; c >= 'a' && c <= 'z' {
+			j, n = j+1, n+1
+			continue
+		}
+		k, size := s.kindAt(j)
+		if k != kLower && k != kLetter && k != kMark {
+			break
+		}
+		j, n = j+size, n+1
+	}
+	j += s.contraction(j)
+	shape := uint8(shLower)
+	switch {
+	case uppers == 1:
+		shape = shTitle
+	case uppers > 1:
+		shape = shUpper
+	}
+	if s.visit != nil {
+		s.visit(piece{start: i, end: j, kind: kUpper, script: uint8(script), prefix: pre, shape: shape, n: n})
+	}
+	return j, wordCost(script, pre, shape, n)
+}
+
+// contraction returns the length of an English contraction suffix at j
+// ('s 't 're 've 'm 'll 'd, any case), which o200k keeps in the word.
+func (s *scanner) contraction(j int) int {
+	if j+1 >= len(s.b) || s.b[j] != '\'' {
+		return 0
+	}
+	switch s.b[j+1] | 0x20 {
+	case 's', 't', 'm', 'd':
+		return 2
+	case 'r', 'v':
+		if j+2 < len(s.b) && s.b[j+2]|0x20 == 'e' {
+			return 3
+		}
+	case 'l':
+		if j+2 < len(s.b) && s.b[j+2]|0x20 == 'l' {
+			return 3
+		}
+	}
+	return 0
+}
+
+// wordCost is the cost of a word piece.
+func wordCost(script int, pre, shape uint8, n int) int64 {
+	if n <= maxWordLen {
+		return int64(wordTable[script][pre][shape][n])
+	}
+	return int64(wordTable[script][pre][shape][maxWordLen]) + int64(n-maxWordLen)*int64(wordSlope[script])
+}
+
+// digits scans a group of up to 3 digits.
+func (s *scanner) digits(i int, ascii bool) (int, int64) {
+	j := i
+	for range 3 {
+		k, size := s.kindAt(j)
+		if k != kDigit || size == 0 {
+			break
+		}
+		j += size
+	}
+	if s.visit != nil {
+		s.visit(piece{start: i, end: j, kind: kDigit, ascii: ascii})
+	}
+	if ascii {
+		return j, digitCost[1]
+	}
+	return j, digitCost[0]
+}
+
+// punct scans a punctuation run from p (after an optional space from
+// i) and the line breaks and slashes that follow it.
+func (s *scanner) punct(i, p int) (int, int64) {
+	var syms [numSyms]int
+	n, j := 0, p
+	for j < len(s.b) {
+		c := s.b[j]
+		if c < utf8.RuneSelf && (c != '\\' || !s.json) {
+			if asciiKind[c] != kPunct {
+				break
+			}
+			j, n = j+1, n+1
+			continue
+		}
+		r, size := s.at(j)
+		if k := kindOf(r); k != kPunct && k != kMark {
+			break
+		}
+		if r < utf8.RuneSelf {
+			n++
+		} else {
+			syms[symbolOf(r)]++
+		}
+		j += size
+	}
+	for j < len(s.b) { // [\r\n/]*
+		r, size := s.at(j)
+		if r != '\r' && r != '\n' && r != '/' {
+			break
+		}
+		j, n = j+size, n+1
+	}
+	space := p > i
+	if s.visit != nil {
+		s.visit(piece{start: i, end: j, kind: kPunct, space: space, n: n, syms: syms})
+	}
+	return j, punctCost(space, n, &syms)
+}
+
+// punctCost is the cost of a punctuation piece.
+func punctCost(space bool, n int, syms *[numSyms]int) int64 {
+	sp := 0
+	if space {
+		sp = 1
+	}
+	var c int64
+	if n <= maxPunctLen {
+		c = int64(punctTable[sp][n])
+	} else {
+		c = int64(punctTable[sp][maxPunctLen]) + int64(n-maxPunctLen)*int64(punctSlope)
+	}
+	for k, m := range syms {
+		c += int64(m) * int64(symCost[k])
+	}
+	return c
+}
+
+// spaces scans a whitespace piece from i: up to the last line break of
+// the run when it has one (\s*[\r\n]+); else the run but its last rune
+// (\s+(?!\S)), which starts the next piece, unless the run is alone or
+// ends the text (\s+).
+func (s *scanner) spaces(i int) (int, int64) {
+	j, n, lastNL, lastNLn, last := i, 0, -1, 0, i
+	for j < len(s.b) {
+		k, size := s.kindAt(j)
+		if k != kSpace && k != kNewline {
+			break
+		}
+		last = j
+		j, n = j+size, n+1
+		if k == kNewline {
+			lastNL, lastNLn = j, n
+		}
+	}
+	nl := 0
+	switch {
+	case lastNL >= 0:
+		j, n, nl = lastNL, lastNLn, 1
+	case j < len(s.b) && n > 1:
+		j, n = last, n-1
+	}
+	if s.visit != nil {
+		kind := kSpace
+		if nl == 1 {
+			kind = kNewline
+		}
+		s.visit(piece{start: i, end: j, kind: kind, n: n})
+	}
+	if n <= maxSpaceLen {
+		return j, int64(spaceTable[nl][n])
+	}
+	return j, int64(spaceTable[nl][maxSpaceLen]) + int64(n-maxSpaceLen)*int64(spaceSlope)
+}
+
+// kindOf classifies a rune as o200k's pre-tokenizer does.
+func kindOf(r rune) uint8 {
+	if r < utf8.RuneSelf {
+		return asciiKind[r]
+	}
+	switch {
+	case r >= 0x4E00 && r <= 0x9FFF, r >= 0xAC00 && r <= 0xD7A3,
+		r >= 0x3041 && r <= 0x3096, r >= 0x30A1 && r <= 0x30FA,
+		r >= 0x0621 && r <= 0x064A:
+		return kLetter // Han, Hangul, kana, Arabic letters: \p{Lo}
+	case r >= 0x0410 && r <= 0x042F:
+		return kUpper
+	case r >= 0x0430 && r <= 0x044F:
+		return kLower
+	case r >= 0xC0 && r <= 0xDE && r != 0xD7:
+		return kUpper
+	case r >= 0xDF && r <= 0xFF && r != 0xF7:
+		return kLower
+	case r >= 0x1F000 && r <= 0x1FAFF:
+		return kPunct // emoji (So), and the regional indicators
+	case r == '\u0085' || r == '\u00A0' || r == '\u2028' || r == '\u2029':
+		return kSpace
+	}
+	switch {
+	case unicode.IsLower(r):
+		return kLower
+	case unicode.IsUpper(r) || unicode.IsTitle(r):
+		return kUpper
+	case unicode.IsLetter(r):
+		return kLetter
+	case unicode.IsMark(r):
+		return kMark
+	case unicode.IsNumber(r):
+		return kDigit
+	case unicode.IsSpace(r):
+		return kSpace
+	}
+	return kPunct
+}
+
+// scriptOf returns the script of a letter.
+func scriptOf(r rune) int {
+	switch {
+	case r < 0x0370, r >= 0x1E00 && r <= 0x1EFF, r >= 0xFF21 && r <= 0xFF5A:
+		return scLatin
+	case r <= 0x03FF, r >= 0x1F00 && r <= 0x1FFF:
+		return scGreek
+	case r <= 0x052F:
+		return scCyrillic
+	case r >= 0x0590 && r <= 0x05FF:
+		return scHebrew
+	case r >= 0x0600 && r <= 0x08FF, r >= 0xFB50 && r <= 0xFDFF, r >= 0xFE70 && r <= 0xFEFF:
+		return scArabic
+	case r >= 0x0900 && r <= 0x0DFF:
+		return scIndic
+	case r >= 0x0E00 && r <= 0x0EFF:
+		return scThai
+	case r >= 0x1100 && r <= 0x11FF, r >= 0x3130 && r <= 0x318F, r >= 0xAC00 && r <= 0xD7AF:
+		return scHangul
+	case r >= 0x3040 && r <= 0x30FF, r >= 0x31F0 && r <= 0x31FF, r >= 0xFF66 && r <= 0xFF9F:
+		return scKana
+	case r >= 0x3400 && r <= 0x4DBF, r >= 0x4E00 && r <= 0x9FFF, r >= 0xF900 && r <= 0xFAFF, r >= 0x20000 && r <= 0x3FFFF:
+		return scHan
+	}
+	return scOther
+}
+
+// symbolOf returns the class of a non-ASCII punctuation rune.
+func symbolOf(r rune) int {
+	switch {
+	case r >= 0x1F000 && r <= 0x1FAFF, r >= 0x2600 && r <= 0x27BF, r >= 0x2B00 && r <= 0x2BFF:
+		return symEmoji
+	case r >= 0x3000 && r <= 0x303F, r >= 0xFF00 && r <= 0xFFEF:
+		return symCJK
+	}
+	return symOther
+}

@@ -1,5 +1,7 @@
 package pricing
 
+import "strings"
+
 // A minimal JSON walker for EstimateInputTokens: it hands out members and
 // elements as raw JSON text (strings undecoded), so that nothing is
 // copied or allocated; gjson decodes every escaped string it visits. It
@@ -100,12 +102,19 @@ func skipSpace(s string, i int) int {
 
 // skipString returns the offset after the string literal at i, or -1.
 func skipString(s string, i int) int {
-	for i++; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			return i + 1
-		case '\\':
-			i++
+	for i++; i < len(s); {
+		q := strings.IndexByte(s[i:], '"')
+		if q < 0 {
+			return -1
+		}
+		i += q
+		bs := 0 // an odd number of backslashes before it escapes the quote
+		for k := i - 1; k >= 0 && s[k] == '\\'; k-- {
+			bs++
+		}
+		i++
+		if bs%2 == 0 {
+			return i
 		}
 	}
 	return -1

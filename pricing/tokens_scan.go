@@ -119,6 +119,7 @@ type piece struct {
 type scanner struct {
 	b    []byte
 	json bool // b is the inside of a JSON string literal: decode escapes
+	esc  byte // '\\' when json, else 0: ASCII bytes below 0x80 but esc stand for themselves
 	// visit, when set, is called with every piece (fitting and tests).
 	visit func(piece)
 }
@@ -132,7 +133,7 @@ func countText(text []byte) int64 {
 // countJSONString estimates the o200k tokens of the text a JSON string
 // literal holds, raw being the literal without its quotes.
 func countJSONString(raw string) int64 {
-	s := scanner{b: stringBytes(raw), json: true}
+	s := scanner{b: stringBytes(raw), json: true, esc: '\\'}
 	return (s.run() + costUnit/2) / costUnit
 }
 
@@ -210,9 +211,14 @@ func (s *scanner) kindAt(i int) (uint8, int) {
 	if i >= len(s.b) {
 		return kNewline, 0
 	}
-	if c := s.b[i]; c < utf8.RuneSelf && (c != '\\' || !s.json) {
+	if c := s.b[i]; c < utf8.RuneSelf && c != s.esc {
 		return asciiKind[c], 1
 	}
+	return s.kindAtSlow(i)
+}
+
+// kindAtSlow is kindAt for a non-ASCII rune or an escape.
+func (s *scanner) kindAtSlow(i int) (uint8, int) {
 	r, n := s.at(i)
 	return kindOf(r), n
 }
@@ -220,63 +226,122 @@ func (s *scanner) kindAt(i int) (uint8, int) {
 // isLetter reports whether kind k is a letter kind.
 func isLetter(k uint8) bool { return k >= kUpper && k <= kMark }
 
-// run scans the text and returns its cost in 1/costUnit tokens.
+// run scans the text and returns its cost in 1/costUnit tokens. ASCII
+// words, the bulk of most prompts, take a fast path; everything else, and
+// every piece when visit is set, goes through piece.
 func (s *scanner) run() int64 {
+	b, esc := s.b, s.esc
 	var cost int64
-	for i := 0; i < len(s.b); {
-		var r rune
-		var size int
-		if c := s.b[i]; c < utf8.RuneSelf && (c != '\\' || !s.json) {
-			r, size = rune(c), 1
-		} else {
-			r, size = s.at(i)
+	for i := 0; i < len(b); {
+		c := b[i]
+		if s.visit != nil || c >= utf8.RuneSelf || c == esc {
+			j, k := s.piece(i)
+			cost, i = cost+k, j
+			continue
 		}
-		k := kindOf(r)
-		var c int64
-		j := i
-		switch k {
-		case kUpper, kLower, kLetter, kMark:
-			j, c = s.word(i, i, preNone)
-		case kDigit:
-			j, c = s.digits(i, r < utf8.RuneSelf)
-		case kPunct, kSpace:
-			next, _ := s.kindAt(i + size)
-			switch {
-			case isLetter(next):
-				pre := uint8(preOther)
-				switch {
-				case r == ' ':
-					pre = preSpace
-				case r < utf8.RuneSelf && k == kPunct:
-					pre = prePunct
-				}
-				j, c = s.word(i, i+size, pre)
-			case k == kPunct:
-				j, c = s.punct(i, i)
-			case r == ' ' && next == kPunct:
-				j, c = s.punct(i, i+1)
-			default:
-				j, c = s.spaces(i)
+		l, pre := i, uint8(preNone)
+		switch asciiKind[c] {
+		case kUpper, kLower:
+		case kSpace, kPunct:
+			if i+1 >= len(b) || (b[i+1]|0x20)-'a' >= 26 {
+				j, k := s.piece(i)
+				cost, i = cost+k, j
+				continue
 			}
-		default: // kNewline
-			j, c = s.spaces(i)
+			l = i + 1
+			switch {
+			case c == ' ':
+				pre = preSpace
+			case asciiKind[c] == kPunct:
+				pre = prePunct
+			default:
+				pre = preOther
+			}
+		default:
+			j, k := s.piece(i)
+			cost, i = cost+k, j
+			continue
 		}
-		cost += c
+		j := l
+		for j < len(b) && b[j]-'A' < 26 {
+			j++
+		}
+		uppers := j - l
+		for j < len(b) && b[j]-'a' < 26 {
+			j++
+		}
+		if j < len(b) && (b[j] >= utf8.RuneSelf || b[j] == esc || b[j] == '\'') {
+			j, k := s.piece(i) // the word goes on past ASCII, or a contraction follows
+			cost, i = cost+k, j
+			continue
+		}
+		shape := uint8(shLower)
+		switch {
+		case uppers == 1:
+			shape = shTitle
+		case uppers > 1:
+			shape = shUpper
+		}
+		cost += wordCost(scLatin, pre, shape, j-l)
 		i = j
 	}
 	return cost
 }
 
+// piece scans the piece at i and returns its end and cost.
+func (s *scanner) piece(i int) (int, int64) {
+	var r rune
+	var size int
+	if c := s.b[i]; c < utf8.RuneSelf && c != s.esc {
+		r, size = rune(c), 1
+	} else {
+		r, size = s.at(i)
+	}
+	k := kindOf(r)
+	switch k {
+	case kUpper, kLower, kLetter, kMark:
+		return s.word(i, i, preNone)
+	case kDigit:
+		return s.digits(i, r < utf8.RuneSelf)
+	case kPunct, kSpace:
+		next, _ := s.kindAt(i + size)
+		switch {
+		case isLetter(next):
+			pre := uint8(preOther)
+			switch {
+			case r == ' ':
+				pre = preSpace
+			case r < utf8.RuneSelf && k == kPunct:
+				pre = prePunct
+			}
+			return s.word(i, i+size, pre)
+		case k == kPunct:
+			return s.punct(i, i)
+		case r == ' ' && next == kPunct:
+			return s.punct(i, i+1)
+		}
+	}
+	return s.spaces(i)
+}
+
 // word scans a word whose letters start at l (after a prefix from i):
 // upper-case (and uncased) letters, then lower-case (and uncased) ones.
 func (s *scanner) word(i, l int, pre uint8) (int, int64) {
-	r, _ := s.at(l)
-	script := scriptOf(r)
+	b, esc := s.b, s.esc
+	script := scLatin
+	if c := b[l]; c >= utf8.RuneSelf || c == esc {
+		r, _ := s.at(l)
+		script = scriptOf(r)
+	}
 	j, n, uppers := l, 0, 0
-	for j < len(s.b) { // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*
-		if c := s.b[j]; c >= 'A' && c <= 'Z' {
+	for j < len(b) { // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*
+		c := b[j]
+		if c-'A' < 26 {
 			j, n, uppers = j+1, n+1, uppers+1
 			continue
+		}
+		if c < utf8.RuneSelf && c != esc {
+			break
 		}
 		k, size := s.kindAt(j)
 		if k != kUpper && k != kLetter && k != kMark {
@@ -287,10 +352,14 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 		}
 		j, n = j+size, n+1
 	}
-	for j < len(s.b) { // [\p{Ll}\p{Lm}\p{Lo}\p{M}]*
-		if c := s.b[j]; c >= 'a' && c <= 'z' {
+	for j < len(b) { // [\p{Ll}\p{Lm}\p{Lo}\p{M}]*
+		c := b[j]
+		if c-'a' < 26 {
 			j, n = j+1, n+1
 			continue
+		}
+		if c < utf8.RuneSelf && c != esc {
+			break
 		}
 		k, size := s.kindAt(j)
 		if k != kLower && k != kLetter && k != kMark {
@@ -298,7 +367,9 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 		}
 		j, n = j+size, n+1
 	}
-	j += s.contraction(j)
+	if j < len(b) && b[j] == '\'' {
+		j += s.contraction(j)
+	}
 	shape := uint8(shLower)
 	switch {
 	case uppers == 1:
@@ -367,7 +438,7 @@ func (s *scanner) punct(i, p int) (int, int64) {
 	n, j := 0, p
 	for j < len(s.b) {
 		c := s.b[j]
-		if c < utf8.RuneSelf && (c != '\\' || !s.json) {
+		if c < utf8.RuneSelf && c != s.esc {
 			if asciiKind[c] != kPunct {
 				break
 			}
@@ -411,8 +482,10 @@ func punctCost(space bool, n int, syms *[numSyms]int) int64 {
 	} else {
 		c = int64(punctTable[sp][maxPunctLen]) + int64(n-maxPunctLen)*int64(punctSlope)
 	}
-	for k, m := range syms {
-		c += int64(m) * int64(symCost[k])
+	if *syms != ([numSyms]int{}) {
+		for k, m := range syms {
+			c += int64(m) * int64(symCost[k])
+		}
 	}
 	return c
 }
@@ -457,8 +530,13 @@ func (s *scanner) spaces(i int) (int, int64) {
 // kindOf classifies a rune as o200k's pre-tokenizer does.
 func kindOf(r rune) uint8 {
 	if r < utf8.RuneSelf {
-		return asciiKind[r]
+		return asciiKind[r&0x7F]
 	}
+	return kindOfRune(r)
+}
+
+// kindOfRune classifies a non-ASCII rune.
+func kindOfRune(r rune) uint8 {
 	switch {
 	case r >= 0x4E00 && r <= 0x9FFF, r >= 0xAC00 && r <= 0xD7A3,
 		r >= 0x3041 && r <= 0x3096, r >= 0x30A1 && r <= 0x30FA,

@@ -194,13 +194,30 @@ func TestFitTokenTable(t *testing.T) {
 		p      piece
 		tokens float64
 	}
-	var words, puncts, spaces []wp
+	var words, cjkWords, puncts, spaces []wp
 	var digits [2]cell
+	var shares []string
+	minShare := 1.0
 	for _, s := range corpus(t, "fit") {
+		eu := europeanSample(s.name)
+		latin, accented := 0, 0
 		for _, p := range pieces(s.text) {
 			tok := float64(realCount(t, s.text[p.start:p.end]))
 			switch p.kind {
 			case kUpper:
+				if p.cjk[cjkHan]+p.cjk[cjkHiragana]+p.cjk[cjkKatakana] > 0 {
+					cjkWords = append(cjkWords, wp{p, tok})
+					continue
+				}
+				if p.script == scLatin {
+					latin++
+					if p.accented {
+						accented++
+					}
+					if eu {
+						p.script = scLatinEU
+					}
+				}
 				words = append(words, wp{p, tok})
 			case kDigit:
 				if p.ascii {
@@ -214,6 +231,49 @@ func TestFitTokenTable(t *testing.T) {
 				spaces = append(spaces, wp{p, tok})
 			}
 		}
+		if latin > 0 {
+			share := float64(accented) / float64(latin)
+			shares = append(shares, fmt.Sprintf("%s %.3f", s.name, share))
+			if eu {
+				minShare = min(minShare, share)
+			}
+		}
+	}
+	// The European table applies in full from 80% of the least accented
+	// European sample's share of accented words.
+	norm := int(math.Ceil(1 / (0.8 * minShare)))
+	t.Logf("accented words: %s; accentNorm %d", strings.Join(shares, ", "), norm)
+
+	// CJK words: least squares of a cost per prefix and per rune class.
+	const nf = numPrefixes + numCJK
+	ata := make([][]float64, nf)
+	for a := range ata {
+		ata[a] = make([]float64, nf+1)
+	}
+	for _, w := range cjkWords {
+		var x [nf]float64
+		x[w.p.prefix] = 1
+		for k, m := range w.p.cjk {
+			x[numPrefixes+k] = float64(m)
+		}
+		for a := range nf {
+			for b := range nf {
+				ata[a][b] += x[a] * x[b]
+			}
+			ata[a][nf] += x[a] * w.tokens
+		}
+	}
+	for a := range nf {
+		ata[a][a] += 1e-3 // ridge, for classes the corpus lacks
+	}
+	beta := solve(ata)
+	var cjkBaseTab [numPrefixes]uint16
+	var cjkRuneTab [numCJK]uint16
+	for k := range numPrefixes {
+		cjkBaseTab[k] = fixed(beta[k])
+	}
+	for k := range numCJK {
+		cjkRuneTab[k] = fixed(beta[numPrefixes+k])
 	}
 
 	// Words: a per-rune rate per script (also the slope past maxWordLen),
@@ -356,8 +416,11 @@ func TestFitTokenTable(t *testing.T) {
 	fmt.Fprintf(&buf, "// punctSlope is the cost of an ASCII rune past maxPunctLen.\nconst punctSlope = %d\n\n", fixed(ps))
 	fmt.Fprintf(&buf, "// symCost is the cost of a non-ASCII punctuation rune by class.\nvar symCost = %#v\n\n", symTab)
 	fmt.Fprintf(&buf, "// spaceTable is the cost of whitespace by line break and runes.\nvar spaceTable = %#v\n\n", spaceTab)
+	fmt.Fprintf(&buf, "// cjkBase is the cost of a CJK word's prefix.\nvar cjkBase = %#v\n\n", cjkBaseTab)
+	fmt.Fprintf(&buf, "// cjkRune is the cost of a CJK word's rune by class.\nvar cjkRune = %#v\n\n", cjkRuneTab)
+	fmt.Fprintf(&buf, "// accentNorm: Latin text is charged the European table in full when 1/accentNorm of its words have an accented letter.\nconst accentNorm = %d\n\n", norm)
 	fmt.Fprintf(&buf, "// spaceSlope is the cost of a whitespace rune past maxSpaceLen.\nconst spaceSlope = %d\n", fixed(ss))
-	src, err := format.Source(bytes.ReplaceAll(buf.Bytes(), []byte("[11]uint16{"), []byte("[numScripts]uint16{")))
+	src, err := format.Source(bytes.ReplaceAll(buf.Bytes(), []byte("[12]uint16{"), []byte("[numScripts]uint16{")))
 	if err != nil {
 		t.Fatalf("format: %v\n%s", err, buf.Bytes())
 	}
@@ -388,4 +451,45 @@ func fixedAll(v []float64) (out [numScripts]uint16) {
 		out[i] = fixed(x)
 	}
 	return out
+}
+
+// europeanSample reports whether a corpus sample is in a European
+// language other than English (its Latin words fit the European table).
+func europeanSample(name string) bool {
+	for _, p := range []string{"fr", "de", "es", "it", "pt"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// solve solves the linear system of the augmented matrix m by Gaussian
+// elimination with partial pivoting.
+func solve(m [][]float64) []float64 {
+	n := len(m)
+	for c := range n {
+		p := c
+		for r := c + 1; r < n; r++ {
+			if math.Abs(m[r][c]) > math.Abs(m[p][c]) {
+				p = r
+			}
+		}
+		m[c], m[p] = m[p], m[c]
+		for r := c + 1; r < n; r++ {
+			f := m[r][c] / m[c][c]
+			for k := c; k <= n; k++ {
+				m[r][k] -= f * m[c][k]
+			}
+		}
+	}
+	x := make([]float64, n)
+	for r := n - 1; r >= 0; r-- {
+		v := m[r][n]
+		for k := r + 1; k < n; k++ {
+			v -= m[r][k] * x[k]
+		}
+		x[r] = v / m[r][r]
+	}
+	return x
 }

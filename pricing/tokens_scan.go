@@ -43,7 +43,17 @@ const (
 	scKana
 	scHangul
 	scOther
+	scLatinEU // Latin words of non-English text (the tables only)
 	numScripts
+)
+
+// CJK rune classes: a CJK word costs per rune by class.
+const (
+	cjkOther = iota // anything else in the word (Latin letters, marks)
+	cjkHan
+	cjkHiragana
+	cjkKatakana
+	numCJK
 )
 
 // Word prefixes: o200k lets one non-letter, non-digit character other
@@ -113,6 +123,8 @@ type piece struct {
 	ascii      bool  // digits: ASCII
 	n          int   // word: letters; punctuation: ASCII runes; whitespace: runes
 	syms       [numSyms]int
+	cjk        [numCJK]int // word: non-ASCII letters by CJK class
+	accented   bool        // word: has a non-ASCII Latin letter
 }
 
 // scanner counts the tokens of one text.
@@ -122,6 +134,9 @@ type scanner struct {
 	esc  byte // '\\' when json, else 0: ASCII bytes below 0x80 but esc stand for themselves
 	// visit, when set, is called with every piece (fitting and tests).
 	visit func(piece)
+	// Latin words are costed apart (latinWord).
+	latin           [2]int64
+	words, accented int
 }
 
 // countText estimates the o200k tokens of plain text.
@@ -282,10 +297,12 @@ func (s *scanner) run() int64 {
 		case uppers > 1:
 			shape = shUpper
 		}
-		cost += wordCost(scLatin, pre, shape, j-l)
+		s.latin[0] += wordCost(scLatin, pre, shape, j-l)
+		s.latin[1] += wordCost(scLatinEU, pre, shape, j-l)
+		s.words++
 		i = j
 	}
-	return cost
+	return cost + s.latinCost()
 }
 
 // piece scans the piece at i and returns its end and cost.
@@ -333,39 +350,38 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 		r, _ := s.at(l)
 		script = scriptOf(r)
 	}
-	j, n, uppers := l, 0, 0
-	for j < len(b) { // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*
-		c := b[j]
-		if c-'A' < 26 {
-			j, n, uppers = j+1, n+1, uppers+1
-			continue
+	var cjk [numCJK]int
+	j, n, uppers, accented := l, 0, 0, false
+	for phase := range 2 {
+		// phase 0: [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*, phase 1: [\p{Ll}\p{Lm}\p{Lo}\p{M}]*
+		lo, hi, same := byte('A'), byte('Z'), uint8(kUpper)
+		if phase == 1 {
+			lo, hi, same = 'a', 'z', kLower
 		}
-		if c < utf8.RuneSelf && c != esc {
-			break
+		for j < len(b) {
+			c := b[j]
+			if c >= lo && c <= hi {
+				j, n = j+1, n+1
+				uppers += 1 - phase
+				continue
+			}
+			if c < utf8.RuneSelf && c != esc {
+				break
+			}
+			r, size := s.at(j)
+			k := kindOf(r)
+			if k != same && k != kLetter && k != kMark {
+				break
+			}
+			if k == kUpper {
+				uppers++
+			}
+			if r >= utf8.RuneSelf {
+				cjk[cjkOf(r)]++
+				accented = accented || r < 0x0370 || (r >= 0x1E00 && r <= 0x1EFF)
+			}
+			j, n = j+size, n+1
 		}
-		k, size := s.kindAt(j)
-		if k != kUpper && k != kLetter && k != kMark {
-			break
-		}
-		if k == kUpper {
-			uppers++
-		}
-		j, n = j+size, n+1
-	}
-	for j < len(b) { // [\p{Ll}\p{Lm}\p{Lo}\p{M}]*
-		c := b[j]
-		if c-'a' < 26 {
-			j, n = j+1, n+1
-			continue
-		}
-		if c < utf8.RuneSelf && c != esc {
-			break
-		}
-		k, size := s.kindAt(j)
-		if k != kLower && k != kLetter && k != kMark {
-			break
-		}
-		j, n = j+size, n+1
 	}
 	if j < len(b) && b[j] == '\'' {
 		j += s.contraction(j)
@@ -377,10 +393,46 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 	case uppers > 1:
 		shape = shUpper
 	}
+	if m := cjk[cjkHan] + cjk[cjkHiragana] + cjk[cjkKatakana]; m > 0 {
+		cjk[cjkOther] = n - m
+	}
 	if s.visit != nil {
-		s.visit(piece{start: i, end: j, kind: kUpper, script: uint8(script), prefix: pre, shape: shape, n: n})
+		s.visit(piece{start: i, end: j, kind: kUpper, script: uint8(script), prefix: pre, shape: shape, n: n, cjk: cjk, accented: accented})
+	}
+	if cjk[cjkHan]+cjk[cjkHiragana]+cjk[cjkKatakana] > 0 {
+		c := int64(cjkBase[pre])
+		for k, m := range cjk {
+			c += int64(m) * int64(cjkRune[k])
+		}
+		return j, c
+	}
+	if script == scLatin {
+		s.latinWord(pre, shape, n, accented)
+		return j, 0
 	}
 	return j, wordCost(script, pre, shape, n)
+}
+
+// latinWord adds a Latin word's cost by the English table and by the
+// table of the other European languages; run mixes them by the share of
+// words with accented letters.
+func (s *scanner) latinWord(pre, shape uint8, n int, accented bool) {
+	s.latin[0] += wordCost(scLatin, pre, shape, n)
+	s.latin[1] += wordCost(scLatinEU, pre, shape, n)
+	s.words++
+	if accented {
+		s.accented++
+	}
+}
+
+// latinCost mixes the two Latin costs: text where accentShare or more of
+// the words have an accented letter is charged the European table.
+func (s *scanner) latinCost() int64 {
+	if s.words == 0 {
+		return 0
+	}
+	w := min(costUnit, int64(s.accented)*costUnit*accentNorm/int64(s.words))
+	return (s.latin[0]*(costUnit-w) + s.latin[1]*w) / costUnit
 }
 
 // contraction returns the length of an English contraction suffix at j
@@ -597,6 +649,19 @@ func scriptOf(r rune) int {
 		return scHan
 	}
 	return scOther
+}
+
+// cjkOf returns the CJK class of a non-ASCII letter.
+func cjkOf(r rune) int {
+	switch {
+	case r >= 0x3040 && r <= 0x309F:
+		return cjkHiragana
+	case r >= 0x30A0 && r <= 0x30FF, r >= 0x31F0 && r <= 0x31FF, r >= 0xFF66 && r <= 0xFF9F:
+		return cjkKatakana
+	case r >= 0x3400 && r <= 0x4DBF, r >= 0x4E00 && r <= 0x9FFF, r >= 0xF900 && r <= 0xFAFF, r >= 0x20000 && r <= 0x3FFFF:
+		return cjkHan
+	}
+	return cjkOther
 }
 
 // symbolOf returns the class of a non-ASCII punctuation rune.

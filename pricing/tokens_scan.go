@@ -1,6 +1,7 @@
 package pricing
 
 import (
+	_ "embed" // the CJK bit sets
 	"unicode"
 	"unicode/utf8"
 )
@@ -53,6 +54,7 @@ const (
 	cjkHan
 	cjkHiragana
 	cjkKatakana
+	cjkHangul
 	numCJK
 )
 
@@ -124,6 +126,8 @@ type piece struct {
 	n          int   // word: letters; punctuation: ASCII runes; whitespace: runes
 	syms       [numSyms]int
 	cjk        [numCJK]int // word: non-ASCII letters by CJK class
+	pairs      int         // word: adjacent CJK letters that o200k has in one token
+	rare       int         // word: CJK letters that are not one token
 	accented   bool        // word: has a non-ASCII Latin letter
 }
 
@@ -351,6 +355,8 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 		script = scriptOf(r)
 	}
 	var cjk [numCJK]int
+	var prev rune // the previous CJK letter, or 0
+	pairs, rare := 0, 0
 	j, n, uppers, accented := l, 0, 0, false
 	for phase := range 2 {
 		// phase 0: [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*, phase 1: [\p{Ll}\p{Lm}\p{Lo}\p{M}]*
@@ -377,8 +383,22 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 				uppers++
 			}
 			if r >= utf8.RuneSelf {
-				cjk[cjkOf(r)]++
+				cl := cjkOf(r)
+				cjk[cl]++
 				accented = accented || r < 0x0370 || (r >= 0x1E00 && r <= 0x1EFF)
+				if cl != cjkOther {
+					if !cjkSingle(r) {
+						rare++
+					}
+					if prev != 0 && cjkPair(prev, r) {
+						pairs++
+					}
+					prev = r
+				} else {
+					prev = 0
+				}
+			} else {
+				prev = 0
 			}
 			j, n = j+size, n+1
 		}
@@ -393,18 +413,21 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 	case uppers > 1:
 		shape = shUpper
 	}
-	if m := cjk[cjkHan] + cjk[cjkHiragana] + cjk[cjkKatakana]; m > 0 {
-		cjk[cjkOther] = n - m
+	isCJK := false
+	if m := cjk[cjkHan] + cjk[cjkHiragana] + cjk[cjkKatakana] + cjk[cjkHangul]; m > 0 {
+		cjk[cjkOther], isCJK = n-m, true
 	}
 	if s.visit != nil {
-		s.visit(piece{start: i, end: j, kind: kUpper, script: uint8(script), prefix: pre, shape: shape, n: n, cjk: cjk, accented: accented})
+		s.visit(piece{start: i, end: j, kind: kUpper, script: uint8(script), prefix: pre, shape: shape, n: n,
+			cjk: cjk, pairs: pairs, rare: rare, accented: accented})
 	}
-	if cjk[cjkHan]+cjk[cjkHiragana]+cjk[cjkKatakana] > 0 {
+	if isCJK {
 		c := int64(cjkBase[pre])
 		for k, m := range cjk {
 			c += int64(m) * int64(cjkRune[k])
 		}
-		return j, c
+		c += int64(rare)*int64(cjkRare) - int64(pairs)*int64(cjkPairSaving)
+		return j, max(c, costUnit)
 	}
 	if script == scLatin {
 		s.latinWord(pre, shape, n, accented)
@@ -660,8 +683,63 @@ func cjkOf(r rune) int {
 		return cjkKatakana
 	case r >= 0x3400 && r <= 0x4DBF, r >= 0x4E00 && r <= 0x9FFF, r >= 0xF900 && r <= 0xFAFF, r >= 0x20000 && r <= 0x3FFFF:
 		return cjkHan
+	case r >= 0xAC00 && r <= 0xD7A3:
+		return cjkHangul
 	}
 	return cjkOther
+}
+
+// cjkBits holds two bit sets derived from o200k's vocabulary by
+// TestFitTokenTable: the CJK letters (Han U+3000–9FFF, Hangul syllables)
+// that are one token, and a Bloom filter (two hashes) of the pairs of
+// CJK letters that occur together in one token.
+//
+//go:embed tokens_cjk.bin
+var cjkBits string
+
+// Layout of cjkBits.
+const (
+	cjkHangulIndex = 0xA000 - 0x3000
+	cjkLetters     = cjkHangulIndex + 0xD7A4 - 0xAC00
+	cjkPairBits    = 1 << 16
+	cjkBitsLen     = (cjkLetters+7)/8 + cjkPairBits/8
+)
+
+// cjkLetterIndex returns the index of a CJK letter in the letter set.
+func cjkLetterIndex(r rune) (int, bool) {
+	switch {
+	case r >= 0x3000 && r < 0xA000:
+		return int(r - 0x3000), true
+	case r >= 0xAC00 && r <= 0xD7A3:
+		return cjkHangulIndex + int(r-0xAC00), true
+	}
+	return 0, false
+}
+
+// cjkSingle reports whether the CJK letter r is one o200k token.
+func cjkSingle(r rune) bool {
+	i, ok := cjkLetterIndex(r)
+	return ok && len(cjkBits) == cjkBitsLen && cjkBits[i>>3]&(1<<(i&7)) != 0
+}
+
+// cjkPairHash returns the two Bloom filter bits of a pair of letters.
+func cjkPairHash(a, b rune) (uint32, uint32) {
+	h := uint32(a)*0x9E3779B1 ^ uint32(b)*0x85EBCA77
+	h ^= h >> 15
+	h *= 0x2C1B3C6D
+	h ^= h >> 12
+	return h & (cjkPairBits - 1), (h >> 16) & (cjkPairBits - 1)
+}
+
+// cjkPair reports whether o200k has a token with the letters a and b
+// side by side (a false positive about 1% of the time).
+func cjkPair(a, b rune) bool {
+	if len(cjkBits) != cjkBitsLen {
+		return false
+	}
+	x, y := cjkPairHash(a, b)
+	const off = (cjkLetters + 7) / 8
+	return cjkBits[off+x>>3]&(1<<(x&7)) != 0 && cjkBits[off+y>>3]&(1<<(y&7)) != 0
 }
 
 // symbolOf returns the class of a non-ASCII punctuation rune.

@@ -134,8 +134,10 @@ type piece struct {
 // scanner counts the tokens of one text.
 type scanner struct {
 	b    []byte
-	json bool // b is the inside of a JSON string literal: decode escapes
-	esc  byte // '\\' when json, else 0: ASCII bytes below 0x80 but esc stand for themselves
+	// esc is '\\' when b is the inside of a JSON string literal, whose
+	// escapes are decoded on the fly; else 0. Below 0x80, every byte but
+	// esc stands for itself.
+	esc byte
 	// visit, when set, is called with every piece (fitting and tests).
 	visit func(piece)
 	// Latin words are costed apart (latinWord).
@@ -152,7 +154,7 @@ func countText(text []byte) int64 {
 // countJSONString estimates the o200k tokens of the text a JSON string
 // literal holds, raw being the literal without its quotes.
 func countJSONString(raw string) int64 {
-	s := scanner{b: stringBytes(raw), json: true, esc: '\\'}
+	s := scanner{b: stringBytes(raw), esc: '\\'}
 	return (s.run() + costUnit/2) / costUnit
 }
 
@@ -160,7 +162,7 @@ func countJSONString(raw string) int64 {
 func (s *scanner) at(i int) (rune, int) {
 	c := s.b[i]
 	if c < utf8.RuneSelf {
-		if c == '\\' && s.json {
+		if c == '\\' && s.esc == '\\' {
 			return s.escape(i)
 		}
 		return rune(c), 1

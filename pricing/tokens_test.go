@@ -130,9 +130,9 @@ func FuzzCountText(f *testing.F) {
 	f.Add([]byte("\xff\xfe\\u12"), []byte("\\"))
 	f.Add([]byte(strings.Repeat("-", 40)), []byte("a"))
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		for _, json := range []bool{false, true} {
+		for _, esc := range []byte{0, '\\'} {
 			end := 0
-			s := scanner{b: a, json: json, visit: func(p piece) {
+			s := scanner{b: a, esc: esc, visit: func(p piece) {
 				if p.start != end || p.end <= p.start {
 					t.Fatalf("piece %d..%d after %d", p.start, p.end, end)
 				}
@@ -141,6 +141,10 @@ func FuzzCountText(f *testing.F) {
 			n := s.run()
 			if end != len(a) {
 				t.Fatalf("pieces end at %d of %d", end, len(a))
+			}
+			fast := scanner{b: a, esc: esc}
+			if m := fast.run(); m != n {
+				t.Fatalf("fast path cost %d, piece by piece %d", m, n)
 			}
 			if n < 0 || n > int64(len(a))*4*costUnit {
 				t.Fatalf("cost %d for %d bytes", n, len(a))

@@ -167,7 +167,23 @@ func (s *scanner) at(i int) (rune, int) {
 		}
 		return rune(c), 1
 	}
-	return utf8.DecodeRune(s.b[i:])
+	return decodeRune(s.b, i)
+}
+
+// decodeRune is utf8.DecodeRune(b[i:]) with the 2- and 3-byte sequences
+// of the alphabets and CJK inline.
+func decodeRune(b []byte, i int) (rune, int) {
+	switch c := b[i]; {
+	case c >= 0xC2 && c < 0xE0 && i+1 < len(b):
+		if d := b[i+1]; d&0xC0 == 0x80 {
+			return rune(c&0x1F)<<6 | rune(d&0x3F), 2
+		}
+	case c >= 0xE1 && c < 0xF0 && c != 0xED && i+2 < len(b): // not E0 (overlong) nor ED (surrogates)
+		if d, e := b[i+1], b[i+2]; d&0xC0 == 0x80 && e&0xC0 == 0x80 {
+			return rune(c&0x0F)<<12 | rune(d&0x3F)<<6 | rune(e&0x3F), 3
+		}
+	}
+	return utf8.DecodeRune(b[i:])
 }
 
 // escape decodes the JSON escape at i; a malformed one is a backslash.

@@ -3,8 +3,10 @@ package pricing
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/llmux/llmux/translate"
 )
@@ -153,6 +155,38 @@ func FuzzCountText(f *testing.F) {
 		ab := append(append([]byte(nil), a...), b...)
 		if x, y := countText(a), countText(ab); y < x-1 {
 			t.Fatalf("countText(a)=%d but countText(a+b)=%d", x, y)
+		}
+	})
+}
+
+// BenchmarkCountText is the scanner alone on corpus samples of each kind
+// (a JSON string literal of the sample, as in a request body).
+func BenchmarkCountText(b *testing.B) {
+	for _, s := range corpus(b, "check") {
+		if !slices.Contains([]string{"en_prose", "code_go", "json", "zh", "ru", "emoji"}, s.name) {
+			continue
+		}
+		lit, _ := json.Marshal(s.text)
+		raw := string(lit[1 : len(lit)-1])
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				countJSONString(raw)
+			}
+		})
+	}
+}
+
+func FuzzDecodeRune(f *testing.F) {
+	f.Add([]byte("é中😀\xed\xa0\x80\xe0\x80\x80\xc1\xbf"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i := 0; i < len(b); i++ {
+			r, n := decodeRune(b, i)
+			wr, wn := utf8.DecodeRune(b[i:])
+			if r != wr || n != wn {
+				t.Fatalf("decodeRune(%q) = %U %d, utf8 %U %d", b[i:], r, n, wr, wn)
+			}
 		}
 	})
 }

@@ -133,7 +133,7 @@ type piece struct {
 
 // scanner counts the tokens of one text.
 type scanner struct {
-	b    []byte
+	b []byte
 	// esc is '\\' when b is the inside of a JSON string literal, whose
 	// escapes are decoded on the fly; else 0. Below 0x80, every byte but
 	// esc stands for itself.

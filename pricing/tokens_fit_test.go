@@ -125,12 +125,24 @@ func TestScannerSplitsLikeO200k(t *testing.T) {
 	}
 }
 
-// accuracy bounds: each sample's estimate is within sampleBound of the
-// real count, and the corpus total within totalBound.
+// Accuracy bounds: each sample's estimate is within sampleBound of the
+// real count (asciiBound for English, code and data), and the corpus
+// total within totalBound.
 const (
 	sampleBound = 0.15
+	asciiBound  = 0.10
 	totalBound  = 0.03
 )
+
+// bound is the error bound of a sample.
+func bound(name string) float64 {
+	for _, p := range []string{"en_", "code_", "json", "yaml", "csv"} {
+		if strings.HasPrefix(name, p) {
+			return asciiBound
+		}
+	}
+	return sampleBound
+}
 
 // TestEstimateMatchesO200k holds the estimate to the real tokenizer on
 // every sample of the corpus, fitted and held out. Run with -v for the
@@ -146,8 +158,8 @@ func TestEstimateMatchesO200k(t *testing.T) {
 		est += float64(got)
 		real += float64(want)
 		t.Logf("| %s | %s | %d | %d | %d | %+.1f%% |", s.set, s.name, len(s.text), want, got, 100*e)
-		if math.Abs(e) > sampleBound {
-			t.Errorf("%s/%s: estimate %d, o200k %d: error %+.1f%% beyond ±%.0f%%", s.set, s.name, got, want, 100*e, 100*sampleBound)
+		if b := bound(s.name); math.Abs(e) > b {
+			t.Errorf("%s/%s: estimate %d, o200k %d: error %+.1f%% beyond ±%.0f%%", s.set, s.name, got, want, 100*e, 100*b)
 		}
 	}
 	e := (est - real) / real

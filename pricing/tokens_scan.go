@@ -2,6 +2,7 @@ package pricing
 
 import (
 	_ "embed" // the CJK bit sets
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -152,10 +153,84 @@ func countText(text []byte) int64 {
 }
 
 // countJSONString estimates the o200k tokens of the text a JSON string
-// literal holds, raw being the literal without its quotes.
+// literal holds, raw being the literal without its quotes. A literal
+// without escapes is scanned in place; else it is decoded into a stack
+// buffer a chunk at a time, each cut where a piece ends regardless of
+// what follows (a space between two ASCII letters, after a line break
+// before a letter), so that the fast path scans every chunk.
 func countJSONString(raw string) int64 {
-	s := scanner{b: stringBytes(raw), esc: '\\'}
-	return (s.run() + costUnit/2) / costUnit
+	if strings.IndexByte(raw, '\\') < 0 {
+		return countText(stringBytes(raw))
+	}
+	var buf [chunkLen]byte
+	var s scanner
+	var cost int64
+	n := 0
+	for i := 0; i < len(raw) || n > 0; {
+		i, n = unescapeInto(&buf, n, raw, i)
+		cut := n
+		if i < len(raw) {
+			cut = safeCut(buf[:n])
+		}
+		s.b = buf[:cut]
+		cost += s.scan()
+		n = copy(buf[:], buf[cut:n])
+	}
+	return (cost + s.latinCost() + costUnit/2) / costUnit
+}
+
+// chunkLen is the size of countJSONString's buffer.
+const chunkLen = 4096
+
+// unescapeInto decodes raw from i into buf after its first n bytes until
+// buf is nearly full, and returns the new i and n.
+func unescapeInto(buf *[chunkLen]byte, n int, raw string, i int) (int, int) {
+	for i < len(raw) && n < chunkLen-utf8.UTFMax {
+		if raw[i] != '\\' {
+			// Up to the next escape: byte by byte while the span is
+			// short (JSON in a string escapes every quote), then copy.
+			k := 1
+			for k < 16 && i+k < len(raw) && raw[i+k] != '\\' {
+				k++
+			}
+			if k == 16 {
+				if e := strings.IndexByte(raw[i+k:], '\\'); e < 0 {
+					k = len(raw) - i
+				} else {
+					k += e
+				}
+			}
+			m := copy(buf[n:chunkLen-utf8.UTFMax], raw[i:i+k])
+			i, n = i+m, n+m
+			continue
+		}
+		r, size := unescape(stringBytes(raw), i)
+		if r < utf8.RuneSelf {
+			buf[n] = byte(r)
+			n++
+		} else {
+			n += utf8.EncodeRune(buf[n:], r)
+		}
+		i += size
+	}
+	return i, n
+}
+
+// safeCut returns an offset in the back half of b where the scan can stop
+// and resume with the same pieces, or failing that the start of the
+// last rune (which may split one piece in two).
+func safeCut(b []byte) int {
+	letter := func(c byte) bool { return (c|0x20)-'a' < 26 }
+	for p := len(b) - 2; p > len(b)/2; p-- {
+		if b[p] == ' ' && letter(b[p-1]) && letter(b[p+1]) || b[p-1] == '\n' && letter(b[p]) {
+			return p
+		}
+	}
+	p := len(b) - 1
+	for p > 0 && !utf8.RuneStart(b[p]) {
+		p--
+	}
+	return max(p, 1)
 }
 
 // at decodes the rune at i.
@@ -187,11 +262,15 @@ func decodeRune(b []byte, i int) (rune, int) {
 }
 
 // escape decodes the JSON escape at i; a malformed one is a backslash.
-func (s *scanner) escape(i int) (rune, int) {
-	if i+1 >= len(s.b) {
+func (s *scanner) escape(i int) (rune, int) { return unescape(s.b, i) }
+
+// unescape decodes the JSON escape at b[i]; a malformed one is a
+// backslash.
+func unescape(b []byte, i int) (rune, int) {
+	if i+1 >= len(b) {
 		return '\\', 1
 	}
-	switch s.b[i+1] {
+	switch b[i+1] {
 	case 'n':
 		return '\n', 2
 	case 'r':
@@ -203,12 +282,12 @@ func (s *scanner) escape(i int) (rune, int) {
 	case 'f':
 		return '\f', 2
 	case 'u':
-		r, ok := hex4(s.b, i+2)
+		r, ok := hex4(b, i+2)
 		if !ok {
 			return '\\', 1
 		}
-		if r >= 0xD800 && r < 0xDC00 && i+11 < len(s.b) && s.b[i+6] == '\\' && s.b[i+7] == 'u' {
-			if lo, ok := hex4(s.b, i+8); ok && lo >= 0xDC00 && lo < 0xE000 {
+		if r >= 0xD800 && r < 0xDC00 && i+11 < len(b) && b[i+6] == '\\' && b[i+7] == 'u' {
+			if lo, ok := hex4(b, i+8); ok && lo >= 0xDC00 && lo < 0xE000 {
 				return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), 12
 			}
 		}
@@ -217,7 +296,7 @@ func (s *scanner) escape(i int) (rune, int) {
 		}
 		return r, 6
 	default: // \" \\ \/ and anything malformed
-		return rune(s.b[i+1]), 2
+		return rune(b[i+1]), 2
 	}
 }
 
@@ -263,10 +342,11 @@ func (s *scanner) kindAtSlow(i int) (uint8, int) {
 // isLetter reports whether kind k is a letter kind.
 func isLetter(k uint8) bool { return k >= kUpper && k <= kMark }
 
-// run scans the text and returns its cost in 1/costUnit tokens. ASCII
-// words, the bulk of most prompts, take a fast path; everything else, and
-// every piece when visit is set, goes through piece.
-func (s *scanner) run() int64 {
+// scan scans the text and returns its cost in 1/costUnit tokens but for
+// Latin words, which it adds up in s (latinCost). ASCII words, the bulk
+// of most prompts, take a fast path; everything else, and every piece
+// when visit is set, goes through piece.
+func (s *scanner) scan() int64 {
 	b, esc := s.b, s.esc
 	var cost int64
 	for i := 0; i < len(b); {
@@ -281,7 +361,24 @@ func (s *scanner) run() int64 {
 		case kUpper, kLower:
 		case kSpace, kPunct:
 			if i+1 >= len(b) || (b[i+1]|0x20)-'a' >= 26 {
-				j, k := s.piece(i)
+				j, k := 0, int64(0)
+				switch next := byte(0); {
+				case i+1 < len(b):
+					next = b[i+1]
+					if next >= utf8.RuneSelf || next == esc {
+						j, k = s.piece(i) // a non-ASCII letter may follow
+					} else if asciiKind[c] == kPunct {
+						j, k = s.punct(i, i)
+					} else if c == ' ' && asciiKind[next] == kPunct {
+						j, k = s.punct(i, i+1)
+					} else {
+						j, k = s.spaces(i)
+					}
+				case asciiKind[c] == kPunct:
+					j, k = s.punct(i, i)
+				default:
+					j, k = s.spaces(i)
+				}
 				cost, i = cost+k, j
 				continue
 			}
@@ -294,8 +391,12 @@ func (s *scanner) run() int64 {
 			default:
 				pre = preOther
 			}
-		default:
-			j, k := s.piece(i)
+		case kDigit:
+			j, k := s.digits(i, true)
+			cost, i = cost+k, j
+			continue
+		default: // kNewline
+			j, k := s.spaces(i)
 			cost, i = cost+k, j
 			continue
 		}
@@ -324,8 +425,11 @@ func (s *scanner) run() int64 {
 		s.words++
 		i = j
 	}
-	return cost + s.latinCost()
+	return cost
 }
+
+// run scans the whole text and returns its cost in 1/costUnit tokens.
+func (s *scanner) run() int64 { return s.scan() + s.latinCost() }
 
 // piece scans the piece at i and returns its end and cost.
 func (s *scanner) piece(i int) (int, int64) {

@@ -70,10 +70,23 @@ func TestCountTextPieces(t *testing.T) {
 // TestCountJSONStringEqualsText holds the JSON-literal scan to the scan
 // of the decoded text.
 func TestCountJSONStringEqualsText(t *testing.T) {
-	for _, s := range []string{"plain words", "tab\there\nnew \"quoted\" \\ back/slash", "é😀 中文 Привет", "\u2028\u0000\x01", strings.Repeat("ab ", 100)} {
-		lit, _ := json.Marshal(s)
-		if got, want := countJSONString(string(lit[1:len(lit)-1])), countText([]byte(s)); got != want {
-			t.Errorf("%q: JSON literal %d, text %d", s, got, want)
+	for _, tc := range []struct {
+		s     string
+		slack int64 // chunks cut mid-piece
+	}{
+		{"plain words", 0},
+		{"tab\there\nnew \"quoted\" \\ back/slash", 0},
+		{"é😀 中文 Привет", 0},
+		{"\u2028\u0000\x01", 0},
+		{strings.Repeat("ab ", 100), 0},
+		{strings.Repeat("func f() {\n\treturn \"x\"\n}\n", 1000), 0},
+		{strings.Repeat("Una frase en español, con \"comillas\".\n", 500), 0},
+		{strings.Repeat("中文\"", 5000), 10},
+	} {
+		lit, _ := json.Marshal(tc.s)
+		got, want := countJSONString(string(lit[1:len(lit)-1])), countText([]byte(tc.s))
+		if got < want-tc.slack || got > want+tc.slack {
+			t.Errorf("%.40q: JSON literal %d, text %d", tc.s, got, want)
 		}
 	}
 }
@@ -151,6 +164,15 @@ func FuzzCountText(f *testing.F) {
 			if n < 0 || n > int64(len(a))*4*costUnit {
 				t.Fatalf("cost %d for %d bytes", n, len(a))
 			}
+		}
+		// A JSON literal counts as its text, scanned in place or by
+		// chunks (exactly, but where a chunk had to be cut mid-piece).
+		lit, _ := json.Marshal(string(a))
+		raw := string(lit[1 : len(lit)-1])
+		inPlace := scanner{b: []byte(raw), esc: '\\'}
+		want := (inPlace.run() + costUnit/2) / costUnit
+		if got := countJSONString(raw); got < want-int64(len(a)/(chunkLen/2)) || got > want+int64(len(a)/(chunkLen/2)) {
+			t.Fatalf("countJSONString %d, in place %d", got, want)
 		}
 		ab := append(append([]byte(nil), a...), b...)
 		if x, y := countText(a), countText(ab); y < x-1 {

@@ -413,13 +413,7 @@ func (s *scanner) scan() int64 {
 			cost, i = cost+k, j
 			continue
 		}
-		shape := uint8(shLower)
-		switch {
-		case uppers == 1:
-			shape = shTitle
-		case uppers > 1:
-			shape = shUpper
-		}
+		shape := shapeOf(uppers) // latinWord, inline
 		s.latin[0] += wordCost(scLatin, pre, shape, j-l)
 		s.latin[1] += wordCost(scLatinEU, pre, shape, j-l)
 		s.words++
@@ -528,13 +522,7 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 	if j < len(b) && b[j] == '\'' {
 		j += s.contraction(j)
 	}
-	shape := uint8(shLower)
-	switch {
-	case uppers == 1:
-		shape = shTitle
-	case uppers > 1:
-		shape = shUpper
-	}
+	shape := shapeOf(uppers)
 	isCJK := false
 	if m := cjk[cjkHan] + cjk[cjkHiragana] + cjk[cjkKatakana] + cjk[cjkHangul]; m > 0 {
 		cjk[cjkOther], isCJK = n-m, true
@@ -552,22 +540,34 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 		return j, max(c, costUnit)
 	}
 	if script == scLatin {
-		s.latinWord(pre, shape, n, accented)
+		s.latinWord(pre, shape, n)
+		if accented {
+			s.accented++
+		}
 		return j, 0
 	}
 	return j, wordCost(script, pre, shape, n)
 }
 
+// shapeOf returns the case shape of a word with the given number of
+// upper-case letters.
+func shapeOf(uppers int) uint8 {
+	switch {
+	case uppers == 1:
+		return shTitle
+	case uppers > 1:
+		return shUpper
+	}
+	return shLower
+}
+
 // latinWord adds a Latin word's cost by the English table and by the
 // table of the other European languages; run mixes them by the share of
 // words with accented letters.
-func (s *scanner) latinWord(pre, shape uint8, n int, accented bool) {
+func (s *scanner) latinWord(pre, shape uint8, n int) {
 	s.latin[0] += wordCost(scLatin, pre, shape, n)
 	s.latin[1] += wordCost(scLatinEU, pre, shape, n)
 	s.words++
-	if accented {
-		s.accented++
-	}
 }
 
 // latinCost mixes the two Latin costs: text where accentShare or more of

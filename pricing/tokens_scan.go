@@ -144,6 +144,7 @@ type scanner struct {
 	// Latin words are costed apart (latinWord).
 	latin           [2]int64
 	words, accented int
+	function        int // Latin words that are European function words
 }
 
 // countText estimates the o200k tokens of plain text.
@@ -417,6 +418,9 @@ func (s *scanner) scan() int64 {
 		s.latin[0] += wordCost(scLatin, pre, shape, j-l)
 		s.latin[1] += wordCost(scLatinEU, pre, shape, j-l)
 		s.words++
+		if uppers == 0 && j-l >= 2 && j-l <= 4 && pre <= preSpace && functionWord(b[l:j]) {
+			s.function++
+		}
 		i = j
 	}
 	return cost
@@ -519,6 +523,7 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 			j, n = j+size, n+1
 		}
 	}
+	letters := j
 	if j < len(b) && b[j] == '\'' {
 		j += s.contraction(j)
 	}
@@ -543,6 +548,9 @@ func (s *scanner) word(i, l int, pre uint8) (int, int64) {
 		s.latinWord(pre, shape, n)
 		if accented {
 			s.accented++
+		}
+		if uppers == 0 && n >= 2 && n <= 4 && letters-l == n && pre <= preSpace && functionWord(b[l:letters]) {
+			s.function++
 		}
 		return j, 0
 	}
@@ -570,14 +578,67 @@ func (s *scanner) latinWord(pre, shape uint8, n int) {
 	s.words++
 }
 
-// latinCost mixes the two Latin costs: text where accentShare or more of
-// the words have an accented letter is charged the European table.
+// latinCost mixes the two Latin costs by how European the text looks:
+// it is charged the European table in full when 1/accentNorm of its
+// words have an accented letter, or 1/functionNorm of them are European
+// function words ("de", "und", "che", …: languages with few accents),
+// and the English table when neither.
 func (s *scanner) latinCost() int64 {
 	if s.words == 0 {
 		return 0
 	}
-	w := min(costUnit, int64(s.accented)*costUnit*accentNorm/int64(s.words))
+	w := max(int64(s.accented)*costUnit*accentNorm, int64(s.function)*costUnit*functionNorm) / int64(s.words)
+	w = min(costUnit, w)
 	return (s.latin[0]*(costUnit-w) + s.latin[1]*w) / costUnit
+}
+
+// functionWords are short, frequent words of French, Spanish, Italian,
+// Portuguese, German and Dutch that are rare in English and in code.
+var functionWords = [...]string{
+	"de", "la", "le", "les", "et", "des", "une", "que", "pour", "dans", "est", "qui", "pas", "sur", "au", "aux",
+	"di", "che", "il", "sono", "gli", "nel", "una", "della", "alla",
+	"los", "las", "por", "para", "del", "con", "es", "lo", "al", "como",
+	"der", "und", "das", "den", "ist", "mit", "ein", "eine", "sich", "auf", "dem", "zu", "nicht", "auch",
+	"da", "um", "uma", "ao", "mais", "não",
+	"het", "een", "dat", "niet", "voor", "zijn",
+}
+
+// functionSet is functionWords packed (up to 4 ASCII letters in a
+// uint32) in an open-addressing table.
+var functionSet = func() (t [256]uint32) {
+	for _, w := range functionWords {
+		if len(w) < 2 || len(w) > 4 {
+			continue // not looked up: only 2–4 letter ASCII words are
+		}
+		k := packWord([]byte(w))
+		h := (k * 0x9E3779B1) >> 24
+		for t[h] != 0 {
+			h = (h + 1) & 255
+		}
+		t[h] = k
+	}
+	return t
+}()
+
+// packWord packs a word of up to 4 bytes.
+func packWord(w []byte) uint32 {
+	var k uint32
+	for i, c := range w {
+		k |= uint32(c) << (8 * i)
+	}
+	return k
+}
+
+// functionWord reports whether w (2–4 lower-case ASCII letters) is one
+// of functionWords.
+func functionWord(w []byte) bool {
+	k := packWord(w)
+	for h := (k * 0x9E3779B1) >> 24; functionSet[h] != 0; h = (h + 1) & 255 {
+		if functionSet[h] == k {
+			return true
+		}
+	}
+	return false
 }
 
 // contraction returns the length of an English contraction suffix at j

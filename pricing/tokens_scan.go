@@ -117,19 +117,19 @@ var asciiKind = func() (t [utf8.RuneSelf]uint8) {
 
 // piece describes one pre-tokenizer piece, for fitting the tables.
 type piece struct {
-	start, end int   // byte offsets in the scanned text
-	kind       uint8 // kUpper for a word, kDigit, kPunct, kSpace, kNewline
-	script     uint8 // word: script of the first letter
-	prefix     uint8 // word: preNone…
-	shape      uint8 // word: shLower…
-	space      bool  // punctuation: led by a space
-	ascii      bool  // digits: ASCII
-	n          int   // word: letters; punctuation: ASCII runes; whitespace: runes
-	syms       [numSyms]int
-	cjk        [numCJK]int // word: non-ASCII letters by CJK class
-	pairs      int         // word: adjacent CJK letters that o200k has in one token
-	rare       int         // word: CJK letters that are not one token
-	accented   bool        // word: has a non-ASCII Latin letter
+	start, end int          // byte offsets in the scanned text
+	kind       uint8        // kUpper for a word, kDigit, kPunct, kSpace, kNewline
+	script     uint8        // word: script of the first letter
+	prefix     uint8        // word: preNone…
+	shape      uint8        // word: shLower…
+	space      bool         // punctuation: led by a space
+	ascii      bool         // digits: ASCII
+	n          int          // word: letters; punctuation: ASCII runes; whitespace: runes
+	syms       [numSyms]int // punctuation: non-ASCII runes by symbol class
+	cjk        [numCJK]int  // word: non-ASCII letters by CJK class
+	pairs      int          // word: adjacent CJK letters that o200k has in one token
+	rare       int          // word: CJK letters that are not one token
+	accented   bool         // word: has a non-ASCII Latin letter
 }
 
 // scanner counts the tokens of one text.

@@ -37,8 +37,9 @@ type Metrics struct {
 	routeSets   setCache[routeKey]
 	tokenSets   setCache[tokenKey]
 
-	pricing pricingInstruments // spend and unknown prices (pricing.go)
-	routing routingInstruments // deployment choice (routing.go)
+	pricing  pricingInstruments  // spend and unknown prices (pricing.go)
+	routing  routingInstruments  // deployment choice (routing.go)
+	failover failoverInstruments // fallback tries (failover.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -132,6 +133,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.failover.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

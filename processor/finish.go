@@ -14,7 +14,7 @@ func (h *handler) immediate(e *translate.Error, extra ...*corev3.HeaderValueOpti
 	h.status, h.errCode = e.HTTPStatus(), string(e.Code)
 	h.ph = phaseDone
 	h.complete()
-	return h.send(immediateResponse(h.status, e.AppendJSON(nil), "llmux_"+string(e.Code), h.metadata(true), append(extra, h.appendIDHeaders(nil, nil)...)...))
+	return h.send(immediateResponse(h.status, e.AppendJSON(nil), "llmux_"+string(e.Code), h.replyMetadata(true), append(extra, h.appendIDHeaders(nil, nil)...)...))
 }
 
 // immediateOK answers the request itself with a JSON body.
@@ -22,7 +22,7 @@ func (h *handler) immediateOK(body []byte) error {
 	h.status = 200
 	h.ph = phaseDone
 	h.complete()
-	return h.send(immediateResponse(200, body, "llmux_local", h.metadata(true), h.appendIDHeaders(nil, nil)...))
+	return h.send(immediateResponse(200, body, "llmux_local", h.replyMetadata(true), h.appendIDHeaders(nil, nil)...))
 }
 
 // complete records the finished request once.

@@ -77,7 +77,7 @@ type handler struct {
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
-	// mdBuilt lists the metadata Structs metadata() built, whose maps are
+	// mdBuilt lists the metadata Structs replyMetadata built, whose maps are
 	// built only when a reply is not encoded by hand (send).
 	mdBuilt    []*mdShell
 	mdBuiltArr [3]*mdShell

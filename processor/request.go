@@ -194,7 +194,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	rr.br.Response = &rr.cr
 	rr.rb.RequestBody = &rr.br
 	rr.resp.Response = &rr.rb
-	rr.resp.DynamicMetadata = h.metadata(false)
+	rr.resp.DynamicMetadata = h.replyMetadata(false)
 	return h.send(&rr.resp)
 }
 

@@ -26,10 +26,23 @@ func immediateResponse(status int, body []byte, details string, md *structpb.Str
 	}
 }
 
-// metadata builds the dynamic metadata that Envoy's access logs and stats
-// read, under the configured namespace. final adds the outcome: status,
-// error code, tokens and timings.
-func (h *handler) metadata(final bool) *structpb.Struct {
+// metadata returns the dynamic metadata that Envoy's access logs and stats
+// read, under the configured namespace, as a Struct. final adds the
+// outcome: status, error code, tokens and timings.
+func (h *handler) metadata(final bool) *structpb.Struct { return h.buildMetadata(final).Struct() }
+
+// replyMetadata is metadata for a reply given to h.send: the Struct's maps
+// are not built (send encodes its fields from their list, or builds them
+// when the reply goes out the ordinary way). Anything else must use
+// metadata.
+func (h *handler) replyMetadata(final bool) *structpb.Struct {
+	sh := h.buildMetadata(final)
+	h.mdBuilt = append(h.mdBuilt, sh)
+	return &sh.outer
+}
+
+// buildMetadata sets the metadata's fields.
+func (h *handler) buildMetadata(final bool) *mdShell {
 	v := mdValues{size: mdRequestFields}
 	if final {
 		v.size = mdFields
@@ -79,12 +92,10 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		h.costMetadata(&v)
 		h.failoverMetadata(&v) // failover.go
 	}
-	sh := v.build(h.cfg.Server().MetadataNamespace)
-	h.mdBuilt = append(h.mdBuilt, sh)
-	return &sh.outer
+	return v.build(h.cfg.Server().MetadataNamespace)
 }
 
-// builtMetadata returns the shell of md when metadata() built it (its maps
+// builtMetadata returns the shell of md when replyMetadata built it (its maps
 // are then built only if it is read as a Struct), else nil.
 func (h *handler) builtMetadata(md *structpb.Struct) *mdShell {
 	for _, sh := range h.mdBuilt {

@@ -82,7 +82,7 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		}
 		h.ph = phaseDone
 		h.complete()
-		return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}, DynamicMetadata: h.metadata(true)})
+		return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}, DynamicMetadata: h.replyMetadata(true)})
 	}
 	h.ph = phaseResponseBody
 	h.chunk = newChunkResponse()
@@ -243,7 +243,7 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	case eos:
 		h.ph = phaseDone
 		h.complete()
-		h.chunk.msg.DynamicMetadata = h.metadata(true)
+		h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	case !h.outcomeSent && (h.dec.Result().Completed || h.dec.Result().Err != nil):
 		// The terminal event (with usage) or an in-band error is in this
 		// reply: a client may close as soon as it reads it, before the
@@ -253,7 +253,7 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 		if e := h.dec.Result().Err; e != nil && h.errCode == "" {
 			h.errCode = string(e.Code)
 		}
-		h.chunk.msg.DynamicMetadata = h.metadata(true)
+		h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	}
 	return h.send(h.chunk.msg)
 }
@@ -282,7 +282,7 @@ func (h *handler) onResponseTrailers() error {
 	}
 	h.ph = phaseDone
 	h.complete()
-	trailers.DynamicMetadata = h.metadata(true)
+	trailers.DynamicMetadata = h.replyMetadata(true)
 	return h.send(trailers)
 }
 
@@ -360,7 +360,7 @@ func (h *handler) stalled(d time.Duration) error {
 		}
 		h.heldHeaders = nil
 		h.complete()
-		return h.send(immediateResponse(e.HTTPStatus(), e.AppendJSON(nil), "llmux_"+string(e.Code), h.metadata(true)))
+		return h.send(immediateResponse(e.HTTPStatus(), e.AppendJSON(nil), "llmux_"+string(e.Code), h.replyMetadata(true)))
 	default:
 		h.complete()
 		if h.dec.ContentType() == "text/event-stream" {
@@ -375,7 +375,7 @@ func (h *handler) sendLast(body []byte) error {
 	h.buf = body
 	h.chunk.body.Body = body
 	h.chunk.body.EndOfStream = true
-	h.chunk.msg.DynamicMetadata = h.metadata(true)
+	h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	return h.send(h.chunk.msg)
 }
 

@@ -31,7 +31,7 @@ const processingResponseDynamicMetadata = 8
 // when a metadata string is not valid UTF-8, which protobuf-go refuses to
 // marshal: the caller then sends resp the ordinary way, for the same error.
 //
-// sh, when not nil, is md as metadata() built it: its fields are written
+// sh, when not nil, is md as replyMetadata built it: its fields are written
 // from its list, its maps not built.
 func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse, sh *mdShell) (b []byte, ok bool, err error) {
 	md := resp.DynamicMetadata

@@ -126,9 +126,9 @@ func isAlpha(c byte) bool { return isUpper(c) || isLower(c) }
 func isAlnum(c byte) bool { return isAlpha(c) || isDigit(c) }
 
 // isWord reports whether c continues a word: an ASCII letter, digit or
-// underscore, or any byte of a multi-byte UTF-8 sequence (letters of other
-// scripts).
-func isWord(c byte) bool { return isAlnum(c) || c == '_' || c >= 0x80 }
+// underscore. Other scripts do not count: Chinese or Japanese text puts
+// numbers right after its characters, with no space.
+func isWord(c byte) bool { return isAlnum(c) || c == '_' }
 
 // boundaryBefore reports whether s[i] starts a token: nothing word-like
 // touches it on the left.

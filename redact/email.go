@@ -25,7 +25,7 @@ func (emailDetector) Find(dst []Match, s string) []Match {
 		for start < at && s[start] == '.' {
 			start++
 		}
-		if start == at || s[at-1] == '.' || (start > 0 && (s[start-1] == '@' || s[start-1] >= 0x80)) {
+		if start == at || s[at-1] == '.' || (start > 0 && s[start-1] == '@') {
 			continue
 		}
 		end, ok := domainEnd(s, at+1)

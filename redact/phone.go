@@ -98,7 +98,7 @@ func (d phoneDetector) match(s string, i int) (int, bool) {
 	if !intl && s[i] != '(' && !nationalShape(s, i, lens[:n]) {
 		return 0, false
 	}
-	if dateShape(lens[:n]) {
+	if !intl && (dateShape(lens[:n]) || ssnShape(s, i, lens[:n])) {
 		return 0, false
 	}
 	// The longest prefix, at a group boundary, that is a valid number.
@@ -138,6 +138,12 @@ func dateShape(lens []int) bool {
 	}
 	a, b, c := lens[0], lens[1], lens[2]
 	return a == 4 && b <= 2 && c <= 2 || a <= 2 && b <= 2 && c == 4
+}
+
+// ssnShape reports the 3-2-4 dashed grouping of a US social security
+// number.
+func ssnShape(s string, i int, lens []int) bool {
+	return len(lens) == 3 && lens[0] == 3 && lens[1] == 2 && lens[2] == 4 && s[i+3] == '-'
 }
 
 // valid parses the candidate in each region (only once when it carries a

@@ -87,8 +87,11 @@ func (s *Session) Restore(dst, src []byte, final bool) []byte {
 			}
 			n = len(in) - 2
 		}
-		dst = s.event(dst, in[:n+2], final)
+		ev := in[:n+2]
 		in = in[n+2:]
+		// Only the chunk's last event is the response's last: the
+		// events before it still have the ones after to continue in.
+		dst = s.event(dst, ev, final && len(in) == 0)
 	}
 	if len(in) > 0 {
 		// An event cut by the chunk: keep it for the next one.

@@ -2,7 +2,11 @@ package redact
 
 import (
 	"slices"
+	"sync"
 )
+
+// runPool holds the digit-run indexes of Set.Find.
+var runPool = sync.Pool{New: func() any { return new([]int32) }}
 
 // Match is one finding in a text: s[Start:End] is data of kind Kind.
 type Match struct {
@@ -51,7 +55,17 @@ func (s *Set) Kinds() []Kind {
 // overlaps, and returns the extended slice.
 func (s *Set) Find(dst []Match, text string) []Match {
 	base := len(dst)
+	var runs *[]int32
 	for _, d := range s.dets {
+		if rd, ok := d.(runDetector); ok {
+			if runs == nil {
+				runs = runPool.Get().(*[]int32)
+				*runs = digitRunStarts((*runs)[:0], text)
+				defer runPool.Put(runs)
+			}
+			dst = rd.findIn(dst, text, *runs)
+			continue
+		}
 		dst = d.Find(dst, text)
 	}
 	found := dst[base:]

@@ -22,9 +22,13 @@ var ibanLengths = map[[2]byte]uint8{
 	{'T', 'L'}: 23, {'T', 'N'}: 24, {'T', 'R'}: 26, {'U', 'A'}: 29, {'V', 'A'}: 22, {'V', 'G'}: 24, {'X', 'K'}: 20,
 }
 
-func (ibanDetector) Find(dst []Match, s string) []Match {
-	for i := 0; i+4 < len(s); i++ {
-		if !isUpper(s[i]) || !isUpper(s[i+1]) || !isDigit(s[i+2]) || !isDigit(s[i+3]) || !boundaryBefore(s, i) {
+func (d ibanDetector) Find(dst []Match, s string) []Match { return findRuns(d, dst, s) }
+
+func (ibanDetector) findIn(dst []Match, s string, runs []int32) []Match {
+	next := 0
+	for _, r := range runs {
+		i := int(r) - 2
+		if i < next || i+4 >= len(s) || !isUpper(s[i]) || !isUpper(s[i+1]) || !isDigit(s[i+3]) || !boundaryBefore(s, i) {
 			continue
 		}
 		want, ok := ibanLengths[[2]byte{s[i], s[i+1]}]
@@ -51,7 +55,7 @@ func (ibanDetector) Find(dst []Match, s string) []Match {
 			continue
 		}
 		dst = append(dst, Match{Start: i, End: j, Kind: KindIBAN})
-		i = j - 1
+		next = j
 	}
 	return dst
 }

@@ -5,30 +5,43 @@ import (
 	"strings"
 )
 
-// digitRuns calls fn with the start of each run of ASCII digits in s that
-// begins a token (no letter, digit or underscore before it); fn returns
-// where to continue.
-func digitRuns(s string, fn func(i int) int) {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if !isDigit(c) {
-			i++
-			continue
-		}
-		if !boundaryBefore(s, i) {
-			for i < len(s) && isWord(s[i]) {
+// digitRunStarts appends the start of every run of ASCII digits in s.
+func digitRunStarts(dst []int32, s string) []int32 {
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			dst = append(dst, int32(i))
+			for i+1 < len(s) && isDigit(s[i+1]) {
 				i++
 			}
+		}
+	}
+	return dst
+}
+
+// runDetector is a detector that reads the digit runs the Set found once
+// for all of them (Set.Find), rather than scanning the text again.
+type runDetector interface {
+	Detector
+	findIn(dst []Match, s string, runs []int32) []Match
+}
+
+// findRuns is Find for a runDetector on its own.
+func findRuns(d runDetector, dst []Match, s string) []Match {
+	var arr [64]int32
+	return d.findIn(dst, s, digitRunStarts(arr[:0], s))
+}
+
+// digitRuns calls fn with the start of each digit run that begins a token
+// (no letter, digit or underscore before it); fn returns where to
+// continue, and runs before that are skipped.
+func digitRuns(s string, runs []int32, fn func(i int) int) {
+	next := 0
+	for _, r := range runs {
+		i := int(r)
+		if i < next || !boundaryBefore(s, i) {
 			continue
 		}
-		next := fn(i)
-		if next <= i {
-			next = i + 1
-		}
-		for next < len(s) && isDigit(s[next]) {
-			next++
-		}
-		i = next
+		next = fn(i)
 	}
 }
 
@@ -62,10 +75,12 @@ type cardDetector struct{}
 
 func (cardDetector) Kind() Kind { return KindCard }
 
-func (cardDetector) Find(dst []Match, s string) []Match {
+func (d cardDetector) Find(dst []Match, s string) []Match { return findRuns(d, dst, s) }
+
+func (cardDetector) findIn(dst []Match, s string, runs []int32) []Match {
 	var lens, ends [6]int
 	var digits [19]byte
-	digitRuns(s, func(i int) int {
+	digitRuns(s, runs, func(i int) int {
 		n, _ := groups(s, i, " -", lens[:], ends[:])
 		// The longest grouping that forms a valid card number.
 		total := 0
@@ -171,9 +186,11 @@ type ssnDetector struct{}
 
 func (ssnDetector) Kind() Kind { return KindSSN }
 
-func (ssnDetector) Find(dst []Match, s string) []Match {
+func (d ssnDetector) Find(dst []Match, s string) []Match { return findRuns(d, dst, s) }
+
+func (ssnDetector) findIn(dst []Match, s string, runs []int32) []Match {
 	var lens, ends [4]int
-	digitRuns(s, func(i int) int {
+	digitRuns(s, runs, func(i int) int {
 		n, _ := groups(s, i, "- ", lens[:], ends[:])
 		if n != 3 || lens[0] != 3 || lens[1] != 2 || lens[2] != 4 || !boundaryAfter(s, ends[2]) {
 			return ends[0]
@@ -205,9 +222,11 @@ type ipDetector struct{}
 
 func (ipDetector) Kind() Kind { return KindIP }
 
-func (ipDetector) Find(dst []Match, s string) []Match {
+func (d ipDetector) Find(dst []Match, s string) []Match { return findRuns(d, dst, s) }
+
+func (ipDetector) findIn(dst []Match, s string, runs []int32) []Match {
 	base := len(dst)
-	digitRuns(s, func(i int) int {
+	digitRuns(s, runs, func(i int) int {
 		end, ok := ipv4At(s, i)
 		if !ok {
 			return i + 1

@@ -1,14 +1,12 @@
 package redact
 
-import (
-	"github.com/nyaruka/phonenumbers"
-)
+import "unsafe"
 
 // phoneDetector finds telephone numbers: international ones (+ or 00 and a
 // country code) and national ones of the configured regions, written with
 // separators or parentheses as people write them. A candidate must be a
 // valid number for its country by libphonenumber's rules
-// (github.com/nyaruka/phonenumbers). Unseparated national digit strings
+// (github.com/nyaruka/phonenumbers's metadata, phonemeta.go). Unseparated national digit strings
 // are not taken (they are order numbers as often as phone numbers), nor
 // dates (2024-01-15, 15-01-2024).
 type phoneDetector struct {
@@ -31,22 +29,21 @@ func (phoneDetector) Kind() Kind { return KindPhone }
 // phoneMaxDigits bounds a candidate (E.164 allows 15 digits).
 const phoneMaxDigits = 15
 
-func (d phoneDetector) Find(dst []Match, s string) []Match {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if !(isDigit(c) || c == '+' || c == '(') || !boundaryBefore(s, i) || i > 0 && (s[i-1] == '.' || s[i-1] == '-' || s[i-1] == '/' || s[i-1] == '#' || s[i-1] == '+') {
-			i++
+func (d phoneDetector) Find(dst []Match, s string) []Match { return findRuns(d, dst, s) }
+
+func (d phoneDetector) findIn(dst []Match, s string, runs []int32) []Match {
+	next := 0
+	for _, r := range runs {
+		i := int(r)
+		if i > 0 && (s[i-1] == '+' || s[i-1] == '(') {
+			i--
+		}
+		if i < next || !boundaryBefore(s, i) || i > 0 && (s[i-1] == '.' || s[i-1] == '-' || s[i-1] == '/' || s[i-1] == '#' || s[i-1] == '+') {
 			continue
 		}
-		end, ok := d.match(s, i)
-		if ok {
+		if end, ok := d.match(s, i); ok {
 			dst = append(dst, Match{Start: i, End: end, Kind: KindPhone})
-			i = end
-			continue
-		}
-		i++
-		for i < len(s) && isDigit(s[i]) {
-			i++
+			next = end
 		}
 	}
 	return dst
@@ -146,19 +143,27 @@ func ssnShape(s string, i int, lens []int) bool {
 	return len(lens) == 3 && lens[0] == 3 && lens[1] == 2 && lens[2] == 4 && s[i+3] == '-'
 }
 
-// valid parses the candidate in each region (only once when it carries a
-// country code) and reports whether the library finds it valid.
+// valid checks the candidate against the metadata: as an international
+// number when it carries a country code, else as a national number of
+// each region.
 func (d phoneDetector) valid(cand string, intl bool) bool {
-	if intl || len(cand) > 2 && cand[0] == '0' && cand[1] == '0' {
-		num, err := phonenumbers.Parse(cand, "ZZ")
-		if err != nil && !intl {
-			num, err = phonenumbers.Parse("+"+cand[2:], "ZZ")
+	var buf [phoneMaxDigits + 2]byte
+	n := 0
+	for i := 0; i < len(cand) && n < len(buf); i++ {
+		if isDigit(cand[i]) {
+			buf[n] = cand[i]
+			n++
 		}
-		return err == nil && phonenumbers.IsValidNumber(num)
+	}
+	digits := unsafe.String(&buf[0], n)
+	if intl {
+		return validInternational(digits)
+	}
+	if len(digits) > 2 && digits[0] == '0' && digits[1] == '0' {
+		return validInternational(digits[2:])
 	}
 	for _, r := range d.regions {
-		num, err := phonenumbers.Parse(cand, r)
-		if err == nil && phonenumbers.IsValidNumberForRegion(num, r) {
+		if validNational(digits, r) {
 			return true
 		}
 	}

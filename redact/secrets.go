@@ -2,23 +2,27 @@ package redact
 
 import (
 	"encoding/base64"
+	"slices"
 	"strings"
 )
 
 // eachPrefix calls fn with every position of prefix in s that begins a
-// token; fn returns where to continue.
-func eachPrefix(s, prefix string, fn func(i int) int) {
-	for from := 0; from < len(s); {
-		k := strings.Index(s[from:], prefix)
+// token; fn returns where to continue. It searches for the prefix's byte at
+// anchor, chosen rare in prose ("eyJ": the J), so that the search skips
+// through text rather than stopping at every common letter.
+func eachPrefix(s, prefix string, anchor int, fn func(i int) int) {
+	c := prefix[anchor]
+	for from := anchor; from < len(s); {
+		k := strings.IndexByte(s[from:], c)
 		if k < 0 {
 			return
 		}
-		i := from + k
-		from = i + len(prefix)
-		if !boundaryBefore(s, i) {
+		i := from + k - anchor
+		from += k + 1
+		if !strings.HasPrefix(s[i:], prefix) || !boundaryBefore(s, i) {
 			continue
 		}
-		if next := fn(i); next > from {
+		if next := fn(i) + anchor; next > from {
 			from = next
 		}
 	}
@@ -55,18 +59,23 @@ func (awsKeyDetector) Kind() Kind { return KindAWSKey }
 var awsPrefixes = []string{"AKIA", "ASIA", "AIDA", "AROA", "AGPA", "ANPA", "ANVA", "AIPA", "ABIA", "ACCA"}
 
 func (awsKeyDetector) Find(dst []Match, s string) []Match {
-	base := len(dst)
-	for _, p := range awsPrefixes {
-		eachPrefix(s, p, func(i int) int {
-			end := runOf(s, i+4, func(c byte) bool { return isUpper(c) || isDigit(c) })
-			if end-i != 20 || !boundaryAfter(s, end) {
-				return end
-			}
-			dst = append(dst, Match{Start: i, End: end, Kind: KindAWSKey})
-			return end
-		})
+	for from := 0; from+20 <= len(s); {
+		k := strings.IndexByte(s[from:len(s)-19], 'A')
+		if k < 0 {
+			break
+		}
+		i := from + k
+		from = i + 1
+		if !slices.Contains(awsPrefixes, s[i:i+4]) || !boundaryBefore(s, i) {
+			continue
+		}
+		end := runOf(s, i+4, func(c byte) bool { return isUpper(c) || isDigit(c) })
+		if end-i != 20 || !boundaryAfter(s, end) {
+			continue
+		}
+		dst = append(dst, Match{Start: i, End: end, Kind: KindAWSKey})
+		from = end
 	}
-	sortMatches(dst[base:])
 	return dst
 }
 
@@ -78,7 +87,7 @@ type apiKeyDetector struct{}
 func (apiKeyDetector) Kind() Kind { return KindAPIKey }
 
 func (apiKeyDetector) Find(dst []Match, s string) []Match {
-	eachPrefix(s, "sk-", func(i int) int {
+	eachPrefix(s, "sk-", 2, func(i int) int {
 		end := runOf(s, i+3, isKeyByte)
 		if end-i-3 < 20 || !mixed(s[i+3:end]) {
 			return end
@@ -96,28 +105,35 @@ type githubDetector struct{}
 func (githubDetector) Kind() Kind { return KindGitHub }
 
 func (githubDetector) Find(dst []Match, s string) []Match {
-	eachPrefix(s, "gh", func(i int) int {
-		if i+4 > len(s) || s[i+3] != '_' || strings.IndexByte("pousr", s[i+2]) < 0 {
-			return i + 2
+	for from := 0; from < len(s); {
+		k := strings.IndexByte(s[from:], '_')
+		if k < 0 {
+			break
 		}
-		end := runOf(s, i+4, isAlnum)
-		if end-i-4 < 36 || !boundaryAfter(s, end) {
-			return end
+		u := from + k
+		from = u + 1
+		var i, end int
+		switch {
+		case u >= 3 && s[u-3] == 'g' && s[u-2] == 'h' && strings.IndexByte("pousr", s[u-1]) >= 0:
+			i = u - 3
+			end = runOf(s, u+1, isAlnum)
+			if end-u-1 < 36 || !boundaryAfter(s, end) {
+				continue
+			}
+		case u >= 6 && strings.HasPrefix(s[u-6:], "github_pat_"):
+			i = u - 6
+			end = runOf(s, i+11, func(c byte) bool { return isAlnum(c) || c == '_' })
+			if end-i-11 < 22 {
+				continue
+			}
+		default:
+			continue
+		}
+		if !boundaryBefore(s, i) {
+			continue
 		}
 		dst = append(dst, Match{Start: i, End: end, Kind: KindGitHub})
-		return end
-	})
-	base := len(dst)
-	eachPrefix(s, "github_pat_", func(i int) int {
-		end := runOf(s, i+11, func(c byte) bool { return isAlnum(c) || c == '_' })
-		if end-i-11 < 22 {
-			return end
-		}
-		dst = append(dst, Match{Start: i, End: end, Kind: KindGitHub})
-		return end
-	})
-	if len(dst) > base {
-		sortMatches(dst)
+		from = end
 	}
 	return dst
 }
@@ -130,7 +146,7 @@ func (slackDetector) Kind() Kind { return KindSlack }
 
 func (slackDetector) Find(dst []Match, s string) []Match {
 	base := len(dst)
-	eachPrefix(s, "xox", func(i int) int {
+	eachPrefix(s, "xox", 0, func(i int) int {
 		if i+5 > len(s) || s[i+4] != '-' || strings.IndexByte("bpaosr", s[i+3]) < 0 {
 			return i + 3
 		}
@@ -141,7 +157,7 @@ func (slackDetector) Find(dst []Match, s string) []Match {
 		dst = append(dst, Match{Start: i, End: end, Kind: KindSlack})
 		return end
 	})
-	eachPrefix(s, "xapp-", func(i int) int {
+	eachPrefix(s, "xapp-", 4, func(i int) int {
 		end := runOf(s, i+5, func(c byte) bool { return isAlnum(c) || c == '-' })
 		if end-i-5 < 10 || !mixed(s[i+5:end]) {
 			return end
@@ -160,7 +176,7 @@ type jwtDetector struct{}
 func (jwtDetector) Kind() Kind { return KindJWT }
 
 func (jwtDetector) Find(dst []Match, s string) []Match {
-	eachPrefix(s, "eyJ", func(i int) int {
+	eachPrefix(s, "eyJ", 2, func(i int) int {
 		h := runOf(s, i, isB64URL)
 		if h >= len(s) || s[h] != '.' || h-i < 10 {
 			return h

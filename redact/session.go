@@ -148,21 +148,35 @@ func (s *Session) chat(root gjson.Result) error {
 	i := -1
 	root.Get("messages").ForEach(func(_, m gjson.Result) bool {
 		i++
+		// One pass over the message's members: its content may be long.
+		var role, content, toolCalls, functionArgs gjson.Result
+		m.ForEach(func(k, v gjson.Result) bool {
+			switch k.Str {
+			case "role":
+				role = v
+			case "content":
+				content = v
+			case "tool_calls":
+				toolCalls = v
+			case "function_call":
+				functionArgs = v.Get("arguments")
+			}
+			return true
+		})
 		scope := ScopeMessages
-		switch m.Get("role").Str {
+		switch role.Str {
 		case "system", "developer":
 			scope = ScopeSystem
 		case "tool", "function":
 			scope = ScopeToolResults
 		}
 		if s.p.scope&scope != 0 {
-			c := m.Get("content")
 			switch {
-			case c.Type == gjson.String:
-				err = s.field(c, field{msg: i, part: -1, name: "content"})
-			case c.IsArray():
+			case content.Type == gjson.String:
+				err = s.field(content, field{msg: i, part: -1, name: "content"})
+			case content.IsArray():
 				j := -1
-				c.ForEach(func(_, part gjson.Result) bool {
+				content.ForEach(func(_, part gjson.Result) bool {
 					j++
 					if t := part.Get("text"); t.Type == gjson.String {
 						err = s.field(t, field{msg: i, part: j})
@@ -176,15 +190,15 @@ func (s *Session) chat(root gjson.Result) error {
 		}
 		if s.p.scope&ScopeToolArguments != 0 {
 			j := -1
-			m.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+			toolCalls.ForEach(func(_, tc gjson.Result) bool {
 				j++
 				if a := tc.Get("function.arguments"); a.Type == gjson.String {
 					err = s.field(a, field{msg: i, part: -1, name: "tool_calls[" + strconv.Itoa(j) + "].function.arguments"})
 				}
 				return err == nil
 			})
-			if a := m.Get("function_call.arguments"); err == nil && a.Type == gjson.String {
-				err = s.field(a, field{msg: i, part: -1, name: "function_call.arguments"})
+			if err == nil && functionArgs.Type == gjson.String {
+				err = s.field(functionArgs, field{msg: i, part: -1, name: "function_call.arguments"})
 			}
 		}
 		return err == nil
@@ -221,6 +235,13 @@ func (s *Session) field(r gjson.Result, f field) error {
 	s.matches = s.p.set.Find(s.matches[:0], text)
 	if len(s.matches) == 0 {
 		return nil
+	}
+	if cap(s.text) < len(text)+64 {
+		// Room for the text and its replacements in one allocation.
+		s.text = make([]byte, 0, len(text)+len(text)/8+64)
+	}
+	if need := len(s.arena) + len(text) + len(text)/8 + 64; cap(s.arena) < need {
+		s.arena = append(make([]byte, 0, need+cap(s.arena)), s.arena...)
 	}
 	s.text = s.text[:0]
 	last, changed := 0, false

@@ -118,3 +118,7 @@ func knownRegion(region string) bool {
 	_, ok := phoneMeta.byID[region]
 	return ok
 }
+
+// KnownPhoneRegion reports whether the phone number metadata has region
+// (an ISO 3166 code such as "US"), for checking a configuration.
+func KnownPhoneRegion(region string) bool { return knownRegion(region) }

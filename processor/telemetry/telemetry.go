@@ -39,6 +39,8 @@ type Metrics struct {
 
 	pricing pricingInstruments // spend and unknown prices (pricing.go)
 	routing routingInstruments // deployment choice (routing.go)
+
+	redaction redactionInstruments // values found and requests blocked (redaction.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -132,6 +134,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.redaction.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

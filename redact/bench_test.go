@@ -31,11 +31,13 @@ func benchRequest(b *testing.B, n int) {
 	p := allReversible(b)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	start := cpuTime()
 	for b.Loop() {
 		if _, err := p.NewSession("t").Request(body, InputChat); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, start)
 }
 
 // BenchmarkRequest4KB and BenchmarkRequest100KB redact a prompt with every
@@ -50,9 +52,11 @@ func BenchmarkDetectorsClean4KB(b *testing.B) {
 	var ms []Match
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
+	start := cpuTime()
 	for b.Loop() {
 		ms = p.Detectors().Find(ms[:0], text)
 	}
+	reportCPU(b, start)
 }
 
 // BenchmarkRestoreChunk is the restorer on a stream chunk with no
@@ -63,9 +67,11 @@ func BenchmarkRestoreChunk(b *testing.B) {
 	dst := make([]byte, 0, 1024)
 	b.SetBytes(int64(len(chunk)))
 	b.ReportAllocs()
+	start := cpuTime()
 	for b.Loop() {
 		_ = s.Restore(dst, chunk, false)
 	}
+	reportCPU(b, start)
 }
 
 // BenchmarkRestoreChunkPlaceholder is a chunk that completes a
@@ -76,7 +82,9 @@ func BenchmarkRestoreChunkPlaceholder(b *testing.B) {
 	dst := make([]byte, 0, 1024)
 	b.SetBytes(int64(len(chunk)))
 	b.ReportAllocs()
+	start := cpuTime()
 	for b.Loop() {
 		dst = s.Restore(dst[:0], chunk, false)
 	}
+	reportCPU(b, start)
 }

@@ -1,6 +1,9 @@
 package redact
 
-import "unsafe"
+import (
+	"strings"
+	"unsafe"
+)
 
 // phoneDetector finds telephone numbers: international ones (+ or 00 and a
 // country code) and national ones of the configured regions, written with
@@ -96,6 +99,10 @@ func (d phoneDetector) match(s string, i int) (int, bool) {
 		return 0, false
 	}
 	if !intl && (dateShape(lens[:n]) || ssnShape(s, i, lens[:n])) {
+		return 0, false
+	}
+	if !intl && digits < 10 && strings.IndexByte(s[i:ends[n-1]], '.') >= 0 {
+		// Short dotted numbers are versions and dates ("01.02.03.04").
 		return 0, false
 	}
 	// The longest prefix, at a group boundary, that is a valid number.

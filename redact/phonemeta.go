@@ -12,9 +12,9 @@ import (
 // github.com/nyaruka/phonenumbers: each region's country calling code,
 // national (trunk) prefix, possible lengths and general national number
 // pattern. The library's own Parse and IsValidNumber run every number-type
-// pattern of every region sharing a calling code and cost about 140 µs per
-// number (docs/performance.md); matching the general pattern of the
-// number's region costs about a microsecond and rejects the same
+// pattern of every region sharing a calling code and cost 17–32 µs of CPU
+// per number (docs/performance.md); matching the general pattern of the
+// number's region costs about 0.1 µs and rejects the same
 // look-alikes (wrong length, unused area codes and prefixes). What it lets
 // through that the full check would not: numbers in a range of the right
 // shape that is not assigned to any type.

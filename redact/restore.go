@@ -310,18 +310,7 @@ func (s *Session) insertPending(o gjson.Result, choice int) {
 		if len(s.arena) > from {
 			s.arena = append(s.arena, ',')
 		}
-		if p.field == toolField {
-			s.arena = append(s.arena, `"tool_calls":[{"index":`...)
-			s.arena = strconv.AppendInt(s.arena, int64(p.tool), 10)
-			s.arena = append(s.arena, `,"function":{"arguments":`...)
-			s.arena = jsonenc.AppendString(s.arena, string(p.text))
-			s.arena = append(s.arena, "}}]"...)
-		} else {
-			s.arena = append(s.arena, '"')
-			s.arena = append(s.arena, textFields[p.field]...)
-			s.arena = append(s.arena, `":`...)
-			s.arena = jsonenc.AppendString(s.arena, string(p.text))
-		}
+		s.arena = appendPending(s.arena, p)
 		p.text = p.text[:0]
 	}
 	if len(s.arena) == from {
@@ -345,22 +334,26 @@ func (s *Session) flushAll(dst []byte) []byte {
 		dst = append(dst, `data: {"object":"chat.completion.chunk","choices":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(p.choice), 10)
 		dst = append(dst, `,"delta":{`...)
-		if p.field == toolField {
-			dst = append(dst, `"tool_calls":[{"index":`...)
-			dst = strconv.AppendInt(dst, int64(p.tool), 10)
-			dst = append(dst, `,"function":{"arguments":`...)
-			dst = jsonenc.AppendString(dst, string(p.text))
-			dst = append(dst, "}}]"...)
-		} else {
-			dst = append(dst, '"')
-			dst = append(dst, textFields[p.field]...)
-			dst = append(dst, `":`...)
-			dst = jsonenc.AppendString(dst, string(p.text))
-		}
+		dst = appendPending(dst, p)
 		dst = append(dst, "},\"finish_reason\":null}]}\n\n"...)
 		p.text = p.text[:0]
 	}
 	return dst
+}
+
+// appendPending appends a held tail as the delta member it belongs to.
+func appendPending(dst []byte, p *pendingText) []byte {
+	if p.field == toolField {
+		dst = append(dst, `"tool_calls":[{"index":`...)
+		dst = strconv.AppendInt(dst, int64(p.tool), 10)
+		dst = append(dst, `,"function":{"arguments":`...)
+		dst = jsonenc.AppendString(dst, string(p.text))
+		return append(dst, "}}]"...)
+	}
+	dst = append(dst, '"')
+	dst = append(dst, textFields[p.field]...)
+	dst = append(dst, `":`...)
+	return jsonenc.AppendString(dst, string(p.text))
 }
 
 // maskResponse masks the policy's kinds in response text (placeholders

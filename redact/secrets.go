@@ -146,25 +146,21 @@ func (slackDetector) Kind() Kind { return KindSlack }
 
 func (slackDetector) Find(dst []Match, s string) []Match {
 	base := len(dst)
+	// token reads the part after a five-byte prefix at i.
+	token := func(i int) int {
+		end := runOf(s, i+5, func(c byte) bool { return isAlnum(c) || c == '-' })
+		if end-i-5 >= 10 && mixed(s[i+5:end]) {
+			dst = append(dst, Match{Start: i, End: end, Kind: KindSlack})
+		}
+		return end
+	}
 	eachPrefix(s, "xox", 0, func(i int) int {
 		if i+5 > len(s) || s[i+4] != '-' || strings.IndexByte("bpaosr", s[i+3]) < 0 {
 			return i + 3
 		}
-		end := runOf(s, i+5, func(c byte) bool { return isAlnum(c) || c == '-' })
-		if end-i-5 < 10 || !mixed(s[i+5:end]) {
-			return end
-		}
-		dst = append(dst, Match{Start: i, End: end, Kind: KindSlack})
-		return end
+		return token(i)
 	})
-	eachPrefix(s, "xapp-", 4, func(i int) int {
-		end := runOf(s, i+5, func(c byte) bool { return isAlnum(c) || c == '-' })
-		if end-i-5 < 10 || !mixed(s[i+5:end]) {
-			return end
-		}
-		dst = append(dst, Match{Start: i, End: end, Kind: KindSlack})
-		return end
-	})
+	eachPrefix(s, "xapp-", 4, token)
 	sortMatches(dst[base:])
 	return dst
 }

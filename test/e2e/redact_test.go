@@ -125,3 +125,30 @@ func TestRedaction(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactionFailover: when the first deployment fails before the first
+// byte, llmux's own call to the fallback (through the egress listener)
+// carries the redacted body too.
+func TestRedactionFailover(t *testing.T) {
+	r, second := startFailoverRigOpts(t, failoverOpts{edit: func(cfg string) string {
+		return cfg + "redaction:\n  policies:\n  - {name: pii, actions: {email: reversible}}\n  default: pii\n"
+	}})
+	r.fake.Enqueue(failedPlan(503))
+	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("write to " + redactMail)}})
+	if err != nil {
+		t.Fatalf("%v\nllmux log:\n%s", err, r.llmuxLog)
+	}
+	if got := resp.Choices[0].Message.Content; !strings.Contains(got, "answer from the second deployment") {
+		t.Errorf("content %q", got)
+	}
+	for name, f := range map[string]*fakeprovider.Server{"first": r.fake, "second": second} {
+		reqs := f.Requests()
+		if len(reqs) != 1 {
+			t.Fatalf("%s deployment: %d requests, want 1", name, len(reqs))
+		}
+		if b := string(reqs[0].Body); strings.Contains(b, redactMail) || !strings.Contains(b, "write to <EMAIL_1>") {
+			t.Errorf("%s deployment received %s", name, b)
+		}
+	}
+}

@@ -208,17 +208,30 @@ func (s *Session) text1(r gjson.Result, choice, f, tool int, done bool) {
 	text = append(text, r.Str...)
 	s.text = text
 	t := unsafe.String(unsafe.SliceData(text), len(text))
-	if s.p.responses {
-		t = s.maskResponse(t)
-	}
 	from := len(s.arena)
-	out, hold := s.restoreText(s.arena, t, done)
-	if len(held) == 0 && hold == 0 && string(out[from:]) == r.Str {
+	var (
+		out  []byte
+		hold int
+		tail string
+	)
+	if s.p.responses {
+		// Mask what is complete: a value may continue in the next delta,
+		// so the last word (and digit groups before it) waits for it.
+		if !done {
+			h := maskHold(t)
+			t, tail = t[:len(t)-h], t[len(t)-h:]
+		}
+		out, _ = s.restoreText(s.arena, s.maskResponse(t), true)
+	} else {
+		out, hold = s.restoreText(s.arena, t, done)
+		tail = t[len(t)-hold:]
+	}
+	if len(held) == 0 && tail == "" && string(out[from:]) == r.Str {
 		s.arena = out[:from]
 		return
 	}
-	if hold > 0 {
-		s.setPending(choice, f, tool, t[len(t)-hold:])
+	if tail != "" {
+		s.setPending(choice, f, tool, tail)
 	}
 	// Encode the restored text in place of the raw string.
 	plain := string(out[from:]) // a copy: the arena is appended to next
@@ -310,6 +323,7 @@ func (s *Session) insertPending(o gjson.Result, choice int) {
 		if len(s.arena) > from {
 			s.arena = append(s.arena, ',')
 		}
+		s.finishTail(p)
 		s.arena = appendPending(s.arena, p)
 		p.text = p.text[:0]
 	}
@@ -334,11 +348,22 @@ func (s *Session) flushAll(dst []byte) []byte {
 		dst = append(dst, `data: {"object":"chat.completion.chunk","choices":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(p.choice), 10)
 		dst = append(dst, `,"delta":{`...)
+		s.finishTail(p)
 		dst = appendPending(dst, p)
 		dst = append(dst, "},\"finish_reason\":null}]}\n\n"...)
 		p.text = p.text[:0]
 	}
 	return dst
+}
+
+// finishTail makes a held tail final: masked when the policy masks
+// responses, and restored (a placeholder prefix stays as it is).
+func (s *Session) finishTail(p *pendingText) {
+	t := string(p.text)
+	if s.p.responses {
+		t = s.maskResponse(t)
+	}
+	p.text, _ = s.restoreText(p.text[:0], t, true)
 }
 
 // appendPending appends a held tail as the delta member it belongs to.
@@ -354,6 +379,41 @@ func appendPending(dst []byte, p *pendingText) []byte {
 	dst = append(dst, textFields[p.field]...)
 	dst = append(dst, `":`...)
 	return jsonenc.AppendString(dst, string(p.text))
+}
+
+// maxMaskHold bounds the tail held back for response masking.
+const maxMaskHold = 256
+
+// maskHold returns how much of t's end may still be part of a value the
+// next delta completes: the last word and, when it is a digit group (or
+// empty), the digit groups before it (a phone or card number written with
+// spaces); nothing past maxMaskHold.
+func maskHold(t string) int {
+	i := len(t)
+	for i > 0 && !isSpace(t[i-1]) {
+		i--
+	}
+	numeric := true // the last word could be a digit group
+	for k := i; k < len(t); k++ {
+		numeric = numeric && isNumberByte(t[k])
+	}
+	for numeric && i > 1 && t[i-1] == ' ' && isNumberByte(t[i-2]) {
+		j := i - 1
+		for j > 0 && isNumberByte(t[j-1]) {
+			j--
+		}
+		i = j
+	}
+	if len(t)-i > maxMaskHold {
+		return 0
+	}
+	return len(t) - i
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
+
+func isNumberByte(c byte) bool {
+	return isDigit(c) || c == '+' || c == '(' || c == ')' || c == '-' || c == '.'
 }
 
 // maskResponse masks the policy's kinds in response text (placeholders

@@ -207,3 +207,24 @@ func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 func jsonRoundTrip(s string) string {
 	return gjson.Parse(string(jsonenc.AppendString(nil, s))).Str
 }
+
+// TestRestoreResponseMaskingAcrossDeltas: a value the model spreads over
+// deltas is masked whole; the held tail is the last word only.
+func TestRestoreResponseMaskingAcrossDeltas(t *testing.T) {
+	p := mustPolicy(t, PolicyOptions{Actions: map[Kind]Action{KindEmail: ActionMask, KindPhone: ActionMask}, Responses: true})
+	s := p.NewSession("t")
+	s.StartResponse("text/event-stream")
+	var out []byte
+	for _, d := range []string{"write to x@exa", "mple.com or call +1 415 ", "555 2671 today"} {
+		out = append(out, s.Restore(nil, []byte(sseChunk(d)), false)...)
+	}
+	first, _ := contentOf(t, string(out))
+	out = append(out, s.Restore(nil, []byte(sseFinish+sseDone), true)...)
+	got, _ := contentOf(t, string(out))
+	if got != "write to [EMAIL] or call [PHONE] today" {
+		t.Errorf("content %q", got)
+	}
+	if first != "write to [EMAIL] or call [PHONE] " {
+		t.Errorf("sent before the finish: %q", first)
+	}
+}

@@ -63,8 +63,10 @@ func (s *Session) Restore(dst, src []byte, final bool) []byte {
 			return dst[:0]
 		}
 		if len(s.carry) > 0 {
-			s.carry = append(s.carry, src...)
-			src = s.carry
+			// The whole body; the carry starts over for another
+			// response (a fallback's) once this one is sent.
+			src = append(s.carry, src...)
+			s.carry = src[:0]
 		}
 		if !s.p.responses && !s.mayHold(src) {
 			return src

@@ -152,3 +152,45 @@ func TestRedactionFailover(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactionOwnedMode: on a route in owned mode llmux calls the provider
+// itself; the provider still receives placeholders only, and the client
+// the originals, streamed and not.
+func TestRedactionOwnedMode(t *testing.T) {
+	rigEgress = true
+	t.Cleanup(func() { rigEgress = false })
+	r := startRigWith(t, configTemplate+"redaction:\n  policies:\n  - {name: pii, actions: {email: reversible}}\n  default: pii\n", nil)
+	ctx := context.Background()
+	params := openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("write to " + redactMail)}}
+	resp, err := r.client.Chat.Completions.New(ctx, params, withHost(ownedHost))
+	if err != nil {
+		t.Fatalf("%v\nllmux log:\n%s", err, r.llmuxLog)
+	}
+	if got := resp.Choices[0].Message.Content; !strings.HasSuffix(got, "write to "+redactMail) {
+		t.Errorf("reply %q", got)
+	}
+	st := r.client.Chat.Completions.NewStreaming(ctx, params, withHost(ownedHost))
+	var content strings.Builder
+	for st.Next() {
+		for _, c := range st.Current().Choices {
+			content.WriteString(c.Delta.Content)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if got := content.String(); !strings.HasSuffix(got, "write to "+redactMail) {
+		t.Errorf("streamed reply %q", got)
+	}
+	reqs := r.fake.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d provider requests, want 2", len(reqs))
+	}
+	for _, rec := range reqs {
+		if b := string(rec.Body); strings.Contains(b, redactMail) || !strings.Contains(b, "<EMAIL_1>") {
+			t.Errorf("the provider received %s", b)
+		}
+	}
+	r.waitNoStreams()
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmux/llmux/test/fakeprovider"
 )
@@ -74,17 +75,7 @@ func TestRedaction(t *testing.T) {
 			}
 		})
 		t.Run(group+"/stream", func(t *testing.T) {
-			st := r.client.Chat.Completions.NewStreaming(ctx, params)
-			var content strings.Builder
-			for st.Next() {
-				for _, c := range st.Current().Choices {
-					content.WriteString(c.Delta.Content)
-				}
-			}
-			if err := st.Err(); err != nil {
-				t.Fatal(err)
-			}
-			if got := content.String(); !strings.HasSuffix(got, ": "+want) {
+			if got := streamedContent(t, r, params); !strings.HasSuffix(got, ": "+want) {
 				t.Errorf("streamed reply %q, want it to end with %q", got, want)
 			}
 		})
@@ -169,18 +160,7 @@ func TestRedactionOwnedMode(t *testing.T) {
 	if got := resp.Choices[0].Message.Content; !strings.HasSuffix(got, "write to "+redactMail) {
 		t.Errorf("reply %q", got)
 	}
-	st := r.client.Chat.Completions.NewStreaming(ctx, params, withHost(ownedHost))
-	var content strings.Builder
-	for st.Next() {
-		for _, c := range st.Current().Choices {
-			content.WriteString(c.Delta.Content)
-		}
-	}
-	if err := st.Err(); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	if got := content.String(); !strings.HasSuffix(got, "write to "+redactMail) {
+	if got := streamedContent(t, r, params, withHost(ownedHost)); !strings.HasSuffix(got, "write to "+redactMail) {
 		t.Errorf("streamed reply %q", got)
 	}
 	reqs := r.fake.Requests()
@@ -193,4 +173,21 @@ func TestRedactionOwnedMode(t *testing.T) {
 		}
 	}
 	r.waitNoStreams()
+}
+
+// streamedContent streams one chat completion and returns its text.
+func streamedContent(t *testing.T, r *rig, params openai.ChatCompletionNewParams, opts ...option.RequestOption) string {
+	t.Helper()
+	st := r.client.Chat.Completions.NewStreaming(context.Background(), params, opts...)
+	defer st.Close()
+	var content strings.Builder
+	for st.Next() {
+		for _, c := range st.Current().Choices {
+			content.WriteString(c.Delta.Content)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatalf("stream: %v\nllmux log:\n%s", err, r.llmuxLog)
+	}
+	return content.String()
 }

@@ -77,7 +77,8 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
 		h.costMetadata(&v)
-		h.failoverMetadata(&v) // failover.go
+		h.failoverMetadata(&v)  // failover.go
+		h.redactionMetadata(&v) // redaction.go
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }

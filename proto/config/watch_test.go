@@ -371,6 +371,7 @@ func TestEveryFileFieldIsWatched(t *testing.T) {
 	cases := map[string]string{
 		"auth.keys[].key_file":                 "auth: {keys: [{name: k, tenant: t, key_file: %s}]}\n" + fmt.Sprintf(watchCfg, "m"),
 		"providers[].credentials.api_key_file": strings.Replace(fmt.Sprintf(watchCfg, "m"), "cluster: c}", "cluster: c, credentials: {api_key_file: %s}}", 1),
+		"redaction.hash_key_file":              "redaction: {hash_key_file: %s, policies: [{name: p, actions: {email: hash}}], default: p}\n" + fmt.Sprintf(watchCfg, "m"),
 	}
 	var fields []string
 	fileFields(reflect.TypeFor[File](), "", &fields)

@@ -59,7 +59,8 @@ var MetadataKeys = []string{
 	"routing_strategy", "routing_reason", // routing (processor/routing.go)
 	"cost_usd", "cost_known", // pricing concern (docs/pricing.md)
 	"attempts", "failed_deployment", "failover_cause", // failover (processor/failover.go)
-	"requested_model_group", // a fallback group served (processor/failover.go)
+	"requested_model_group",                          // a fallback group served (processor/failover.go)
+	"redaction_policy", "redacted", "redacted_kinds", // redaction (processor/redaction.go)
 }
 
 // Problem is one rule a configuration breaks, at a field path such as

@@ -94,6 +94,8 @@ type handler struct {
 
 	pc  *extprocv3.ProtocolConfiguration // Envoy's processing modes, from the first message
 	own ownedState                       // owned mode: llmux answers and calls the provider itself (owned.go)
+
+	red redactState // redaction concern (redaction.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

@@ -90,7 +90,8 @@ func (h *handler) buildMetadata(final bool) *mdShell {
 			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
 		h.costMetadata(&v)
-		h.failoverMetadata(&v) // failover.go
+		h.failoverMetadata(&v)  // failover.go
+		h.redactionMetadata(&v) // redaction.go
 	}
 	return v.build(h.cfg.Server().MetadataNamespace)
 }

@@ -54,6 +54,9 @@ type routePolicy struct {
 	routing *config.RouteOverride // "routing": strategy and options over the group's
 
 	mode routeMode // "mode": splice (default) or owned (owned.go)
+
+	// Redaction concern (redaction.go).
+	redaction string // "redaction_policy": the policy's name, "" for the configuration's choice
 }
 
 // allows reports whether the route may use model group name.

@@ -40,6 +40,8 @@ type Metrics struct {
 	pricing  pricingInstruments  // spend and unknown prices (pricing.go)
 	routing  routingInstruments  // deployment choice (routing.go)
 	failover failoverInstruments // fallback tries (failover.go)
+
+	redaction redactionInstruments // values found and requests blocked (redaction.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -136,6 +138,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.failover.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.redaction.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

@@ -253,6 +253,12 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 		if e := h.dec.Result().Err; e != nil && h.errCode == "" {
 			h.errCode = string(e.Code)
 		}
+		if h.dec.Result().Completed {
+			// The terminal event carried the usage: price now, so that
+			// an access log written on the client's early close has the
+			// cost too.
+			h.priceRequest()
+		}
 		h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	}
 	return h.send(h.chunk.msg)

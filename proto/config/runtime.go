@@ -87,6 +87,7 @@ type Runtime struct {
 	loadedAt  time.Time
 	version   string
 	prices    *pricing.Table // pricing concern
+	limits    *LimitSet      // limits concern (schema_limits.go)
 }
 
 // Server returns the server settings with defaults applied.
@@ -151,6 +152,7 @@ type redactedFile struct {
 	Deployments []DeploymentSpec   `json:"deployments"`
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
 	Pricing     redactedPricing    `json:"pricing"`
+	Limits      Limits             `json:"limits,omitzero"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -165,6 +167,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Deployments: make([]DeploymentSpec, len(r.file.Deployments)),
 		ModelGroups: r.file.ModelGroups,
 		Pricing:     r.redactedPricing(),
+		Limits:      r.limits.Spec,
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

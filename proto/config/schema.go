@@ -23,6 +23,9 @@ type File struct {
 	// Pricing says where prices come from (pricing concern,
 	// schema_pricing.go).
 	Pricing Pricing `yaml:"pricing" json:"pricing"`
+
+	// Limits are the limits and budgets (schema_limits.go).
+	Limits Limits `yaml:"limits" json:"limits,omitzero"`
 }
 
 // Server holds process-wide settings. Zero values take the defaults.

@@ -33,6 +33,7 @@ func (h *handler) complete() {
 	h.recorded = true
 	h.stopWatchdog()
 	h.priceRequest()
+	h.settleLimits() // limits.go: with the real usage and cost
 	now := h.s.opts.Now()
 	r := telemetry.Request{
 		Endpoint:               h.ep.String(),

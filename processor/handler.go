@@ -87,6 +87,8 @@ type handler struct {
 	cost requestCost // pricing concern (cost.go)
 
 	fo failoverState // failover before the first byte (failover.go)
+
+	lim limitState // limits and budgets (limits.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

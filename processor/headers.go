@@ -119,7 +119,7 @@ func (h *handler) appendIDHeaders(dst []*corev3.HeaderValueOption) []*corev3.Hea
 	if h.upstreamID != "" {
 		dst = append(dst, header(upstreamIDHeader, h.upstreamID))
 	}
-	return dst
+	return h.appendLimitHeaders(dst) // limits.go
 }
 
 // validUpstreamID accepts a provider's request id: at most 128 bytes of

@@ -78,6 +78,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		}
 		h.costMetadata(&v)
 		h.failoverMetadata(&v) // failover.go
+		h.limitsMetadata(&v)   // limits.go
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }
@@ -87,7 +88,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 22
+	mdFields        = 28
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values

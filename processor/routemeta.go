@@ -52,6 +52,9 @@ type routePolicy struct {
 	name    string                // "route": a label for logs
 	groups  map[string]struct{}   // "model_groups": the groups the route may use; nil: all
 	routing *config.RouteOverride // "routing": strategy and options over the group's
+
+	// Limits concern (limits.go).
+	limits []string // "limits": route-scope policy names
 }
 
 // allows reports whether the route may use model group name.

@@ -39,6 +39,8 @@ type Metrics struct {
 
 	pricing pricingInstruments // spend and unknown prices (pricing.go)
 	routing routingInstruments // deployment choice (routing.go)
+
+	ratelimit ratelimitInstruments // limits and budgets (ratelimit.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -129,6 +131,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, fmt.Errorf("telemetry: buffer rejected: %w", err)
 	}
 	if err = x.pricing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.ratelimit.init(m); err != nil {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {

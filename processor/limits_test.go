@@ -139,7 +139,7 @@ limits:
 	st, code := immediate(t, r)
 	ir := r.GetImmediateResponse()
 	if st != 429 || code != "rate_limit_exceeded" || setHeader(ir.GetHeaders(), "retry-after") == "" ||
-		setHeader(ir.GetHeaders(), "x-ratelimit-remaining-requests") != "" && setHeader(ir.GetHeaders(), "x-ratelimit-limit-requests") == "" {
+		setHeader(ir.GetHeaders(), "x-ratelimit-remaining-requests") != "0" || setHeader(ir.GetHeaders(), "x-ratelimit-limit-requests") != "2" {
 		t.Fatalf("%d %s %v", st, code, ir.GetHeaders())
 	}
 	if !strings.Contains(string(ir.GetBody()), "policy per-key") {

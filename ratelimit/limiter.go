@@ -265,6 +265,14 @@ func (l *Limiter) Reserve(ctx context.Context, req *Request, r *Reservation) Dec
 	if !o.ok {
 		c := p.checks[o.fail]
 		d.Denied = Denial{Claim: p.claims[c.claim], Limit: c.limit, RetryAfter: time.Duration(o.retry) * time.Millisecond}
+		// The headers of a denial show the limit that denied, spent.
+		st := Status{Policy: c.claimName(p), Limit: c.limit, Max: c.max, Reset: d.Denied.RetryAfter}
+		switch c.limit.Kind {
+		case Requests:
+			d.Requests = st
+		case Tokens, InputTokens, OutputTokens:
+			d.Tokens = st
+		}
 		return d
 	}
 	d.Allowed = true

@@ -33,6 +33,9 @@ type outcome struct {
 	reset  []int64 // ms until remaining next grows; -1 for checks not applied
 }
 
+// claimName is the name of the policy c belongs to.
+func (c *check) claimName(p *plan) string { return p.claims[c.claim].Policy.Name }
+
 // keyFor is a limit's counter key: prefix:{tag}:policy:subject:kind[:window].
 // Every key carries the same hash tag, so that a request's keys live in
 // one Redis Cluster slot.

@@ -44,6 +44,11 @@ type Limits struct {
 type RedisSpec struct {
 	// Addresses are host:port pairs.
 	Addresses []string `yaml:"addresses" json:"addresses,omitempty"`
+	// AddressesEnv names an environment variable holding comma-separated
+	// addresses, used when it is set and not empty (it then replaces
+	// Addresses); unset or empty, Addresses apply (none: limits in
+	// memory). `make run` sets it when it starts a local redis-server.
+	AddressesEnv string `yaml:"addresses_env" json:"addresses_env,omitempty"`
 	// MasterName is the Sentinel master name (Sentinel only).
 	MasterName string `yaml:"master_name" json:"master_name,omitempty"`
 	// Username is the ACL user, if any.
@@ -182,6 +187,16 @@ func validateLimits(c *errs, f *File, rt *Runtime, opts LoadOptions, deployments
 	const p = "limits"
 	set := &LimitSet{byName: map[string]*ratelimit.Policy{}, scope: map[string]*scopeIndex{}}
 	rt.limits = set
+	if name := l.Redis.AddressesEnv; name != "" {
+		if !envName.MatchString(name) {
+			c.add(p+".redis.addresses_env", "not a valid environment variable name")
+		} else if v, ok := opts.Getenv(name); ok && strings.TrimSpace(v) != "" {
+			l.Redis.Addresses = nil
+			for _, a := range strings.Split(v, ",") {
+				l.Redis.Addresses = append(l.Redis.Addresses, strings.TrimSpace(a))
+			}
+		}
+	}
 	for i, a := range l.Redis.Addresses {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			c.add(fmt.Sprintf("%s.redis.addresses[%d]", p, i), "%q: want host:port", a)

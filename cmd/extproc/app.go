@@ -361,8 +361,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 
 // state is what readiness depends on.
 type state struct {
-	serving  atomic.Bool // the gRPC server is up
-	draining atomic.Bool // shutting down
+	serving  atomic.Bool   // the gRPC server is up
+	draining atomic.Bool   // shutting down
 	limits   func() string // the limiter's mode (memory, redis, fallback), for /readyz
 }
 

@@ -123,7 +123,10 @@ func (h *handler) reserveLimits(g *config.Group, body []byte, dep *config.Deploy
 	if len(st.claims) == 0 && len(st.alts) == 0 {
 		return dep, nil
 	}
-	in := pricing.EstimateInputTokens(h.ep.op(), body)
+	in := h.rs.inputTokens // routing's estimate, when the cost strategy made one
+	if in < 0 {
+		in = pricing.EstimateInputTokens(h.ep.op(), body)
+	}
 	out := int64(0)
 	if h.ep.op() == translate.OpChat {
 		if out = maxOutputTokens(body); out <= 0 {

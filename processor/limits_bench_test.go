@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -28,25 +27,7 @@ limits:
 		"redis":  ratelimit.New(ratelimit.Options{Redis: srv.Client(b), Timeout: time.Second}),
 	} {
 		b.Run(name, func(b *testing.B) {
-			s := New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger(), Limiter: lim})
-			client := benchConn(b, s)
-			hdr := post("/v1/chat/completions", bearer()...)
-			body := reqBody(benchChatBody)
-			b.ReportAllocs()
-			for b.Loop() {
-				st, err := client.Process(context.Background())
-				if err != nil {
-					b.Fatal(err)
-				}
-				roundTrip(b, st, hdr)
-				roundTrip(b, st, body)
-				_ = st.CloseSend()
-				for {
-					if _, err := st.Recv(); err != nil {
-						break
-					}
-				}
-			}
+			benchRequestPhases(b, New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger(), Limiter: lim}))
 		})
 	}
 }

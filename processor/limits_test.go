@@ -42,29 +42,18 @@ func limitsConfig(t testing.TB, limits string) *config.Runtime {
 	return rt
 }
 
-// countHook counts the commands (and pipelines) sent to Redis.
-type countHook struct{ n atomic.Int64 }
-
-func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
-}
-
 // limitsRig is a server whose limits live in a real Redis.
 type limitsRig struct {
 	s    *Server
 	rdb  *redis.Client
-	hook *countHook
+	hook *redistest.Counter
 }
 
 func newLimitsRig(t *testing.T, srv *redistest.Server, cfg *config.Runtime) *limitsRig {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	hook := &countHook{}
+	hook := &redistest.Counter{}
 	rdb.AddHook(hook)
 	lim := ratelimit.New(ratelimit.Options{Redis: rdb, Timeout: 5 * time.Second})
 	if err := lim.Load(context.Background()); err != nil {
@@ -169,13 +158,13 @@ limits:
 `)
 	rig := newLimitsRig(t, srv, cfg)
 	x := rig.exchange(t)
-	rig.hook.n.Store(0)
+	rig.hook.N.Store(0)
 	x.must(post("/v1/chat/completions", bearer()...))
-	if n := rig.hook.n.Load(); n != 0 {
+	if n := rig.hook.N.Load(); n != 0 {
 		t.Fatalf("request headers: %d Redis calls", n)
 	}
 	x.must(reqBody(chatBody))
-	if n := rig.hook.n.Load(); n != 1 {
+	if n := rig.hook.N.Load(); n != 1 {
 		t.Fatalf("request body: %d Redis calls, want 1", n)
 	}
 	if _, err := x.send(respHeaders(false, ":status", "200", "content-type", "application/json")); err != nil {
@@ -185,7 +174,7 @@ limits:
 		t.Fatal(err)
 	}
 	x.h.end()
-	if n := rig.hook.n.Load(); n != 2 {
+	if n := rig.hook.N.Load(); n != 2 {
 		t.Fatalf("whole request: %d Redis calls, want 2 (reserve, settle)", n)
 	}
 	sum := 0

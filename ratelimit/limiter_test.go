@@ -235,21 +235,10 @@ func TestAlternatives(t *testing.T) {
 	})
 }
 
-// countHook counts the commands sent to Redis (a pipeline counts once).
-type countHook struct{ n atomic.Int64 }
-
-func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
-}
-
 func TestOneRoundTripEach(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	hook := &countHook{}
+	hook := &redistest.Counter{}
 	rdb.AddHook(hook)
 	l := New(Options{Redis: rdb, Timeout: 5 * time.Second})
 	ctx := context.Background()
@@ -260,18 +249,18 @@ func TestOneRoundTripEach(t *testing.T) {
 		{Policy: policy("a", FailOpen, Limit{Kind: Requests, Window: Minute, Max: 10}, Limit{Kind: Tokens, Window: Day, Max: 1e6}, Limit{Kind: Concurrency, Max: 5}), Subject: "k"},
 		{Policy: policy("b", FailOpen, Limit{Kind: Spend, Window: Month, Max: 1e9}), Subject: "tenant"},
 	}
-	hook.n.Store(0)
+	hook.N.Store(0)
 	r := &Reservation{}
 	if d := l.Reserve(ctx, &Request{ID: "1", Claims: claims, Estimate: Usage{InputTokens: 5}}, r); !d.Allowed {
 		t.Fatalf("%+v", d)
 	}
-	if n := hook.n.Load(); n != 1 {
+	if n := hook.N.Load(); n != 1 {
 		t.Fatalf("reserve: %d round trips", n)
 	}
 	if err := l.Settle(ctx, r, Usage{InputTokens: 7}); err != nil {
 		t.Fatal(err)
 	}
-	if n := hook.n.Load(); n != 2 {
+	if n := hook.N.Load(); n != 2 {
 		t.Fatalf("reserve + settle: %d round trips", n)
 	}
 	// After SCRIPT FLUSH (a Redis restart), the script is reloaded.
@@ -375,7 +364,7 @@ func TestRedisDown(t *testing.T) {
 	clk := newClock()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	hook := &countHook{}
+	hook := &redistest.Counter{}
 	rdb.AddHook(hook)
 	l := New(Options{Redis: rdb, Now: clk.Now, Timeout: 2 * time.Second, BreakerFailures: 2, BreakerOpenFor: 10 * time.Second})
 	open := Claim{Policy: &Policy{Name: "open", Limits: []Limit{{Kind: Requests, Window: Minute, Max: 10}}, OnRedisError: FailOpen, LocalShare: 0.2}, Subject: "s"}
@@ -402,9 +391,9 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("mode %s, %d errors", l.Mode(), l.RedisErrors())
 	}
 	// The breaker is open: no call reaches Redis.
-	calls := hook.n.Load()
+	calls := hook.N.Load()
 	reserve(t, l, "o", Usage{}, open)
-	if hook.n.Load() != calls {
+	if hook.N.Load() != calls {
 		t.Fatal("a call went to Redis while the breaker was open")
 	}
 	// A reservation made in Redis settles in Redis only: with the breaker

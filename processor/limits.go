@@ -100,7 +100,7 @@ func (h *handler) reserveLimits(g *config.Group, body []byte, dep *config.Deploy
 	st.alts, st.altIdx = st.alts[:0], st.altIdx[:0]
 	if ls.HasScope(config.ScopeDeployment) {
 		a := &h.rs.attempt
-		on := false
+		on, any := false, false
 		for i := 0; i < a.Len(); i++ {
 			idx := a.At(i)
 			on = on || idx == a.Current()
@@ -118,6 +118,10 @@ func (h *handler) reserveLimits(g *config.Group, body []byte, dep *config.Deploy
 			}
 			st.alts = append(st.alts, alt)
 			st.altIdx = append(st.altIdx, idx)
+			any = any || len(alt) > 0
+		}
+		if !any { // no candidate has a quota: nothing to choose
+			st.alts, st.altIdx = st.alts[:0], st.altIdx[:0]
 		}
 	}
 	if len(st.claims) == 0 && len(st.alts) == 0 {

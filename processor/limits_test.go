@@ -352,3 +352,50 @@ limits:
 		t.Fatalf("admitted %d, limit 40 per minute", a)
 	}
 }
+
+// TestLimitsRedisDown: with Redis stopped, a fail_closed policy answers
+// 503 limits_unavailable and a fail_open one admits from the local
+// limiter; after a restart the shared counters serve again.
+func TestLimitsRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		mode, source string
+		status       int
+		code         string
+	}{
+		{"fail_closed", "unavailable", 503, "limits_unavailable"},
+		{"fail_open", "local", 0, ""},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			cfg := limitsConfig(t, `
+limits:
+  policies:
+  - {name: p, scope: tenant, requests_per_minute: 100, on_redis_error: `+tc.mode+`}
+`)
+			rig := newLimitsRig(t, srv, cfg)
+			srv.Stop()
+			x := rig.exchange(t)
+			x.must(post("/v1/chat/completions", bearer()...))
+			r := x.must(reqBody(chatBody))
+			if tc.status != 0 {
+				st, code := immediate(t, r)
+				if st != tc.status || code != tc.code || setHeader(r.GetImmediateResponse().GetHeaders(), "retry-after") != "1" {
+					t.Fatalf("%d %s", st, code)
+				}
+			} else if r.GetImmediateResponse() != nil {
+				t.Fatalf("refused: %s", r.GetImmediateResponse().GetBody())
+			}
+			if got := x.h.lim.dec.Source.String(); got != tc.source {
+				t.Fatalf("source %s", got)
+			}
+			x.h.end()
+			srv.Restart(t)
+			y := rig.exchange(t)
+			forward(t, y, chatBody)
+			if y.h.lim.dec.Source != ratelimit.SourceRedis || y.h.lim.dec.Requests.Remaining != 99 {
+				t.Fatalf("after the restart: %+v", y.h.lim.dec)
+			}
+			y.h.end()
+		})
+	}
+}

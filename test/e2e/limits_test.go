@@ -39,18 +39,34 @@ func TestLimitsSDK(t *testing.T) {
 	r := startRigWith(t, limitsConfig, nil)
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
+	var used int64
 	for i := range 2 {
 		var resp *http.Response
-		if _, err := r.client.Chat.Completions.New(ctx, params, option.WithResponseInto(&resp)); err != nil {
+		c, err := r.client.Chat.Completions.New(ctx, params, option.WithResponseInto(&resp))
+		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
+		used += c.Usage.TotalTokens
 		h := resp.Header
 		if h.Get("x-ratelimit-limit-requests") != "2" || h.Get("x-ratelimit-remaining-requests") != strconv.Itoa(1-i) ||
 			h.Get("x-ratelimit-reset-requests") == "" || h.Get("x-ratelimit-limit-tokens") != "50000" || h.Get("x-ratelimit-remaining-tokens") == "" {
 			t.Fatalf("request %d: headers %v", i, h)
 		}
 	}
-	_, err := r.client.Chat.Completions.New(ctx, params, option.WithMaxRetries(0))
+	// The tokens counted are what the provider reported, not the estimates.
+	var counted int64
+	vals, err := rdb.HVals(ctx, "llmux:rl:{llmux}:demo:e2e:tokens:60").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vals {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		counted += n
+	}
+	if used == 0 || counted != used {
+		t.Fatalf("tokens counted %d, the provider reported %d", counted, used)
+	}
+	_, err = r.client.Chat.Completions.New(ctx, params, option.WithMaxRetries(0))
 	var apiErr *openai.Error
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("want an API error, got %v", err)

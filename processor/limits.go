@@ -3,6 +3,7 @@ package processor
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -255,7 +256,11 @@ func (h *handler) settleLimits() {
 		}
 	}
 	if err := h.s.limiter.Settle(h.ctx, &st.res, actual); err != nil {
-		h.s.opts.Logger.Warn("llmux: settling the request's limits failed; its concurrency slots end with their lease",
+		level := slog.LevelWarn
+		if errors.Is(err, ratelimit.ErrBreakerOpen) {
+			level = slog.LevelDebug // Redis is known to be down: counted, not logged per request
+		}
+		h.s.opts.Logger.Log(h.ctx, level,"llmux: settling the request's limits failed; its concurrency slots end with their lease",
 			"request_id", h.requestID, "error", err)
 	}
 }

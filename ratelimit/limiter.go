@@ -241,7 +241,7 @@ func (l *Limiter) Reserve(ctx context.Context, req *Request, r *Reservation) Dec
 	if l.rdb != nil {
 		src = SourceRedis
 		if !l.br.allow() {
-			err = errBreakerOpen
+			err = ErrBreakerOpen
 		} else {
 			p.build(l.opts.KeyPrefix, l.opts.HashTag, req, false)
 			err = l.reserveRedis(ctx, req.ID, p, &o)
@@ -341,7 +341,7 @@ func (l *Limiter) Settle(ctx context.Context, r *Reservation, actual Usage) erro
 		return nil
 	}
 	if !l.br.allow() {
-		return fmt.Errorf("ratelimit: settle: %w", errBreakerOpen)
+		return fmt.Errorf("ratelimit: settle: %w", ErrBreakerOpen)
 	}
 	err := l.settleRedis(ctx, r, actual)
 	l.observe(err)
@@ -374,7 +374,9 @@ func failClosed(req *Request) bool {
 	return false
 }
 
-var errBreakerOpen = errors.New("circuit breaker open: Redis failed repeatedly")
+// ErrBreakerOpen is the error of a call the circuit breaker kept from a
+// Redis that failed repeatedly.
+var ErrBreakerOpen = errors.New("circuit breaker open: Redis failed repeatedly")
 
 // breaker is a consecutive-failure circuit breaker: closed, it lets every
 // call through; after failures consecutive failures it opens for openFor,

@@ -260,7 +260,7 @@ func (h *handler) settleLimits() {
 		if errors.Is(err, ratelimit.ErrBreakerOpen) {
 			level = slog.LevelDebug // Redis is known to be down: counted, not logged per request
 		}
-		h.s.opts.Logger.Log(h.ctx, level,"llmux: settling the request's limits failed; its concurrency slots end with their lease",
+		h.s.opts.Logger.Log(h.ctx, level, "llmux: settling the request's limits failed; its concurrency slots end with their lease",
 			"request_id", h.requestID, "error", err)
 	}
 }

@@ -142,7 +142,9 @@ func (h *handler) reserveLimits(g *config.Group, body []byte, dep *config.Deploy
 	if dep.Price != nil {
 		st.est.SpendMicros = ratelimit.MicroUSD(dep.Price.Estimate(in, out))
 	}
-	req := ratelimit.Request{ID: h.requestID, Claims: st.claims, Alternatives: st.alts, Estimate: st.est}
+	// The concurrency slot's id is llmux's own: a client may send the same
+	// x-request-id on concurrent requests, which must not share a slot.
+	req := ratelimit.Request{ID: newRequestID(), Claims: st.claims, Alternatives: st.alts, Estimate: st.est}
 	st.dec = h.s.limiter.Reserve(h.ctx, &req, &st.res)
 	st.checked = true
 	h.s.opts.Metrics.RateLimitDecision(h.ctx, limitDecisionName(&st.dec), st.dec.Source.String())

@@ -399,3 +399,25 @@ limits:
 		})
 	}
 }
+
+// TestLimitsSlotNotSharedByRequestID: two concurrent requests with the
+// same x-request-id hold two slots.
+func TestLimitsSlotNotSharedByRequestID(t *testing.T) {
+	cfg := limitsConfig(t, `
+limits:
+  policies:
+  - {name: one, scope: key, concurrent_requests: 1}
+`)
+	s := New(Options{Config: func() *config.Runtime { return cfg }, Now: fakeClock(), Translator: openaiKinds})
+	first := &exchange{t: t, rec: &recorder{}}
+	first.h = newHandler(s, context.Background(), first.rec)
+	forward(t, first, chatBody) // x-request-id: req-1
+	defer first.h.end()
+	second := &exchange{t: t, rec: &recorder{}}
+	second.h = newHandler(s, context.Background(), second.rec)
+	second.must(post("/v1/chat/completions", bearer()...)) // x-request-id: req-1 again
+	if st, code := immediate(t, second.must(reqBody(chatBody))); st != 429 || code != "rate_limit_exceeded" {
+		t.Fatalf("second request with the same id: %d %s", st, code)
+	}
+	second.h.end()
+}

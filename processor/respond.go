@@ -88,7 +88,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 28
+	mdFields        = 29
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values

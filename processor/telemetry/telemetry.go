@@ -37,8 +37,9 @@ type Metrics struct {
 	routeSets   setCache[routeKey]
 	tokenSets   setCache[tokenKey]
 
-	pricing pricingInstruments // spend and unknown prices (pricing.go)
-	routing routingInstruments // deployment choice (routing.go)
+	pricing  pricingInstruments  // spend and unknown prices (pricing.go)
+	routing  routingInstruments  // deployment choice (routing.go)
+	failover failoverInstruments // fallback tries (failover.go)
 
 	ratelimit ratelimitInstruments // limits and budgets (ratelimit.go)
 }
@@ -137,6 +138,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.failover.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

@@ -52,15 +52,21 @@ type failoverOpts struct {
 	version string                  // envoysim.Options.EnvoyVersion
 }
 
-func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+// egressPort picks a free loopback port for the stand-in's egress
+// listener: its address, for server.egress_address, and its port.
+func egressPort(t *testing.T) (string, int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	egressAddr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
+}
+
+func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+	t.Helper()
+	egressAddr, port := egressPort(t)
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
 	cfg := fmt.Sprintf(failoverConfig, egressAddr)
 	if o.edit != nil {

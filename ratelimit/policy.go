@@ -172,8 +172,10 @@ func (p *Policy) Validate() error {
 // Usage is what a request costs against limits: its tokens and its spend
 // in micro-USD. Requests and concurrency count 1 each.
 type Usage struct {
+	// InputTokens and OutputTokens are the request's tokens.
 	InputTokens, OutputTokens int64
-	SpendMicros               int64
+	// SpendMicros is its cost in micro-USD (MicroUSD).
+	SpendMicros int64
 }
 
 // amount is what u counts against a limit of kind k.
@@ -221,6 +223,8 @@ func MicroUSD(usd float64) int64 {
 // a model group, a deployment, a route): the subject has its own counters
 // under the policy.
 type Claim struct {
-	Policy  *Policy
+	// Policy is the policy that applies.
+	Policy *Policy
+	// Subject is whose counters it uses.
 	Subject string
 }

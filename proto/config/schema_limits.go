@@ -83,12 +83,16 @@ type PolicySpec struct {
 	// for route and global.
 	Match []string `yaml:"match" json:"match,omitempty"`
 
-	RequestsPerMinute     int64 `yaml:"requests_per_minute" json:"requests_per_minute,omitempty"`
-	RequestsPerDay        int64 `yaml:"requests_per_day" json:"requests_per_day,omitempty"`
-	TokensPerMinute       int64 `yaml:"tokens_per_minute" json:"tokens_per_minute,omitempty"`
-	TokensPerDay          int64 `yaml:"tokens_per_day" json:"tokens_per_day,omitempty"`
-	InputTokensPerMinute  int64 `yaml:"input_tokens_per_minute" json:"input_tokens_per_minute,omitempty"`
-	InputTokensPerDay     int64 `yaml:"input_tokens_per_day" json:"input_tokens_per_day,omitempty"`
+	// RequestsPerMinute and RequestsPerDay bound the requests started.
+	RequestsPerMinute int64 `yaml:"requests_per_minute" json:"requests_per_minute,omitempty"`
+	RequestsPerDay    int64 `yaml:"requests_per_day" json:"requests_per_day,omitempty"`
+	// TokensPerMinute and TokensPerDay bound input + output tokens.
+	TokensPerMinute int64 `yaml:"tokens_per_minute" json:"tokens_per_minute,omitempty"`
+	TokensPerDay    int64 `yaml:"tokens_per_day" json:"tokens_per_day,omitempty"`
+	// InputTokensPerMinute and InputTokensPerDay bound input tokens alone.
+	InputTokensPerMinute int64 `yaml:"input_tokens_per_minute" json:"input_tokens_per_minute,omitempty"`
+	InputTokensPerDay    int64 `yaml:"input_tokens_per_day" json:"input_tokens_per_day,omitempty"`
+	// OutputTokensPerMinute and OutputTokensPerDay bound output tokens alone.
 	OutputTokensPerMinute int64 `yaml:"output_tokens_per_minute" json:"output_tokens_per_minute,omitempty"`
 	OutputTokensPerDay    int64 `yaml:"output_tokens_per_day" json:"output_tokens_per_day,omitempty"`
 	// ConcurrentRequests bounds the requests in flight.

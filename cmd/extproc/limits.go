@@ -27,6 +27,7 @@ func newLimiter(ctx context.Context, ls *config.LimitSet, log *slog.Logger) (*ra
 		}
 		return ratelimit.New(opts), func() {}
 	}
+	redis.SetLogger(redisLog{log}) // go-redis's own lines (pool dial failures) into llmux's log
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:      spec.Redis.Addresses,
 		MasterName: spec.Redis.MasterName,
@@ -55,4 +56,13 @@ func newLimiter(ctx context.Context, ls *config.LimitSet, log *slog.Logger) (*ra
 // need a restart.
 func redisChanged(a, b *config.LimitSet) bool {
 	return fmt.Sprint(a.Spec.Redis, a.Spec.KeyPrefix, a.Spec.HashTag) != fmt.Sprint(b.Spec.Redis, b.Spec.KeyPrefix, b.Spec.HashTag)
+}
+
+// redisLog writes go-redis's internal log lines to llmux's logger, at
+// warning level (they report connection failures).
+type redisLog struct{ log *slog.Logger }
+
+// Printf implements go-redis's logging interface.
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.WarnContext(ctx, "limits: redis client", "message", fmt.Sprintf(format, v...))
 }

@@ -642,6 +642,7 @@ func CheckRoutes(path string, rc *routev3.RouteConfiguration, headerSet bool, cl
 			errs = append(errs, CheckRoute(rp+".route", r.GetRoute(), headerSet, clusters)...)
 			errs = append(errs, CheckRouteHeaders(rp, r)...)
 			errs = append(errs, CheckRouteMetadata(rp, r)...)
+			errs = append(errs, CheckOwnedRoute(vp, rp, vh, r)...) // owned mode (owned.go)
 		}
 	}
 	return errs

@@ -53,6 +53,8 @@ type routePolicy struct {
 	groups  map[string]struct{}   // "model_groups": the groups the route may use; nil: all
 	routing *config.RouteOverride // "routing": strategy and options over the group's
 
+	mode routeMode // "mode": splice (default) or owned (owned.go)
+
 	// Limits concern (limits.go).
 	limits []string // "limits": route-scope policy names
 }

@@ -91,7 +91,8 @@ type handler struct {
 	pc  *extprocv3.ProtocolConfiguration // Envoy's processing modes, from the first message
 	own ownedState                       // owned mode: llmux answers and calls the provider itself (owned.go)
 
-	lim limitState // limits and budgets (limits.go)
+	red redactState // redaction concern (redaction.go)
+	lim limitState  // limits and budgets (limits.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

@@ -141,6 +141,11 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		return h.immediate(modelNotFound(p.model))
 	}
 	h.group = g
+	// Redaction (redaction.go): everything after this reads the redacted
+	// body.
+	if body, e = h.redactRequest(body); e != nil {
+		return h.immediate(e)
+	}
 	dep, tr := h.route(g, p.stream, body)
 	if dep == nil {
 		return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",

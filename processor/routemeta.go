@@ -55,6 +55,8 @@ type routePolicy struct {
 
 	mode routeMode // "mode": splice (default) or owned (owned.go)
 
+	// Redaction concern (redaction.go).
+	redaction string // "redaction_policy": the policy's name, "" for the configuration's choice
 	// Limits concern (limits.go).
 	limits []string // "limits": route-scope policy names
 }

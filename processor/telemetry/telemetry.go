@@ -41,6 +41,7 @@ type Metrics struct {
 	routing  routingInstruments  // deployment choice (routing.go)
 	failover failoverInstruments // fallback tries (failover.go)
 
+	redaction redactionInstruments // values found and requests blocked (redaction.go)
 	ratelimit ratelimitInstruments // limits and budgets (ratelimit.go)
 }
 
@@ -141,6 +142,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.failover.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.redaction.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

@@ -89,8 +89,9 @@ type Runtime struct {
 	file      *File
 	loadedAt  time.Time
 	version   string
-	prices    *pricing.Table // pricing concern
-	limits    *LimitSet      // limits concern (schema_limits.go)
+	prices    *pricing.Table    // pricing concern
+	redaction *redactionRuntime // redaction concern (schema_redaction.go)
+	limits    *LimitSet         // limits concern (schema_limits.go)
 }
 
 // Server returns the server settings with defaults applied.
@@ -155,6 +156,7 @@ type redactedFile struct {
 	Deployments []DeploymentSpec   `json:"deployments"`
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
 	Pricing     redactedPricing    `json:"pricing"`
+	Redaction   *Redaction         `json:"redaction,omitempty"`
 	Limits      Limits             `json:"limits,omitzero"`
 }
 
@@ -170,6 +172,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Deployments: make([]DeploymentSpec, len(r.file.Deployments)),
 		ModelGroups: r.file.ModelGroups,
 		Pricing:     r.redactedPricing(),
+		Redaction:   r.redactedRedaction(),
 		Limits:      r.limits.Spec,
 	}
 	for i, k := range r.file.Auth.Keys {

@@ -24,6 +24,9 @@ type File struct {
 	// schema_pricing.go).
 	Pricing Pricing `yaml:"pricing" json:"pricing"`
 
+	// Redaction says what personal data is redacted (redaction concern,
+	// schema_redaction.go).
+	Redaction Redaction `yaml:"redaction" json:"redaction,omitzero"`
 	// Limits are the limits and budgets (schema_limits.go).
 	Limits Limits `yaml:"limits" json:"limits,omitzero"`
 }

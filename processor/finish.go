@@ -34,6 +34,7 @@ func (h *handler) complete() {
 	h.stopWatchdog()
 	h.dropFailoverBody() // no failover after the outcome (failover.go)
 	h.priceRequest()
+	h.settleLimits() // limits.go: with the real usage and cost
 	now := h.s.opts.Now()
 	r := telemetry.Request{
 		Endpoint:               h.ep.String(),

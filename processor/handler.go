@@ -96,6 +96,7 @@ type handler struct {
 	own ownedState                       // owned mode: llmux answers and calls the provider itself (owned.go)
 
 	red redactState // redaction concern (redaction.go)
+	lim limitState  // limits and budgets (limits.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

@@ -123,7 +123,7 @@ func (h *handler) appendIDHeaders(dst []*corev3.HeaderValueOption, hb *headerBlo
 	if h.upstreamID != "" {
 		dst = append(dst, hb.add(upstreamIDHeader, h.upstreamID))
 	}
-	return dst
+	return h.appendLimitHeaders(dst) // limits.go
 }
 
 // validUpstreamID accepts a provider's request id: at most 128 bytes of

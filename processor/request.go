@@ -153,6 +153,16 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
 			Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
 	}
+	if d, e := h.reserveLimits(g, body, dep); e != nil { // limits.go
+		return h.immediate(e, h.retryAfterHeader(e)...)
+	} else if d != dep {
+		dep = d
+		if tr, ok = h.s.opts.Translator(dep.Provider.Kind); !ok {
+			h.settleLimits()
+			return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
+				Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
+		}
+	}
 	h.dep, h.tr = dep, tr
 	h.treq = translate.Request{Op: h.ep.op(), Body: body, Stream: p.stream, IncludeUsage: p.includeUsage,
 		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}

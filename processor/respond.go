@@ -92,6 +92,7 @@ func (h *handler) buildMetadata(final bool) *mdShell {
 		h.costMetadata(&v)
 		h.failoverMetadata(&v)  // failover.go
 		h.redactionMetadata(&v) // redaction.go
+		h.limitsMetadata(&v)    // limits.go
 	}
 	return v.build(h.cfg.Server().MetadataNamespace)
 }
@@ -112,7 +113,7 @@ func (h *handler) builtMetadata(md *structpb.Struct) *mdShell {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 23
+	mdFields        = 29
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values,

@@ -42,6 +42,7 @@ type Metrics struct {
 	failover failoverInstruments // fallback tries (failover.go)
 
 	redaction redactionInstruments // values found and requests blocked (redaction.go)
+	ratelimit ratelimitInstruments // limits and budgets (ratelimit.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -132,6 +133,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, fmt.Errorf("telemetry: buffer rejected: %w", err)
 	}
 	if err = x.pricing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.ratelimit.init(m); err != nil {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {

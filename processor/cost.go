@@ -31,6 +31,8 @@ type requestCost struct {
 	state costState
 
 	tries        float64 // failed tries' cost
+	triesIn      int64   // failed tries' input tokens, as their providers reported them
+	triesOut     int64   // failed tries' output tokens
 	triesUnknown bool    // a failed try's cost is not known
 	priced       bool    // priceTry priced the current try (failover.go's switchTo resets it)
 	final        bool    // priceRequest ran: the request's cost is set
@@ -66,6 +68,11 @@ func (h *handler) priceTry() {
 		return
 	}
 	h.cost.priced = true
+	if res := h.dec.Result(); res.HasUsage {
+		// Limits settle every try's real tokens (limits.go).
+		h.cost.triesIn += res.Usage.InputTokens
+		h.cost.triesOut += res.Usage.OutputTokens
+	}
 	usd, st := h.tryCost()
 	if st != costKnown {
 		h.cost.triesUnknown = true

@@ -254,9 +254,12 @@ func (h *handler) settleLimits() {
 				actual.SpendMicros = st.est.SpendMicros
 			}
 		case res.Err != nil && !res.FirstContent:
-			actual = ratelimit.Usage{}
+			actual = ratelimit.Usage{SpendMicros: ratelimit.MicroUSD(h.cost.tries)}
 		}
 	}
+	// Failed tries before the last (failover.go) used tokens too.
+	actual.InputTokens += h.cost.triesIn
+	actual.OutputTokens += h.cost.triesOut
 	if err := h.s.limiter.Settle(h.ctx, &st.res, actual); err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, ratelimit.ErrBreakerOpen) {

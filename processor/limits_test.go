@@ -421,3 +421,42 @@ limits:
 	}
 	second.h.end()
 }
+
+// TestLimitsSettleCountsFailedTries: a try that failover left (its usage
+// priced by priceTry) is counted with the last one when limits settle.
+func TestLimitsSettleCountsFailedTries(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := limitsConfig(t, `
+limits:
+  policies:
+  - {name: tpm, scope: tenant, tokens_per_minute: 100000}
+`)
+	rig := newLimitsRig(t, srv, cfg)
+	x := rig.exchange(t)
+	forward(t, x, chatBody)
+	// A first try that failed after its provider reported usage (an
+	// in-band error before content), as failover.go leaves it.
+	final := x.h.dec
+	x.h.dec = &usageDecoder{res: translate.Result{HasUsage: true, Usage: translate.Usage{InputTokens: 7, OutputTokens: 4}}}
+	x.h.priceTry()
+	x.h.dec, x.h.cost.priced = final, false
+	if _, err := x.send(respHeaders(false, ":status", "200", "content-type", "application/json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.send(respBody(chatUpstream, true)); err != nil {
+		t.Fatal(err)
+	}
+	x.h.end()
+	vals, err := rig.rdb.HVals(context.Background(), "llmux:rl:{llmux}:tpm:team-a:tokens:60").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for _, v := range vals {
+		n, _ := strconv.Atoi(v)
+		sum += n
+	}
+	if sum != 12+11 {
+		t.Fatalf("tokens counted %d, want 23 (12 of the last try, 11 of the failed one)", sum)
+	}
+}

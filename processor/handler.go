@@ -87,6 +87,7 @@ type handler struct {
 	cost requestCost // pricing concern (cost.go)
 
 	fo failoverState // failover before the first byte (failover.go)
+	rp repairState   // stream repair after content (repair.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for
@@ -151,11 +152,19 @@ func (h *handler) handle(req *extprocv3.ProcessingRequest) error {
 		}
 		return h.onResponseHeaders(m.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
+		if h.ph == phaseDone || h.rp.active {
+			// A late chunk after llmux's own end_of_stream, or the failed
+			// upstream's while a continuation streams (repair.go): dropped.
+			return nil
+		}
 		if h.ph != phaseResponseBody {
 			return h.protocolError("response_body")
 		}
 		return h.onResponseBody(m.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		if h.rp.active {
+			return nil // the continuation ends the response (repair.go)
+		}
 		return h.onResponseTrailers()
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		// Not requested (request_trailer_mode SKIP); answer harmlessly if a

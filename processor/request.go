@@ -152,6 +152,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	// the received message, so that it can be collected while the reply
 	// is marshalled.
 	h.keepForFailover(body) // failover.go
+	h.keepForRepair(body)   // repair.go
 	h.treq.Body, b.Body = nil, nil
 
 	// Only intended headers go upstream (headers.go).

@@ -78,6 +78,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		}
 		h.costMetadata(&v)
 		h.failoverMetadata(&v) // failover.go
+		h.repairMetadata(&v)   // repair.go
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }

@@ -39,6 +39,7 @@ type Metrics struct {
 
 	pricing pricingInstruments // spend and unknown prices (pricing.go)
 	routing routingInstruments // deployment choice (routing.go)
+	repair  repairInstruments  // stream repair (repair.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -132,6 +133,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.repair.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

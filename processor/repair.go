@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -62,6 +63,7 @@ type repairState struct {
 	estimated bool   // some failed attempt's usage is an estimate
 	sp        splice
 	prior     translate.Usage // the failed attempts' usage
+	failedAt  time.Time       // when the failure being repaired was detected; zero once the continuation's first byte went out
 }
 
 // keepForRepair keeps the client's body for a continuation: egress is on
@@ -103,6 +105,12 @@ func (h *handler) watchForRepair(out []byte, eos bool) (done bool, err error) {
 	}
 	if !h.rp.on || h.heldHeaders != nil {
 		return false, nil
+	}
+	if !h.rp.failedAt.IsZero() && len(out) > 0 {
+		// The continuation's first byte: the repair's latency.
+		h.s.opts.Logger.Info("llmux: stream repaired", "request_id", h.requestID, "deployment", h.depName(),
+			"first_byte_after", h.s.opts.Now().Sub(h.rp.failedAt))
+		h.rp.failedAt = time.Time{}
 	}
 	cut := h.rp.sp.observe(out)
 	res := h.dec.Result()
@@ -146,6 +154,7 @@ func (h *handler) stallRepair() (ok bool, err error) {
 // Envoy's messages meanwhile (rp.active).
 func (h *handler) repair(cause string, failure *translate.Error) error {
 	h.stopWatchdog() // egress bounds the continuation
+	h.rp.failedAt = h.s.opts.Now()
 	h.rp.depth++
 	defer func() { h.rp.depth-- }()
 	unlocked := h.rp.unlocked

@@ -59,11 +59,12 @@ func (s *splice) observeChunk(js string) {
 		s.created = []byte(gjson.Get(js, "created").Raw)
 		s.model = []byte(gjson.Get(js, "model").Raw)
 	}
-	ch := gjson.Get(js, "choices.0")
-	if !ch.Exists() {
+	// The first choice, found without walking the members before it.
+	i := strings.Index(js, `"choices":[`)
+	if i < 0 || i+len(`"choices":[`) >= len(js) || js[i+len(`"choices":[`)] != '{' {
 		return
 	}
-	ch.ForEach(func(k, v gjson.Result) bool {
+	gjson.Parse(js[i+len(`"choices":[`):]).ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "delta":
 			v.ForEach(func(k, v gjson.Result) bool {
@@ -97,8 +98,9 @@ func (s *splice) sentText() string {
 }
 
 // overlapWindow is how much of a continuation's text is held back to look
-// for a repetition of what was sent.
-const overlapWindow = 256
+// for a repetition of what was sent: a model that restarts repeats a few
+// words, and holding more delays the first repaired byte.
+const overlapWindow = 48
 
 // overlap returns how many leading bytes of next repeat the end of sent,
 // as a model asked to continue its own reply tends to restart with its

@@ -205,9 +205,10 @@ func FuzzSplice(f *testing.F) {
 		}
 		var outs []string
 		outs = append(outs, chunkEvent("second", `{"role":"assistant","content":""}`, ""))
-		step := int(cut%8) + 1
-		for i := 0; i < len(next); i += step {
-			outs = append(outs, chunkEvent("second", `{"content":`+string(mustJSON(next[i:min(i+step, len(next))]))+`}`, ""))
+		// Content pieces of step runes: decoders never cut inside one.
+		step, runes := int(cut%8)+1, []rune(next)
+		for i := 0; i < len(runes); i += step {
+			outs = append(outs, chunkEvent("second", `{"content":`+string(mustJSON(string(runes[i:min(i+step, len(runes))])))+`}`, ""))
 		}
 		outs = append(outs, chunkEvent("second", `{}`, "stop")+"data: [DONE]\n\n")
 		sp := &splice{}

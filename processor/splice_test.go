@@ -1,16 +1,13 @@
 package processor
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 
-	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
 )
 
@@ -273,14 +270,7 @@ func BenchmarkSpliceObserve(b *testing.B) {
 // repair watching the stream (egress on, a streamed chat): the chunk's
 // whole cost in the handler when no repair is needed.
 func BenchmarkHandlerChunkRepairWatch(b *testing.B) {
-	cfg := testConfig(b)
-	s := New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()})
-	h := newHandler(s, context.Background(), discardSender{})
-	for _, m := range []*extprocv3.ProcessingRequest{post("/v1/chat/completions", bearer()...), reqBody(benchChatBody), respHeaders(false, ":status", "200", "content-type", "text/event-stream")} {
-		if err := h.handle(m); err != nil {
-			b.Fatal(err)
-		}
-	}
+	h := benchHandlerAtBody(b)
 	h.rp.decided, h.rp.on = true, true // as with server.egress_address set
 	h.rp.sp.text = make([]byte, 0, 1<<20)
 	chunk := respBody(string(benchChunk), false)

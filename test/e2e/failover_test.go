@@ -52,15 +52,21 @@ type failoverOpts struct {
 	version string                  // envoysim.Options.EnvoyVersion
 }
 
-func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+// egressPort picks a free loopback port for the stand-in's egress listener
+// (llmux's configuration must name it before the stand-in starts).
+func egressPort(t *testing.T) (addr string, port int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	egressAddr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
+}
+
+func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
+	t.Helper()
+	egressAddr, port := egressPort(t)
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
 	cfg := fmt.Sprintf(failoverConfig, egressAddr)
 	if o.edit != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -67,13 +66,7 @@ var repairProviders = []repairProvider{
 // port; the client's raw response bodies are kept in tee.
 func repairRig(t *testing.T, p repairProvider) (*rig, *fakeprovider.Server, *teeBodies) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	egressAddr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	egressAddr, port := egressPort(t)
 	fake := p.start(t)
 	cfg := fmt.Sprintf(repairConfig, egressAddr, p.kind, p.cluster, p.extra, p.model)
 	r := startRigOpts(t, cfg, map[string]string{p.cluster: fake.Addr()}, func(so *envoysim.Options) {

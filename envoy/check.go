@@ -59,6 +59,7 @@ var MetadataKeys = []string{
 	"routing_strategy", "routing_reason", // routing (processor/routing.go)
 	"cost_usd", "cost_known", // pricing concern (docs/pricing.md)
 	"attempts", "failed_deployment", "failover_cause", // failover (processor/failover.go)
+	"requested_model_group",                      // a fallback group served (processor/failover.go)
 	"repairs", "repair_cause", "usage_estimated", // stream repair (processor/repair.go)
 }
 

@@ -51,3 +51,12 @@ func (h *handler) releaseBody() {
 		h.held = 0
 	}
 }
+
+// releaseUnlessKept gives back the body's bytes when the request phase
+// ends, unless failover keeps the body for another deployment: then they
+// stay counted until dropFailoverBody (failover.go).
+func (h *handler) releaseUnlessKept() {
+	if h.fo.body == nil {
+		h.releaseBody()
+	}
+}

@@ -24,51 +24,88 @@ const (
 )
 
 // requestCost is the pricing concern's state of one request, set once by
-// priceRequest when the request completes.
+// priceRequest when the request completes. Failed tries before the last
+// (failover.go) are priced as they end, by priceTry.
 type requestCost struct {
 	usd   float64
 	state costState
+
+	tries        float64 // failed tries' cost
+	triesUnknown bool    // a failed try's cost is not known
+	priced       bool    // priceTry priced the current try (failover.go's switchTo resets it)
 }
 
 // priceRequest prices the finished request from the decoder's usage and
-// the deployment's price, once (complete calls it), and records the spend.
-// It does not allocate, except for the first log line about a deployment
-// without a price.
+// the deployment's price, once (complete calls it), adds the failed
+// tries' cost, and records the spend. It does not allocate, except for
+// the first log line about a deployment without a price.
 func (h *handler) priceRequest() {
 	if h.dep == nil || h.forwardedAt.IsZero() {
 		return
 	}
+	usd, st := 0.0, costKnown
+	if !h.cost.priced {
+		usd, st = h.tryCost()
+		if st == costKnown {
+			h.recordSpend(usd)
+		}
+	}
+	h.cost.usd, h.cost.state = usd+h.cost.tries, st
+	if h.cost.triesUnknown {
+		h.cost.state = costUnknown
+	}
+}
+
+// priceTry prices a failed try that failover leaves (its real usage, when
+// the provider billed any) into the request's cost.
+func (h *handler) priceTry() {
+	if h.dep == nil || h.forwardedAt.IsZero() || h.dec == nil || h.cost.priced {
+		return
+	}
+	h.cost.priced = true
+	usd, st := h.tryCost()
+	if st != costKnown {
+		h.cost.triesUnknown = true
+		return
+	}
+	h.cost.tries += usd
+	h.recordSpend(usd)
+}
+
+// tryCost is the cost of the current try: its deployment's price applied
+// to its decoder's usage.
+func (h *handler) tryCost() (float64, costState) {
 	price := h.dep.Price
 	if price == nil {
-		h.cost.state = costUnknown
 		h.s.opts.Metrics.PriceUnknown(h.ctx, h.dep.Name)
 		h.s.unknownPrices.logOnce(h, h.dep)
-		return
+		return 0, costUnknown
 	}
 	if h.dec == nil {
 		// No response yet: the upstream may still have done (and billed)
 		// the work.
-		h.cost.state = costUnknown
-		return
+		return 0, costUnknown
 	}
 	switch res := h.dec.Result(); {
 	case res.HasUsage:
-		h.cost.usd, h.cost.state = price.Cost(res.Usage), costKnown
+		return price.Cost(res.Usage), costKnown
 	case res.Err != nil && !res.FirstContent:
 		// The provider refused the request before producing anything:
 		// providers bill no tokens for that.
-		h.cost.usd, h.cost.state = 0, costKnown
-	default:
-		// A response without usage (cut short, or a provider that did not
-		// report it) may have been billed.
-		h.cost.state = costUnknown
-		return
+		return 0, costKnown
 	}
+	// A response without usage (cut short, or a provider that did not
+	// report it) may have been billed.
+	return 0, costUnknown
+}
+
+// recordSpend adds a try's known cost to the spend counter.
+func (h *handler) recordSpend(usd float64) {
 	group := ""
 	if h.group != nil {
 		group = h.group.Name
 	}
-	h.s.opts.Metrics.Spend(h.ctx, h.tenant, group, h.dep.Name, h.cost.usd)
+	h.s.opts.Metrics.Spend(h.ctx, h.tenant, group, h.dep.Name, usd)
 }
 
 // costMetadata adds cost_usd and cost_known to the final metadata.

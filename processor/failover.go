@@ -40,25 +40,25 @@ import (
 // event stream (watchBeforeContent).
 //
 // Every failed try is reported to routing's health (processor/route), and
-// the next deployment is the next in the order routing chose. Bounds: at
-// most failoverAttempts tries per request, the first included, and
-// failoverBudget from the first forward. When every try failed, the client
-// gets the most informative error of all of them. docs/recovery.md.
-
-const (
-	// failoverAttempts bounds the deployments tried for one request.
-	failoverAttempts = 3
-	// failoverBudget bounds the time from the first forward to the last
-	// fallback call's response headers.
-	failoverBudget = 2 * time.Minute
-)
+// the next deployment is the next in the order routing chose. A too long
+// input (context_length_exceeded) or a content-policy refusal
+// (content_filtered) moves instead to the group's configured fallback
+// groups (model_groups[].failover), whose own routing picks the
+// deployment. Bounds, from the requested group's failover settings: at
+// most max_attempts tries per request, the first included, and budget
+// from the first forward. When every try failed, the client gets the most
+// informative error of all of them. docs/recovery.md.
 
 // failoverState is a handler's failover bookkeeping.
 type failoverState struct {
-	body   []byte                               // the client's request body, kept for another deployment
-	tried  [failoverAttempts]*config.Deployment // deployments tried, the first included
-	ntried int
-	cause  translate.Code // the first deployment's failure, when failover ran
+	body    []byte                                         // the client's request body, kept for another deployment
+	limits  config.Failover                                // the requested group's bounds and fallbacks
+	tried   [config.MaxFailoverAttempts]*config.Deployment // deployments tried, the first included
+	ntried  int
+	groups  [config.MaxFailoverAttempts]*config.Group // groups entered, the requested one first
+	ngroups int
+	cause   translate.Code // the first deployment's failure, when failover ran
+	firstAt time.Time      // the first forward: the budget runs from it
 
 	// A stream whose 200 went out: its output is held until the first
 	// content, so that an in-band error before it can still fail over.
@@ -92,12 +92,13 @@ func (h *handler) watchBeforeContent(out *[]byte, eos bool) (done bool, err erro
 		h.fo.inband = inbandWatching
 	}
 	res := h.dec.Result()
-	if res.Err != nil && res.Err.Code.Retryable() && !res.FirstContent && !h.broken {
+	if res.Err != nil && h.failsOver(res.Err) && !res.FirstContent && !h.broken {
 		h.fo.pending = h.fo.pending[:0] // the role chunk and the error event never go out
 		return true, h.failoverInBand()
 	}
 	if res.FirstContent || res.Completed || res.Err != nil || eos {
 		h.fo.inband = inbandDone
+		h.dropFailoverBody() // no failover after content
 		if len(h.fo.pending) > 0 {
 			*out = append(h.fo.pending, *out...)
 			h.fo.pending = nil
@@ -135,14 +136,32 @@ func (h *handler) failoverMetadata(v *mdValues) {
 	v.num("attempts", float64(h.fo.ntried))
 	v.str("failed_deployment", h.fo.tried[0].Name)
 	v.str("failover_cause", string(h.fo.cause))
+	if h.fo.ngroups > 1 && h.group != h.fo.groups[0] {
+		v.str("requested_model_group", h.fo.groups[0].Name)
+	}
 }
 
 // keepForFailover keeps the client's body when a fallback could need it:
-// failover is on and the group has another deployment.
+// failover is on (the egress listener is set, max_attempts > 1) and the
+// group has another deployment or a fallback group. The body stays counted
+// in server.max_buffered_bytes (budget.go) while it is kept.
 func (h *handler) keepForFailover(body []byte) {
-	if h.cfg.Server().EgressAddress.Enabled() && h.group != nil && len(h.group.Deployments) > 1 {
-		h.fo.body = body
-		h.fo.tried[0], h.fo.ntried = h.dep, 1
+	g := h.group
+	if !h.cfg.Server().EgressAddress.Enabled() || g == nil || g.Failover.MaxAttempts < 2 ||
+		len(g.Deployments) < 2 && len(g.Failover.ContextWindow) == 0 && len(g.Failover.ContentPolicy) == 0 {
+		return
+	}
+	h.fo.body, h.fo.limits = body, g.Failover
+	h.fo.tried[0], h.fo.ntried = h.dep, 1
+	h.fo.groups[0], h.fo.ngroups = g, 1
+}
+
+// dropFailoverBody lets go of the kept body once no failover can need it,
+// and gives its bytes back to the server's budget.
+func (h *handler) dropFailoverBody() {
+	if h.fo.body != nil {
+		h.fo.body = nil
+		h.releaseBody()
 	}
 }
 
@@ -154,7 +173,60 @@ func (h *handler) shouldFailover() bool {
 		return false
 	}
 	e := h.dec.Result().Err
-	return e != nil && e.Code.Retryable()
+	return e != nil && h.failsOver(e)
+}
+
+// failsOver reports whether a try that failed with e is worth another:
+// another deployment may not have the problem (a retryable class), or a
+// configured fallback group takes it.
+func (h *handler) failsOver(e *translate.Error) bool {
+	return e.Code.Retryable() || h.fallbackGroup(e) != nil
+}
+
+// fallbackKind is the configured fallback that takes an error of class
+// c: "context_window", "content_policy", or "" for none.
+func fallbackKind(c translate.Code) string {
+	switch c {
+	case translate.CodeContextLengthExceeded:
+		return "context_window"
+	case translate.CodeContentFiltered:
+		return "content_policy"
+	}
+	return ""
+}
+
+// fallbackGroup returns the group a try that failed with e moves to: the
+// first of the current group's context-window or content-policy fallbacks
+// that the request has not entered yet and the Envoy route allows; nil
+// when there is none (cycles end here: no group is entered twice).
+func (h *handler) fallbackGroup(e *translate.Error) *config.Group {
+	if e == nil || h.group == nil {
+		return nil
+	}
+	var list []*config.Group
+	switch fallbackKind(e.Code) {
+	case "context_window":
+		list = h.group.Failover.ContextWindow
+	case "content_policy":
+		list = h.group.Failover.ContentPolicy
+	default:
+		return nil
+	}
+	for _, g := range list {
+		if !h.enteredGroup(g) && h.routeMeta.allows(g.Name) {
+			return g
+		}
+	}
+	return nil
+}
+
+func (h *handler) enteredGroup(g *config.Group) bool {
+	for _, e := range h.fo.groups[:h.fo.ngroups] {
+		if e == g {
+			return true
+		}
+	}
+	return false
 }
 
 // failover answers the client with the next deployments' response; it runs
@@ -165,10 +237,12 @@ func (h *handler) failover() error { return h.runFailover(false) }
 // attempt count and the budget. inBand: the client's headers went out
 // already (a stream that failed in band before content).
 func (h *handler) runFailover(inBand bool) error {
-	h.stopWatchdog() // egress bounds the fallback
-	best, bestRetry := h.dec.Result().Err, h.retry
+	h.stopWatchdog()           // egress bounds the fallback
+	last := h.dec.Result().Err // the failed try's error
+	best, bestRetry := last, h.retry
 	if h.fo.cause == "" {
-		h.fo.cause = best.Code
+		h.fo.cause = last.Code
+		h.fo.firstAt = h.forwardedAt
 	}
 	giveUp := h.answerError
 	if inBand {
@@ -179,16 +253,17 @@ func (h *handler) runFailover(inBand bool) error {
 		h.s.opts.Logger.Error("llmux: failover: egress client", "request_id", h.requestID, "error", err)
 		return giveUp(best, bestRetry)
 	}
-	deadline := h.forwardedAt.Add(failoverBudget) // from the first forward
-	for h.fo.ntried < failoverAttempts && h.s.opts.Now().Before(deadline) {
-		dep, tr := h.nextDeployment()
+	deadline := h.fo.firstAt.Add(h.fo.limits.Budget)
+	for h.fo.ntried < h.fo.limits.MaxAttempts && h.s.opts.Now().Before(deadline) {
+		failed := h.depName()
+		dep, tr := h.nextTry(last)
 		if dep == nil {
 			break
 		}
 		h.fo.tried[h.fo.ntried] = dep
 		h.fo.ntried++
-		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", h.depName(), "error_code", string(best.Code),
-			"in_band", inBand, "next", dep.Name, "attempt", h.fo.ntried)
+		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", failed, "error_code", string(last.Code),
+			"in_band", inBand, "next", dep.Name, "model_group", h.group.Name, "attempt", h.fo.ntried)
 		ctx, cancel := context.WithDeadline(h.ctx, deadline)
 		resp, treq, err := h.callDeployment(ctx, c, dep, tr, h.fo.body)
 		if err != nil {
@@ -198,6 +273,7 @@ func (h *handler) runFailover(inBand bool) error {
 			}
 			h.s.opts.Logger.Warn("llmux: failover call failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
 			h.errCode = string(translate.CodeUpstreamUnavailable) // for the try's report
+			last = &translate.Error{Code: translate.CodeUpstreamUnavailable, Message: "The provider could not be reached."}
 			continue
 		}
 		h.switchTo(dep, tr, treq, resp)
@@ -205,12 +281,12 @@ func (h *handler) runFailover(inBand bool) error {
 			h.heldHeaders = nil // the client's headers went out with the first response
 		}
 		if inBand && (resp.Status >= 300 || h.dec.ContentType() != "text/event-stream") ||
-			!inBand && (resp.Status == http.StatusTooManyRequests || resp.Status >= 500) {
+			!inBand && (resp.Status == http.StatusTooManyRequests || resp.Status >= 400) {
 			// Decode the whole (bounded) answer to judge it.
 			out, e := h.decodeWhole(resp.Body)
 			resp.Body.Close()
 			cancel()
-			if !inBand && (e == nil || !e.Code.Retryable()) {
+			if !inBand && (e == nil || !h.failsOver(e)) {
 				if e != nil {
 					h.errCode = string(e.Code)
 				}
@@ -219,6 +295,7 @@ func (h *handler) runFailover(inBand bool) error {
 			if e == nil {
 				e = &translate.Error{Code: translate.CodeUpstreamProtocol, Message: "The provider did not answer with an event stream."}
 			}
+			last = e
 			if moreInformative(e, best) {
 				best, bestRetry = e, h.retry
 			}
@@ -232,19 +309,62 @@ func (h *handler) runFailover(inBand bool) error {
 		cancel()
 		return err
 	}
-	h.reportTry()
+	h.endTry()
 	return giveUp(best, bestRetry)
 }
 
-// nextDeployment reports the failed try to routing (health, cooldowns) and
-// returns the next deployment in the order routing chose for the request,
+// nextTry ends the failed try and chooses the next: the first deployment
+// of a configured fallback group when last is the kind of refusal one
+// takes, else the next deployment of the current group when last is
+// retryable.
+func (h *handler) nextTry(last *translate.Error) (*config.Deployment, translate.Translator) {
+	h.endTry()
+	if g := h.fallbackGroup(last); g != nil {
+		h.s.opts.Metrics.FailoverTry(h.ctx, h.fo.groups[0].Name, string(last.Code), fallbackKind(last.Code))
+		return h.enterGroup(g)
+	}
+	if !last.Code.Retryable() {
+		return nil, nil // every deployment of the group would refuse it alike
+	}
+	dep, tr := h.nextDeployment()
+	if dep != nil {
+		h.s.opts.Metrics.FailoverTry(h.ctx, h.fo.groups[0].Name, string(last.Code), "deployment")
+	}
+	return dep, tr
+}
+
+// enterGroup moves the request to fallback group g: g's routing orders its
+// deployments and the first not tried yet takes the request.
+func (h *handler) enterGroup(g *config.Group) (*config.Deployment, translate.Translator) {
+	h.fo.groups[h.fo.ngroups] = g // entered, even if it has nothing to offer now
+	h.fo.ngroups++
+	prev := h.group
+	h.group = g
+	dep, tr := h.route(g, h.treq.Stream, h.fo.body)
+	if dep == nil {
+		h.group = prev // the group did not serve
+		return nil, nil
+	}
+	if h.triedDeployment(dep) {
+		return h.nextDeployment()
+	}
+	return dep, tr
+}
+
+// endTry ends the failed try: its real usage is priced into the request's
+// cost (cost.go) and its outcome reported to routing.
+func (h *handler) endTry() {
+	h.priceTry()
+	h.reportTry()
+}
+
+// nextDeployment returns the next deployment in the order routing chose for the request,
 // skipping deployments cooling down, already tried, or of a kind this build
 // cannot serve.
 func (h *handler) nextDeployment() (*config.Deployment, translate.Translator) {
 	if !h.rs.routedOnce() {
 		return h.nextByPriority()
 	}
-	h.reportTry()
 	for {
 		i, ok := h.rs.attempt.Next()
 		if !ok {
@@ -312,6 +432,9 @@ func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *con
 	target := targetFor(dep)
 	up, err := tr.Request(ctx, &treq, &target)
 	if err != nil {
+		// Not sent: the pick is cancelled, not judged.
+		h.rs.attempt.Cancel()
+		h.rs.routed = false
 		return nil, treq, fmt.Errorf("translating for %s: %w", dep.Name, err)
 	}
 	treq.Body = nil
@@ -331,6 +454,7 @@ func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *con
 // headers reply that sets its status and content type.
 func (h *handler) switchTo(dep *config.Deployment, tr translate.Translator, treq translate.Request, resp *egress.Response) {
 	h.dep, h.tr, h.treq = dep, tr, treq
+	h.cost.priced = false // a new try to price
 	h.status, h.retry, h.upstreamID, h.upstreamIDRank = resp.Status, translate.RetryHint{}, "", 0
 	for k, vs := range resp.Header {
 		lk := strings.ToLower(k)

@@ -32,6 +32,7 @@ func (h *handler) complete() {
 	}
 	h.recorded = true
 	h.stopWatchdog()
+	h.dropFailoverBody() // no failover after the outcome (failover.go)
 	h.priceRequest()
 	now := h.s.opts.Now()
 	r := telemetry.Request{

@@ -35,7 +35,7 @@ import (
 // the sent text trimmed, and one usage chunk that counts every attempt
 // (splice.go). A stream that failed inside a tool call, or whose answer is
 // JSON (response_format), is not continued: it ends with an error event
-// that says so. Tries are bounded as failover's are (failoverAttempts).
+// that says so. Tries are bounded as failover's are (failover.max_attempts).
 // docs/recovery.md.
 
 // Causes of a repair, as metadata ("repair_cause") and metric labels.
@@ -191,7 +191,7 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 	}
 	h.rp.active = true
 	defer func() { h.rp.active = false }()
-	for h.fo.ntried < failoverAttempts {
+	for h.fo.ntried < h.repairAttempts() {
 		dep, tr := h.nextRepairDeployment()
 		if dep == nil {
 			break
@@ -260,6 +260,16 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 		return err
 	}
 	return h.repairFailed(cause, failure)
+}
+
+// repairAttempts is the bound on tries for a request, the first included:
+// the group's failover.max_attempts (default 3), as failover's.
+func (h *handler) repairAttempts() int {
+	n := 3
+	if h.group != nil && h.group.Failover.MaxAttempts > 0 {
+		n = h.group.Failover.MaxAttempts
+	}
+	return min(n, len(h.fo.tried))
 }
 
 // repairFailed ends the stream with the failure when no continuation came.

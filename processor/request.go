@@ -120,7 +120,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 			Message: "The gateway is handling too many large requests right now. Please retry shortly."},
 			header("retry-after", "1"))
 	}
-	defer h.releaseBody()
+	defer h.releaseUnlessKept()
 	p, e := validate(h.ep, body)
 	if e != nil {
 		return h.immediate(e)

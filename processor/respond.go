@@ -88,7 +88,7 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 22
+	mdFields        = 23
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values

@@ -83,10 +83,21 @@ func registerRouteKey(key string, parse routeKeyParser) {
 	routeKeys[key] = parse
 }
 
+// Bounds of route metadata values: a label goes into log lines, and an
+// allow-list entry longer than maxRouteName is pasted text, not a model
+// group's name.
+const (
+	maxRouteName   = 256
+	maxRouteGroups = 1024
+)
+
 func parseRouteName(v *structpb.Value, p *routePolicy) error {
 	s, ok := v.GetKind().(*structpb.Value_StringValue)
 	if !ok {
 		return errors.New("must be a string")
+	}
+	if len(s.StringValue) > maxRouteName {
+		return fmt.Errorf("is %d bytes long; at most %d", len(s.StringValue), maxRouteName)
 	}
 	p.name = s.StringValue
 	return nil
@@ -100,10 +111,13 @@ func parseRouteGroups(v *structpb.Value, p *routePolicy) error {
 	if len(l.ListValue.GetValues()) == 0 {
 		return errors.New("is empty: the route could use no model group (leave the key out to allow every group)")
 	}
+	if n := len(l.ListValue.GetValues()); n > maxRouteGroups {
+		return fmt.Errorf("lists %d groups; at most %d", n, maxRouteGroups)
+	}
 	p.groups = make(map[string]struct{}, len(l.ListValue.GetValues()))
 	for i, e := range l.ListValue.GetValues() {
 		s, ok := e.GetKind().(*structpb.Value_StringValue)
-		if !ok || s.StringValue == "" {
+		if !ok || s.StringValue == "" || len(s.StringValue) > maxRouteName {
 			return fmt.Errorf("[%d] must be a model group name", i)
 		}
 		p.groups[s.StringValue] = struct{}{}

@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -136,8 +138,8 @@ func TestRouteMetaCacheBound(t *testing.T) {
 	var c routeMetaCache
 	for i := range routeMetaCacheSize + 10 {
 		text := prototext.Format(&corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			"io.llmux": {Fields: map[string]*structpb.Value{"route": structpb.NewStringValue(strings.Repeat("r", i+1))}}}})
-		if p, err, _ := c.get(text, "io.llmux"); err != nil || p.name != strings.Repeat("r", i+1) {
+			"io.llmux": {Fields: map[string]*structpb.Value{"route": structpb.NewStringValue(fmt.Sprint("r", i))}}}})
+		if p, err, _ := c.get(text, "io.llmux"); err != nil || p.name != fmt.Sprint("r", i) {
 			t.Fatalf("%d: %v %v", i, p, err)
 		}
 	}
@@ -163,6 +165,8 @@ func FuzzRouteMetadata(f *testing.F) {
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { struct_value { fields { key: "strategy" value { string_value: "cost" } } fields { key: "max_ttft" value { string_value: "2s" } } } } } } }`)
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { number_value: 1 } } } }`)
 	f.Add(`filter_metadata {`)
+	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { struct_value { fields { key: "expected_output_tokens" value { number_value: 1.5 } } } } } } }`)
+	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { struct_value { fields { key: "explore" value { number_value: 1e308 } } } } } } }`)
 	f.Fuzz(func(t *testing.T, text string) {
 		p, err := parseRouteMetadata(text, "io.llmux")
 		if err != nil {
@@ -178,4 +182,92 @@ func FuzzRouteMetadata(f *testing.F) {
 			t.Error("an empty allow-list was accepted")
 		}
 	})
+}
+
+// TestRouteMetadataHostile: wrong types, huge values, unknown keys and deep
+// nesting under every key give an error naming the key, never a policy
+// with a silent default, and never a panic.
+func TestRouteMetadataHostile(t *testing.T) {
+	deep := any("cost")
+	for range 200 {
+		deep = map[string]any{"x": deep}
+	}
+	deepList := any("g")
+	for range 200 {
+		deepList = []any{deepList}
+	}
+	many := make([]any, 5000)
+	for i := range many {
+		many[i] = fmt.Sprintf("g%d", i)
+	}
+	tests := []struct {
+		name string
+		v    map[string]any // the fields under io.llmux
+		key  string         // "": accepted
+	}{
+		{"label a list", map[string]any{"route": []any{"a"}}, "route"},
+		{"label a bool", map[string]any{"route": true}, "route"},
+		{"label null", map[string]any{"route": nil}, "route"},
+		{"label a struct", map[string]any{"route": map[string]any{"a": "b"}}, "route"},
+		{"label too long", map[string]any{"route": strings.Repeat("r", 10_000)}, "route"},
+		{"groups a number", map[string]any{"model_groups": 3}, "model_groups"},
+		{"groups a struct", map[string]any{"model_groups": map[string]any{"g": true}}, "model_groups"},
+		{"groups with a number", map[string]any{"model_groups": []any{"g", 1}}, "model_groups"},
+		{"groups with null", map[string]any{"model_groups": []any{nil}}, "model_groups"},
+		{"groups with an empty name", map[string]any{"model_groups": []any{""}}, "model_groups"},
+		{"groups nested lists", map[string]any{"model_groups": deepList}, "model_groups"},
+		{"groups too many", map[string]any{"model_groups": many}, "model_groups"},
+		{"groups a huge name", map[string]any{"model_groups": []any{strings.Repeat("g", 10_000)}}, "model_groups"},
+		{"routing a string", map[string]any{"routing": "cost"}, "routing"},
+		{"routing a list", map[string]any{"routing": []any{"cost"}}, "routing"},
+		{"routing null", map[string]any{"routing": nil}, "routing"},
+		{"routing a number", map[string]any{"routing": 1e308}, "routing"},
+		{"strategy a number", map[string]any{"routing": map[string]any{"strategy": 1}}, "routing"},
+		{"strategy a list", map[string]any{"routing": map[string]any{"strategy": []any{"cost"}}}, "routing"},
+		{"strategy nested deep", map[string]any{"routing": map[string]any{"strategy": deep}}, "routing"},
+		{"routing nested deep", map[string]any{"routing": deep}, "routing"},
+		{"explore a string", map[string]any{"routing": map[string]any{"explore": "0.5"}}, "routing"},
+		{"explore huge", map[string]any{"routing": map[string]any{"explore": 1e308}}, "routing"},
+		{"explore negative", map[string]any{"routing": map[string]any{"explore": -0.5}}, "routing"},
+		{"expected_output_tokens huge", map[string]any{"routing": map[string]any{"expected_output_tokens": 1e300}}, "routing"},
+		{"expected_output_tokens fractional", map[string]any{"routing": map[string]any{"expected_output_tokens": 1.5}}, "routing"},
+		{"expected_output_tokens negative", map[string]any{"routing": map[string]any{"expected_output_tokens": -1}}, "routing"},
+		{"max_ttft huge", map[string]any{"routing": map[string]any{"max_ttft": "1000000h"}}, "routing"},
+		{"max_ttft overflows", map[string]any{"routing": map[string]any{"max_ttft": "99999999999999999999h"}}, "routing"},
+		{"max_ttft negative", map[string]any{"routing": map[string]any{"max_ttft": "-1s"}}, "routing"},
+		{"stale_after a number", map[string]any{"routing": map[string]any{"stale_after": 10}}, "routing"},
+		{"unknown_cost a bool", map[string]any{"routing": map[string]any{"unknown_cost": true}}, "routing"},
+		{"routing unknown key", map[string]any{"routing": map[string]any{"strategy": "cost", "retries": 3}}, "routing"},
+		{"routing health", map[string]any{"routing": map[string]any{"health": map[string]any{"failures": 1}}}, "routing"},
+		{"unknown key beside good ones", map[string]any{"route": "r", "model_groups": []any{"g"}, "fallbacks": []any{"x"}}, "fallbacks"},
+		{"unknown key deep", map[string]any{"x": deep}, "x"},
+		{"empty key", map[string]any{"": "x"}, ""},
+		{"all good", map[string]any{"route": "r", "model_groups": []any{"g", "g"}, "routing": map[string]any{"strategy": "cost", "explore": 0, "expected_output_tokens": 64}}, "-"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := structpb.NewStruct(tc.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := prototext.Format(&corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"io.llmux": s}})
+			p, err := parseRouteMetadata(text, "io.llmux")
+			if tc.key == "-" {
+				if err != nil || p == nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var me *routeMetaError
+			if !errors.As(err, &me) || p != nil {
+				t.Fatalf("accepted (policy %v, error %v), want an error naming %q", p != nil, err, tc.key)
+			}
+			if me.key != tc.key {
+				t.Errorf("error %q names key %q, want %q", err, me.key, tc.key)
+			}
+			if len(err.Error()) > 2000 {
+				t.Errorf("error of %d bytes: it must not echo a huge value", len(err.Error()))
+			}
+		})
+	}
 }

@@ -145,13 +145,22 @@ func (h *handler) route(g *config.Group, stream bool, body []byte) (*config.Depl
 
 // reportRoute tells the Router how the request ended; complete calls it
 // once, whatever the ending (a success, an error, Envoy's own reply, a
-// cancellation).
+// cancellation). A request llmux answered itself before forwarding it
+// cancels the pick.
 func (h *handler) reportRoute(now time.Time) {
 	rs := &h.rs
 	if !rs.routed {
 		return
 	}
 	rs.routed = false
+	if h.forwardedAt.IsZero() {
+		// llmux refused the request itself after the pick (the
+		// translation failed, or a later local check): the deployment
+		// never saw it, so the pick is cancelled, neither a success nor
+		// a failure.
+		rs.attempt.Cancel()
+		return
+	}
 	o := route.Outcome{Code: translate.Code(h.errCode), RetryAfter: h.retry.After()}
 	if !h.forwardedAt.IsZero() {
 		o.Duration = now.Sub(h.forwardedAt)

@@ -11,6 +11,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/llmux/llmux/processor/route"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
 )
@@ -259,6 +260,68 @@ func TestRoutingStateAcrossReloads(t *testing.T) {
 	for _, st := range s.RoutingStatus() {
 		if st.Deployment == "dep-a" {
 			t.Fatalf("dep-a is still known after a reload dropped it: %+v", st)
+		}
+	}
+}
+
+// refusingTranslator refuses every request, as a translator does for a
+// request its provider cannot take (llmux answers it locally, after
+// routing picked the deployment).
+type refusingTranslator struct{ translate.Translator }
+
+func (refusingTranslator) Request(context.Context, *translate.Request, *translate.Target) (*translate.Upstream, error) {
+	return nil, &translate.Error{Code: translate.CodeInvalidRequest, Message: "refused locally"}
+}
+
+// TestRoutingLocalRefusalCancelsPick: a request llmux refuses itself after
+// routing picked a deployment leaves nothing in flight and does not count
+// as the deployment's success (which would close a half-open deployment
+// that never answered) nor as its failure.
+func TestRoutingLocalRefusalCancelsPick(t *testing.T) {
+	rs := newRoutingServer(t, routingAuth+`
+providers:
+- {name: a, kind: openai, cluster: cluster-a}
+deployments:
+- {name: dep-a, provider: a, model: m}
+model_groups:
+- name: g
+  deployments: [dep-a]
+  routing: {health: {failures: 1, window: 1m, cooldown: 30s}}
+`)
+	base, _ := translate.Lookup("openai")
+	rs.s.opts.Translator = func(string) (translate.Translator, bool) { return refusingTranslator{base}, true }
+	g, _ := rs.s.opts.Config().Group("g")
+	router := rs.s.routing.router
+	status := func() route.Status {
+		t.Helper()
+		for _, st := range router.Statuses() {
+			if st.Deployment == "dep-a" {
+				return st
+			}
+		}
+		t.Fatal("dep-a unknown to the router")
+		return route.Status{}
+	}
+
+	// A failure cools dep-a down; after the cooldown it is half-open.
+	var a route.Attempt
+	if !router.Pick(&a, &route.Request{Policy: &g.Routing, Candidates: rs.s.candidates(rs.s.opts.Config(), g)}) {
+		t.Fatal("no pick")
+	}
+	a.Report(route.Outcome{Code: translate.CodeOverloaded})
+	rs.now = rs.now.Add(31 * time.Second)
+	if st := status(); !st.HalfOpen {
+		t.Fatalf("after a failure: %+v, want half-open", st)
+	}
+
+	for i := range 3 {
+		x, r := rs.start(t, nil, `{"model":"g","messages":[{"role":"user","content":"hi"}]}`)
+		if r.GetImmediateResponse().GetStatus().GetCode() != 400 {
+			t.Fatalf("request %d: %v, want the local 400", i, r)
+		}
+		x.h.end()
+		if st := status(); st.InFlight != 0 || !st.HalfOpen {
+			t.Fatalf("after local refusal %d: %+v, want nothing in flight and still half-open", i, st)
 		}
 	}
 }

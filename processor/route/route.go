@@ -99,8 +99,17 @@ func Reasons() []Reason {
 
 // Options configure a Router. Zero values take the defaults.
 type Options struct {
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; nil means time.Now. The Router measures every
+	// interval (cooldowns, failure windows, sample ages) as the difference
+	// of two readings with Time.Sub, so time.Now's monotonic reading is
+	// used and a wall-clock step (NTP) changes nothing; wall-clock values
+	// appear only in Status and OnCooldown.
 	Now func() time.Time
+	// Elapsed, if set, is the monotonic clock the Router measures
+	// intervals with instead: the time since a fixed origin, never
+	// decreasing. nil means Now's readings minus its first one. Tests set
+	// it to step wall and monotonic time apart.
+	Elapsed func() time.Duration
 	// Rand is the source of randomness (weighted choice, ties,
 	// exploration); nil means math/rand/v2's global source. It must be
 	// safe for concurrent use when the Router is used concurrently; tests
@@ -118,6 +127,7 @@ type Options struct {
 // process.
 type Router struct {
 	now        func() time.Time
+	elapsed    func() time.Duration
 	rng        *rand.Rand
 	onCooldown func(string, time.Time, int)
 
@@ -137,8 +147,19 @@ func New(opts Options) *Router {
 	if opts.Rand == nil {
 		opts.Rand = globalSource{}
 	}
-	return &Router{now: opts.Now, rng: rand.New(opts.Rand), onCooldown: opts.OnCooldown, states: map[string]*state{}}
+	if opts.Elapsed == nil {
+		now, origin := opts.Now, opts.Now()
+		opts.Elapsed = func() time.Duration { return now().Sub(origin) }
+	}
+	return &Router{now: opts.Now, elapsed: opts.Elapsed, rng: rand.New(opts.Rand), onCooldown: opts.OnCooldown, states: map[string]*state{}}
 }
+
+// mono is the Router's monotonic time in nanoseconds, the unit of every
+// instant in its state. It starts at 1, so that 0 can mean "never".
+func (r *Router) mono() int64 { return int64(r.elapsed()) + 1 }
+
+// wall converts a monotonic instant to the wall clock, for display.
+func (r *Router) wall(ns int64) time.Time { return r.now().Add(time.Duration(ns - r.mono())) }
 
 // Retain forgets every deployment not named in keep: call it when a new
 // configuration is in force. A request still running on an older
@@ -160,7 +181,7 @@ func (r *Router) Retain(keep []string) {
 
 // CoolingDown counts the deployments whose cooldown has not ended.
 func (r *Router) CoolingDown() int {
-	now := r.now().UnixNano()
+	now := r.mono()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	n := 0
@@ -193,7 +214,7 @@ func (r *Router) Statuses() []Status {
 		st := Status{Deployment: s.name, InFlight: s.inflight.Load(), HalfOpen: s.halfOpen.Load(),
 			TTFTMedian: s.ttft.median(), TTFTP90: s.ttft.percentile90(), TPOTMedian: s.tpot.median()}
 		if u := s.coolUntil.Load(); u != 0 {
-			st.CoolUntil = time.Unix(0, u)
+			st.CoolUntil = r.wall(u)
 		}
 		out = append(out, st)
 	}
@@ -291,7 +312,7 @@ type Attempt struct {
 	pos     int   // the try in progress (or last ended) in order
 	active  bool  // a try is in progress
 	probe   bool  // the try holds its deployment's half-open probe
-	started int64 // unix ns
+	started int64 // Router.mono
 }
 
 // Len is how many candidates the list holds.
@@ -318,8 +339,7 @@ func (a *Attempt) Reason() Reason { return a.reason }
 // unknown price). A previous try on a still in progress is cancelled.
 func (r *Router) Pick(a *Attempt, req *Request) bool {
 	a.Cancel()
-	now := r.now()
-	ns := now.UnixNano()
+	ns := r.mono()
 	p := req.Policy
 	cands := req.Candidates
 	*a = Attempt{r: r, health: p.Health, staleAfter: p.StaleAfter, stream: req.Stream}
@@ -419,7 +439,7 @@ func (a *Attempt) Next() (int, bool) {
 	if a.r == nil {
 		return -1, false
 	}
-	ns := a.r.now().UnixNano()
+	ns := a.r.mono()
 	if a.advance(ns, false) {
 		return a.Current(), true
 	}
@@ -437,15 +457,14 @@ func (a *Attempt) Report(o Outcome) {
 	a.active = false
 	st := a.order[a.pos].st
 	st.inflight.Add(-1)
-	now := a.r.now()
-	ns := now.UnixNano()
+	ns := a.r.mono()
 	switch {
 	case Failure(o.Code):
 		if until := st.failure(ns, a.started, o.RetryAfter, a.health); until != 0 && a.r.onCooldown != nil {
 			st.mu.Lock()
 			n := st.consecutive
 			st.mu.Unlock()
-			a.r.onCooldown(st.name, time.Unix(0, until), n)
+			a.r.onCooldown(st.name, a.r.wall(until), n)
 		}
 	case neutral(o.Code):
 	default:

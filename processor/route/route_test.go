@@ -535,3 +535,59 @@ func TestConcurrentPicks(t *testing.T) {
 		}
 	}
 }
+
+// TestMonotonicClock: cooldowns run on the monotonic clock. The wall clock
+// steps back an hour and then forward two (NTP) while 31 monotonic
+// seconds pass: the 30s cooldown ends after 30 monotonic seconds, neither
+// an hour late nor at once; the wall-clock end that Status and OnCooldown
+// show follows the wall clock.
+func TestMonotonicClock(t *testing.T) {
+	wall := time.Unix(1_700_000_000, 0)
+	var mono time.Duration
+	var until time.Time
+	r := New(Options{Now: func() time.Time { return wall }, Elapsed: func() time.Duration { return mono },
+		Rand:       rand.NewPCG(1, 2),
+		OnCooldown: func(_ string, u time.Time, _ int) { until = u }})
+	p := Policy{Health: Health{Failures: 1, Window: time.Minute, Cooldown: 30 * time.Second}}.WithDefaults()
+	cands := []Candidate{{Name: "a", Weight: 1}, {Name: "b", Weight: 1, Priority: 1}}
+	pick := func() string {
+		t.Helper()
+		var a Attempt
+		if !r.Pick(&a, &Request{Policy: &p, Candidates: cands}) {
+			t.Fatal("no pick")
+		}
+		defer a.Report(Outcome{})
+		return cands[a.Current()].Name
+	}
+	var a Attempt
+	r.Pick(&a, &Request{Policy: &p, Candidates: cands})
+	a.Report(Outcome{Code: translate.CodeOverloaded})
+	if want := wall.Add(30 * time.Second); !until.Equal(want) {
+		t.Errorf("OnCooldown until %v, want %v", until, want)
+	}
+	steps := []struct {
+		wallStep, monoStep time.Duration
+		want               string
+	}{
+		{-time.Hour, 10 * time.Second, "b"},
+		{2 * time.Hour, 10 * time.Second, "b"}, // wall-clock time is long past the cooldown's end
+		{0, 11 * time.Second, "a"},             // an hour early by the wall clock
+	}
+	for i, s := range steps {
+		wall, mono = wall.Add(s.wallStep), mono+s.monoStep
+		if i == 1 {
+			st := r.Statuses()
+			for _, x := range st {
+				if x.Deployment == "a" && !x.CoolUntil.Equal(wall.Add(10*time.Second)) {
+					t.Errorf("status cool_until %v, want %v (10s from the wall clock's now)", x.CoolUntil, wall.Add(10*time.Second))
+				}
+			}
+			if n := r.CoolingDown(); n != 1 {
+				t.Errorf("cooling down %d, want 1", n)
+			}
+		}
+		if got := pick(); got != s.want {
+			t.Fatalf("step %d (wall %+v, monotonic %s): %s, want %s", i, s.wallStep, mono, got, s.want)
+		}
+	}
+}

@@ -26,7 +26,7 @@ type stat struct {
 
 	p50, p90 atomic.Uint64 // math.Float64bits
 	count    atomic.Int32  // samples held, at most statWindow
-	last     atomic.Int64  // unix nanoseconds of the newest sample
+	last     atomic.Int64  // Router.mono of the newest sample
 }
 
 // add records v at now; a window whose newest sample is older than
@@ -81,7 +81,7 @@ type state struct {
 	name string
 
 	inflight atomic.Int64
-	// coolUntil is the end of the current cooldown (unix ns); 0 when the
+	// coolUntil is the end of the current cooldown (Router.mono); 0 when the
 	// deployment never cooled down.
 	coolUntil atomic.Int64
 	// halfOpen: a cooldown was entered and no success has been seen since;
@@ -93,9 +93,9 @@ type state struct {
 	tpot stat // whole responses: seconds per output token
 
 	mu          sync.Mutex
-	fails       []int64 // a ring of recent failure times (unix ns)
+	fails       []int64 // a ring of recent failure times (Router.mono)
 	failNext    int
-	cooledAt    int64 // when the current cooldown started (unix ns)
+	cooledAt    int64 // when the current cooldown started (Router.mono)
 	consecutive int   // cooldowns without a success in between
 }
 

@@ -37,9 +37,10 @@ type Metrics struct {
 	routeSets   setCache[routeKey]
 	tokenSets   setCache[tokenKey]
 
-	pricing pricingInstruments // spend and unknown prices (pricing.go)
-	routing routingInstruments // deployment choice (routing.go)
-	repair  repairInstruments  // stream repair (repair.go)
+	pricing  pricingInstruments  // spend and unknown prices (pricing.go)
+	routing  routingInstruments  // deployment choice (routing.go)
+	failover failoverInstruments // fallback tries (failover.go)
+	repair   repairInstruments   // stream repair (repair.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -133,6 +134,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.routing.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.failover.init(m); err != nil {
 		return nil, err
 	}
 	if err = x.repair.init(m); err != nil {

@@ -343,6 +343,14 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, c *errs, depth int) 
 			v.SetString(n.Value)
 			return
 		}
+		switch v.Kind() {
+		case reflect.Int, reflect.Int64, reflect.Int32:
+			if n.ShortTag() == "!!float" && v.Type() != reflect.TypeFor[time.Duration]() {
+				// yaml would truncate 1.5 to 1.
+				c.shape(path, "expected an integer, got %q", n.Value)
+				return
+			}
+		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
 			if v.Type() == reflect.TypeFor[time.Duration]() {
 				c.shape(path, "expected a duration such as 90s or 5m, got %q", n.Value)

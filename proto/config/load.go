@@ -462,7 +462,8 @@ func validateGroups(c *errs, f *File, rt *Runtime, deployments map[string]*Deplo
 		if len(gs.Deployments) == 0 {
 			c.add(p+".deployments", "at least one deployment is required")
 		}
-		g := &Group{Name: gs.Name, Routing: compileRouting(c, p+".routing", gs.Routing)}
+		g := &Group{Name: gs.Name, Routing: compileRouting(c, p+".routing", gs.Routing),
+			Failover: compileFailover(c, p+".failover", gs.Failover)}
 		seen := map[string]bool{}
 		inRotation := false
 		for j, dn := range gs.Deployments {
@@ -488,6 +489,7 @@ func validateGroups(c *errs, f *File, rt *Runtime, deployments map[string]*Deplo
 			rt.sorted = append(rt.sorted, g)
 		}
 	}
+	resolveFallbacks(c, f, rt) // schema_failover.go
 }
 
 func count(bs ...bool) int {

@@ -70,6 +70,9 @@ type Group struct {
 	// Routing is the group's routing policy, defaults applied
 	// (model_groups[].routing, schema_routing.go).
 	Routing route.Policy
+	// Failover is the group's failover bounds and fallback groups
+	// (model_groups[].failover, schema_failover.go).
+	Failover Failover
 }
 
 type keyEntry struct{ tenant, name string }

@@ -187,4 +187,7 @@ type ModelGroupSpec struct {
 	Deployments []string `yaml:"deployments" json:"deployments"`
 	// Routing chooses among the deployments (schema_routing.go).
 	Routing RoutingSpec `yaml:"routing" json:"routing,omitzero"`
+	// Failover bounds failover and names fallback groups
+	// (schema_failover.go).
+	Failover FailoverSpec `yaml:"failover" json:"failover,omitzero"`
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,41 @@ func TestRouteOverride(t *testing.T) {
 	var none *RouteOverride
 	if none.Apply(base) != base {
 		t.Error("a nil override changed the policy")
+	}
+}
+
+func TestFailoverCompiled(t *testing.T) {
+	rt := mustParseFile(t, "testdata/valid/routing.yaml")
+	names := func(gs []*Group) []string {
+		var out []string
+		for _, g := range gs {
+			out = append(out, g.Name)
+		}
+		return out
+	}
+	tests := []struct {
+		group          string
+		attempts       int
+		budget         time.Duration
+		window, policy []string
+	}{
+		{"gpt-4o", DefaultFailoverAttempts, DefaultFailoverBudget, nil, nil},
+		{"long", 4, 30 * time.Second, []string{"fast"}, []string{"llama"}},
+	}
+	for _, tc := range tests {
+		g, ok := rt.Group(tc.group)
+		if !ok {
+			t.Fatalf("no group %s", tc.group)
+		}
+		f := g.Failover
+		if f.MaxAttempts != tc.attempts || f.Budget != tc.budget {
+			t.Errorf("%s: max_attempts %d budget %s, want %d %s", tc.group, f.MaxAttempts, f.Budget, tc.attempts, tc.budget)
+		}
+		if got := names(f.ContextWindow); !slices.Equal(got, tc.window) {
+			t.Errorf("%s: context window fallbacks %v, want %v", tc.group, got, tc.window)
+		}
+		if got := names(f.ContentPolicy); !slices.Equal(got, tc.policy) {
+			t.Errorf("%s: content policy fallbacks %v, want %v", tc.group, got, tc.policy)
+		}
 	}
 }

@@ -52,9 +52,9 @@ type failoverOpts struct {
 	version string                  // envoysim.Options.EnvoyVersion
 }
 
-// egressPort picks a free loopback port for the stand-in's egress listener
-// (llmux's configuration must name it before the stand-in starts).
-func egressPort(t *testing.T) (addr string, port int) {
+// egressPort picks a free loopback port for the stand-in's egress
+// listener: its address, for server.egress_address, and its port.
+func egressPort(t *testing.T) (string, int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/param"
+	"go.uber.org/goleak"
+
+	"github.com/llmux/llmux/test/fakeprovider"
+)
+
+// soakRequests is how many requests TestSoak sends: 2,000, or
+// LLMUX_SOAK_REQUESTS.
+func soakRequests(t *testing.T) int {
+	n := 2000
+	if v := os.Getenv("LLMUX_SOAK_REQUESTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("LLMUX_SOAK_REQUESTS=%q: want a positive integer", v)
+		}
+	}
+	return n
+}
+
+// soakFault draws a fault plan: two in three tries are clean; the
+// others fail with a status, an in-band error or a reset, before the
+// first byte or after some content, or are truncated.
+func soakFault(rng *rand.Rand) fakeprovider.Fault {
+	f := fakeprovider.DefaultFault()
+	switch rng.IntN(24) {
+	case 0:
+		f.Status = http.StatusServiceUnavailable
+	case 1:
+		f.Status = http.StatusTooManyRequests
+	case 2:
+		f.Status = http.StatusInternalServerError
+	case 3:
+		f.Kind, f.After = fakeprovider.FaultInbandError, 0
+	case 4:
+		f.Kind, f.After = fakeprovider.FaultInbandError, 3
+	case 5:
+		f.Kind, f.After = fakeprovider.FaultResetBeforeHeaders, 0
+	case 6:
+		f.Kind, f.After = fakeprovider.FaultReset, 2
+	case 7:
+		f.Kind, f.After = fakeprovider.FaultTruncate, 2
+	}
+	return f
+}
+
+// soakResult is what the client got for one request.
+type soakResult struct {
+	streamResult     // a whole response is read into it too
+	status       int // the API error's status, 0 when none
+}
+
+// TestSoak sends many requests, streamed and not, eight at a time, while
+// every deployment fails at random (statuses, in-band errors, resets,
+// truncations; before the first byte and after content). Every request
+// gets exactly one answer: its own text once, or an error, or its own
+// text cut short and an error — never text from two tries; the access log
+// has one line per request; the request bytes, streams and goroutines
+// return to their baseline.
+func TestSoak(t *testing.T) {
+	baseline := goleak.IgnoreCurrent()
+	t.Cleanup(func() { // runs after the stack's own cleanups
+		if err := goleak.Find(baseline); err != nil {
+			t.Errorf("goroutines above the baseline after the soak: %v", err)
+		}
+	})
+	n := soakRequests(t)
+	seed := uint64(1)
+	if v := os.Getenv("LLMUX_SOAK_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("%d requests, seed %d (LLMUX_SOAK_SEED changes the fault plans)", n, seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	r := startFallbacksRigReplies(t, "", "")
+	// The plans are taken in arrival order; the deployment a request
+	// reaches depends on routing's health, so which request gets which
+	// plan varies: the checks below hold for any assignment.
+	for _, f := range []*fakeprovider.Server{r.fake, r.second, r.third} {
+		for range n {
+			f.Enqueue(soakFault(rng))
+		}
+	}
+
+	heapBefore := liveHeap()
+	start := time.Now()
+	results := make([]soakResult, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i] = r.soakOne(i, i%2 == 1)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(start)
+	t.Logf("%d requests in %s (%.0f/s)", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+
+	var ok, failed, cut int
+	statuses := map[string]int{}
+	for i, res := range results {
+		want := fmt.Sprintf("Hello from fake-openai: soak request %d", i)
+		switch {
+		case res.err == nil:
+			ok++
+			if res.content != want || res.finish != "stop" || i%2 == 1 && res.usage != 1 {
+				t.Errorf("request %d: content %q finish %q usage chunks %d, want %q once", i, res.content, res.finish, res.usage, want)
+			}
+		case res.content == "":
+			failed++
+			statuses[fmt.Sprint(res.status, " ", errCode(res.err))]++
+			if res.status != 0 && res.status < 400 {
+				t.Errorf("request %d: status %d with error %v", i, res.status, res.err)
+			}
+		default:
+			cut++
+			if !strings.HasPrefix(want, res.content) {
+				t.Errorf("request %d: cut short with %q, not a prefix of its own answer %q", i, res.content, want)
+			}
+		}
+	}
+	t.Logf("answered %d, failed %d %v, cut short after content %d", ok, failed, statuses, cut)
+	if ok < n/2 {
+		t.Errorf("only %d of %d requests answered: failover is not recovering", ok, n)
+	}
+
+	// One access log line per request, none twice.
+	seen := map[string]int{}
+	for _, l := range r.accessLogs(n) {
+		if l["listener"] == "egress" {
+			continue
+		}
+		if id, _ := l["request_id"].(string); strings.HasPrefix(id, "soak-") {
+			seen[id]++
+		}
+	}
+	for i := range n {
+		if c := seen[fmt.Sprintf("soak-%d", i)]; c != 1 {
+			t.Errorf("request soak-%d: %d ingress log lines, want 1", i, c)
+		}
+	}
+	r.waitNoStreams()
+	if b := r.streams.Server.Buffered(); b != 0 {
+		t.Errorf("%d request bytes still held after the soak", b)
+	}
+	// The heap is reported, not asserted: the access log and the fakes'
+	// request records grow with n by design.
+	t.Logf("live heap %d KiB before, %d KiB after", heapBefore>>10, liveHeap()>>10)
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// soakOne sends request i and reports what the client got.
+func (r *fallbacksRig) soakOne(i int, stream bool) soakResult {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id := option.WithHeader("x-request-id", fmt.Sprintf("soak-%d", i))
+	params := openai.ChatCompletionNewParams{Model: "soak", Messages: userMsg(fmt.Sprintf("soak request %d", i))}
+	var res soakResult
+	if !stream {
+		resp, err := r.client.Chat.Completions.New(ctx, params, id)
+		if err != nil {
+			res.err = err
+		} else if len(resp.Choices) > 0 {
+			res.content, res.finish = resp.Choices[0].Message.Content, string(resp.Choices[0].FinishReason)
+		}
+	} else {
+		params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}
+		res.streamResult = readStream(r.client.Chat.Completions.NewStreaming(ctx, params, id))
+	}
+	var apiErr *openai.Error
+	if errors.As(res.err, &apiErr) {
+		res.status = apiErr.StatusCode
+	}
+	return res
+}
+
+// errCode is an API error's code, or the error's text.
+func errCode(err error) string {
+	var apiErr *openai.Error
+	if errors.As(err, &apiErr) {
+		return apiErr.Code
+	}
+	return err.Error()
+}

@@ -99,7 +99,7 @@ func (h *handler) decideRepair() {
 // out ends the stream with a failure after content, sends what came before
 // the failure and continues the stream (done is true: onResponseBody
 // returns err).
-func (h *handler) watchForRepair(out []byte, eos bool) (done bool, err error) {
+func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 	if !h.rp.decided {
 		h.decideRepair()
 	}

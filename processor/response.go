@@ -211,7 +211,7 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	if done, err := h.watchBeforeContent(&out, eos); done { // an in-band error before content (failover.go)
 		return err
 	}
-	if done, err := h.watchForRepair(out, eos); done { // a failure after content (repair.go)
+	if done, err := h.watchForRepair(out); done { // a failure after content (repair.go)
 		return err
 	}
 	if len(out) == 0 && !eos {

@@ -248,7 +248,6 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 		}
 		h.dec = sd
 		err = h.pump(resp.Body, unlocked)
-		resp.Body.Close()
 		cancel()
 		if h.rp.depth == 1 {
 			outcome := "repaired"
@@ -322,8 +321,10 @@ func (h *handler) addFailedUsage() {
 }
 
 // pump passes a continuation's body through onResponseBody as Envoy's body
-// messages would; unlocked: mu is released during each read.
-func (h *handler) pump(body io.Reader, unlocked bool) error {
+// messages would; unlocked: mu is released during each read. It closes
+// body.
+func (h *handler) pump(body io.ReadCloser, unlocked bool) error {
+	defer body.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		if unlocked {
@@ -341,12 +342,19 @@ func (h *handler) pump(body io.Reader, unlocked bool) error {
 				return err
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || err != nil && h.dec.Result().Completed {
+			// The end, or a read error after the terminal event went out
+			// (nothing is missing).
 			return h.onResponseBody(&extprocv3.HttpBody{EndOfStream: true})
 		}
 		if err != nil {
 			if h.ctx.Err() != nil {
 				return h.ctx.Err()
+			}
+			body.Close() // before another call: the egress client waits for its bodies when it closes
+			if errors.Is(err, egress.ErrClosed) {
+				// llmux is shutting down: no other call.
+				return h.endStreamWith(&translate.Error{Code: translate.CodeStreamInterrupted, Message: "The provider's response was interrupted."}, h.retry)
 			}
 			// The continuation broke too: another one, within the bound.
 			h.s.opts.Logger.Warn("llmux: continuation interrupted", "request_id", h.requestID, "deployment", h.depName(), "error", err)

@@ -59,7 +59,8 @@ var MetadataKeys = []string{
 	"routing_strategy", "routing_reason", // routing (processor/routing.go)
 	"cost_usd", "cost_known", // pricing concern (docs/pricing.md)
 	"attempts", "failed_deployment", "failover_cause", // failover (processor/failover.go)
-	"requested_model_group",                      // a fallback group served (processor/failover.go)
+	"requested_model_group",                          // a fallback group served (processor/failover.go)
+	"redaction_policy", "redacted", "redacted_kinds", // redaction (processor/redaction.go)
 	"repairs", "repair_cause", "usage_estimated", // stream repair (processor/repair.go)
 }
 
@@ -641,6 +642,7 @@ func CheckRoutes(path string, rc *routev3.RouteConfiguration, headerSet bool, cl
 			errs = append(errs, CheckRoute(rp+".route", r.GetRoute(), headerSet, clusters)...)
 			errs = append(errs, CheckRouteHeaders(rp, r)...)
 			errs = append(errs, CheckRouteMetadata(rp, r)...)
+			errs = append(errs, CheckOwnedRoute(vp, rp, vh, r)...) // owned mode (owned.go)
 		}
 	}
 	return errs

@@ -316,6 +316,7 @@ func TestSnippetsMatchStandalone(t *testing.T) {
 		"snippets/provider_cluster.yaml":   cluster("openai"),
 		"snippets/route.yaml":              ingress.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0],
 		"snippets/local_reply_config.yaml": ingress.GetLocalReplyConfig(),
+		"snippets/owned_vhost.yaml":        vhostOf(t, ingress, "llm-owned"),
 	}
 	for file, w := range want {
 		docs := readDocs(t, file)
@@ -330,6 +331,17 @@ func TestSnippetsMatchStandalone(t *testing.T) {
 			t.Errorf("%s differs from its counterpart in standalone.yaml", file)
 		}
 	}
+}
+
+func vhostOf(t *testing.T, hcm *hcmv3.HttpConnectionManager, name string) proto.Message {
+	t.Helper()
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		if vh.GetName() == name {
+			return vh
+		}
+	}
+	t.Fatalf("standalone.yaml: no virtual host %q", name)
+	return nil
 }
 
 // TestIstioMatchesStandalone keeps the Istio gateway's connection manager

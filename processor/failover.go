@@ -81,7 +81,7 @@ const (
 // and fails over on an in-band error before it (done is true:
 // onResponseBody returns err). Otherwise *out is what to send now.
 func (h *handler) watchBeforeContent(out *[]byte, eos bool) (done bool, err error) {
-	if h.fo.inband == inbandDone || h.heldHeaders != nil {
+	if h.fo.inband == inbandDone || h.heldHeaders != nil && !h.own.active {
 		return false, nil
 	}
 	if h.fo.inband == inbandUnknown {
@@ -94,6 +94,9 @@ func (h *handler) watchBeforeContent(out *[]byte, eos bool) (done bool, err erro
 	res := h.dec.Result()
 	if res.Err != nil && h.failsOver(res.Err) && !res.FirstContent && !h.broken {
 		h.fo.pending = h.fo.pending[:0] // the role chunk and the error event never go out
+		if h.heldHeaders != nil {
+			return true, h.failover() // owned mode: the client's headers are held too (owned.go)
+		}
 		return true, h.failoverInBand()
 	}
 	if res.FirstContent || res.Completed || res.Err != nil || eos {
@@ -438,14 +441,8 @@ func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *con
 		return nil, treq, fmt.Errorf("translating for %s: %w", dep.Name, err)
 	}
 	treq.Body = nil
-	hdr := make(http.Header, len(up.Headers)+3)
-	hdr.Set("content-type", "application/json")
-	for _, hd := range up.Headers {
-		hdr.Set(hd.Key, hd.Value)
-	}
-	hdr.Set("x-request-id", h.requestID)
 	h.forwardedAt = h.s.opts.Now() // this try's latency, for routing and metadata
-	resp, err := c.Do(ctx, &egress.Request{Cluster: dep.Provider.Cluster, Path: up.Path, Header: hdr, Body: up.Body})
+	resp, err := c.Do(ctx, egressRequest(dep, up, h.requestID))
 	return resp, treq, err
 }
 
@@ -524,6 +521,9 @@ func (h *handler) streamFallback(body io.Reader) error {
 			}
 			// The fallback broke mid-body: end the response with an
 			// error in the body's framing.
+			if done, err := h.retryOwned(err); done { // owned mode: fail over before content (owned.go)
+				return err
+			}
 			h.s.opts.Logger.Warn("llmux: failover response interrupted", "request_id", h.requestID, "deployment", h.depName(), "error", err)
 			e := &translate.Error{Code: translate.CodeStreamInterrupted, Message: "The provider's response was interrupted."}
 			h.masked, h.errCode = e, string(e.Code)

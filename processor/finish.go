@@ -68,7 +68,8 @@ func (h *handler) complete() {
 				"cache_creation": u.CacheCreationTokens, "reasoning": u.ReasoningTokens}
 		}
 	}
-	h.reportRoute(now) // the deployment's outcome (routing.go)
+	h.reportRoute(now)  // the deployment's outcome (routing.go)
+	h.recordRedaction() // what the response's masking found (redaction.go)
 	h.s.opts.Metrics.RecordRequest(h.ctx, r)
 	// One line per request; failures that are not the client's doing
 	// (a 5xx, or a class whose status is 5xx even when the client saw a

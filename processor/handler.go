@@ -87,7 +87,12 @@ type handler struct {
 	cost requestCost // pricing concern (cost.go)
 
 	fo failoverState // failover before the first byte (failover.go)
-	rp repairState   // stream repair after content (repair.go)
+
+	pc  *extprocv3.ProtocolConfiguration // Envoy's processing modes, from the first message
+	own ownedState                       // owned mode: llmux answers and calls the provider itself (owned.go)
+
+	red redactState // redaction concern (redaction.go)
+	rp  repairState // stream repair after content (repair.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for
@@ -122,12 +127,13 @@ func (h *handler) handle(req *extprocv3.ProcessingRequest) error {
 		if h.ph != phaseRequestHeaders {
 			return h.protocolError("request_headers")
 		}
-		if err := checkModes(req.ProtocolConfig); err != nil {
+		if err := checkModes(req.ProtocolConfig); err != nil && !h.ownedModes(req.ProtocolConfig) { // owned.go
 			h.s.opts.Logger.Error("llmux: Envoy's ext_proc processing_mode does not match what llmux needs", "error", err)
 			h.s.opts.Metrics.ProtocolError(h.ctx, "processing_mode")
 			return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway is misconfigured (ext_proc processing mode); see the gateway logs."})
 		}
 		h.attrs = req.GetAttributes() // only in the first message (routemeta.go)
+		h.pc = req.ProtocolConfig
 		return h.onRequestHeaders(m.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if h.ph != phaseRequestBody {
@@ -167,6 +173,9 @@ func (h *handler) handle(req *extprocv3.ProcessingRequest) error {
 		}
 		return h.onResponseTrailers()
 	case *extprocv3.ProcessingRequest_RequestTrailers:
+		if h.own.active {
+			return h.onOwnedTrailers() // the end of an owned request's body (owned.go)
+		}
 		// Not requested (request_trailer_mode SKIP); answer harmlessly if a
 		// configuration sends them anyway.
 		return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}})

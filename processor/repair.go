@@ -67,9 +67,10 @@ type repairState struct {
 }
 
 // keepForRepair keeps the client's body for a continuation: egress is on
-// and the client streams a chat completion.
+// and the client streams a chat completion in splice mode (owned mode has
+// its own path).
 func (h *handler) keepForRepair(body []byte) {
-	if !h.cfg.Server().EgressAddress.Enabled() || !h.treq.Stream || h.treq.Op != translate.OpChat {
+	if !h.cfg.Server().EgressAddress.Enabled() || !h.treq.Stream || h.treq.Op != translate.OpChat || h.own.active {
 		return
 	}
 	h.rp.body = body

@@ -57,6 +57,9 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 	if e := h.readRouteMetadata(); e != nil {
 		return h.immediate(e)
 	}
+	if e := h.startOwned(h.pc); e != nil { // owned mode (owned.go)
+		return h.immediate(e)
+	}
 	switch ep {
 	case epModels:
 		return h.immediateOK(appendModels(nil, h.cfg, h.routeMeta.allows))
@@ -71,6 +74,9 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 		return h.immediate(invalid("", "missing_body", "The request body is empty; a JSON object is required."))
 	}
 	h.ph = phaseRequestBody
+	if h.own.active {
+		return nil // owned mode answers the headers once the body is in (owned.go)
+	}
 	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}})
 }
 
@@ -104,6 +110,11 @@ func (h *handler) authenticate(authz, apiKey, identity string) *translate.Error 
 }
 
 func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
+	if h.own.active { // owned mode: the body comes in chunks (owned.go)
+		if done, err := h.collectOwned(b); done {
+			return err
+		}
+	}
 	body := b.GetBody()
 	if max := h.cfg.Server().MaxRequestBodyBytes; max > 0 && int64(len(body)) > max {
 		return h.immediate(&translate.Error{Code: translate.CodeRequestTooLarge, OpenAICode: "request_too_large",
@@ -130,6 +141,11 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		return h.immediate(modelNotFound(p.model))
 	}
 	h.group = g
+	// Redaction (redaction.go): everything after this reads the redacted
+	// body.
+	if body, e = h.redactRequest(body); e != nil {
+		return h.immediate(e)
+	}
 	dep, tr := h.route(g, p.stream, body)
 	if dep == nil {
 		return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
@@ -153,6 +169,9 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	// is marshalled.
 	h.keepForFailover(body) // failover.go
 	h.keepForRepair(body)   // repair.go
+	if h.own.active {
+		return h.forwardOwned(body, up) // owned.go
+	}
 	h.treq.Body, b.Body = nil, nil
 
 	// Only intended headers go upstream (headers.go).

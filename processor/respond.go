@@ -77,8 +77,9 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 			v.num("ttft_ms", float64(h.firstAt.Sub(h.forwardedAt).Milliseconds()))
 		}
 		h.costMetadata(&v)
-		h.failoverMetadata(&v) // failover.go
-		h.repairMetadata(&v)   // repair.go
+		h.failoverMetadata(&v)  // failover.go
+		h.redactionMetadata(&v) // redaction.go
+		h.repairMetadata(&v)    // repair.go
 	}
 	return v.wrap(h.cfg.Server().MetadataNamespace)
 }

@@ -187,7 +187,7 @@ func (h *handler) decode(src []byte, final bool) []byte {
 		h.firstAt = h.s.opts.Now()
 	}
 	h.buf = out
-	return out
+	return h.restoreOutput(out, final) // redaction.go
 }
 
 // appendEventError appends e as one OpenAI SSE error event. No [DONE]

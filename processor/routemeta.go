@@ -52,6 +52,11 @@ type routePolicy struct {
 	name    string                // "route": a label for logs
 	groups  map[string]struct{}   // "model_groups": the groups the route may use; nil: all
 	routing *config.RouteOverride // "routing": strategy and options over the group's
+
+	mode routeMode // "mode": splice (default) or owned (owned.go)
+
+	// Redaction concern (redaction.go).
+	redaction string // "redaction_policy": the policy's name, "" for the configuration's choice
 }
 
 // allows reports whether the route may use model group name.

@@ -164,6 +164,8 @@ func FuzzRouteMetadata(f *testing.F) {
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "model_groups" value { list_value { values { string_value: "g" } } } } } }`)
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { struct_value { fields { key: "strategy" value { string_value: "cost" } } fields { key: "max_ttft" value { string_value: "2s" } } } } } } }`)
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { number_value: 1 } } } }`)
+	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "mode" value { string_value: "owned" } } } }`)
+	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "mode" value { bool_value: true } } } }`)
 	f.Add(`filter_metadata {`)
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { struct_value { fields { key: "expected_output_tokens" value { number_value: 1.5 } } } } } } }`)
 	f.Add(`filter_metadata { key: "io.llmux" value { fields { key: "routing" value { struct_value { fields { key: "explore" value { number_value: 1e308 } } } } } } }`)
@@ -180,6 +182,9 @@ func FuzzRouteMetadata(f *testing.F) {
 		}
 		if p != nil && p.groups != nil && len(p.groups) == 0 {
 			t.Error("an empty allow-list was accepted")
+		}
+		if p != nil && p.mode != modeSplice && p.mode != modeOwned {
+			t.Errorf("mode %d", p.mode)
 		}
 	})
 }

@@ -12,6 +12,9 @@
 // Processing modes llmux requires (see envoy/standalone.yaml): request
 // headers SEND, request body BUFFERED, response headers SEND, response body
 // FULL_DUPLEX_STREAMED with response trailers SEND.
+// On an owned route (route metadata mode: owned, owned.go) the request body
+// is FULL_DUPLEX_STREAMED instead and llmux answers with a
+// StreamedImmediateResponse (Envoy 1.37+).
 package processor
 
 import (

@@ -40,7 +40,9 @@ type Metrics struct {
 	pricing  pricingInstruments  // spend and unknown prices (pricing.go)
 	routing  routingInstruments  // deployment choice (routing.go)
 	failover failoverInstruments // fallback tries (failover.go)
-	repair   repairInstruments   // stream repair (repair.go)
+
+	redaction redactionInstruments // values found and requests blocked (redaction.go)
+	repair    repairInstruments    // stream repair (repair.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -137,6 +139,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.failover.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.redaction.init(m); err != nil {
 		return nil, err
 	}
 	if err = x.repair.init(m); err != nil {

@@ -141,6 +141,7 @@ func Parse(data []byte, opts LoadOptions) (*Runtime, error) {
 	deployments := validateDeployments(c, f, providers)
 	validatePricing(c, f, rt, opts, deployments)
 	validateGroups(c, f, rt, deployments)
+	validateRedaction(c, f, rt, opts)
 	if err := c.result(); err != nil {
 		return nil, err
 	}

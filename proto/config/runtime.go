@@ -89,7 +89,8 @@ type Runtime struct {
 	file      *File
 	loadedAt  time.Time
 	version   string
-	prices    *pricing.Table // pricing concern
+	prices    *pricing.Table    // pricing concern
+	redaction *redactionRuntime // redaction concern (schema_redaction.go)
 }
 
 // Server returns the server settings with defaults applied.
@@ -154,6 +155,7 @@ type redactedFile struct {
 	Deployments []DeploymentSpec   `json:"deployments"`
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
 	Pricing     redactedPricing    `json:"pricing"`
+	Redaction   *Redaction         `json:"redaction,omitempty"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -168,6 +170,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Deployments: make([]DeploymentSpec, len(r.file.Deployments)),
 		ModelGroups: r.file.ModelGroups,
 		Pricing:     r.redactedPricing(),
+		Redaction:   r.redactedRedaction(),
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

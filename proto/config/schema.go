@@ -23,6 +23,10 @@ type File struct {
 	// Pricing says where prices come from (pricing concern,
 	// schema_pricing.go).
 	Pricing Pricing `yaml:"pricing" json:"pricing"`
+
+	// Redaction says what personal data is redacted (redaction concern,
+	// schema_redaction.go).
+	Redaction Redaction `yaml:"redaction" json:"redaction,omitzero"`
 }
 
 // Server holds process-wide settings. Zero values take the defaults.

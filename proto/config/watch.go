@@ -150,14 +150,16 @@ func (s *Store) loop(ctx context.Context, events <-chan fsnotify.Event, errs <-c
 	}
 	// The files may have changed between the last load and the watch.
 	check(false, CauseChange)
-	if s.watching != nil {
-		s.watching()
-	}
 	deb := clk.NewTimer(time.Hour)
 	deb.Stop()
 	defer deb.Stop()
 	poll := clk.NewTimer(h.PollInterval)
 	defer poll.Stop()
+	// Tests learn here that the timers exist, so that advancing their
+	// clock cannot come before the poll timer is armed.
+	if s.watching != nil {
+		s.watching()
+	}
 	var first time.Time // the first event of the pending burst; zero when none
 	event := func() {
 		now := clk.Now()

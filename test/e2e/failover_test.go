@@ -52,21 +52,22 @@ type failoverOpts struct {
 	version string                  // envoysim.Options.EnvoyVersion
 }
 
-// egressPort picks a free loopback port for the stand-in's egress
-// listener: its address, for server.egress_address, and its port.
-func egressPort(t *testing.T) (string, int) {
+// egressListener opens the stand-in's egress listener on a free loopback
+// port: its address, for server.egress_address, and the listener, for
+// envoysim.Options.Listeners (kept open, so that nothing else takes the
+// port before the gateway serves on it).
+func egressListener(t *testing.T) (string, net.Listener) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().String(), ln
 }
 
 func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Server) {
 	t.Helper()
-	egressAddr, port := egressPort(t)
+	egressAddr, ln := egressListener(t)
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
 	cfg := fmt.Sprintf(failoverConfig, egressAddr)
 	if o.edit != nil {
@@ -77,7 +78,7 @@ func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Ser
 		clusters["openai"] = o.first
 	}
 	r := startRigOpts(t, cfg, clusters, func(so *envoysim.Options) {
-		so.ListenerPorts = map[string]int{"egress": port}
+		so.Listeners = map[string]net.Listener{"egress": ln}
 		so.EnvoyVersion = o.version
 	})
 	t.Cleanup(r.streams.Server.Close) // the egress client's connections

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,11 +72,11 @@ func startFallbacksRig(t *testing.T) *fallbacksRig {
 // fakes' reply texts ("" echoes the request: "Hello from fake-openai: …").
 func startFallbacksRigReplies(t *testing.T, secondReply, thirdReply string) *fallbacksRig {
 	t.Helper()
-	egressAddr, port := egressPort(t)
+	egressAddr, ln := egressListener(t)
 	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: secondReply})
 	third := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: thirdReply})
 	r := startRigOpts(t, fmt.Sprintf(fallbacksConfig, egressAddr), map[string]string{"anthropic": second.Addr(), "azure": third.Addr()},
-		func(so *envoysim.Options) { so.ListenerPorts = map[string]int{"egress": port} })
+		func(so *envoysim.Options) { so.Listeners = map[string]net.Listener{"egress": ln} })
 	t.Cleanup(r.streams.Server.Close) // the egress client's connections
 	return &fallbacksRig{rig: r, second: second, third: third}
 }
@@ -307,7 +308,7 @@ model_groups:
 // to the configured group.
 func TestFallbackEveryProvider(t *testing.T) {
 	fakeAWSEnv(t)
-	egressAddr, port := egressPort(t)
+	egressAddr, ln := egressListener(t)
 	fakes := map[string]*fakeprovider.Server{
 		"anthropic": fakeprovider.NewAnthropic(t, fakeprovider.AnthropicOptions{APIKey: providerKey}),
 		"bedrock":   fakeprovider.NewBedrock(t, fakeprovider.BedrockOptions{}),
@@ -317,7 +318,7 @@ func TestFallbackEveryProvider(t *testing.T) {
 	r := startRigOpts(t, fmt.Sprintf(providersFallbackConfig, egressAddr), map[string]string{
 		"anthropic": fakes["anthropic"].Addr(), "bedrock_us_east_1": fakes["bedrock"].Addr(),
 		"gemini": fakes["gemini"].Addr(), "azure": fakes["azure"].Addr(),
-	}, func(so *envoysim.Options) { so.ListenerPorts = map[string]int{"egress": port} })
+	}, func(so *envoysim.Options) { so.Listeners = map[string]net.Listener{"egress": ln} })
 	t.Cleanup(r.streams.Server.Close)
 	fr := &fallbacksRig{rig: r}
 	lines := 0

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -66,11 +67,11 @@ var repairProviders = []repairProvider{
 // port; the client's raw response bodies are kept in tee.
 func repairRig(t *testing.T, p repairProvider) (*rig, *fakeprovider.Server, *teeBodies) {
 	t.Helper()
-	fake := p.start(t) // before the egress port is picked, so that it cannot take it
-	egressAddr, port := egressPort(t)
+	fake := p.start(t)
+	egressAddr, ln := egressListener(t)
 	cfg := fmt.Sprintf(repairConfig, egressAddr, p.kind, p.cluster, p.extra, p.model)
 	r := startRigOpts(t, cfg, map[string]string{p.cluster: fake.Addr()}, func(so *envoysim.Options) {
-		so.ListenerPorts = map[string]int{"egress": port}
+		so.Listeners = map[string]net.Listener{"egress": ln}
 	})
 	t.Cleanup(r.streams.Server.Close)
 	tee := &teeBodies{}

@@ -74,6 +74,11 @@ model_groups:
 // on the test's clock. The e2e tests do not run in parallel.
 var rigProcessorOptions func(*processor.Options)
 
+// rigEgress, when a test sets it (and resets it in Cleanup), gives the
+// next rigs llmux's egress listener: server.egress_address in the llmux
+// configuration, the listener on that port (withEgress, owned_test.go).
+var rigEgress bool
+
 // rig is one running stack.
 type rig struct {
 	t        *testing.T
@@ -154,6 +159,10 @@ func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOp
 	t.Helper()
 	t.Setenv("E2E_CLIENT_KEY", clientKey)
 	t.Setenv("E2E_PROVIDER_KEY", providerKey)
+	var egressLn net.Listener
+	if rigEgress { // owned_test.go
+		cfgYAML, egressLn = withEgress(t, cfgYAML)
+	}
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "llmux.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgYAML), 0o600); err != nil {
@@ -189,6 +198,10 @@ func startRigOpts(t *testing.T, cfgYAML string, clusters map[string]string, gwOp
 		BootstrapPath: "../../envoy/standalone.yaml",
 		Clusters:      providerClusters(lis.Addr().String(), fake.Addr(), clusters),
 		AccessLog:     logBuf,
+	}
+	if egressLn != nil {
+		opts.Listeners = map[string]net.Listener{"egress": egressLn}
+		t.Cleanup(tracker.Server.Close) // the egress client's connections
 	}
 	if gwOpts != nil {
 		gwOpts(&opts)

@@ -45,6 +45,19 @@ func StartGateway(ctx context.Context, opts Options) (Gateway, error) {
 		// A version mode is the sim's to emulate: a binary is one version.
 		return Start(ctx, opts)
 	}
+	if len(opts.Listeners) > 0 {
+		// Real Envoy binds its own sockets: free the given ones and pin
+		// their ports.
+		ports := make(map[string]int, len(opts.ListenerPorts)+len(opts.Listeners))
+		for n, p := range opts.ListenerPorts {
+			ports[n] = p
+		}
+		for n, l := range opts.Listeners {
+			ports[n] = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
+		opts.ListenerPorts, opts.Listeners = ports, nil
+	}
 	return startEnvoy(ctx, bin, opts)
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,13 @@ type Options struct {
 	// ListenerPorts pins listener ports (listener name → port). Listeners
 	// not named here listen on an ephemeral 127.0.0.1 port.
 	ListenerPorts map[string]int
+	// Listeners hands the sim listeners that are already open (listener
+	// name → an open 127.0.0.1 TCP listener), e.g. one whose address a test
+	// wrote into llmux's configuration before the gateway started: unlike a
+	// port picked, closed and pinned with ListenerPorts, no other process
+	// can take it meanwhile. The gateway closes them. With real Envoy,
+	// StartGateway closes each and pins its port instead.
+	Listeners map[string]net.Listener
 	// AccessLog receives the access log lines of every stdout access logger
 	// (one line per request). Nil discards them; Sim.AccessLogs keeps them
 	// either way.
@@ -115,6 +123,12 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
+	for name := range opts.Listeners {
+		if !slices.ContainsFunc(cfg.listeners, func(l *listenerConfig) bool { return l.name == name }) {
+			closeListeners(opts.Listeners)
+			return nil, fmt.Errorf("envoysim: Options.Listeners names unknown listener %q", name)
+		}
+	}
 	for name := range opts.ListenerPorts {
 		found := false
 		for _, l := range cfg.listeners {
@@ -136,10 +150,14 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		s.transports[c.name] = newTransport(c)
 	}
 	for _, lc := range cfg.listeners {
-		port := opts.ListenerPorts[lc.name]
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		ln, given := opts.Listeners[lc.name]
+		if !given {
+			port := opts.ListenerPorts[lc.name]
+			ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		}
 		if err != nil {
 			s.Close()
+			closeListeners(opts.Listeners)
 			return nil, fmt.Errorf("envoysim: listener %s: %w", lc.name, err)
 		}
 		rl := &runningListener{cfg: lc, sim: s, ln: ln}
@@ -346,4 +364,12 @@ func (s *Sim) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// closeListeners closes listeners handed to the sim that it did not start
+// serving on.
+func closeListeners(ls map[string]net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
 }

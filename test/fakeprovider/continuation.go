@@ -37,6 +37,13 @@ func withBody(r *http.Request, body []byte) *http.Request {
 func continueText(r *http.Request, text string) string {
 	body, _ := r.Context().Value(bodyKey{}).([]byte)
 	sent, prefill, ok := assistantTail(body)
+	if ok && !prefill {
+		// A default reply quotes the last user message, here the request
+		// to continue: the reply being continued quoted the one before.
+		if instr, asked := userBefore(body, 0), userBefore(body, 2); instr != "" && asked != "" && strings.HasSuffix(text, instr) {
+			text = strings.TrimSuffix(text, instr) + asked
+		}
+	}
 	if !ok || sent == "" || !strings.HasPrefix(text, sent) {
 		return text
 	}
@@ -96,4 +103,18 @@ func messageText(m gjson.Result) string {
 		}
 	}
 	return b.String()
+}
+
+// userBefore returns the text of the message back messages before the
+// last one when it is the user's, or "".
+func userBefore(body []byte, back int) string {
+	msgs := gjson.GetBytes(body, "messages")
+	if !msgs.IsArray() {
+		msgs = gjson.GetBytes(body, "contents")
+	}
+	all := msgs.Array()
+	if i := len(all) - 1 - back; i >= 0 && all[i].Get("role").Str == "user" {
+		return messageText(all[i])
+	}
+	return ""
 }

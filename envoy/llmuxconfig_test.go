@@ -57,7 +57,7 @@ func TestExampleConfigClustersInStandalone(t *testing.T) {
 	}
 	rt, err := config.Parse(raw, config.LoadOptions{
 		Kinds:  translate.KnownKinds,
-		Getenv: func(string) (string, bool) { return "dummy-value", true },
+		Getenv: func(k string) (string, bool) { return "dummy-value", k != "LLMUX_REDIS_ADDRESSES" },
 	})
 	if err != nil {
 		t.Fatalf("proto/config/example.yaml: %v", err)

@@ -56,26 +56,29 @@ func benchServers(b *testing.B) map[string]extprocv3.ExternalProcessorServer {
 // and the buffered request body, each a gRPC round trip.
 func BenchmarkRequestPhases(b *testing.B) {
 	for _, name := range []string{"floor", "llmux"} {
-		b.Run(name, func(b *testing.B) {
-			client := benchConn(b, benchServers(b)[name])
-			hdr := post("/v1/chat/completions", bearer()...)
-			body := reqBody(benchChatBody)
-			b.ReportAllocs()
-			for b.Loop() {
-				s, err := client.Process(context.Background())
-				if err != nil {
-					b.Fatal(err)
-				}
-				roundTrip(b, s, hdr)
-				roundTrip(b, s, body)
-				_ = s.CloseSend()
-				for {
-					if _, err := s.Recv(); err != nil {
-						break
-					}
-				}
+		b.Run(name, func(b *testing.B) { benchRequestPhases(b, benchServers(b)[name]) })
+	}
+}
+
+// benchRequestPhases runs request headers and body on srv per iteration.
+func benchRequestPhases(b *testing.B, srv extprocv3.ExternalProcessorServer) {
+	client := benchConn(b, srv)
+	hdr := post("/v1/chat/completions", bearer()...)
+	body := reqBody(benchChatBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := client.Process(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		roundTrip(b, s, hdr)
+		roundTrip(b, s, body)
+		_ = s.CloseSend()
+		for {
+			if _, err := s.Recv(); err != nil {
+				break
 			}
-		})
+		}
 	}
 }
 

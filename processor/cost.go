@@ -33,16 +33,19 @@ type requestCost struct {
 	tries        float64 // failed tries' cost
 	triesUnknown bool    // a failed try's cost is not known
 	priced       bool    // priceTry priced the current try (failover.go's switchTo resets it)
+	final        bool    // priceRequest ran: the request's cost is set
 }
 
 // priceRequest prices the finished request from the decoder's usage and
-// the deployment's price, once (complete calls it), adds the failed
+// the deployment's price, once (complete calls it, and onResponseBody
+// when the terminal event arrives before the upstream's end), adds the failed
 // tries' cost, and records the spend. It does not allocate, except for
 // the first log line about a deployment without a price.
 func (h *handler) priceRequest() {
-	if h.dep == nil || h.forwardedAt.IsZero() {
+	if h.dep == nil || h.forwardedAt.IsZero() || h.cost.final {
 		return
 	}
+	h.cost.final = true
 	usd, st := 0.0, costKnown
 	if !h.cost.priced {
 		usd, st = h.tryCost()

@@ -228,3 +228,36 @@ func BenchmarkPriceRequest(b *testing.B) {
 		h.priceRequest()
 	}
 }
+
+// TestCostAtTerminalEvent: a stream's cost goes out with the reply that
+// carries its terminal event, before the upstream's end of stream, so an
+// access log written when the client closes early has it; the end of
+// stream then prices nothing twice.
+func TestCostAtTerminalEvent(t *testing.T) {
+	r := newCostRig(t)
+	x := r.exchange(t)
+	forward(t, x, `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
+	if _, err := x.send(respHeaders(false, ":status", "200", "content-type", "text/event-stream")); err != nil {
+		t.Fatal(err)
+	}
+	events := `data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"ok"},"finish_reason":null}]}` + "\n\n" +
+		`data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n" +
+		`data: {"id":"x","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":100,"total_tokens":1100,"prompt_tokens_details":{"cached_tokens":400}}}` + "\n\n" +
+		"data: [DONE]\n\n"
+	out, err := x.send(respBody(events, false))
+	if err != nil || len(out) == 0 {
+		t.Fatalf("body: %v %v", out, err)
+	}
+	const want = 600*0.15e-6 + 400*0.075e-6 + 100*0.6e-6
+	md := br2md(out[len(out)-1])
+	if md["cost_known"] == nil || !md["cost_known"].GetBoolValue() || math.Abs(md["cost_usd"].GetNumberValue()-want) > 1e-15 {
+		t.Fatalf("terminal event's reply: metadata %v, want cost_usd %g", md, want)
+	}
+	if _, err := x.send(respBody("", true)); err != nil {
+		t.Fatal(err)
+	}
+	spend := r.metric(t, "llmux.spend_usd", attribute.String("deployment", "gpt-4o-mini-openai"))
+	if math.Abs(spend-want) > 1e-15 {
+		t.Errorf("spend %g, want %g (priced once)", spend, want)
+	}
+}

@@ -476,7 +476,7 @@ func (h *handler) switchTo(dep *config.Deployment, tr translate.Translator, treq
 	mut := &extprocv3.HeaderMutation{
 		// The failed response's own headers that would now lie.
 		RemoveHeaders: []string{"content-length", "retry-after", "retry-after-ms"},
-		SetHeaders:    append(h.appendIDHeaders(nil), header(":status", strconv.Itoa(st))),
+		SetHeaders:    append(h.appendIDHeaders(nil, nil), header(":status", strconv.Itoa(st))),
 	}
 	if ct != "" {
 		mut.SetHeaders = append(mut.SetHeaders, header("content-type", ct))

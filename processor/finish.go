@@ -14,7 +14,7 @@ func (h *handler) immediate(e *translate.Error, extra ...*corev3.HeaderValueOpti
 	h.status, h.errCode = e.HTTPStatus(), string(e.Code)
 	h.ph = phaseDone
 	h.complete()
-	return h.send(immediateResponse(h.status, e.AppendJSON(nil), "llmux_"+string(e.Code), h.metadata(true), append(extra, h.appendIDHeaders(nil)...)...))
+	return h.send(immediateResponse(h.status, e.AppendJSON(nil), "llmux_"+string(e.Code), h.replyMetadata(true), append(extra, h.appendIDHeaders(nil, nil)...)...))
 }
 
 // immediateOK answers the request itself with a JSON body.
@@ -22,7 +22,7 @@ func (h *handler) immediateOK(body []byte) error {
 	h.status = 200
 	h.ph = phaseDone
 	h.complete()
-	return h.send(immediateResponse(200, body, "llmux_local", h.metadata(true), h.appendIDHeaders(nil)...))
+	return h.send(immediateResponse(200, body, "llmux_local", h.replyMetadata(true), h.appendIDHeaders(nil, nil)...))
 }
 
 // complete records the finished request once.
@@ -34,6 +34,7 @@ func (h *handler) complete() {
 	h.stopWatchdog()
 	h.dropFailoverBody() // no failover after the outcome (failover.go)
 	h.priceRequest()
+	h.settleLimits() // limits.go: with the real usage and cost
 	now := h.s.opts.Now()
 	r := telemetry.Request{
 		Endpoint:               h.ep.String(),
@@ -64,8 +65,8 @@ func (h *handler) complete() {
 		}
 		if res.HasUsage {
 			u := res.Usage
-			r.Tokens = map[string]int64{"input": u.InputTokens, "output": u.OutputTokens, "cached": u.CachedTokens,
-				"cache_creation": u.CacheCreationTokens, "reasoning": u.ReasoningTokens}
+			r.Tokens = [telemetry.NumTokenKinds]int64{telemetry.TokensInput: u.InputTokens, telemetry.TokensOutput: u.OutputTokens,
+				telemetry.TokensCached: u.CachedTokens, telemetry.TokensCacheCreation: u.CacheCreationTokens, telemetry.TokensReasoning: u.ReasoningTokens}
 		}
 	}
 	h.reportRoute(now)  // the deployment's outcome (routing.go)

@@ -77,6 +77,10 @@ type handler struct {
 
 	buf   []byte // reused output buffer
 	chunk *chunkResponse
+	// mdBuilt lists the metadata Structs replyMetadata built, whose maps are
+	// built only when a reply is not encoded by hand (send).
+	mdBuilt    []*mdShell
+	mdBuiltArr [3]*mdShell
 
 	// Routing (routing.go, routemeta.go): the Envoy route's attributes and
 	// the llmux policy its metadata holds, and the deployment choice.
@@ -93,30 +97,43 @@ type handler struct {
 
 	red redactState // redaction concern (redaction.go)
 	rp  repairState // stream repair after content (repair.go)
+	lim limitState  // limits and budgets (limits.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for
-// every response body chunk (Send marshals synchronously).
+// every response body chunk (Send marshals synchronously). The message
+// and every message on the path to its body are held in it, one
+// allocation.
 type chunkResponse struct {
 	msg  *extprocv3.ProcessingResponse
 	body *extprocv3.StreamedBodyResponse
+
+	m  extprocv3.ProcessingResponse
+	rb extprocv3.ProcessingResponse_ResponseBody
+	br extprocv3.BodyResponse
+	cr extprocv3.CommonResponse
+	bm extprocv3.BodyMutation
+	sr extprocv3.BodyMutation_StreamedResponse
+	sb extprocv3.StreamedBodyResponse
 }
 
 func newChunkResponse() *chunkResponse {
-	body := &extprocv3.StreamedBodyResponse{}
-	return &chunkResponse{
-		body: body,
-		msg: &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: body}},
-			}},
-		}},
-	}
+	c := &chunkResponse{}
+	c.sr.StreamedResponse = &c.sb
+	c.bm.Mutation = &c.sr
+	c.cr.BodyMutation = &c.bm
+	c.br.Response = &c.cr
+	c.rb.ResponseBody = &c.br
+	c.m.Response = &c.rb
+	c.msg, c.body = &c.m, &c.sb
+	return c
 }
 
 func newHandler(s *Server, ctx context.Context, out sender) *handler {
 	growStack(0)
-	return &handler{s: s, ctx: ctx, cfg: s.opts.Config(), out: out, start: s.opts.Now()}
+	h := &handler{s: s, ctx: ctx, cfg: s.opts.Config(), out: out, start: s.opts.Now()}
+	h.mdBuilt = h.mdBuiltArr[:0]
+	return h
 }
 
 // handle dispatches one message from Envoy. Directions may interleave, so
@@ -211,21 +228,27 @@ func (h *handler) protocolError(msg string) error {
 // send sends one reply. A reply with dynamic metadata goes out with the
 // metadata encoded by hand when the stream can send raw messages (wire.go).
 func (h *handler) send(resp *extprocv3.ProcessingResponse) error {
-	if resp.DynamicMetadata != nil {
+	if md := resp.DynamicMetadata; md != nil {
+		sh := h.builtMetadata(md)
 		if ms, ok := h.out.(msgSender); ok {
-			if sent, err := sendEncoded(ms, resp); sent || err != nil {
+			if sent, err := sendEncoded(ms, resp, sh); sent || err != nil {
 				return err
 			}
+		}
+		if sh != nil {
+			sh.Struct()
 		}
 	}
 	return h.out.Send(resp)
 }
 
 // headerValue reads a header value: raw_value, as Envoy sends it, or the
-// legacy value field.
+// legacy value field. A raw_value is returned without a copy: protobuf
+// unmarshals each header value into its own allocation, which nothing
+// writes to afterwards, so the string keeps only that value alive.
 func headerValue(hv *corev3.HeaderValue) string {
 	if len(hv.RawValue) > 0 {
-		return string(hv.RawValue)
+		return view(hv.RawValue)
 	}
 	return hv.Value
 }
@@ -234,8 +257,7 @@ func headerValue(hv *corev3.HeaderValue) string {
 func header(key, value string) *corev3.HeaderValueOption {
 	// One allocation for the option and its header.
 	e := &headerEntry{}
-	e.hv.Key, e.hv.RawValue = key, []byte(value)
-	e.opt.Header = &e.hv
+	e.set(key, value)
 	return &e.opt
 }
 
@@ -243,6 +265,29 @@ func header(key, value string) *corev3.HeaderValueOption {
 type headerEntry struct {
 	opt corev3.HeaderValueOption
 	hv  corev3.HeaderValue
+}
+
+// set makes e the entry setting key to value. The raw value aliases the
+// string's bytes instead of copying them: protobuf only reads it while
+// marshalling, and nothing else writes to it.
+func (e *headerEntry) set(key, value string) {
+	e.hv.Key, e.hv.RawValue = key, unsafe.Slice(unsafe.StringData(value), len(value))
+	e.opt.Header = &e.hv
+}
+
+// headerBlock allocates the header mutation entries of one reply at once:
+// add takes the next entry of its capacity (a new one past it).
+type headerBlock []headerEntry
+
+// add returns an entry setting key to value.
+func (b *headerBlock) add(key, value string) *corev3.HeaderValueOption {
+	if len(*b) == cap(*b) {
+		return header(key, value)
+	}
+	*b = (*b)[:len(*b)+1]
+	e := &(*b)[len(*b)-1]
+	e.set(key, value)
+	return &e.opt
 }
 
 func pathOnly(p string) string {

@@ -111,15 +111,19 @@ func (h *handler) noteUpstreamID(hv *corev3.HeaderValue) {
 
 // appendIDHeaders adds the request id headers of a response sent to the
 // client: llmux's request id as x-request-id, replacing the provider's,
-// which goes in x-upstream-request-id.
-func (h *handler) appendIDHeaders(dst []*corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+// which goes in x-upstream-request-id. The entries come from hb when it is
+// not nil.
+func (h *handler) appendIDHeaders(dst []*corev3.HeaderValueOption, hb *headerBlock) []*corev3.HeaderValueOption {
+	if hb == nil {
+		hb = &headerBlock{}
+	}
 	if h.requestID != "" {
-		dst = append(dst, header("x-request-id", h.requestID))
+		dst = append(dst, hb.add("x-request-id", h.requestID))
 	}
 	if h.upstreamID != "" {
-		dst = append(dst, header(upstreamIDHeader, h.upstreamID))
+		dst = append(dst, hb.add(upstreamIDHeader, h.upstreamID))
 	}
-	return dst
+	return h.appendLimitHeaders(dst) // limits.go
 }
 
 // validUpstreamID accepts a provider's request id: at most 128 bytes of

@@ -15,7 +15,9 @@ import (
 func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 	var authz, apiKey, identity string
 	idh := h.cfg.IdentityHeader()
-	for _, hv := range m.GetHeaders().GetHeaders() {
+	hs := m.GetHeaders().GetHeaders()
+	h.clientHeaders = make([]string, 0, len(hs))
+	for _, hv := range hs {
 		switch k := hv.GetKey(); k {
 		case ":method":
 			h.method = headerValue(hv)
@@ -151,11 +153,22 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
 			Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
 	}
+	if d, e := h.reserveLimits(g, body, dep); e != nil { // limits.go
+		return h.immediate(e, h.retryAfterHeader(e)...)
+	} else if d != dep {
+		dep = d
+		if tr, ok = h.s.opts.Translator(dep.Provider.Kind); !ok {
+			h.settleLimits()
+			return h.immediate(&translate.Error{Code: translate.CodeUpstreamUnavailable, OpenAICode: "no_deployment_available",
+				Message: fmt.Sprintf("No deployment of model %q is available right now. Please retry later.", g.Name)})
+		}
+	}
 	h.dep, h.tr = dep, tr
 	h.treq = translate.Request{Op: h.ep.op(), Body: body, Stream: p.stream, IncludeUsage: p.includeUsage,
 		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
-	target := targetFor(dep)
-	up, err := tr.Request(h.ctx, &h.treq, &target)
+	rr := new(bodyReply)
+	rr.target = targetFor(dep)
+	up, err := tr.Request(h.ctx, &h.treq, &rr.target)
 	if err != nil {
 		var te *translate.Error
 		if errors.As(err, &te) {
@@ -175,25 +188,49 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	h.treq.Body, b.Body = nil, nil
 
 	// Only intended headers go upstream (headers.go).
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: upstreamRemovals(h.clientHeaders, dep.Provider.ForwardHeaders)}
-	mut.SetHeaders = make([]*corev3.HeaderValueOption, 0, 4+len(up.Headers))
+	mut := &rr.mut
+	mut.RemoveHeaders = upstreamRemovals(h.clientHeaders, dep.Provider.ForwardHeaders)
+	n := 4 + len(up.Headers)
+	mut.SetHeaders = rr.set[:0:min(n, len(rr.set))]
+	hb := headerBlock(rr.hdrs[:0:min(n, len(rr.hdrs))])
 	mut.SetHeaders = append(mut.SetHeaders,
-		header(":path", up.Path),
-		header(h.cfg.Server().ClusterHeader, dep.Provider.Cluster),
-		header("content-length", strconv.Itoa(len(up.Body))),
-		header("x-request-id", h.requestID),
+		hb.add(":path", up.Path),
+		hb.add(h.cfg.Server().ClusterHeader, dep.Provider.Cluster),
+		hb.add("content-length", strconv.Itoa(len(up.Body))),
+		hb.add("x-request-id", h.requestID),
 	)
 	for _, hd := range up.Headers {
-		mut.SetHeaders = append(mut.SetHeaders, header(hd.Key, hd.Value))
+		mut.SetHeaders = append(mut.SetHeaders, hb.add(hd.Key, hd.Value))
 	}
 	h.forwardedAt = h.s.opts.Now()
 	h.ph = phaseResponseHeaders
-	return h.send(&extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation:  mut,
-			BodyMutation:    &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: up.Body}},
-			ClearRouteCache: true,
-		}}},
-		DynamicMetadata: h.metadata(false),
-	})
+	rr.body.Body = up.Body
+	rr.bm.Mutation = &rr.body
+	rr.cr = extprocv3.CommonResponse{HeaderMutation: mut, BodyMutation: &rr.bm, ClearRouteCache: true}
+	rr.br.Response = &rr.cr
+	rr.rb.RequestBody = &rr.br
+	rr.resp.Response = &rr.rb
+	rr.resp.DynamicMetadata = h.replyMetadata(false)
+	return h.send(&rr.resp)
 }
+
+// bodyReply is the reply to the request body and every message in it,
+// with room for its header mutations, and the translation's target: one
+// allocation instead of one per message and per header.
+type bodyReply struct {
+	resp   extprocv3.ProcessingResponse
+	rb     extprocv3.ProcessingResponse_RequestBody
+	br     extprocv3.BodyResponse
+	cr     extprocv3.CommonResponse
+	bm     extprocv3.BodyMutation
+	body   extprocv3.BodyMutation_Body
+	mut    extprocv3.HeaderMutation
+	set    [maxReplyHeaders]*corev3.HeaderValueOption
+	hdrs   [maxReplyHeaders]headerEntry
+	target translate.Target
+}
+
+// maxReplyHeaders is how many header mutations bodyReply holds: llmux's
+// four and a translator's (Bedrock's five, content-type and its SigV4
+// headers, or fewer) fit; more are allocated.
+const maxReplyHeaders = 10

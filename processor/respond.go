@@ -26,10 +26,23 @@ func immediateResponse(status int, body []byte, details string, md *structpb.Str
 	}
 }
 
-// metadata builds the dynamic metadata that Envoy's access logs and stats
-// read, under the configured namespace. final adds the outcome: status,
-// error code, tokens and timings.
-func (h *handler) metadata(final bool) *structpb.Struct {
+// metadata returns the dynamic metadata that Envoy's access logs and stats
+// read, under the configured namespace, as a Struct. final adds the
+// outcome: status, error code, tokens and timings.
+func (h *handler) metadata(final bool) *structpb.Struct { return h.buildMetadata(final).Struct() }
+
+// replyMetadata is metadata for a reply given to h.send: the Struct's maps
+// are not built (send encodes its fields from their list, or builds them
+// when the reply goes out the ordinary way). Anything else must use
+// metadata.
+func (h *handler) replyMetadata(final bool) *structpb.Struct {
+	sh := h.buildMetadata(final)
+	h.mdBuilt = append(h.mdBuilt, sh)
+	return &sh.outer
+}
+
+// buildMetadata sets the metadata's fields.
+func (h *handler) buildMetadata(final bool) *mdShell {
 	v := mdValues{size: mdRequestFields}
 	if final {
 		v.size = mdFields
@@ -80,8 +93,20 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 		h.failoverMetadata(&v)  // failover.go
 		h.redactionMetadata(&v) // redaction.go
 		h.repairMetadata(&v)    // repair.go
+		h.limitsMetadata(&v)    // limits.go
 	}
-	return v.wrap(h.cfg.Server().MetadataNamespace)
+	return v.build(h.cfg.Server().MetadataNamespace)
+}
+
+// builtMetadata returns the shell of md when replyMetadata built it (its maps
+// are then built only if it is read as a Struct), else nil.
+func (h *handler) builtMetadata(md *structpb.Struct) *mdShell {
+	for _, sh := range h.mdBuilt {
+		if &sh.outer == md {
+			return sh
+		}
+	}
+	return nil
 }
 
 // mdRequestFields and mdFields are how many fields metadata() sets at
@@ -89,17 +114,68 @@ func (h *handler) metadata(final bool) *structpb.Struct {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 23
+	mdFields        = 29
 )
 
-// mdValues builds a metadata Struct with a few allocations: its values
-// come from arrays rather than one allocation per value and per kind.
+// mdValues builds a metadata Struct with a few allocations: its values,
+// their kinds, the list of its fields and the Structs that wrap them come
+// from one block (mdSmall or mdLarge, after the fields expected) rather
+// than one allocation per value and per kind. The fields are kept in a list
+// in the order they are set; the maps a Struct holds are built only when
+// something reads it as a Struct (mdShell.Struct): a reply sent with its
+// metadata encoded by hand (wire.go) is written from the list.
 type mdValues struct {
-	size int // fields expected
-	f    map[string]*structpb.Value
-	vals []structpb.Value
-	strs []structpb.Value_StringValue
-	nums []structpb.Value_NumberValue
+	size   int // fields expected
+	fields []mdField
+	vals   []structpb.Value
+	strs   []structpb.Value_StringValue
+	nums   []structpb.Value_NumberValue
+	shell  *mdShell
+}
+
+// mdField is one metadata field.
+type mdField struct {
+	key string
+	v   *structpb.Value
+}
+
+// mdShell is a metadata Struct being built: the fields under the
+// namespace ns, and the Structs and Value that wrap them. outer is what a
+// reply carries; its maps are nil until Struct builds them.
+type mdShell struct {
+	outer, inner structpb.Struct
+	sv           structpb.Value_StructValue
+	ns           string
+	nsv          *structpb.Value // the namespace's value, holding sv
+	fields       []mdField
+}
+
+// mdSmall holds the request phase's metadata; mdLarge the final one.
+type (
+	mdSmall struct {
+		fields [mdRequestFields]mdField
+		vals   [mdRequestFields + 1]structpb.Value // one more wraps the namespace
+		strs   [mdRequestFields]structpb.Value_StringValue
+		shell  mdShell
+	}
+	mdLarge struct {
+		fields [mdFields]mdField
+		vals   [mdFields + 1]structpb.Value
+		strs   [12]structpb.Value_StringValue
+		nums   [10]structpb.Value_NumberValue
+		shell  mdShell
+	}
+)
+
+// init allocates the block.
+func (v *mdValues) init() {
+	if v.size <= mdRequestFields {
+		b := new(mdSmall)
+		v.fields, v.vals, v.strs, v.shell = b.fields[:0], b.vals[:0], b.strs[:0], &b.shell
+	} else {
+		b := new(mdLarge)
+		v.fields, v.vals, v.strs, v.nums, v.shell = b.fields[:0], b.vals[:0], b.strs[:0], b.nums[:0], &b.shell
+	}
 }
 
 // slot returns the next zero element of s's spare capacity, or a new one
@@ -112,14 +188,20 @@ func slot[T any](s *[]T) *T {
 	return &(*s)[len(*s)-1]
 }
 
-// next returns the Value of field k.
+// next returns the Value of field k; setting a field again replaces its
+// value, as in a map.
 func (v *mdValues) next(k string) *structpb.Value {
-	if v.f == nil {
-		v.f = make(map[string]*structpb.Value, v.size)
-		v.vals = make([]structpb.Value, 0, v.size+1) // one more wraps the namespace
+	if v.shell == nil {
+		v.init()
 	}
 	p := slot(&v.vals)
-	v.f[k] = p
+	for i := range v.fields {
+		if v.fields[i].key == k {
+			v.fields[i].v = p
+			return p
+		}
+	}
+	v.fields = append(v.fields, mdField{k, p})
 	return p
 }
 
@@ -128,32 +210,48 @@ func (v *mdValues) str(k, s string) {
 	if s == "" {
 		return
 	}
-	if v.strs == nil {
-		v.strs = make([]structpb.Value_StringValue, 0, 12)
-	}
-	p := slot(&v.strs)
-	p.StringValue = s
-	v.next(k).Kind = p
+	p := v.next(k)
+	sv := slot(&v.strs)
+	sv.StringValue = s
+	p.Kind = sv
 }
 
 // num adds a number field.
 func (v *mdValues) num(k string, n float64) {
-	if v.nums == nil {
-		v.nums = make([]structpb.Value_NumberValue, 0, 9)
+	p := v.next(k)
+	nv := slot(&v.nums)
+	nv.NumberValue = n
+	p.Kind = nv
+}
+
+// build returns the fields under namespace ns, their maps not built.
+func (v *mdValues) build(ns string) *mdShell {
+	if v.shell == nil {
+		v.init()
 	}
-	p := slot(&v.nums)
-	p.NumberValue = n
-	v.next(k).Kind = p
+	sh := v.shell
+	sh.ns, sh.fields = ns, v.fields
+	sh.nsv = slot(&v.vals)
+	sh.sv.StructValue = &sh.inner
+	sh.nsv.Kind = &sh.sv
+	return sh
 }
 
 // wrap returns the fields as a Struct under namespace ns.
-func (v *mdValues) wrap(ns string) *structpb.Struct {
-	if v.f == nil {
-		v.f = map[string]*structpb.Value{}
+func (v *mdValues) wrap(ns string) *structpb.Struct { return v.build(ns).Struct() }
+
+// Struct builds the maps of sh's Structs, if not yet built, and returns
+// the outer Struct.
+func (sh *mdShell) Struct() *structpb.Struct {
+	if sh.outer.Fields == nil {
+		f := make(map[string]*structpb.Value, len(sh.fields))
+		for _, e := range sh.fields {
+			f[e.key] = e.v
+		}
+		sh.inner.Fields = f
+		sh.outer.Fields = map[string]*structpb.Value{sh.ns: sh.nsv}
 	}
-	out := slot(&v.vals)
-	out.Kind = &structpb.Value_StructValue{StructValue: &structpb.Struct{Fields: v.f}}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{ns: out}}
+	return &sh.outer
 }
 
 // appendModels appends the OpenAI model list for every model group that

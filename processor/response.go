@@ -55,18 +55,26 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 	h.treq.ResponseHeaders = (*responseHeaders)(m.GetHeaders())
 	h.dec = h.tr.NewDecoder(&h.treq, h.status, ct)
 	h.treq.ResponseHeaders = nil
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: []string{"content-length"}, SetHeaders: h.appendIDHeaders(nil)}
+	// The reply's messages and its header mutations (the id headers,
+	// :status and content-type) in one allocation.
+	hr := new(headersReply)
+	hb := headerBlock(hr.hdrs[:0])
+	mut := &hr.mut
+	mut.RemoveHeaders = append(hr.remove[:0], "content-length")
+	mut.SetHeaders = h.appendIDHeaders(hr.set[:0], &hb)
 	if localReply {
 		mut.RemoveHeaders = append(mut.RemoveHeaders, localReplyHeader)
 	}
 	if st := h.dec.Status(); st >= 200 && st != h.status {
 		h.status = st
-		mut.SetHeaders = append(mut.SetHeaders, header(":status", strconv.Itoa(st)))
+		mut.SetHeaders = append(mut.SetHeaders, hb.add(":status", strconv.Itoa(st)))
 	}
 	if want := h.dec.ContentType(); want != "" && !strings.HasPrefix(ct, want) {
-		mut.SetHeaders = append(mut.SetHeaders, header("content-type", want))
+		mut.SetHeaders = append(mut.SetHeaders, hb.add("content-type", want))
 	}
-	resp := &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}
+	hr.cr.HeaderMutation = mut
+	hr.hr.Response = &hr.cr
+	resp := &hr.hr
 	if m.GetEndOfStream() {
 		// No body follows: the exchange ends here.
 		if h.status >= 400 {
@@ -74,7 +82,7 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		}
 		h.ph = phaseDone
 		h.complete()
-		return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}, DynamicMetadata: h.metadata(true)})
+		return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}, DynamicMetadata: h.replyMetadata(true)})
 	}
 	h.ph = phaseResponseBody
 	h.chunk = newChunkResponse()
@@ -90,6 +98,17 @@ func (h *handler) onResponseHeaders(m *extprocv3.HttpHeaders) error {
 		return nil
 	}
 	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: resp}})
+}
+
+// headersReply is the reply to the response headers: its messages and
+// room for its header mutations, one allocation.
+type headersReply struct {
+	hr     extprocv3.HeadersResponse
+	cr     extprocv3.CommonResponse
+	mut    extprocv3.HeaderMutation
+	remove [2]string
+	set    [5]*corev3.HeaderValueOption // one more for a retry-after
+	hdrs   [4]headerEntry
 }
 
 // releaseHeaders sends a held response-headers reply, with the status the
@@ -227,7 +246,7 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	case eos:
 		h.ph = phaseDone
 		h.complete()
-		h.chunk.msg.DynamicMetadata = h.metadata(true)
+		h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	case !h.outcomeSent && (h.dec.Result().Completed || h.dec.Result().Err != nil):
 		// The terminal event (with usage) or an in-band error is in this
 		// reply: a client may close as soon as it reads it, before the
@@ -237,7 +256,13 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 		if e := h.dec.Result().Err; e != nil && h.errCode == "" {
 			h.errCode = string(e.Code)
 		}
-		h.chunk.msg.DynamicMetadata = h.metadata(true)
+		if h.dec.Result().Completed {
+			// The terminal event carried the usage: price now, so that
+			// an access log written on the client's early close has the
+			// cost too.
+			h.priceRequest()
+		}
+		h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	}
 	return h.send(h.chunk.msg)
 }
@@ -266,7 +291,7 @@ func (h *handler) onResponseTrailers() error {
 	}
 	h.ph = phaseDone
 	h.complete()
-	trailers.DynamicMetadata = h.metadata(true)
+	trailers.DynamicMetadata = h.replyMetadata(true)
 	return h.send(trailers)
 }
 
@@ -350,7 +375,7 @@ func (h *handler) stalled(d time.Duration) error {
 		}
 		h.heldHeaders = nil
 		h.complete()
-		return h.send(immediateResponse(e.HTTPStatus(), e.AppendJSON(nil), "llmux_"+string(e.Code), h.metadata(true)))
+		return h.send(immediateResponse(e.HTTPStatus(), e.AppendJSON(nil), "llmux_"+string(e.Code), h.replyMetadata(true)))
 	default:
 		h.complete()
 		if h.dec.ContentType() == "text/event-stream" {
@@ -365,7 +390,7 @@ func (h *handler) sendLast(body []byte) error {
 	h.buf = body
 	h.chunk.body.Body = body
 	h.chunk.body.EndOfStream = true
-	h.chunk.msg.DynamicMetadata = h.metadata(true)
+	h.chunk.msg.DynamicMetadata = h.replyMetadata(true)
 	return h.send(h.chunk.msg)
 }
 

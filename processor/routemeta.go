@@ -57,6 +57,8 @@ type routePolicy struct {
 
 	// Redaction concern (redaction.go).
 	redaction string // "redaction_policy": the policy's name, "" for the configuration's choice
+	// Limits concern (limits.go).
+	limits []string // "limits": route-scope policy names
 }
 
 // allows reports whether the route may use model group name.

@@ -106,6 +106,8 @@ type routeState struct {
 	cands   []route.Candidate
 	attempt route.Attempt
 	routed  bool // a try is in progress and its outcome not reported
+
+	inputTokens int64 // the prompt's estimated tokens, when the cost strategy needed them; -1 when not estimated
 }
 
 // route chooses the deployment for the request (replacing the former
@@ -124,6 +126,10 @@ func (h *handler) route(g *config.Group, stream bool, body []byte) (*config.Depl
 		// KB) only matters when there is something to compare.
 		req.InputTokens = pricing.EstimateInputTokens(h.ep.op(), body)
 		req.MaxOutputTokens = maxOutputTokens(body)
+	}
+	rs.inputTokens = -1
+	if req.InputTokens > 0 {
+		rs.inputTokens = req.InputTokens // shared with limits (limits.go)
 	}
 	if !h.s.routing.router.Pick(&rs.attempt, &req) {
 		return nil, nil

@@ -31,6 +31,7 @@ import (
 	"github.com/llmux/llmux/processor/route"
 	"github.com/llmux/llmux/processor/telemetry"
 	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/ratelimit"
 	"github.com/llmux/llmux/translate"
 )
 
@@ -57,6 +58,9 @@ type Options struct {
 	// are logged and counted (a Router given here reports them through its
 	// own route.Options.OnCooldown).
 	Router *route.Router
+	// Limiter enforces the configuration's limits (limits.go); nil means
+	// an in-memory one on Now, for a single process.
+	Limiter *ratelimit.Limiter
 }
 
 // Timer is the part of *time.Timer the watchdog uses.
@@ -79,6 +83,8 @@ type Server struct {
 	unknownPrices unknownPrices // pricing concern: deployments without a price, logged once (cost.go)
 
 	egress egressClients // llmux's own provider calls (failover.go)
+
+	limiter *ratelimit.Limiter // limits and budgets (limits.go)
 }
 
 // New returns a Server.
@@ -95,7 +101,14 @@ func New(opts Options) *Server {
 	if opts.AfterFunc == nil {
 		opts.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	return &Server{opts: opts, routing: newRouting(&opts)}
+	lim := opts.Limiter
+	if lim == nil {
+		lim = ratelimit.New(ratelimit.Options{Now: opts.Now})
+	}
+	if err := opts.Metrics.ObserveRateLimiter(lim.Mode, lim.RedisErrors, lim.Fallbacks); err != nil {
+		opts.Logger.Error("llmux: limits gauges", "error", err)
+	}
+	return &Server{opts: opts, routing: newRouting(&opts), limiter: lim}
 }
 
 // Process handles one ext_proc stream, that is one HTTP request and its

@@ -30,7 +30,10 @@ const processingResponseDynamicMetadata = 8
 // encodeResponse appends resp in protobuf wire format to dst. ok is false
 // when a metadata string is not valid UTF-8, which protobuf-go refuses to
 // marshal: the caller then sends resp the ordinary way, for the same error.
-func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse) (b []byte, ok bool, err error) {
+//
+// sh, when not nil, is md as replyMetadata built it: its fields are written
+// from its list, its maps not built.
+func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse, sh *mdShell) (b []byte, ok bool, err error) {
 	md := resp.DynamicMetadata
 	if md == nil {
 		b, err = proto.MarshalOptions{}.MarshalAppend(dst, resp)
@@ -42,7 +45,11 @@ func encodeResponse(dst []byte, resp *extprocv3.ProcessingResponse) (b []byte, o
 	if err != nil {
 		return dst, false, err
 	}
-	b, ok = appendStructField(b, processingResponseDynamicMetadata, md)
+	if sh != nil && sh.outer.Fields == nil {
+		b, ok = appendShell(b, processingResponseDynamicMetadata, sh)
+	} else {
+		b, ok = appendStructField(b, processingResponseDynamicMetadata, md)
+	}
 	if !ok {
 		return dst, false, nil
 	}
@@ -78,13 +85,13 @@ var wireBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 
 // sendEncoded sends resp through s with its metadata encoded by hand; it
 // reports false when resp must be sent the ordinary way.
-func sendEncoded(s msgSender, resp *extprocv3.ProcessingResponse) (bool, error) {
+func sendEncoded(s msgSender, resp *extprocv3.ProcessingResponse, sh *mdShell) (bool, error) {
 	if len(replyBody(resp)) > maxEncodedBody {
 		return false, nil
 	}
 	buf := wireBufs.Get().(*[]byte)
 	defer wireBufs.Put(buf)
-	b, ok, err := encodeResponse((*buf)[:0], resp)
+	b, ok, err := encodeResponse((*buf)[:0], resp, sh)
 	if !ok || err != nil {
 		return false, err
 	}
@@ -152,6 +159,43 @@ func appendStructField(b []byte, num protowire.Number, s *structpb.Struct) ([]by
 		b = endLen(b, vat)
 		b = endLen(b, e)
 	}
+	return endLen(b, at), true
+}
+
+// appendShell appends the metadata sh as field num, as appendStructField
+// would append sh.Struct(): the namespace's entry, holding a Struct of
+// sh's fields (in the order they were set; each key once). false if a
+// string in it is not valid UTF-8.
+func appendShell(b []byte, num protowire.Number, sh *mdShell) ([]byte, bool) {
+	if !utf8.ValidString(sh.ns) {
+		return b, false
+	}
+	b, at := beginLen(b, num)
+	var e, vat, in int
+	b, e = beginLen(b, structFields)
+	b = protowire.AppendTag(b, entryKey, protowire.BytesType)
+	b = protowire.AppendString(b, sh.ns)
+	b, vat = beginLen(b, entryValue)
+	b, in = beginLen(b, valueStruct)
+	for _, f := range sh.fields {
+		if !utf8.ValidString(f.key) {
+			return b, false
+		}
+		var fe, fv int
+		b, fe = beginLen(b, structFields)
+		b = protowire.AppendTag(b, entryKey, protowire.BytesType)
+		b = protowire.AppendString(b, f.key)
+		b, fv = beginLen(b, entryValue)
+		var ok bool
+		if b, ok = appendValue(b, f.v); !ok {
+			return b, false
+		}
+		b = endLen(b, fv)
+		b = endLen(b, fe)
+	}
+	b = endLen(b, in)
+	b = endLen(b, vat)
+	b = endLen(b, e)
 	return endLen(b, at), true
 }
 

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -59,33 +60,40 @@ func TestEncodeResponse(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			want := proto.Clone(c.resp)
-			b, ok, err := encodeResponse(nil, c.resp)
+			b, ok, err := encodeResponse(nil, c.resp, nil)
 			if !ok || err != nil {
 				t.Fatalf("encodeResponse: ok %v, %v", ok, err)
 			}
 			if !proto.Equal(c.resp, want) {
 				t.Errorf("encodeResponse changed the response")
 			}
-			// What the stream sends: the bytes as an empty message's
-			// unknown fields, marshalled again by the codec.
-			raw := &emptypb.Empty{}
-			raw.ProtoReflect().SetUnknown(b)
-			wire, err := proto.Marshal(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got extprocv3.ProcessingResponse
-			if err := proto.Unmarshal(wire, &got); err != nil {
-				t.Fatal(err)
-			}
-			if !proto.Equal(&got, want) {
-				t.Errorf("decoded\n%v\nwant\n%v", &got, want)
+			got := decodeSent(t, b)
+			if !proto.Equal(got, want) {
+				t.Errorf("decoded\n%v\nwant\n%v", got, want)
 			}
 			if n := len(got.ProtoReflect().GetUnknown()); n != 0 {
 				t.Errorf("%d bytes of unknown fields", n)
 			}
 		})
 	}
+}
+
+// decodeSent decodes what the stream sends for the bytes encodeResponse
+// wrote: the bytes as an empty message's unknown fields, marshalled again
+// by the codec.
+func decodeSent(t *testing.T, b []byte) *extprocv3.ProcessingResponse {
+	t.Helper()
+	raw := &emptypb.Empty{}
+	raw.ProtoReflect().SetUnknown(b)
+	wire, err := proto.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got extprocv3.ProcessingResponse
+	if err := proto.Unmarshal(wire, &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got
 }
 
 func TestEncodeResponseInvalidUTF8(t *testing.T) {
@@ -97,7 +105,7 @@ func TestEncodeResponseInvalidUTF8(t *testing.T) {
 		resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}, DynamicMetadata: md}
 		// protobuf-go refuses these strings; encodeResponse leaves them
 		// to it, so that the send fails the same way.
-		if _, ok, err := encodeResponse(nil, resp); ok || err != nil {
+		if _, ok, err := encodeResponse(nil, resp, nil); ok || err != nil {
 			t.Errorf("%v: ok %v, err %v; want not encoded", md, ok, err)
 		}
 		if _, err := proto.Marshal(resp); err == nil {
@@ -159,6 +167,69 @@ func TestSendEncodesMetadataReplies(t *testing.T) {
 			}
 			if !proto.Equal(&got, c.resp) {
 				t.Errorf("decoded %v, want %v", &got, c.resp)
+			}
+		})
+	}
+}
+
+// TestEncodeShell: metadata built by mdValues and encoded from its list of
+// fields (its maps not built) decodes to the same reply as the Struct its
+// maps make, and building the maps afterwards gives that Struct.
+func TestEncodeShell(t *testing.T) {
+	build := func(fill func(v *mdValues)) *mdShell {
+		v := mdValues{size: mdFields}
+		fill(&v)
+		return v.build("io.llmux")
+	}
+	cases := []struct {
+		name string
+		fill func(v *mdValues)
+		ok   bool
+	}{
+		{"empty", func(*mdValues) {}, true},
+		{"fields", func(v *mdValues) {
+			v.str("request_id", "r-1")
+			v.num("status", 200)
+			v.boolean("cost_known", true)
+			v.num("cost_usd", 1e-7)
+			v.str("model", "gpt-4o-mini")
+		}, true},
+		{"a field set twice", func(v *mdValues) {
+			v.str("error_code", "a")
+			v.num("status", 500)
+			v.str("error_code", "b")
+		}, true},
+		{"past the arrays", func(v *mdValues) {
+			for i := range 3 * mdFields {
+				v.num(fmt.Sprint("n", i), float64(i))
+			}
+		}, true},
+		{"invalid UTF-8 value", func(v *mdValues) { v.str("tenant", "a\xffb") }, false},
+		{"invalid UTF-8 key", func(v *mdValues) { v.num("k\xff", 1) }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sh := build(c.fill)
+			resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}, DynamicMetadata: &sh.outer}
+			b, ok, err := encodeResponse(nil, resp, sh)
+			if err != nil || ok != c.ok {
+				t.Fatalf("encodeResponse: ok %v, %v; want ok %v", ok, err, c.ok)
+			}
+			if sh.outer.Fields != nil {
+				t.Fatal("encoding built the maps")
+			}
+			want := &extprocv3.ProcessingResponse{Response: resp.Response, DynamicMetadata: build(c.fill).Struct()}
+			if !ok {
+				if _, err := proto.Marshal(want); err == nil {
+					t.Fatal("protobuf-go marshals what encodeResponse refused")
+				}
+				return
+			}
+			if got := decodeSent(t, b); !proto.Equal(got, want) {
+				t.Errorf("decoded\n%v\nwant\n%v", got, want)
+			}
+			if !proto.Equal(sh.Struct(), want.DynamicMetadata) {
+				t.Errorf("Struct() %v, want %v", sh.Struct(), want.DynamicMetadata)
 			}
 		})
 	}

@@ -44,6 +44,10 @@ type Request struct {
 	// Op is the operation.
 	Op Operation
 	// Body is the client's JSON body. Translators must not modify it.
+	// Translators rely on it being valid JSON (the processor checks it,
+	// I-JSON included, before any translator sees it) and read it with
+	// gjson without validating it again; a caller outside the processor
+	// must check it first.
 	Body []byte
 	// Stream reports whether the client asked for a streamed response.
 	Stream bool

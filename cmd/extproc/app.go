@@ -229,10 +229,14 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
+	lim, closeLimiter := newLimiter(ctx, store.Current().Limits(), log) // limits.go
+	defer closeLimiter()
+	limitsAt := store.Current().Limits()
 	srv := processor.New(processor.Options{
 		Config:  store.Current,
 		Logger:  log,
 		Metrics: metrics,
+		Limiter: lim,
 	})
 	defer srv.Close() // the egress clients' connections (failover)
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
@@ -249,6 +253,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 			gl.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
+		st.limits = lim.Mode
 		mux := adminMux(store, reg, &st)
 		mux.HandleFunc("GET /routing", routingStatus(srv)) // deployment health and latency (docs/routing.md)
 		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -275,6 +280,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	}
 	reloaded := func(ok bool, err error, cause string) {
 		metrics.ConfigReload(ctx, ok)
+		if ok && redisChanged(limitsAt, store.Current().Limits()) {
+			log.Warn("limits.redis (or key_prefix, hash_tag) changed: the new Redis settings take effect at the next restart; the policies reloaded")
+		}
 		if ok {
 			log.Info("configuration reloaded", append([]any{"cause", cause, "files", store.Status().Files}, summary(store.Current())...)...)
 		} else {
@@ -353,8 +361,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 
 // state is what readiness depends on.
 type state struct {
-	serving  atomic.Bool // the gRPC server is up
-	draining atomic.Bool // shutting down
+	serving  atomic.Bool   // the gRPC server is up
+	draining atomic.Bool   // shutting down
+	limits   func() string // the limiter's mode (memory, redis, fallback), for /readyz
 }
 
 // readiness says whether llmux can serve, and why not. A configuration
@@ -430,7 +439,11 @@ func adminMux(store *config.Store, reg *prometheus.Registry, st *state) *http.Se
 			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = io.WriteString(w, "ready\n"+describe(store.Status()))
+		out := "ready\n" + describe(store.Status())
+		if st.limits != nil {
+			out += "limits: " + st.limits() + "\n"
+		}
+		_, _ = io.WriteString(w, out)
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		ready, why := readiness(store, st)

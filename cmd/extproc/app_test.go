@@ -160,7 +160,13 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("%s leaks a secret", path)
 		}
 	}
-
+	// The limiter's mode (docs/limits.md): in memory without limits.redis.
+	if code, body := get(t, base+"/readyz"); code != 200 || !strings.Contains(body, "limits: memory\n") {
+		t.Errorf("/readyz lacks the limits mode: %q", body)
+	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, `llmux_ratelimit_mode{`) {
+		t.Error("/metrics lacks llmux_ratelimit_mode")
+	}
 }
 
 // modelsStatus sends GET /v1/models with key over ext_proc and returns the

@@ -43,6 +43,7 @@ type Metrics struct {
 
 	redaction redactionInstruments // values found and requests blocked (redaction.go)
 	repair    repairInstruments    // stream repair (repair.go)
+	ratelimit ratelimitInstruments // limits and budgets (ratelimit.go)
 }
 
 // maxCachedSets bounds each attribute set cache. Past it, sets are built
@@ -135,6 +136,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	if err = x.pricing.init(m); err != nil {
 		return nil, err
 	}
+	if err = x.ratelimit.init(m); err != nil {
+		return nil, err
+	}
 	if err = x.routing.init(m); err != nil {
 		return nil, err
 	}
@@ -155,9 +159,22 @@ type Request struct {
 	Endpoint, ModelGroup, Provider, Deployment, Tenant, ErrorCode string
 	Status                                                        int
 	DurationSeconds                                               float64
-	UpstreamLatencySeconds, TTFTSeconds                           float64 // <0: unknown
-	Tokens                                                        map[string]int64
+	UpstreamLatencySeconds, TTFTSeconds                           float64              // <0: unknown
+	Tokens                                                        [NumTokenKinds]int64 // by kind, TokenKinds order; 0: not reported
 }
+
+// Token kinds, the indexes of Request.Tokens.
+const (
+	TokensInput = iota
+	TokensOutput
+	TokensCached
+	TokensCacheCreation
+	TokensReasoning
+	NumTokenKinds
+)
+
+// TokenKinds names the token kinds, the "kind" label of llmux.tokens.
+var TokenKinds = [NumTokenKinds]string{"input", "output", "cached", "cache_creation", "reasoning"}
 
 // RecordRequest records one finished request.
 func (m *Metrics) RecordRequest(ctx context.Context, r Request) {
@@ -192,8 +209,9 @@ func (m *Metrics) RecordRequest(ctx context.Context, r Request) {
 			m.ttft.Record(ctx, r.TTFTSeconds, route.rec...)
 		}
 	}
-	for kind, n := range r.Tokens {
+	for i, n := range r.Tokens {
 		if n > 0 {
+			kind := TokenKinds[i]
 			m.tokens.Add(ctx, n, m.tokenSets.get(tokenKey{kind, r.ModelGroup, r.Deployment, r.Tenant}, func() []attribute.KeyValue {
 				return []attribute.KeyValue{
 					attribute.String("kind", kind),

@@ -384,6 +384,9 @@ func TestLoad(t *testing.T) {
 
 func exampleOpts() LoadOptions {
 	return LoadOptions{Kinds: kinds, Getenv: func(k string) (string, bool) {
+		if k == "LLMUX_REDIS_ADDRESSES" {
+			return "", false // limits in memory, as `make run` without redis-server
+		}
 		if strings.HasPrefix(k, "LLMUX_") || strings.HasSuffix(k, "_API_KEY") {
 			return "demo-" + k, true
 		}

@@ -44,3 +44,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLimits checks the limits section on its own: any policy text is
+// accepted (with every limit valid for the limiter) or rejected with
+// field errors, never a panic.
+func FuzzLimits(f *testing.F) {
+	for _, s := range []string{
+		"{name: a, scope: key, requests_per_minute: 1}",
+		"{name: b, scope: tenant, spend_usd_per_day: 0.5, on_redis_error: fail_closed, local_share: 0.5}",
+		"{name: c, scope: deployment, match: [d], tokens_per_minute: 9, concurrent_requests: 2}",
+		"{name: d, scope: route, match: [x]}",
+		"{name: 'e:f', scope: global, spend_usd_per_month: 1e300}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, policy string) {
+		doc := "providers: [{name: p, kind: openai, cluster: c}]\ndeployments: [{name: d, provider: p, model: m}]\nmodel_groups: [{name: g, deployments: [d]}]\nlimits:\n  policies:\n  - " + policy + "\n"
+		rt, err := Parse([]byte(doc), testOpts())
+		if (rt == nil) == (err == nil) {
+			t.Fatalf("runtime %v, error %v", rt, err)
+		}
+		if rt == nil {
+			return
+		}
+		for _, scope := range scopes {
+			for _, p := range rt.Limits().For(nil, scope, "d") {
+				if err := p.Validate(); err != nil {
+					t.Fatalf("accepted an invalid policy: %v", err)
+				}
+			}
+		}
+	})
+}

@@ -142,6 +142,7 @@ func Parse(data []byte, opts LoadOptions) (*Runtime, error) {
 	validatePricing(c, f, rt, opts, deployments)
 	validateGroups(c, f, rt, deployments)
 	validateRedaction(c, f, rt, opts)
+	validateLimits(c, f, rt, opts, deployments)
 	if err := c.result(); err != nil {
 		return nil, err
 	}

@@ -91,6 +91,7 @@ type Runtime struct {
 	version   string
 	prices    *pricing.Table    // pricing concern
 	redaction *redactionRuntime // redaction concern (schema_redaction.go)
+	limits    *LimitSet         // limits concern (schema_limits.go)
 }
 
 // Server returns the server settings with defaults applied.
@@ -156,6 +157,7 @@ type redactedFile struct {
 	ModelGroups []ModelGroupSpec   `json:"model_groups"`
 	Pricing     redactedPricing    `json:"pricing"`
 	Redaction   *Redaction         `json:"redaction,omitempty"`
+	Limits      Limits             `json:"limits,omitzero"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -171,6 +173,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		ModelGroups: r.file.ModelGroups,
 		Pricing:     r.redactedPricing(),
 		Redaction:   r.redactedRedaction(),
+		Limits:      r.limits.Spec,
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

@@ -27,6 +27,8 @@ type File struct {
 	// Redaction says what personal data is redacted (redaction concern,
 	// schema_redaction.go).
 	Redaction Redaction `yaml:"redaction" json:"redaction,omitzero"`
+	// Limits are the limits and budgets (schema_limits.go).
+	Limits Limits `yaml:"limits" json:"limits,omitzero"`
 }
 
 // Server holds process-wide settings. Zero values take the defaults.

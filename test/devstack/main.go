@@ -148,6 +148,17 @@ func run(ctx context.Context, o options) error {
 		defer stop()
 	}
 
+	// The limits' counters (proto/config/example.yaml, limits.redis).
+	if os.Getenv("LLMUX_REDIS_ADDRESSES") == "" {
+		if addr, stopRedis, err := startRedis(ctx); err != nil {
+			step("NOTICE: limits run in llmux's memory, not Redis: %v", err)
+		} else {
+			defer stopRedis()
+			os.Setenv("LLMUX_REDIS_ADDRESSES", addr)
+			step("started redis-server on %s for the limits (LLMUX_REDIS_ADDRESSES)", addr)
+		}
+	}
+
 	step("starting llmux-extproc: gRPC %s, admin http://%s, config %s", grpcAddr, admin, cfg)
 	llmux := exec.CommandContext(ctx, bin, "-config", cfg, "-grpc-listen", grpcAddr, "-admin-listen", admin)
 	llmux.Stdout, llmux.Stderr = os.Stderr, os.Stderr
@@ -195,6 +206,9 @@ func run(ctx context.Context, o options) error {
   -H 'Authorization: Bearer %s' -H 'content-type: application/json' \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`, ingress, os.Getenv("LLMUX_DEMO_KEY"))
 	fmt.Printf("\nllmux is up (%s gateway on %s, llmux admin on http://%s).\nTry:\n\n%s\n\n", gw.Kind(), ingress, admin, curl)
+	fmt.Printf("The demo key may send 10 requests a minute (policy demo-key, docs/limits.md); the 11th gets 429:\n\n%s\n\n", fmt.Sprintf(`for i in $(seq 11); do curl -s -o /dev/null -w '%%{http_code} ' http://%s/v1/chat/completions \
+  -H 'Authorization: Bearer %s' -H 'content-type: application/json' \
+  -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'; done; echo`, ingress, os.Getenv("LLMUX_DEMO_KEY")))
 	step("self-check: sending the request above once")
 	if out, err := selfCheck(ctx, ingress); err != nil {
 		log.Printf("self-check failed: %v", err)

@@ -13,11 +13,7 @@ package bedrock
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +21,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/llmux/llmux/translate"
@@ -162,35 +157,23 @@ func (tr Translator) sign(ctx context.Context, t *translate.Target, path string,
 	if tr.Now != nil {
 		now = tr.Now
 	}
-	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
-	u, err := url.Parse("https://" + Host(t) + path)
-	if err != nil {
-		return nil, fmt.Errorf("bedrock: request URL: %w", err)
-	}
 	// Only the headers set here are signed; Envoy may add others.
-	hr := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: http.Header{}}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("X-Amz-Content-Sha256", hash)
-	if err := signer.SignHTTP(ctx, creds, hr, hash, SigningService, t.Region, now()); err != nil {
-		return nil, fmt.Errorf("bedrock: sign: %w", err)
+	sig, err := signV4(&creds, Host(t), path, body, SigningService, t.Region, now())
+	if err != nil {
+		return nil, err
 	}
-	h := []translate.Header{
-		{Key: "content-type", Value: "application/json"},
-		{Key: "authorization", Value: hr.Header.Get("Authorization")},
-		{Key: "x-amz-date", Value: hr.Header.Get("X-Amz-Date")},
-		{Key: "x-amz-content-sha256", Value: hash},
-	}
-	if tok := hr.Header.Get("X-Amz-Security-Token"); tok != "" {
+	h := make([]translate.Header, 0, 5+len(t.Headers))
+	h = append(h,
+		translate.Header{Key: "content-type", Value: contentType},
+		translate.Header{Key: "authorization", Value: sig.authorization},
+		translate.Header{Key: "x-amz-date", Value: sig.date},
+		translate.Header{Key: "x-amz-content-sha256", Value: sig.payloadHash},
+	)
+	if tok := creds.SessionToken; tok != "" {
 		h = append(h, translate.Header{Key: "x-amz-security-token", Value: tok})
 	}
 	return h, nil
 }
-
-// signer signs every request: it caches the derived signing key per
-// credential, region, service and day, which a signer per request would
-// derive again (four HMACs) each time. It is safe for concurrent use.
-var signer = v4.NewSigner()
 
 var (
 	credsMu sync.Mutex

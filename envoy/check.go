@@ -61,6 +61,7 @@ var MetadataKeys = []string{
 	"attempts", "failed_deployment", "failover_cause", // failover (processor/failover.go)
 	"requested_model_group",                          // a fallback group served (processor/failover.go)
 	"redaction_policy", "redacted", "redacted_kinds", // redaction (processor/redaction.go)
+	"repairs", "repair_cause", "usage_estimated", // stream repair (processor/repair.go)
 	"ratelimit_decision", "ratelimit_source", "ratelimit_policy", "ratelimit_limit", // limits (processor/limits.go)
 	"ratelimit_remaining_requests", "ratelimit_remaining_tokens",
 }

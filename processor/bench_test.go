@@ -120,14 +120,7 @@ func (discardSender) Send(*extprocv3.ProcessingResponse) error { return nil }
 // BenchmarkHandlerChunk measures the handler's own work per chunk, without
 // gRPC: decode, buffer reuse, reply assembly.
 func BenchmarkHandlerChunk(b *testing.B) {
-	cfg := testConfig(b)
-	s := New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()})
-	h := newHandler(s, context.Background(), discardSender{})
-	for _, m := range []*extprocv3.ProcessingRequest{post("/v1/chat/completions", bearer()...), reqBody(benchChatBody), respHeaders(false, ":status", "200", "content-type", "text/event-stream")} {
-		if err := h.handle(m); err != nil {
-			b.Fatal(err)
-		}
-	}
+	h := benchHandlerAtBody(b)
 	chunk := respBody(string(benchChunk), false)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchChunk)))
@@ -136,4 +129,19 @@ func BenchmarkHandlerChunk(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchHandlerAtBody is a handler past the response headers of a streamed
+// chat completion, ready for body chunks.
+func benchHandlerAtBody(b *testing.B) *handler {
+	b.Helper()
+	cfg := testConfig(b)
+	s := New(Options{Config: func() *config.Runtime { return cfg }, Logger: discardLogger()})
+	h := newHandler(s, context.Background(), discardSender{})
+	for _, m := range []*extprocv3.ProcessingRequest{post("/v1/chat/completions", bearer()...), reqBody(benchChatBody), respHeaders(false, ":status", "200", "content-type", "text/event-stream")} {
+		if err := h.handle(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return h
 }

@@ -268,7 +268,7 @@ func (h *handler) runFailover(inBand bool) error {
 		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", failed, "error_code", string(last.Code),
 			"in_band", inBand, "next", dep.Name, "model_group", h.group.Name, "attempt", h.fo.ntried)
 		ctx, cancel := context.WithDeadline(h.ctx, deadline)
-		resp, treq, err := h.callDeployment(ctx, c, dep, tr)
+		resp, treq, err := h.callDeployment(ctx, c, dep, tr, h.fo.body)
 		if err != nil {
 			cancel()
 			if h.ctx.Err() != nil {
@@ -427,10 +427,10 @@ func (h *handler) triedDeployment(d *config.Deployment) bool {
 	return false
 }
 
-// callDeployment translates the client's request for dep and sends it
-// through the egress listener.
-func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *config.Deployment, tr translate.Translator) (*egress.Response, translate.Request, error) {
-	treq := translate.Request{Op: h.ep.op(), Body: h.fo.body, Stream: h.treq.Stream, IncludeUsage: h.treq.IncludeUsage,
+// callDeployment translates body, the client's request (or a
+// continuation of it), for dep and sends it through the egress listener.
+func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *config.Deployment, tr translate.Translator, body []byte) (*egress.Response, translate.Request, error) {
+	treq := translate.Request{Op: h.ep.op(), Body: body, Stream: h.treq.Stream, IncludeUsage: h.treq.IncludeUsage,
 		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
 	target := targetFor(dep)
 	up, err := tr.Request(ctx, &treq, &target)

@@ -96,6 +96,7 @@ type handler struct {
 	own ownedState                       // owned mode: llmux answers and calls the provider itself (owned.go)
 
 	red redactState // redaction concern (redaction.go)
+	rp  repairState // stream repair after content (repair.go)
 	lim limitState  // limits and budgets (limits.go)
 }
 
@@ -174,11 +175,19 @@ func (h *handler) handle(req *extprocv3.ProcessingRequest) error {
 		}
 		return h.onResponseHeaders(m.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
+		if h.ph == phaseDone || h.rp.active {
+			// A late chunk after llmux's own end_of_stream, or the failed
+			// upstream's while a continuation streams (repair.go): dropped.
+			return nil
+		}
 		if h.ph != phaseResponseBody {
 			return h.protocolError("response_body")
 		}
 		return h.onResponseBody(m.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		if h.rp.active {
+			return nil // the continuation ends the response (repair.go)
+		}
 		return h.onResponseTrailers()
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		if h.own.active {

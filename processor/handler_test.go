@@ -776,3 +776,21 @@ func TestEnvoyLocalReplyBeforeForwarding(t *testing.T) {
 		})
 	}
 }
+
+// TestLateBodyAfterEndIsIgnored: a body message that reaches llmux after
+// its own end_of_stream reply (Envoy had it in flight) is dropped, not a
+// protocol error.
+func TestLateBodyAfterEndIsIgnored(t *testing.T) {
+	x := newExchange(t)
+	forward(t, x, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`)
+	if _, err := x.send(respHeaders(false, ":status", "200", "content-type", "application/json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.send(respBody(`{"id":"x","object":"chat.completion","choices":[]}`, true)); err != nil || x.h.ph != phaseDone {
+		t.Fatalf("end: %v, phase %s", err, x.h.ph)
+	}
+	out, err := x.send(respBody("late", false))
+	if err != nil || len(out) != 0 {
+		t.Fatalf("late body: %v, replies %v", err, out)
+	}
+}

@@ -181,6 +181,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	// the received message, so that it can be collected while the reply
 	// is marshalled.
 	h.keepForFailover(body) // failover.go
+	h.keepForRepair(body)   // repair.go
 	if h.own.active {
 		return h.forwardOwned(body, up) // owned.go
 	}

@@ -92,6 +92,7 @@ func (h *handler) buildMetadata(final bool) *mdShell {
 		h.costMetadata(&v)
 		h.failoverMetadata(&v)  // failover.go
 		h.redactionMetadata(&v) // redaction.go
+		h.repairMetadata(&v)    // repair.go
 		h.limitsMetadata(&v)    // limits.go
 	}
 	return v.build(h.cfg.Server().MetadataNamespace)

@@ -230,6 +230,9 @@ func (h *handler) onResponseBody(b *extprocv3.HttpBody) error {
 	if done, err := h.watchBeforeContent(&out, eos); done { // an in-band error before content (failover.go)
 		return err
 	}
+	if done, err := h.watchForRepair(out); done { // a failure after content (repair.go)
+		return err
+	}
 	if len(out) == 0 && !eos {
 		return nil
 	}
@@ -330,6 +333,12 @@ func (h *handler) onWatchdog() {
 		return
 	}
 	h.watchdog = nil
+	if ok, err := h.stallRepair(); ok { // repair.go; releases mu around the egress call
+		if err != nil {
+			h.s.opts.Logger.Debug("llmux: stall repair failed", "request_id", h.requestID, "error", err)
+		}
+		return
+	}
 	if err := h.stalled(d); err != nil {
 		h.s.opts.Logger.Debug("llmux: sending the stall reply failed", "request_id", h.requestID, "error", err)
 	}

@@ -42,6 +42,7 @@ type Metrics struct {
 	failover failoverInstruments // fallback tries (failover.go)
 
 	redaction redactionInstruments // values found and requests blocked (redaction.go)
+	repair    repairInstruments    // stream repair (repair.go)
 	ratelimit ratelimitInstruments // limits and budgets (ratelimit.go)
 }
 
@@ -145,6 +146,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	if err = x.redaction.init(m); err != nil {
+		return nil, err
+	}
+	if err = x.repair.init(m); err != nil {
 		return nil, err
 	}
 	return &x, nil

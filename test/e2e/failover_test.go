@@ -316,8 +316,9 @@ func TestFailoverReportsHealth(t *testing.T) {
 // in-band error before any content (before or after its role chunk); the
 // client gets the second deployment's answer as its one stream (one role,
 // one finish, one usage chunk), or, not streamed, as its one body. After
-// content went out there is no failover (that is stream repair): the text
-// so far, then the error event.
+// content went out there is no failover but stream repair (repair.go,
+// repair_test.go): the second deployment is asked to continue the text
+// sent, and the stream goes on without an error.
 func TestFailoverInBandBeforeContent(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -369,8 +370,14 @@ func TestFailoverInBandBeforeContent(t *testing.T) {
 				}
 			}
 			if !tc.failover {
-				if err == nil || len(second.Requests()) != 0 {
-					t.Errorf("after content: err %v, second asked %d times; want the error and no failover", err, len(second.Requests()))
+				reqs := second.Requests()
+				if err != nil || len(reqs) != 1 {
+					t.Fatalf("after content: err %v, second asked %d times; want a repair", err, len(reqs))
+				}
+				sent := reqs[0].JSON("messages.1.content").Str
+				if reqs[0].JSON("messages.1.role").Str != "assistant" || reqs[0].JSON("messages.2.role").Str != "user" ||
+					sent == "" || !strings.HasPrefix(content, sent) {
+					t.Errorf("continuation request %s; client content %q", reqs[0].Body, content)
 				}
 				return
 			}

@@ -191,6 +191,51 @@ func TestFactEndResponseWhileUpstreamOpen(t *testing.T) {
 	ps.waitClosed(t)
 }
 
+// Facts 1 and 5 together, the shape of a stall repair (llmux's
+// processor/repair.go): the upstream sent a chunk and went silent, its
+// request still open; the processor, answering no message, sends several
+// streamed_response chunks (a continuation it fetched elsewhere), then its
+// end_of_stream. The client gets the first chunk and every spliced one in
+// order, then a complete response; the silent upstream is reset.
+// Source: processor_state.cc handleDuplexStreamedBodyResponse (in
+// FULL_DUPLEX_STREAMED a body reply is not paired with a received chunk:
+// each non-empty body is injected at once, and without end_of_stream the
+// state stays StreamedBodyCallback, accepting the next reply);
+// router.cc Router::Filter::onDestroy (resetAll() of the abandoned
+// upstream request). Envoy's test:
+// ServerSendBodyRespWithouRecvEntireBodyDuplexStreamed.
+func TestFactSpliceIntoOpenUpstream(t *testing.T) {
+	upstreamGone := make(chan struct{})
+	e := start(t, tcfg{extProc: fdRespLLMux}, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		close(upstreamGone)
+	})
+	res, ps := e.getPastResponseHeaders(t)
+	b := bodyOf(ps.expect(t, "response_body"))
+	if b.GetEndOfStream() {
+		t.Fatal("upstream must still be open")
+	}
+	ps.send(t, respBodyResp(streamed(string(b.GetBody()), false)))
+	for _, c := range []string{"data: 2\n\n", "data: 3\n\n", "data: [DONE]\n\n"} {
+		ps.send(t, respBodyResp(streamed(c, false)))
+	}
+	ps.send(t, respBodyResp(streamed("", true)))
+	r := wait(t, res)
+	wantStatus(t, r, 200)
+	if r.body != "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n" {
+		t.Errorf("client body %q", r.body)
+	}
+	select {
+	case <-upstreamGone:
+	case <-time.After(waitMax):
+		t.Fatal("the silent upstream request was not reset")
+	}
+	ps.waitClosed(t)
+}
+
 // Fact 5: StreamedImmediateResponse exists from Envoy 1.37 (PR #42424). On
 // older versions the message's field is unknown: Envoy sees no response
 // case and treats it as spurious (Filter::onReceiveMessage default branch,

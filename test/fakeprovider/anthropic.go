@@ -287,6 +287,7 @@ func (a *anthropic) buildReply(r *http.Request, req *antRequest) *antReply {
 	if text == "" {
 		text = "Hello from fake-anthropic: " + req.lastUserText
 	}
+	text = continueText(r, text) // continuation.go
 	n := a.opts.ToolCalls
 	if v, err := strconv.Atoi(strings.TrimSpace(fakeHeader(r, HeaderToolCalls))); err == nil && v >= 0 {
 		n = min(v, 64)

@@ -234,7 +234,7 @@ func (b *bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.invoke(w, r, f, model, body)
 		return
 	}
-	req, verr := validateConverse(body)
+	req, verr := validateConverseFor(body, model)
 	if verr != nil {
 		b.writeError(w, *verr)
 		return
@@ -301,6 +301,7 @@ func (b *bedrock) buildReply(r *http.Request, req *brRequest) *brReply {
 	if text == "" {
 		text = "Hello from fake-bedrock: " + req.lastUserText
 	}
+	text = continueText(r, text) // continuation.go
 	n := b.opts.ToolCalls
 	if v, err := strconv.Atoi(strings.TrimSpace(fakeHeader(r, HeaderToolCalls))); err == nil && v >= 0 {
 		n = min(v, 64)

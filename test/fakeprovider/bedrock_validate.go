@@ -19,9 +19,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/tidwall/gjson"
 )
 
 var brAuthRe = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$`)
@@ -147,7 +149,13 @@ func (m brFields) one(path string) (string, json.RawMessage, *brError) {
 	return "", nil, nil
 }
 
-func validateConverse(body []byte) (*brRequest, *brError) {
+func validateConverse(body []byte) (*brRequest, *brError) { return validateConverseFor(body, "") }
+
+// validateConverseFor validates a Converse request to model: a Claude
+// model (an id with "anthropic.") also accepts a trailing assistant turn of
+// text as a prefill, which it continues; like Anthropic's API, Bedrock
+// refuses a prefill that ends with whitespace.
+func validateConverseFor(body []byte, model string) (*brRequest, *brError) {
 	top, e := brObject("#", body)
 	if e != nil {
 		return nil, e
@@ -358,9 +366,12 @@ func validateConverse(body []byte) (*brRequest, *brError) {
 		pendingUses = uses
 	}
 	if prevRole != "user" {
-		// Bedrock allows a trailing assistant turn as a prefill for some
-		// models; llmux never sends one.
-		return nil, brValidation("The last message must be a user message (fake: llmux never prefills).")
+		// Bedrock allows a trailing assistant turn as a prefill for Claude
+		// models (llmux sends one to continue a cut stream).
+		last := gjson.GetBytes(body, "messages.@reverse.0.content.0.text")
+		if !strings.Contains(model, "anthropic.") || last.Type != gjson.String || last.Str == "" || strings.TrimRightFunc(last.Str, unicode.IsSpace) != last.Str {
+			return nil, brValidation("The last message must be a user message, or an assistant prefill of text without trailing whitespace for Claude models.")
+		}
 	}
 	return req, nil
 }

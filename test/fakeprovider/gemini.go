@@ -730,7 +730,7 @@ func thoughts(req *gGenerateRequest, userText string) (summary string, tokens in
 func (g *geminiFake) generate(w http.ResponseWriter, r *http.Request, f Fault, model string, req *gGenerateRequest, stream bool) {
 	id := g.s.requestID()
 	calls := g.toolCalls(r, req)
-	text := g.replyText(r, req)
+	text := continueText(r, g.replyText(r, req)) // continuation.go
 	thought, thoughtTokens := thoughts(req, text)
 	if gc := req.GenerationConfig; gc != nil && gc.ResponseMimeType == "application/json" && calls == nil {
 		var schema any

@@ -440,6 +440,7 @@ func (o *openAI) buildReply(r *http.Request, req *chatRequest, nTools int) *chat
 	if text == "" {
 		text = "Hello from fake-openai: " + req.lastUserText
 	}
+	text = continueText(r, text) // continuation.go
 	rep.text = text
 	rep.words = splitWords(text)
 	rep.pieces = groupPieces(rep.words, o.opts.WordsPerChunk)

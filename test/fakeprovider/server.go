@@ -141,6 +141,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	close(s.recorded)
 	s.recorded = make(chan struct{})
 	s.mu.Unlock()
+	r = withBody(r, body) // continuation.go
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	s.handler.ServeHTTP(w, r)
 }

@@ -100,20 +100,29 @@ func matrixCells() []repairCell {
 		{name: "status503/before/stream", fault: matrixFault("", http.StatusServiceUnavailable, 0), stream: true, want: wantWhole, calls: 2},
 		{name: "status429/before/whole", fault: matrixFault("", http.StatusTooManyRequests, 0), want: wantWhole, calls: 2},
 		{name: "inband/before/stream", fault: matrixFault(fakeprovider.FaultInbandError, 0, 0), stream: true, want: wantWhole, calls: 2},
+		// A refused or reset connection: Envoy's own 503, which ext_proc
+		// sees on Envoy 1.37+ (the stand-in's default version).
+		{name: "reset/before/stream", fault: matrixFault(fakeprovider.FaultResetBeforeHeaders, 0, 0), stream: true, want: wantWhole, calls: 2},
+		{name: "reset/before/whole", fault: matrixFault(fakeprovider.FaultResetBeforeHeaders, 0, 0), want: wantWhole, calls: 2},
 		// After some chunks: the stream is continued and spliced.
 		{name: "inband/after7/stream", fault: matrixFault(fakeprovider.FaultInbandError, 0, 7), stream: true, want: wantWhole, calls: 2},
 		{name: "truncate/after7/stream", fault: matrixFault(fakeprovider.FaultTruncate, 0, 7), stream: true, want: wantWhole, calls: 2},
+		{name: "stall/after7/stream", fault: matrixFault(fakeprovider.FaultStall, 0, 7), stream: true, want: wantWhole, calls: 2},
 		// A reset after content is invisible to ext_proc in splice mode:
 		// the client's stream must fail, never end as a success.
 		{name: "reset/after7/stream", fault: matrixFault(fakeprovider.FaultReset, 0, 7), stream: true, want: wantError, calls: 1},
 		// Inside JSON output: no continuation, a clear error event.
 		{name: "inband/after7/stream/json", fault: matrixFault(fakeprovider.FaultInbandError, 0, 7), stream: true, json: true, want: wantError, errHas: "JSON", calls: 1},
 		{name: "truncate/after7/stream/json", fault: matrixFault(fakeprovider.FaultTruncate, 0, 7), stream: true, json: true, want: wantError, errHas: "JSON", calls: 1},
+		{name: "stall/after7/stream/json", fault: matrixFault(fakeprovider.FaultStall, 0, 7), stream: true, json: true, want: wantError, errHas: "JSON", calls: 1},
 		// Whole (non-streamed) responses are retried whole.
 		{name: "status500/whole", fault: matrixFault("", http.StatusInternalServerError, 0), want: wantWhole, calls: 2},
 		{name: "inband/whole", fault: matrixFault(fakeprovider.FaultInbandError, 0, 0), want: wantWhole, calls: 2},
 		{name: "truncate/whole", fault: matrixFault(fakeprovider.FaultTruncate, 0, 0), want: wantWhole, calls: 2},
-		{name: "reset/whole", fault: matrixFault(fakeprovider.FaultReset, 0, 0), want: wantWhole, calls: 2},
+		// A reset after the provider's headers is invisible to ext_proc in
+		// splice mode (docs/envoy-facts.md, fact 7): Envoy answers 503 and
+		// llmux cannot retry; owned mode does (owned_test.go).
+		{name: "reset/whole", fault: matrixFault(fakeprovider.FaultReset, 0, 0), want: wantError, errHas: "503", calls: 1},
 	}
 }
 
@@ -188,6 +197,9 @@ func runWholeCell(t *testing.T, r *rig, params openai.ChatCompletionNewParams, c
 	if c.want == wantError {
 		if err == nil {
 			t.Fatalf("success %+v; want an error", resp)
+		}
+		if !strings.Contains(err.Error(), c.errHas) {
+			t.Errorf("error %v; want one mentioning %q", err, c.errHas)
 		}
 		return
 	}

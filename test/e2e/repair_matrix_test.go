@@ -61,6 +61,10 @@ var matrixProviders = append(repairProviders[:len(repairProviders):len(repairPro
 // be retried whole, since no content went out.
 var jsonAfter = map[string]int{"anthropic": 3, "bedrock": 2}
 
+// toolAfter: frames before a fault inside the first tool call's arguments
+// (Anthropic and Bedrock say "Let me use the tools." first).
+var toolAfter = map[string]int{"openai": 3, "azure_openai": 3, "openai_compatible": 3, "anthropic": 12, "bedrock": 10}
+
 // matrixRig starts the two-deployment stack for p.
 func matrixRig(t *testing.T, p repairProvider) (*rig, *fakeprovider.Server, *teeBodies) {
 	t.Helper()
@@ -89,6 +93,7 @@ type repairCell struct {
 	fault  fakeprovider.Fault
 	stream bool
 	json   bool   // response_format json_object
+	tool   bool   // a function tool offered: the fake answers with a tool call
 	want   string // wantWhole or wantError
 	errHas string // for wantError: text the error must contain ("" for any)
 	calls  int    // requests the fake must get
@@ -122,6 +127,8 @@ func matrixCells() []repairCell {
 		{name: "inband/after7/stream/json", fault: matrixFault(fakeprovider.FaultInbandError, 0, 7), stream: true, json: true, want: wantError, errHas: "JSON", calls: 1},
 		{name: "truncate/after7/stream/json", fault: matrixFault(fakeprovider.FaultTruncate, 0, 7), stream: true, json: true, want: wantError, errHas: "JSON", calls: 1},
 		{name: "stall/after7/stream/json", fault: matrixFault(fakeprovider.FaultStall, 0, 7), stream: true, json: true, want: wantError, errHas: "JSON", calls: 1},
+		// Inside a tool call: no continuation, a clear error event.
+		{name: "inband/tool/stream", fault: matrixFault(fakeprovider.FaultInbandError, 0, 0), stream: true, tool: true, want: wantError, errHas: "tool call", calls: 1},
 		// Whole (non-streamed) responses are retried whole.
 		{name: "status500/whole", fault: matrixFault("", http.StatusInternalServerError, 0), want: wantWhole, calls: 2},
 		{name: "inband/whole", fault: matrixFault(fakeprovider.FaultInbandError, 0, 0), want: wantWhole, calls: 2},
@@ -148,11 +155,20 @@ func TestRepairMatrix(t *testing.T) {
 					}
 					f.After, c.want, c.calls = n, wantWhole, 2
 				}
-				fake.Enqueue(f)
 				params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("tell me about the fox")}
 				if c.json {
 					params.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}
 				}
+				if c.tool {
+					n, ok := toolAfter[p.kind]
+					if !ok {
+						t.Skip("the fake answers no tool call for this kind")
+					}
+					f.After = n
+					params.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+						Name: "lookup", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}})}
+				}
+				fake.Enqueue(f)
 				if c.stream {
 					runStreamCell(t, r, tee, params, c)
 				} else {

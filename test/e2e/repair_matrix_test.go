@@ -144,15 +144,21 @@ func matrixCells() []repairCell {
 func TestRepairMatrix(t *testing.T) {
 	for _, p := range matrixProviders {
 		for _, c := range matrixCells() {
+			// Cells a fake cannot stage are left out, not skipped: these
+			// fakes' JSON answer is one delta (nothing to cut inside it),
+			// and some fakes answer no tool call.
+			if _, ok := jsonAfter[p.kind]; ok && c.json && c.fault.Kind != fakeprovider.FaultInbandError {
+				continue
+			}
+			if _, ok := toolAfter[p.kind]; c.tool && !ok {
+				continue
+			}
 			t.Run(p.kind+"/"+c.name, func(t *testing.T) {
 				r, fake, tee := matrixRig(t, p)
 				f := c.fault
 				if n, ok := jsonAfter[p.kind]; ok && c.json {
 					// No point inside these fakes' JSON: the cell
 					// becomes "before the JSON content", retried whole.
-					if f.Kind != fakeprovider.FaultInbandError {
-						t.Skip("the fake's JSON answer is one delta; nothing to cut inside it")
-					}
 					f.After, c.want, c.calls = n, wantWhole, 2
 				}
 				params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("tell me about the fox")}
@@ -160,11 +166,7 @@ func TestRepairMatrix(t *testing.T) {
 					params.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}
 				}
 				if c.tool {
-					n, ok := toolAfter[p.kind]
-					if !ok {
-						t.Skip("the fake answers no tool call for this kind")
-					}
-					f.After = n
+					f.After = toolAfter[p.kind]
 					params.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
 						Name: "lookup", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}})}
 				}

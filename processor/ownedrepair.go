@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/processor/egress"
@@ -39,6 +40,19 @@ func (h *handler) brokenRepair(cause error) (ok bool, err error) {
 	}
 	h.s.opts.Logger.Warn("llmux: owned mode: provider call broke after content", "request_id", h.requestID, "deployment", h.depName(), "error", cause)
 	return true, h.repair(c, nil)
+}
+
+// releaseHeadersForRepair sends the client's held headers (owned mode
+// holds them until the first output) as they are, 200: the content before
+// a failure that is being repaired goes out with them, and the failure is
+// not the answer's status.
+func (h *handler) releaseHeadersForRepair() error {
+	hh := h.heldHeaders
+	if hh == nil {
+		return nil
+	}
+	h.heldHeaders = nil
+	return h.send(&extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: hh}})
 }
 
 // dropRepairBody lets go of the body kept for a continuation once no

@@ -105,7 +105,7 @@ func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 	if !h.rp.decided {
 		h.decideRepair()
 	}
-	if !h.rp.on || h.heldHeaders != nil {
+	if !h.rp.on || h.heldHeaders != nil && !h.own.active { // owned mode holds them until the first output
 		return false, nil
 	}
 	if !h.rp.failedAt.IsZero() && len(out) > 0 {
@@ -127,6 +127,9 @@ func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 	}
 	if len(h.rp.sp.text) == 0 && !h.rp.sp.tool || h.rp.sp.finished {
 		return false, nil // no content yet (failover's watch), or the answer was complete
+	}
+	if err := h.releaseHeadersForRepair(); err != nil { // owned mode (ownedrepair.go)
+		return true, err
 	}
 	good := out[:cut]
 	if len(good) > 0 {

@@ -260,6 +260,13 @@ func TestOwnedModeRepair(t *testing.T) {
 				if done != 1 || nusage != 1 || roles != 1 || len(ids) != 1 {
 					t.Errorf("[DONE] %d, usage chunks %d, role chunks %d, ids %v; want one each\n%s", done, nusage, roles, ids, tee.last())
 				}
+				// The time from the detected failure to the first repaired
+				// byte, for docs/performance.md (no assertion on it).
+				for _, l := range strings.Split(r.llmuxLog.String(), "\n") {
+					if i := strings.Index(l, "first_byte_after="); i >= 0 {
+						t.Logf("repair latency: %s", l[i:])
+					}
+				}
 				reqs := fake.Requests()
 				if len(reqs) != 2 {
 					t.Fatalf("the fake got %d requests, want 2", len(reqs))

@@ -287,6 +287,37 @@ func TestOwnedModeRepair(t *testing.T) {
 	}
 }
 
+// TestOwnedModeResetInToolCall: in owned mode, a reset inside a tool call
+// is not continued: the stream ends with an error event that says so, and
+// the provider is asked once.
+func TestOwnedModeResetInToolCall(t *testing.T) {
+	r, fake, tee := repairRig(t, repairProviders[0])
+	f := fakeprovider.DefaultFault()
+	f.Kind, f.After = fakeprovider.FaultReset, 3
+	f.Hold, f.HoldAfter = "owned-reset", 3
+	fake.Enqueue(f)
+	params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("look it up"),
+		Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+			Name: "lookup", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}})}}
+	s := r.client.Chat.Completions.NewStreaming(context.Background(), params, option.WithHTTPClient(&http.Client{Transport: hostTee{ownedHost, tee}}))
+	released := false
+	for s.Next() {
+		if c := s.Current(); !released && len(c.Choices) > 0 && len(c.Choices[0].Delta.ToolCalls) > 0 {
+			released = true
+			fake.Release("owned-reset")
+		}
+	}
+	err := s.Err()
+	s.Close()
+	if !released || err == nil || !strings.Contains(err.Error(), "tool call") {
+		t.Errorf("released %v, err %v; want the tool call error\n%s\nllmux log:\n%s", released, err, tee.last(), r.llmuxLog)
+	}
+	if got := len(fake.Requests()); got != 1 {
+		t.Errorf("the fake got %d requests, want 1", got)
+	}
+	r.waitNoStreams()
+}
+
 // hostTee is teeBodies with the request's Host set, as withHost sets it.
 type hostTee struct {
 	host string

@@ -263,6 +263,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 			}
 			idx := gjson.Get(data, "index").Int()
 			if d.respBlock >= 0 && idx == d.respBlock {
+				d.res.FirstContent = true
 				d.respArgs = true
 				return d.chunk(dst, `{"content":`, pj.Raw, `}`)
 			}
@@ -303,15 +304,17 @@ func (d *decoder) event(dst, ev []byte) []byte {
 		case "thinking":
 			return d.reasoning(dst, blk.Get("thinking"))
 		case "tool_use":
-			d.res.FirstContent = true
 			in := blk.Get("input")
 			hasInput := in.IsObject() && len(strings.TrimSpace(in.Raw)) > 2 && strings.TrimSpace(in.Raw[1:len(in.Raw)-1]) != ""
 			if blk.Get("name").Str == ResponseTool {
+				// The structured-output block is content only once its
+				// JSON starts: an error before that can still fail over.
 				if d.respBlock >= 0 {
 					return dst
 				}
 				d.respBlock = idx
 				if hasInput {
+					d.res.FirstContent = true
 					d.respArgs = true
 					if !d.started {
 						d.begin("", "")
@@ -324,6 +327,7 @@ func (d *decoder) event(dst, ev []byte) []byte {
 				}
 				return dst
 			}
+			d.res.FirstContent = true
 			if len(d.tools) >= maxToolBlocks {
 				return dst
 			}

@@ -578,3 +578,34 @@ func TestInbandErrorTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamResponseToolFirstContent: the structured-output block's start
+// is not content (an error before its JSON can still fail over); its
+// first JSON is, and so is a real tool call's start.
+func TestStreamResponseToolFirstContent(t *testing.T) {
+	start := func(name string) string {
+		return "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"" + name + "\",\"input\":{}}}\n\n"
+	}
+	delta := "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n"
+	tests := []struct {
+		name, src string
+		want      bool
+	}{
+		{"response tool start", start(ResponseTool), false},
+		{"response tool JSON", start(ResponseTool) + delta, true},
+		{"tool call start", start("lookup"), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Translator{}.NewDecoder(streamReq(false), 200, "text/event-stream")
+			src := "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n" + tc.src
+			out, err := d.Decode(nil, []byte(src), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Result().FirstContent; got != tc.want {
+				t.Errorf("FirstContent %v, want %v\n%s", got, tc.want, out)
+			}
+		})
+	}
+}

@@ -290,6 +290,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 		}
 		idx := gjson.Get(data, "contentBlockIndex").Int()
 		if d.respBlock >= 0 && idx == d.respBlock {
+			d.res.FirstContent = true
 			d.respArgs = true
 			dst = d.open(dst)
 			dst = append(dst, `{"content":`...)
@@ -311,8 +312,9 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			return dst
 		}
 		idx := gjson.Get(data, "contentBlockIndex").Int()
-		d.res.FirstContent = true
 		if d.st.jsonMode && tu.Get("name").Str == ResponseTool {
+			// The structured-output block is content only once its JSON
+			// starts: an error before that can still fail over.
 			if !d.started {
 				d.begin()
 			}
@@ -321,6 +323,7 @@ func (d *decoder) message(dst []byte, m *eventstream.Message) []byte {
 			}
 			return dst
 		}
+		d.res.FirstContent = true
 		if len(d.tools) >= maxToolBlocks || d.tool(idx) != nil {
 			return dst
 		}

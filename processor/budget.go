@@ -53,10 +53,11 @@ func (h *handler) releaseBody() {
 }
 
 // releaseUnlessKept gives back the body's bytes when the request phase
-// ends, unless failover keeps the body for another deployment: then they
-// stay counted until dropFailoverBody (failover.go).
+// ends, unless failover or repair keeps the body for another call: then
+// they stay counted until dropFailoverBody (failover.go) and dropRepairBody
+// (ownedrepair.go) both ran.
 func (h *handler) releaseUnlessKept() {
-	if h.fo.body == nil {
+	if h.fo.body == nil && h.rp.body == nil {
 		h.releaseBody()
 	}
 }

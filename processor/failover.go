@@ -160,11 +160,14 @@ func (h *handler) keepForFailover(body []byte) {
 }
 
 // dropFailoverBody lets go of the kept body once no failover can need it,
-// and gives its bytes back to the server's budget.
+// and gives its bytes back to the server's budget unless repair still
+// keeps the body (ownedrepair.go).
 func (h *handler) dropFailoverBody() {
 	if h.fo.body != nil {
 		h.fo.body = nil
-		h.releaseBody()
+		if h.rp.body == nil {
+			h.releaseBody()
+		}
 	}
 }
 

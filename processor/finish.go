@@ -33,6 +33,7 @@ func (h *handler) complete() {
 	h.recorded = true
 	h.stopWatchdog()
 	h.dropFailoverBody() // no failover after the outcome (failover.go)
+	h.dropRepairBody()   // nor a repair (ownedrepair.go)
 	h.priceRequest()
 	h.settleLimits() // limits.go: with the real usage and cost
 	now := h.s.opts.Now()

@@ -34,7 +34,8 @@ import (
 // never sees one: fact 7). Until content has gone to the client, llmux
 // holds the client's headers and fails over to the next deployment, as
 // splice mode does for an error status (failover.go); after content, the
-// stream ends with an OpenAI error event, or a StreamRepairer continues it.
+// stream is continued as splice mode's repair does (repair.go,
+// ownedrepair.go), or, when it cannot be, ends with an OpenAI error event.
 //
 // The response path is splice mode's: the same decoder, metadata, cost and
 // failover code runs, and its replies (response headers and body replies)
@@ -72,17 +73,6 @@ type ownedState struct {
 	active     bool   // the route is owned: llmux answers the request itself
 	body       []byte // the request body gathered so far
 	sender     *ownedSender
-}
-
-// StreamRepairer continues a stream that failed after content reached the
-// client. Owned mode calls it, when one is set (SetStreamRepairer), for a
-// stream whose provider call broke (a reset, a read error) after content
-// went out; without one, the stream ends with an OpenAI error event
-// (stream_interrupted).
-type StreamRepairer interface {
-	// RepairInterrupted is called with the handler's lock held, on the
-	// stream's goroutine. handled false leaves the ending to owned mode.
-	RepairInterrupted(ctx context.Context, cause error) (handled bool, err error)
 }
 
 // ownedModes is handle's check of Envoy's processing modes for owned
@@ -188,7 +178,7 @@ func (h *handler) forwardOwned(body []byte, up *translate.Upstream) error {
 
 // retryOwned is streamFallback's hook for a body read that failed: in owned
 // mode, fail over while no content reached the client (done true, err is
-// the outcome), or hand the stream to the repairer.
+// the outcome), or continue the stream (brokenRepair).
 func (h *handler) retryOwned(cause error) (done bool, err error) {
 	if !h.own.active || h.ctx.Err() != nil {
 		return false, nil
@@ -203,10 +193,7 @@ func (h *handler) retryOwned(cause error) (done bool, err error) {
 		h.broken = false
 		return true, h.runFailover(sent)
 	}
-	if r := streamRepairer; r != nil {
-		return r.RepairInterrupted(h.ctx, cause)
-	}
-	return false, nil
+	return h.brokenRepair(cause) // ownedrepair.go
 }
 
 // brokenCallError is the class of a provider call that broke: a reset or a
@@ -218,14 +205,6 @@ func brokenCallError(cause error) *translate.Error {
 	}
 	return &translate.Error{Code: translate.CodeUpstreamUnavailable, Message: "The provider's connection failed before it answered."}
 }
-
-// streamRepairer is the repair facility owned mode hands interrupted
-// streams to; nil: none (the stream ends with an error event).
-var streamRepairer StreamRepairer
-
-// SetStreamRepairer installs r for owned mode's interrupted streams; call it
-// before serving. nil removes it.
-func SetStreamRepairer(r StreamRepairer) { streamRepairer = r }
 
 // egressRequest is the egress call for up, already translated for dep.
 func egressRequest(dep *config.Deployment, up *translate.Upstream, requestID string) *egress.Request {

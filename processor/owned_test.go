@@ -263,7 +263,8 @@ func TestOwnedMode(t *testing.T) {
 		{"whole/503", map[string]string{"a": "503"}, whole, "a,b", "200", []string{`"hello from b"`}, "", "dep-b", 2, "overloaded"},
 		{"whole/503_no_body", map[string]string{"a": "503_no_body"}, whole, "a,b", "200", []string{`"hello from b"`}, "", "dep-b", 2, "upstream_unavailable"},
 		{"stream/503", map[string]string{"a": "503"}, stream, "a,b", "200", []string{"hello from b", "[DONE]"}, "", "dep-b", 2, "overloaded"},
-		{"stream/reset_after_content", map[string]string{"a": "reset_content"}, stream, "a", "200", []string{"hello from a", `"code":"stream_interrupted"`}, "[DONE]", "dep-a", 0, ""},
+		// A reset after content is repaired: the next deployment continues the stream (ownedrepair.go).
+		{"stream/reset_after_content", map[string]string{"a": "reset_content"}, stream, "a,b", "200", []string{"hello from a", "hello from b", "[DONE]"}, `"error"`, "dep-b", 0, ""},
 		{"whole/both_fail", map[string]string{"a": "reset_headers", "b": "503"}, whole, "a,b", "503", []string{`"error"`}, "hello", "dep-b", 2, "upstream_unavailable"},
 		{"stream/single_deployment_reset", map[string]string{"a": "reset_headers"}, strings.Replace(stream, `"g"`, `"single"`, 1), "a", "503", []string{`"code":"upstream_unavailable"`}, "", "dep-a", 1, "upstream_unavailable"},
 	} {
@@ -299,7 +300,12 @@ func TestOwnedMode(t *testing.T) {
 			if got := md["failover_cause"].GetStringValue(); got != tc.cause {
 				t.Errorf("metadata failover_cause %q, want %q", got, tc.cause)
 			}
-			if tc.wantStatus == "200" && strings.Contains(tc.wantBody[len(tc.wantBody)-1], "DONE") || tc.name == "whole" {
+			if md["repairs"] != nil {
+				// Both attempts' output counts: b's 4 and a's estimate.
+				if md["repair_cause"].GetStringValue() != "reset" || md["repairs"].GetNumberValue() != 1 || md["output_tokens"].GetNumberValue() <= 4 {
+					t.Errorf("metadata lacks the repair: %v", md)
+				}
+			} else if tc.wantStatus == "200" && strings.Contains(tc.wantBody[len(tc.wantBody)-1], "DONE") || tc.name == "whole" {
 				if md["output_tokens"].GetNumberValue() != 4 || md["status"].GetNumberValue() != 200 {
 					t.Errorf("metadata lacks the outcome: %v", md)
 				}

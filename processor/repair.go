@@ -67,10 +67,10 @@ type repairState struct {
 }
 
 // keepForRepair keeps the client's body for a continuation: egress is on
-// and the client streams a chat completion in splice mode (owned mode has
-// its own path).
+// and the client streams a chat completion (in either mode). The body
+// stays counted in server.max_buffered_bytes until dropRepairBody.
 func (h *handler) keepForRepair(body []byte) {
-	if !h.cfg.Server().EgressAddress.Enabled() || !h.treq.Stream || h.treq.Op != translate.OpChat || h.own.active {
+	if !h.cfg.Server().EgressAddress.Enabled() || !h.treq.Stream || h.treq.Op != translate.OpChat {
 		return
 	}
 	h.rp.body = body
@@ -84,6 +84,7 @@ func (h *handler) keepForRepair(body []byte) {
 func (h *handler) decideRepair() {
 	h.rp.decided = true
 	if h.rp.body == nil || h.status >= 300 || h.dec.ContentType() != "text/event-stream" || h.dep == nil {
+		h.dropRepairBody() // no continuation can need it (ownedrepair.go)
 		return
 	}
 	h.rp.on = true
@@ -104,7 +105,7 @@ func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 	if !h.rp.decided {
 		h.decideRepair()
 	}
-	if !h.rp.on || h.heldHeaders != nil {
+	if !h.rp.on || h.heldHeaders != nil && !h.own.active { // owned mode holds them until the first output
 		return false, nil
 	}
 	if !h.rp.failedAt.IsZero() && len(out) > 0 {
@@ -127,6 +128,9 @@ func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 	if len(h.rp.sp.text) == 0 && !h.rp.sp.tool || h.rp.sp.finished {
 		return false, nil // no content yet (failover's watch), or the answer was complete
 	}
+	if err := h.releaseHeadersForRepair(); err != nil { // owned mode (ownedrepair.go)
+		return true, err
+	}
 	good := out[:cut]
 	if len(good) > 0 {
 		h.chunk.body.Body, h.chunk.body.EndOfStream, h.chunk.msg.DynamicMetadata = good, false, nil
@@ -142,7 +146,7 @@ func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 // and is released while llmux waits for the egress (ok is false when the
 // stream is not repairable: stalled answers it as before).
 func (h *handler) stallRepair() (ok bool, err error) {
-	if !h.rp.on || h.heldHeaders != nil || !h.sawBody || len(h.rp.sp.text) == 0 && !h.rp.sp.tool || h.rp.sp.finished {
+	if !h.sawBody || !h.repairable() {
 		return false, nil
 	}
 	h.rp.unlocked = true
@@ -200,6 +204,9 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 		h.fo.tried[h.fo.ntried] = dep
 		h.fo.ntried++
 		body, err := continuationBody(h.rp.body, h.rp.sp.sentText(), prefillFor(dep))
+		if err == nil {
+			body, err = capContinuationTokens(body, h.rp.prior.OutputTokens) // ownedrepair.go
+		}
 		if err != nil {
 			h.s.opts.Logger.Error("llmux: repair: continuation body", "request_id", h.requestID, "error", err)
 			break

@@ -250,23 +250,7 @@ func TestOwnedModeRepair(t *testing.T) {
 					t.Fatalf("stream: %v\nllmux log:\n%s", err, r.llmuxLog)
 				}
 				s.Close()
-				if got := acc.Choices[0].Message.Content; got != repairReply {
-					t.Errorf("text\n%q, want\n%q\n%s", got, repairReply, tee.last())
-				}
-				if acc.Choices[0].FinishReason != "stop" {
-					t.Errorf("finish %q", acc.Choices[0].FinishReason)
-				}
-				done, nusage, roles, ids := rawStream(t, tee.last())
-				if done != 1 || nusage != 1 || roles != 1 || len(ids) != 1 {
-					t.Errorf("[DONE] %d, usage chunks %d, role chunks %d, ids %v; want one each\n%s", done, nusage, roles, ids, tee.last())
-				}
-				// The time from the detected failure to the first repaired
-				// byte, for docs/performance.md (no assertion on it).
-				for _, l := range strings.Split(r.llmuxLog.String(), "\n") {
-					if i := strings.Index(l, "first_byte_after="); i >= 0 {
-						t.Logf("repair latency: %s", l[i:])
-					}
-				}
+				checkRepaired(t, r, tee, &acc)
 				reqs := fake.Requests()
 				if len(reqs) != 2 {
 					t.Fatalf("the fake got %d requests, want 2", len(reqs))

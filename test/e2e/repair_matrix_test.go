@@ -3,17 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/packages/param"
 
-	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
 )
 
@@ -68,17 +64,7 @@ var toolAfter = map[string]int{"openai": 3, "azure_openai": 3, "openai_compatibl
 // matrixRig starts the two-deployment stack for p.
 func matrixRig(t *testing.T, p repairProvider) (*rig, *fakeprovider.Server, *teeBodies) {
 	t.Helper()
-	fake := p.start(t)
-	egressAddr, ln := egressListener(t)
-	cfg := fmt.Sprintf(matrixRepairConfig, egressAddr, p.kind, p.cluster, p.extra, p.model)
-	r := startRigOpts(t, cfg, map[string]string{p.cluster: fake.Addr()}, func(so *envoysim.Options) {
-		so.Listeners = map[string]net.Listener{"egress": ln}
-	})
-	t.Cleanup(r.streams.Server.Close)
-	tee := &teeBodies{}
-	r.client = openai.NewClient(option.WithBaseURL(r.baseURL), option.WithAPIKey(clientKey), option.WithMaxRetries(0),
-		option.WithHTTPClient(&http.Client{Transport: tee}))
-	return r, fake, tee
+	return repairStack(t, p, matrixRepairConfig)
 }
 
 // What a matrix cell's client must receive.

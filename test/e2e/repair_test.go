@@ -67,9 +67,16 @@ var repairProviders = []repairProvider{
 // port; the client's raw response bodies are kept in tee.
 func repairRig(t *testing.T, p repairProvider) (*rig, *fakeprovider.Server, *teeBodies) {
 	t.Helper()
+	return repairStack(t, p, repairConfig)
+}
+
+// repairStack starts the stack for p from the config template tmpl
+// (egress address, kind, cluster, provider settings, model).
+func repairStack(t *testing.T, p repairProvider, tmpl string) (*rig, *fakeprovider.Server, *teeBodies) {
+	t.Helper()
 	fake := p.start(t)
 	egressAddr, ln := egressListener(t)
-	cfg := fmt.Sprintf(repairConfig, egressAddr, p.kind, p.cluster, p.extra, p.model)
+	cfg := fmt.Sprintf(tmpl, egressAddr, p.kind, p.cluster, p.extra, p.model)
 	r := startRigOpts(t, cfg, map[string]string{p.cluster: fake.Addr()}, func(so *envoysim.Options) {
 		so.Listeners = map[string]net.Listener{"egress": ln}
 	})
@@ -179,23 +186,7 @@ func TestStreamRepair(t *testing.T) {
 					t.Fatalf("stream: %v\nllmux log:\n%s", err, r.llmuxLog)
 				}
 				s.Close()
-				if got := acc.Choices[0].Message.Content; got != repairReply {
-					t.Errorf("text\n%q, want\n%q\n%s", got, repairReply, tee.last())
-				}
-				if acc.Choices[0].FinishReason != "stop" {
-					t.Errorf("finish %q", acc.Choices[0].FinishReason)
-				}
-				done, nusage, roles, ids := rawStream(t, tee.last())
-				if done != 1 || nusage != 1 || roles != 1 || len(ids) != 1 {
-					t.Errorf("[DONE] %d, usage chunks %d, role chunks %d, ids %v; want one each\n%s", done, nusage, roles, ids, tee.last())
-				}
-				// The time from the detected failure to the first repaired
-				// byte, for docs/performance.md (no assertion on it).
-				for _, l := range strings.Split(r.llmuxLog.String(), "\n") {
-					if i := strings.Index(l, "first_byte_after="); i >= 0 {
-						t.Logf("repair latency: %s", l[i:])
-					}
-				}
+				checkRepaired(t, r, tee, &acc)
 				reqs := fake.Requests()
 				if len(reqs) != 2 {
 					t.Fatalf("the fake got %d requests, want 2", len(reqs))
@@ -254,5 +245,28 @@ func TestStreamRepairNotInToolCall(t *testing.T) {
 			}
 			r.waitNoStreams()
 		})
+	}
+}
+
+// checkRepaired checks a repaired stream as the client saw it: the fake's
+// whole text, finish reason stop, one [DONE], usage chunk, role chunk and
+// id; and logs the time from the detected failure to the first repaired
+// byte, for docs/performance.md (no assertion on it).
+func checkRepaired(t *testing.T, r *rig, tee *teeBodies, acc *openai.ChatCompletionAccumulator) {
+	t.Helper()
+	if got := acc.Choices[0].Message.Content; got != repairReply {
+		t.Errorf("text\n%q, want\n%q\n%s", got, repairReply, tee.last())
+	}
+	if acc.Choices[0].FinishReason != "stop" {
+		t.Errorf("finish %q", acc.Choices[0].FinishReason)
+	}
+	done, nusage, roles, ids := rawStream(t, tee.last())
+	if done != 1 || nusage != 1 || roles != 1 || len(ids) != 1 {
+		t.Errorf("[DONE] %d, usage chunks %d, role chunks %d, ids %v; want one each\n%s", done, nusage, roles, ids, tee.last())
+	}
+	for _, l := range strings.Split(r.llmuxLog.String(), "\n") {
+		if i := strings.Index(l, "first_byte_after="); i >= 0 {
+			t.Logf("repair latency: %s", l[i:])
+		}
 	}
 }

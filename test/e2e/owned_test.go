@@ -218,8 +218,9 @@ func ownedResetAfterContent(t *testing.T, r *rig, second *fakeprovider.Server) {
 // client's reassembled text is the fake's intended text, with one id, one
 // role chunk, one finish reason, one usage chunk and one [DONE]. The
 // client's max_tokens is lowered in the continuation by what was spent.
+// Every provider kind, each fault.
 func TestOwnedModeRepair(t *testing.T) {
-	for _, p := range repairProviders[:2] { // openai (continue instruction), anthropic (prefill)
+	for _, p := range matrixProviders {
 		for _, fault := range []string{fakeprovider.FaultReset, fakeprovider.FaultInbandError, fakeprovider.FaultTruncate, fakeprovider.FaultStall} {
 			t.Run(p.kind+"/"+fault, func(t *testing.T) {
 				r, fake, tee := repairRig(t, p)
@@ -255,7 +256,7 @@ func TestOwnedModeRepair(t *testing.T) {
 				if len(reqs) != 2 {
 					t.Fatalf("the fake got %d requests, want 2", len(reqs))
 				}
-				if mt := gjson.GetBytes(reqs[1].Body, "max_tokens"); !mt.Exists() || mt.Int() >= maxTokens || mt.Int() < 1 {
+				if mt := gjson.GetBytes(reqs[1].Body, maxTokensPath[p.kind]); !mt.Exists() || mt.Int() >= maxTokens || mt.Int() < 1 {
 					t.Errorf("the continuation's max_tokens %s, want below %d\n%s", mt.Raw, maxTokens, reqs[1].Body)
 				}
 				logs := r.accessLogs(3)
@@ -271,35 +272,48 @@ func TestOwnedModeRepair(t *testing.T) {
 	}
 }
 
+// maxTokensPath is where each provider kind's request body carries the
+// output token bound.
+var maxTokensPath = map[string]string{"openai": "max_tokens", "azure_openai": "max_tokens", "openai_compatible": "max_tokens",
+	"anthropic": "max_tokens", "bedrock": "inferenceConfig.maxTokens", "gemini": "generationConfig.maxOutputTokens"}
+
 // TestOwnedModeResetInToolCall: in owned mode, a reset inside a tool call
 // is not continued: the stream ends with an error event that says so, and
 // the provider is asked once.
 func TestOwnedModeResetInToolCall(t *testing.T) {
-	r, fake, tee := repairRig(t, repairProviders[0])
-	f := fakeprovider.DefaultFault()
-	f.Kind, f.After = fakeprovider.FaultReset, 3
-	f.Hold, f.HoldAfter = "owned-reset", 3
-	fake.Enqueue(f)
-	params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("look it up"),
-		Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
-			Name: "lookup", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}})}}
-	s := r.client.Chat.Completions.NewStreaming(context.Background(), params, option.WithHTTPClient(&http.Client{Transport: hostTee{ownedHost, tee}}))
-	released := false
-	for s.Next() {
-		if c := s.Current(); !released && len(c.Choices) > 0 && len(c.Choices[0].Delta.ToolCalls) > 0 {
-			released = true
-			fake.Release("owned-reset")
+	for _, p := range matrixProviders {
+		after, ok := toolAfter[p.kind]
+		if !ok {
+			continue // the Gemini fake sends a tool call whole, in one event
 		}
+		t.Run(p.kind, func(t *testing.T) {
+			r, fake, tee := repairRig(t, p)
+			f := fakeprovider.DefaultFault()
+			f.Kind, f.After = fakeprovider.FaultReset, after
+			f.Hold, f.HoldAfter = "owned-reset", after
+			fake.Enqueue(f)
+			params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("look it up"),
+				Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+					Name: "lookup", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}})}}
+			s := r.client.Chat.Completions.NewStreaming(context.Background(), params, option.WithHTTPClient(&http.Client{Transport: hostTee{ownedHost, tee}}))
+			released := false
+			for s.Next() {
+				if c := s.Current(); !released && len(c.Choices) > 0 && len(c.Choices[0].Delta.ToolCalls) > 0 {
+					released = true
+					fake.Release("owned-reset")
+				}
+			}
+			err := s.Err()
+			s.Close()
+			if !released || err == nil || !strings.Contains(err.Error(), "tool call") {
+				t.Errorf("released %v, err %v; want the tool call error\n%s\nllmux log:\n%s", released, err, tee.last(), r.llmuxLog)
+			}
+			if got := len(fake.Requests()); got != 1 {
+				t.Errorf("the fake got %d requests, want 1", got)
+			}
+			r.waitNoStreams()
+		})
 	}
-	err := s.Err()
-	s.Close()
-	if !released || err == nil || !strings.Contains(err.Error(), "tool call") {
-		t.Errorf("released %v, err %v; want the tool call error\n%s\nllmux log:\n%s", released, err, tee.last(), r.llmuxLog)
-	}
-	if got := len(fake.Requests()); got != 1 {
-		t.Errorf("the fake got %d requests, want 1", got)
-	}
-	r.waitNoStreams()
 }
 
 // hostTee is teeBodies with the request's Host set, as withHost sets it.

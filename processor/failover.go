@@ -13,6 +13,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/llmux/llmux/processor/egress"
 	"github.com/llmux/llmux/proto/config"
@@ -270,6 +271,9 @@ func (h *handler) runFailover(inBand bool) error {
 		h.fo.ntried++
 		h.s.opts.Logger.Info("llmux: failover", "request_id", h.requestID, "failed", failed, "error_code", string(last.Code),
 			"in_band", inBand, "next", dep.Name, "model_group", h.group.Name, "attempt", h.fo.ntried)
+		h.traceEvent("llmux.failover", attribute.String("llmux.failed_deployment", failed), attribute.String("error.type", string(last.Code)),
+			attribute.String("llmux.next_deployment", dep.Name), attribute.String("llmux.model_group", h.group.Name),
+			attribute.Bool("llmux.in_band", inBand), attribute.Int("llmux.attempt", h.fo.ntried))
 		ctx, cancel := context.WithDeadline(h.ctx, deadline)
 		resp, treq, err := h.callDeployment(ctx, c, dep, tr, h.fo.body)
 		if err != nil {
@@ -394,7 +398,9 @@ func (h *handler) reportTry() {
 			h.errCode = string(e.Code)
 		}
 	}
-	h.reportRoute(h.s.opts.Now())
+	now := h.s.opts.Now()
+	h.traceTryEnd(now) // tracing.go
+	h.reportRoute(now)
 	h.errCode = ""
 }
 
@@ -445,7 +451,17 @@ func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *con
 	}
 	treq.Body = nil
 	h.forwardedAt = h.s.opts.Now() // this try's latency, for routing and metadata
-	resp, err := c.Do(ctx, egressRequest(dep, up, h.requestID))
+	reason := "failover"
+	if h.rp.active {
+		reason = "repair"
+	}
+	h.traceTry(dep, reason)
+	req := egressRequest(dep, up, h.requestID)
+	h.traceInject(req.Header)
+	resp, err := c.Do(ctx, req)
+	if err != nil {
+		h.traceCallFailed(err)
+	}
 	return resp, treq, err
 }
 

@@ -70,6 +70,7 @@ func (h *handler) complete() {
 				telemetry.TokensCached: u.CachedTokens, telemetry.TokensCacheCreation: u.CacheCreationTokens, telemetry.TokensReasoning: u.ReasoningTokens}
 		}
 	}
+	h.endTrace(now)     // the request's span, with the outcome (tracing.go)
 	h.reportRoute(now)  // the deployment's outcome (routing.go)
 	h.recordRedaction() // what the response's masking found (redaction.go)
 	h.s.opts.Metrics.RecordRequest(h.ctx, r)
@@ -79,10 +80,10 @@ func (h *handler) complete() {
 	// stream is as often a client that stopped reading as an upstream
 	// reset: info.
 	level := slog.LevelDebug
-	switch code := translate.Code(h.errCode); {
-	case code == translate.CodeStreamInterrupted:
+	switch {
+	case translate.Code(h.errCode) == translate.CodeStreamInterrupted:
 		level = slog.LevelInfo
-	case h.status >= 500 || code.Known() && code.Status() >= 500:
+	case serverFailure(h.status, h.errCode):
 		level = slog.LevelWarn
 	}
 	if !h.s.opts.Logger.Enabled(h.ctx, level) {

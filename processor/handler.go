@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/llmux/llmux/processor/tracing"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
 )
@@ -98,6 +99,8 @@ type handler struct {
 	red redactState // redaction concern (redaction.go)
 	rp  repairState // stream repair after content (repair.go)
 	lim limitState  // limits and budgets (limits.go)
+
+	trace tracing.Request // the request's trace (tracing.go)
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

@@ -150,10 +150,14 @@ func (h *handler) forwardOwned(body []byte, up *translate.Upstream) error {
 		return h.immediate(&translate.Error{Code: translate.CodeInternal, Message: "The gateway cannot call providers (egress listener); see the gateway logs."})
 	}
 	h.forwardedAt = h.s.opts.Now()
+	h.traceTry(h.dep, "first")
 	ctx, cancel := context.WithDeadline(h.ctx, h.forwardedAt.Add(h.fo.limits.Budget))
 	defer cancel()
-	resp, err := c.Do(ctx, egressRequest(h.dep, up, h.requestID))
+	req := egressRequest(h.dep, up, h.requestID)
+	h.traceInject(req.Header)
+	resp, err := c.Do(ctx, req)
 	if err != nil {
+		h.traceCallFailed(err)
 		if h.ctx.Err() != nil {
 			return h.ctx.Err() // the client went away
 		}

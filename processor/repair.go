@@ -11,6 +11,7 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/llmux/llmux/processor/egress"
@@ -213,6 +214,9 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 		}
 		h.s.opts.Logger.Info("llmux: repairing a stream", "request_id", h.requestID, "failed", h.depName(), "cause", cause,
 			"next", dep.Name, "attempt", h.fo.ntried, "sent_bytes", len(h.rp.sp.text))
+		h.traceEvent("llmux.repair", attribute.String("llmux.repair_cause", cause), attribute.String("llmux.failed_deployment", h.depName()),
+			attribute.String("llmux.next_deployment", dep.Name), attribute.Int("llmux.attempt", h.fo.ntried),
+			attribute.Int("llmux.sent_bytes", len(h.rp.sp.text)))
 		ctx, cancel := context.WithCancel(h.ctx)
 		if unlocked {
 			h.mu.Unlock()
@@ -241,6 +245,7 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 			cancel()
 			h.s.opts.Logger.Warn("llmux: repair call answered no stream", "request_id", h.requestID, "deployment", dep.Name, "status", resp.Status, "body", string(msg))
 			h.dep, h.errCode = dep, string(translate.CodeForStatus(resp.Status))
+			h.traceCallAnswered(resp.Status)
 			h.reportTry()
 			continue
 		}

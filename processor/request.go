@@ -44,6 +44,7 @@ func (h *handler) onRequestHeaders(m *extprocv3.HttpHeaders) error {
 
 	ep, modelID := classify(h.path)
 	h.ep = ep
+	h.startTrace(hs) // tracing.go
 	if ep == epUnknown {
 		return h.immediate(&translate.Error{Code: translate.CodeNotFound, OpenAICode: "unknown_url",
 			Message: fmt.Sprintf("Unknown request URL: %s %s. Please check the URL for typos.", echo(h.method), echo(pathOnly(h.path)))})
@@ -203,6 +204,7 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 		mut.SetHeaders = append(mut.SetHeaders, hb.add(hd.Key, hd.Value))
 	}
 	h.forwardedAt = h.s.opts.Now()
+	h.traceTry(dep, "first")
 	h.ph = phaseResponseHeaders
 	rr.body.Body = up.Body
 	rr.bm.Mutation = &rr.body

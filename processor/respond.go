@@ -70,6 +70,7 @@ func (h *handler) buildMetadata(final bool) *mdShell {
 			v.num("status", float64(h.status))
 		}
 		str("error_code", h.errCode)
+		str("trace_id", h.trace.TraceID()) // tracing.go
 		if h.dec != nil {
 			if res := h.dec.Result(); res.HasUsage {
 				v.num("input_tokens", float64(res.Usage.InputTokens))
@@ -114,7 +115,7 @@ func (h *handler) builtMetadata(md *structpb.Struct) *mdShell {
 // each.
 const (
 	mdRequestFields = 8
-	mdFields        = 29
+	mdFields        = 30
 )
 
 // mdValues builds a metadata Struct with a few allocations: its values,

@@ -30,6 +30,7 @@ import (
 
 	"github.com/llmux/llmux/processor/route"
 	"github.com/llmux/llmux/processor/telemetry"
+	"github.com/llmux/llmux/processor/tracing"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/ratelimit"
 	"github.com/llmux/llmux/translate"
@@ -61,6 +62,8 @@ type Options struct {
 	// Limiter enforces the configuration's limits (limits.go); nil means
 	// an in-memory one on Now, for a single process.
 	Limiter *ratelimit.Limiter
+	// Tracer records each request's trace (tracing.go); nil records none.
+	Tracer *tracing.Tracer
 }
 
 // Timer is the part of *time.Timer the watchdog uses.

@@ -1,0 +1,276 @@
+// Package tracing records llmux's OpenTelemetry trace of a request: one
+// span for the request as llmux handled it and, under it, one span per
+// provider call (each failover try and each stream repair's continuation is
+// one), with the failovers and repairs as events.
+//
+// The request span's parent is the trace context Envoy puts on the ext_proc
+// gRPC stream when its own tracing is on (the traceparent of Envoy's span
+// for that call, docs/envoy-facts.md fact 10), else the client's
+// traceparent request header, else none (a new trace). Sampling follows the
+// parent's decision (the TracerProvider's sampler decides the rest).
+//
+// A nil *Tracer, and a Request it did not start, record nothing and cost
+// nothing: every method returns at once.
+package tracing
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+)
+
+// scope is the instrumentation scope of llmux's spans.
+const scope = "github.com/llmux/llmux/processor"
+
+// Tracer starts request traces.
+type Tracer struct {
+	tracer trace.Tracer
+	prop   propagation.TraceContext
+}
+
+// New returns a Tracer that starts spans on tp.
+func New(tp trace.TracerProvider) *Tracer {
+	return &Tracer{tracer: tp.Tracer(scope)}
+}
+
+// Carrier reads a header; the request's headers as Envoy sent them.
+type Carrier func(name string) string
+
+// Request is the trace of one request. Its zero value records nothing; a
+// handler holds one and calls it by phase. It is not safe for concurrent
+// use (the handler's mutex guards it).
+type Request struct {
+	t    *Tracer
+	ctx  context.Context // carries span
+	span trace.Span
+
+	op     string     // the operation, as the GenAI conventions name it
+	try    trace.Span // the provider call in progress, nil between calls
+	tryCtx context.Context
+	tries  int
+}
+
+// Start begins the request's span at start. streamCtx is the ext_proc
+// stream's context, whose incoming gRPC metadata holds Envoy's trace
+// context when Envoy traces; headers reads the client's request headers,
+// the fallback parent. op names the operation ("chat", "embeddings").
+func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, op string, start time.Time) {
+	if t == nil {
+		return
+	}
+	parent := t.prop.Extract(context.Background(), mdCarrier{metadataOf(streamCtx)})
+	if !trace.SpanContextFromContext(parent).IsValid() && headers != nil {
+		parent = t.prop.Extract(context.Background(), headerCarrier{headers})
+	}
+	ctx, span := t.tracer.Start(parent, "llmux "+op, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
+		trace.WithAttributes(attribute.String("gen_ai.operation.name", op)))
+	if !span.IsRecording() {
+		// Not sampled: nothing to record, though a parent's trace id
+		// still goes to the metadata (TraceID), where the parent may
+		// have recorded.
+		if trace.SpanContextFromContext(parent).IsValid() {
+			r.ctx = ctx
+		}
+		return
+	}
+	r.t, r.ctx, r.span, r.op = t, ctx, span, op
+}
+
+// Recording reports whether the request's span records (it was started
+// and sampled): the handler builds attributes only then.
+func (r *Request) Recording() bool { return r.span != nil }
+
+// TraceID is the request's trace id in hex, or "" without a trace. An
+// unsampled request with a parent has its parent's (Envoy's or the
+// client's), so that logs still join the trace where the parent recorded.
+func (r *Request) TraceID() string {
+	if r.ctx == nil {
+		return ""
+	}
+	sc := trace.SpanContextFromContext(r.ctx)
+	if !sc.IsValid() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+// Attempt describes a provider call.
+type Attempt struct {
+	// Reason is why the call is made: "first", "failover" or "repair".
+	Reason string
+	// Deployment, Provider and ProviderKind name who is called, Model
+	// the provider's model.
+	Deployment, Provider, ProviderKind, Model string
+}
+
+// StartTry begins the span of a provider call at the time the request is
+// forwarded, ending the previous one if still open.
+func (r *Request) StartTry(at time.Time, a Attempt) {
+	if r.span == nil {
+		return
+	}
+	if r.try != nil {
+		r.try.End(trace.WithTimestamp(at))
+	}
+	r.tries++
+	op := r.op
+	r.tryCtx, r.try = r.t.tracer.Start(r.ctx, op+" "+a.Model, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(at),
+		trace.WithAttributes(
+			attribute.String("gen_ai.operation.name", op),
+			attribute.String("gen_ai.provider.name", ProviderName(a.ProviderKind)),
+			attribute.String("gen_ai.request.model", a.Model),
+			attribute.String("llmux.deployment", a.Deployment),
+			attribute.String("llmux.provider", a.Provider),
+			attribute.Int("llmux.attempt", r.tries),
+			attribute.String("llmux.attempt.reason", a.Reason),
+		))
+}
+
+// TryOutcome is how a provider call ended.
+type TryOutcome struct {
+	Status         int    // the provider's status after translation; 0 when it never answered
+	ErrorCode      string // llmux's error class; "" on success
+	HasUsage       bool
+	Input, Output  int64 // tokens the provider reported for this call
+	UpstreamID     string
+	ServerError    bool // the failure is the provider's or the network's, not the client's
+	HeadersLatency time.Duration
+}
+
+// EndTry ends the provider call in progress, if any, at at.
+func (r *Request) EndTry(at time.Time, o TryOutcome) {
+	if r.try == nil {
+		return
+	}
+	s := r.try
+	r.try, r.tryCtx = nil, nil
+	attrs := make([]attribute.KeyValue, 0, 6)
+	if o.Status != 0 {
+		attrs = append(attrs, attribute.Int("http.response.status_code", o.Status))
+	}
+	if o.ErrorCode != "" {
+		attrs = append(attrs, attribute.String("error.type", o.ErrorCode))
+	}
+	if o.HasUsage {
+		attrs = append(attrs, attribute.Int64("gen_ai.usage.input_tokens", o.Input), attribute.Int64("gen_ai.usage.output_tokens", o.Output))
+	}
+	if o.UpstreamID != "" {
+		attrs = append(attrs, attribute.String("llmux.upstream_request_id", o.UpstreamID))
+	}
+	s.SetAttributes(attrs...)
+	if o.ErrorCode != "" && o.ServerError {
+		s.SetStatus(codes.Error, o.ErrorCode)
+	}
+	s.End(trace.WithTimestamp(at))
+}
+
+// Inject writes the trace context of the provider call in progress (else
+// the request's) into set, for a call llmux makes itself through Envoy's
+// egress listener, so that Envoy's span of that call joins the trace.
+func (r *Request) Inject(set func(key, value string)) {
+	if r.span == nil {
+		return
+	}
+	ctx := r.tryCtx
+	if ctx == nil {
+		ctx = r.ctx
+	}
+	r.t.prop.Inject(ctx, setCarrier{set})
+}
+
+// Event adds an event to the request span at at.
+func (r *Request) Event(at time.Time, name string, attrs ...attribute.KeyValue) {
+	if r.span == nil {
+		return
+	}
+	r.span.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+}
+
+// End ends the request span at at with the final attributes; serverError
+// marks the outcome as a failure that was not the client's doing. Calling
+// End again does nothing.
+func (r *Request) End(at time.Time, serverError bool, errorCode string, attrs []attribute.KeyValue) {
+	if r.span == nil {
+		return
+	}
+	if r.try != nil {
+		r.try.End(trace.WithTimestamp(at))
+		r.try, r.tryCtx = nil, nil
+	}
+	r.span.SetAttributes(attrs...)
+	if serverError {
+		r.span.SetStatus(codes.Error, errorCode)
+	}
+	r.span.End(trace.WithTimestamp(at))
+	r.span = nil
+}
+
+// ProviderName is the gen_ai.provider.name of an llmux provider kind (the
+// OpenTelemetry GenAI semantic conventions' well-known values), or the
+// kind itself.
+func ProviderName(kind string) string {
+	switch kind {
+	case "anthropic":
+		return "anthropic"
+	case "vertex_anthropic":
+		return "gcp.vertex_ai"
+	case "bedrock":
+		return "aws.bedrock"
+	case "gemini":
+		return "gcp.gemini"
+	case "vertex":
+		return "gcp.vertex_ai"
+	case "azure_openai":
+		return "azure.ai.openai"
+	case "openai":
+		return "openai"
+	}
+	return kind
+}
+
+// metadataOf returns the stream's incoming gRPC metadata, or nil.
+func metadataOf(ctx context.Context) metadata.MD {
+	if ctx == nil {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	return md
+}
+
+// mdCarrier reads gRPC metadata (keys are lower case there, as in the
+// W3C header names).
+type mdCarrier struct{ md metadata.MD }
+
+func (c mdCarrier) Get(key string) string {
+	if vs := c.md.Get(key); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+func (c mdCarrier) Set(string, string) {}
+func (c mdCarrier) Keys() []string {
+	keys := make([]string, 0, len(c.md))
+	for k := range c.md {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// headerCarrier reads request headers.
+type headerCarrier struct{ get Carrier }
+
+func (c headerCarrier) Get(key string) string { return c.get(key) }
+func (c headerCarrier) Set(string, string)    {}
+func (c headerCarrier) Keys() []string        { return nil }
+
+// setCarrier writes headers.
+type setCarrier struct{ set func(key, value string) }
+
+func (c setCarrier) Get(string) string     { return "" }
+func (c setCarrier) Set(key, value string) { c.set(key, value) }
+func (c setCarrier) Keys() []string        { return nil }

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -232,11 +233,25 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	lim, closeLimiter := newLimiter(ctx, store.Current().Limits(), log) // limits.go
 	defer closeLimiter()
 	limitsAt := store.Current().Limits()
+	tracer, stopTracing, err := newTracer(ctx, store.Current().Tracing(), log, metrics) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush the spans still queued, within a bound.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: flushing the last spans", "error", err)
+		}
+	}()
+	tracingAt := store.Current().Tracing()
 	srv := processor.New(processor.Options{
 		Config:  store.Current,
 		Logger:  log,
 		Metrics: metrics,
 		Limiter: lim,
+		Tracer:  tracer,
 	})
 	defer srv.Close() // the egress clients' connections (failover)
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
@@ -282,6 +297,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 		metrics.ConfigReload(ctx, ok)
 		if ok && redisChanged(limitsAt, store.Current().Limits()) {
 			log.Warn("limits.redis (or key_prefix, hash_tag) changed: the new Redis settings take effect at the next restart; the policies reloaded")
+		}
+		if ok && !reflect.DeepEqual(tracingAt, store.Current().Tracing()) {
+			log.Warn("tracing changed: the new tracing settings take effect at the next restart")
 		}
 		if ok {
 			log.Info("configuration reloaded", append([]any{"cause", cause, "files", store.Status().Files}, summary(store.Current())...)...)

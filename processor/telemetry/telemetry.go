@@ -29,6 +29,7 @@ type Metrics struct {
 	protocolErrors  metric.Int64Counter
 	configReloads   metric.Int64Counter
 	bufferRejected  metric.Int64Counter
+	traceExport     metric.Int64Counter
 
 	// Attribute sets of finished requests, built once per distinct label
 	// values: building a set (copy, sort, dedupe, hash) costs more than
@@ -132,6 +133,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	}
 	if x.bufferRejected, err = m.Int64Counter("llmux.buffer.rejected", metric.WithDescription("Requests refused with 503 because the request bytes held across requests reached server.max_buffered_bytes.")); err != nil {
 		return nil, fmt.Errorf("telemetry: buffer rejected: %w", err)
+	}
+	if x.traceExport, err = m.Int64Counter("llmux.tracing.export_failures", metric.WithDescription("Spans lost because their export to the OpenTelemetry collector failed.")); err != nil {
+		return nil, fmt.Errorf("telemetry: trace export failures: %w", err)
 	}
 	if err = x.pricing.init(m); err != nil {
 		return nil, err
@@ -263,4 +267,11 @@ func (m *Metrics) ConfigReload(ctx context.Context, ok bool) {
 		result = "invalid"
 	}
 	m.configReloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
+
+// TraceExportFailed counts spans whose export to the collector failed.
+func (m *Metrics) TraceExportFailed(ctx context.Context, spans int) {
+	if m != nil {
+		m.traceExport.Add(ctx, int64(spans))
+	}
 }

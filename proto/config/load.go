@@ -143,6 +143,7 @@ func Parse(data []byte, opts LoadOptions) (*Runtime, error) {
 	validateGroups(c, f, rt, deployments)
 	validateRedaction(c, f, rt, opts)
 	validateLimits(c, f, rt, opts, deployments)
+	validateTracing(c, f, rt, opts)
 	if err := c.result(); err != nil {
 		return nil, err
 	}

@@ -92,6 +92,7 @@ type Runtime struct {
 	prices    *pricing.Table    // pricing concern
 	redaction *redactionRuntime // redaction concern (schema_redaction.go)
 	limits    *LimitSet         // limits concern (schema_limits.go)
+	tracing   TracingSettings   // exporter settings (schema_tracing.go)
 }
 
 // Server returns the server settings with defaults applied.
@@ -158,6 +159,7 @@ type redactedFile struct {
 	Pricing     redactedPricing    `json:"pricing"`
 	Redaction   *Redaction         `json:"redaction,omitempty"`
 	Limits      Limits             `json:"limits,omitzero"`
+	Tracing     Tracing            `json:"tracing,omitzero"`
 }
 
 // Redacted returns the effective configuration as indented JSON:
@@ -174,6 +176,7 @@ func (r *Runtime) Redacted() ([]byte, error) {
 		Pricing:     r.redactedPricing(),
 		Redaction:   r.redactedRedaction(),
 		Limits:      r.limits.Spec,
+		Tracing:     r.tracing.Tracing,
 	}
 	for i, k := range r.file.Auth.Keys {
 		if len(k.SHA256) > 8 {

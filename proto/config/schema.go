@@ -29,6 +29,9 @@ type File struct {
 	Redaction Redaction `yaml:"redaction" json:"redaction,omitzero"`
 	// Limits are the limits and budgets (schema_limits.go).
 	Limits Limits `yaml:"limits" json:"limits,omitzero"`
+	// Tracing sends traces to an OpenTelemetry collector
+	// (schema_tracing.go).
+	Tracing Tracing `yaml:"tracing" json:"tracing,omitzero"`
 }
 
 // Server holds process-wide settings. Zero values take the defaults.

@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/param"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/llmux/llmux/processor"
+	"github.com/llmux/llmux/processor/tracing"
+	"github.com/llmux/llmux/test/fakeprovider"
+)
+
+const (
+	e2eTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
+	e2eParent = "00f067aa0ba902b7"
+)
+
+// withTracer makes the rigs started by the test trace into a recorder.
+func withTracer(t *testing.T) *tracetest.SpanRecorder {
+	t.Helper()
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	rigProcessorOptions = func(o *processor.Options) { o.Tracer = tracing.New(tp) }
+	t.Cleanup(func() {
+		rigProcessorOptions = nil
+		_ = tp.Shutdown(context.Background())
+	})
+	return sr
+}
+
+// traceOf returns the request span and its provider call spans, in order.
+func traceOf(t *testing.T, sr *tracetest.SpanRecorder) (sdktrace.ReadOnlySpan, []sdktrace.ReadOnlySpan) {
+	t.Helper()
+	var req sdktrace.ReadOnlySpan
+	var calls []sdktrace.ReadOnlySpan
+	for _, s := range sr.Ended() {
+		switch s.SpanKind() {
+		case trace.SpanKindServer:
+			if req != nil {
+				t.Fatalf("two request spans: %s and %s", req.Name(), s.Name())
+			}
+			req = s
+		case trace.SpanKindClient:
+			calls = append(calls, s)
+		}
+	}
+	if req == nil {
+		t.Fatalf("no request span among %d", len(sr.Ended()))
+	}
+	for _, c := range calls {
+		if c.Parent().SpanID() != req.SpanContext().SpanID() {
+			t.Errorf("call span %s is not the request span's child", c.Name())
+		}
+	}
+	return req, calls
+}
+
+func spanAttrs(s sdktrace.ReadOnlySpan) map[string]string {
+	m := map[string]string{}
+	for _, kv := range s.Attributes() {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+func eventAttrs(s sdktrace.ReadOnlySpan, name string) map[string]string {
+	for _, e := range s.Events() {
+		if e.Name == name {
+			m := map[string]string{}
+			for _, kv := range e.Attributes {
+				m[string(kv.Key)] = kv.Value.Emit()
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+// TestTraceFailover: a request that failed over shows in its trace as it
+// happened, under the client's traceparent: the request span with the
+// outcome (the answering deployment, two attempts, the cause), one span per
+// provider call (the first with the 503, the second with the answer and its
+// usage), and a failover event. llmux's own call through the egress
+// listener carries its call span's traceparent, and the access log carries
+// the trace id.
+func TestTraceFailover(t *testing.T) {
+	sr := withTracer(t)
+	r, second := startFailoverRig(t)
+	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+	s := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello"),
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}},
+		option.WithHeader("traceparent", "00-"+e2eTrace+"-"+e2eParent+"-01"))
+	content := ""
+	for s.Next() {
+		for _, ch := range s.Current().Choices {
+			content += ch.Delta.Content
+		}
+	}
+	if err := s.Err(); err != nil || content != "answer from the second deployment" {
+		t.Fatalf("content %q, err %v", content, err)
+	}
+	s.Close()
+	logs := r.accessLogs(2)
+	r.waitNoStreams()
+
+	req, calls := traceOf(t, sr)
+	if req.SpanContext().TraceID().String() != e2eTrace || req.Parent().SpanID().String() != e2eParent {
+		t.Errorf("request span in trace %s under %s, want the client's", req.SpanContext().TraceID(), req.Parent().SpanID())
+	}
+	ra := spanAttrs(req)
+	if ra["llmux.deployment"] != "dep-second" || ra["llmux.attempts"] != "2" || ra["llmux.failover_cause"] == "" || ra["llmux.status"] != "200" ||
+		ra["llmux.output_tokens"] == "" || ra["gen_ai.request.model"] != "gpt-4o-mini" {
+		t.Errorf("request span attributes %v", ra)
+	}
+	if ev := eventAttrs(req, "llmux.failover"); ev["llmux.failed_deployment"] != "dep-first" || ev["llmux.next_deployment"] != "dep-second" || ev["error.type"] == "" {
+		t.Errorf("failover event %v", ev)
+	}
+	if len(calls) != 2 {
+		t.Fatalf("%d provider call spans, want 2", len(calls))
+	}
+	first, next := spanAttrs(calls[0]), spanAttrs(calls[1])
+	if first["llmux.deployment"] != "dep-first" || first["llmux.attempt.reason"] != "first" || first["http.response.status_code"] != "503" || first["error.type"] == "" {
+		t.Errorf("first call %v", first)
+	}
+	if next["llmux.deployment"] != "dep-second" || next["llmux.attempt.reason"] != "failover" || next["llmux.attempt"] != "2" ||
+		next["http.response.status_code"] != "200" || next["gen_ai.usage.output_tokens"] == "" || next["error.type"] != "" {
+		t.Errorf("failover call %v", next)
+	}
+	// The egress call carried the failover call span's context.
+	reqs := second.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("the second deployment got %d requests", len(reqs))
+	}
+	want := "00-" + e2eTrace + "-" + calls[1].SpanContext().SpanID().String() + "-01"
+	if got := reqs[0].Header.Get("traceparent"); got != want {
+		t.Errorf("egress traceparent %q, want %q", got, want)
+	}
+	if logs != nil {
+		found := false
+		for _, l := range logs {
+			if l["listener"] != "egress" && l["trace_id"] == e2eTrace {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no ingress access log with trace_id %s: %v", e2eTrace, logs)
+		}
+	}
+}
+
+// TestTraceRepair: a stream repaired after content shows the failed call,
+// the continuation's call (reason repair) and a repair event with its
+// cause; the request span counts the repair.
+func TestTraceRepair(t *testing.T) {
+	sr := withTracer(t)
+	r, fake, tee := repairRig(t, repairProviders[0])
+	f := fakeprovider.DefaultFault()
+	f.Kind, f.After = fakeprovider.FaultInbandError, 7
+	fake.Enqueue(f)
+	s := r.client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("tell me about the fox"),
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}})
+	acc := openai.ChatCompletionAccumulator{}
+	for s.Next() {
+		acc.AddChunk(s.Current())
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	s.Close()
+	checkRepaired(t, r, tee, &acc)
+	r.waitNoStreams()
+
+	req, calls := traceOf(t, sr)
+	ra := spanAttrs(req)
+	if ra["llmux.repairs"] != "1" || ra["llmux.repair_cause"] != "inband_error" || ra["llmux.status"] != "200" {
+		t.Errorf("request span attributes %v", ra)
+	}
+	if ev := eventAttrs(req, "llmux.repair"); ev["llmux.repair_cause"] != "inband_error" || ev["llmux.sent_bytes"] == "" || ev["llmux.sent_bytes"] == "0" {
+		t.Errorf("repair event %v", ev)
+	}
+	if len(calls) != 2 {
+		t.Fatalf("%d provider call spans, want 2", len(calls))
+	}
+	if a := spanAttrs(calls[0]); a["error.type"] == "" || a["llmux.attempt.reason"] != "first" {
+		t.Errorf("failed call %v", a)
+	}
+	if a := spanAttrs(calls[1]); a["llmux.attempt.reason"] != "repair" || a["error.type"] != "" || a["http.response.status_code"] != "200" {
+		t.Errorf("continuation call %v", a)
+	}
+	if !strings.HasPrefix(calls[1].Name(), "chat ") {
+		t.Errorf("call span name %q", calls[1].Name())
+	}
+}

@@ -64,6 +64,7 @@ var MetadataKeys = []string{
 	"repairs", "repair_cause", "usage_estimated", // stream repair (processor/repair.go)
 	"ratelimit_decision", "ratelimit_source", "ratelimit_policy", "ratelimit_limit", // limits (processor/limits.go)
 	"ratelimit_remaining_requests", "ratelimit_remaining_tokens",
+	"trace_id", // tracing (processor/tracing.go)
 }
 
 // Problem is one rule a configuration breaks, at a field path such as

@@ -79,7 +79,7 @@ func parseTemplate(path, s string) (*logTemplate, error) {
 			if arg != "" {
 				return nil, unsupported(path, "START_TIME with a custom format is not modelled")
 			}
-		case "RESPONSE_CODE", "RESPONSE_FLAGS", "DURATION", "UPSTREAM_CLUSTER", "PROTOCOL", "RESPONSE_CODE_DETAILS":
+		case "RESPONSE_CODE", "RESPONSE_FLAGS", "DURATION", "UPSTREAM_CLUSTER", "PROTOCOL", "RESPONSE_CODE_DETAILS", "TRACE_ID":
 			if arg != "" {
 				return nil, unsupported(path, "%%%s%% takes no argument", name)
 			}
@@ -164,6 +164,7 @@ type logRecord struct {
 	protocol    string
 	details     string
 	metadata    map[string]*structpb.Struct
+	traceID     string // the active span's trace id; "" for a NullSpan
 }
 
 // value evaluates a command; nil means "absent" (JSON null, "-" in text).
@@ -202,6 +203,13 @@ func (r *logRecord) value(c *logCommand) any {
 		return r.cluster
 	case "PROTOCOL":
 		return r.protocol
+	case "TRACE_ID":
+		// http_specific_formatter.cc TraceIDFormatter: the active span's
+		// getTraceId(), unspecified when empty (no tracing, NullSpan).
+		if r.traceID == "" {
+			return nil
+		}
+		return r.traceID
 	case "DYNAMIC_METADATA":
 		s := r.metadata[c.ns]
 		if s == nil {

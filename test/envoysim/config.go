@@ -88,6 +88,7 @@ type hcmConfig struct {
 	localReply        *localReplyConfig // nil: Envoy's default (body kept, text/plain)
 	internalOnly      []string          // route_config.internal_only_headers, lowercase
 	suppressEnvoy     bool              // router suppress_envoy_headers
+	tracing           *tracingConfig    // nil: no tracing block (tracing.go)
 }
 
 type vhostConfig struct {
@@ -395,7 +396,7 @@ func buildListener(path string, l *listenerv3.Listener, cfg *config) (*listenerC
 
 func buildHCM(path string, hcm *hcmv3.HttpConnectionManager, cfg *config) (*hcmConfig, error) {
 	if err := checkFields(path, hcm, "stat_prefix", "codec_type", "generate_request_id", "stream_idle_timeout",
-		"route_config", "http_filters", "access_log", "local_reply_config", "use_remote_address"); err != nil {
+		"route_config", "http_filters", "access_log", "local_reply_config", "use_remote_address", "tracing"); err != nil {
 		return nil, err
 	}
 	if hcm.GetUseRemoteAddress().GetValue() {
@@ -426,6 +427,13 @@ func buildHCM(path string, hcm *hcmv3.HttpConnectionManager, cfg *config) (*hcmC
 	}
 	for _, k := range rc.GetInternalOnlyHeaders() {
 		h.internalOnly = append(h.internalOnly, strings.ToLower(k))
+	}
+	if t := hcm.GetTracing(); t != nil {
+		tc, err := buildTracing(path+".tracing", t)
+		if err != nil {
+			return nil, err
+		}
+		h.tracing = tc
 	}
 	if lr := hcm.GetLocalReplyConfig(); lr != nil {
 		l, err := buildLocalReply(path+".local_reply_config", lr)

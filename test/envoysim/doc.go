@@ -39,7 +39,19 @@
 //     they pass through it; stdout access logs with json_format/text_format and
 //     %START_TIME% %REQ(x)% %RESP(x)% %RESPONSE_CODE% %RESPONSE_FLAGS%
 //     %RESPONSE_CODE_DETAILS% %DURATION% %UPSTREAM_CLUSTER% %PROTOCOL%
-//     %DYNAMIC_METADATA(ns:key)%.
+//     %DYNAMIC_METADATA(ns:key)% %TRACE_ID%.
+//   - HCM tracing with the OpenTelemetry tracer (tracing.go; provider
+//     envoy.tracers.opentelemetry with grpc_service or http_service, never
+//     called, and service_name; random_sampling): the sampling decision from
+//     x-request-id and its trace byte ('9', 'b' for x-client-trace-id); the
+//     request span, a child of a valid client traceparent (same trace, new
+//     span id, the parent's sampled flag and tracestate; from 1.39 a negative
+//     decision clears the flag) or a new trace, none (NullSpan) for a
+//     traceparent the extractor rejects; the ext_proc stream's child span in
+//     its initial metadata (traceparent, tracestate); the router's injection
+//     of the request span into the upstream request and the downstream
+//     request headers; %TRACE_ID%. EnableTracing adds such a block to a
+//     bootstrap's ingress and egress listeners. No span is exported.
 //   - Clusters STATIC / LOGICAL_DNS / STRICT_DNS with one endpoint, whose
 //     address Options.Clusters overrides. An overridden cluster never uses
 //     TLS (its transport_socket is dropped: the fakes speak plain HTTP);

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type evUpData struct {
 	eos bool
 }
 type evUpTrailers struct{ t hmap }
+type evUpConn struct{}
 type evUpErr struct {
 	err           error
 	beforeHeaders bool
@@ -95,6 +97,11 @@ type exchange struct {
 	localStreaming    bool // StreamedImmediateResponse owns the response
 
 	metadata map[string]*structpb.Struct
+
+	// span is the request's trace span (tracing.go); nil is Envoy's
+	// NullSpan: no tracing block, or a client traceparent the OpenTelemetry
+	// extractor rejected.
+	span *traceSpan
 
 	timers   [4]*time.Timer
 	timerGen [4]int
@@ -231,6 +238,13 @@ func (x *exchange) run() (abort bool) {
 			h.set("x-request-id", newUUID())
 		}
 	}
+	if tc := x.hcm.tracing; tc != nil {
+		// ActiveStream::decodeHeaders: mutateTracingRequestHeader (the
+		// sampling decision, marked in x-request-id), then traceRequest
+		// starts the request span, all before the filter chain.
+		traced := tc.traceDecision(&h)
+		x.span = tc.startSpan(h, traced, x.s.minor)
+	}
 	x.reqHeaders = h
 	// HTTP/1: net/http gives NoBody without a body (no content-length/chunked,
 	// or content-length: 0: Envoy's codec then raises decodeHeaders with
@@ -354,6 +368,14 @@ func (x *exchange) handle(ev any) {
 		x.encodeTrailers(e.t)
 	case evUpErr:
 		x.onUpstreamReset(e.err)
+	case evUpConn:
+		// UpstreamRequest::onPoolReady injected the request span's context
+		// into the downstream request headers themselves: from here on the
+		// access log's %REQ(traceparent)% is Envoy's value.
+		if x.span != nil {
+			x.reqHeaders.set("traceparent", x.span.traceparent())
+			x.reqHeaders.set("tracestate", x.span.tracestate)
+		}
 	case evTimer:
 		if e.gen != x.timerGen[e.kind] {
 			return
@@ -540,6 +562,18 @@ func (x *exchange) routerHeaders(eos bool) {
 		// Router::finalizeRequestHeaders applies request_headers_to_remove
 		// to the upstream request only: filters and routing saw the header.
 		req.Header.Del(k)
+	}
+	if x.span != nil {
+		// UpstreamRequest::onPoolReady: without an upstream span the active
+		// (request) span's Span::injectContext, after
+		// finalizeRequestHeaders: traceparent and tracestate are set
+		// (replacing the client's, even if the route removed them), the
+		// tracestate even when empty.
+		req.Header.Set("Traceparent", x.span.traceparent())
+		req.Header["Tracestate"] = []string{x.span.tracestate}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(httptrace.GotConnInfo) { x.post(evUpConn{}) },
+		}))
 	}
 	if x.routeTimeout > 0 && !x.hcm.suppressEnvoy {
 		req.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(x.routeTimeout.Milliseconds(), 10))
@@ -936,6 +970,9 @@ func (x *exchange) finish() {
 		start: x.start, duration: time.Since(x.start), reqHeaders: x.reqHeaders, respHeaders: x.respHeaders,
 		status: x.status, flags: x.flags, cluster: x.upCluster, details: x.details, metadata: x.metadata,
 		protocol: protocolString(x.r),
+	}
+	if x.span != nil {
+		rec.traceID = x.span.traceID
 	}
 	for _, f := range x.hcm.accessLogs {
 		line, obj, err := f.line(rec)

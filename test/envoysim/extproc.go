@@ -353,15 +353,32 @@ func (f *xfilter) openStream() openResult {
 		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(x.s.ctx)
-	if len(f.cfg.initialMetadata) > 0 {
-		var kv []string
-		for _, h := range f.cfg.initialMetadata {
-			v := h.GetValue()
-			if v == "" {
-				v = string(h.GetRawValue())
-			}
-			kv = append(kv, strings.ToLower(h.GetKey()), v)
+	var kv []string
+	for _, h := range f.cfg.initialMetadata {
+		v := h.GetValue()
+		if v == "" {
+			v = string(h.GetRawValue())
 		}
+		kv = append(kv, strings.ToLower(h.GetKey()), v)
+	}
+	if child := x.span.spawnChild(); child != nil {
+		// Filter::openStream passes the request span as the parent
+		// (setParentSpan(decoder_callbacks_->activeSpan()), setSampled(
+		// absl::nullopt)); Grpc::AsyncStreamImpl spawns the child span
+		// "async envoy.service.ext_proc.v3.ExternalProcessor.Process
+		// egress" and, in initialize(), injects it into the request
+		// headers after initial_metadata: its traceparent/tracestate
+		// replace any configured ones. A NullSpan (nil) injects nothing.
+		var kept []string
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] != "traceparent" && kv[i] != "tracestate" {
+				kept = append(kept, kv[i], kv[i+1])
+			}
+		}
+		kv = append(kept, "traceparent", child.traceparent(), "tracestate", child.tracestate)
+		x.s.logf("ext_proc: stream traceparent %s", child.traceparent())
+	}
+	if len(kv) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, kv...)
 	}
 	st, err := extprocsvc.NewExternalProcessorClient(cc).Process(ctx)

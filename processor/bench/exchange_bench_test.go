@@ -29,11 +29,14 @@ import (
 	"github.com/tidwall/sjson"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
 	"github.com/llmux/llmux/processor"
 	"github.com/llmux/llmux/processor/internal/extproctest"
 	"github.com/llmux/llmux/processor/telemetry"
+	"github.com/llmux/llmux/processor/tracing"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
 	_ "github.com/llmux/llmux/translate/anthropic"
@@ -228,10 +231,18 @@ func newServer(impl string) (extprocv3.ExternalProcessorServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tracer *tracing.Tracer
+	if impl == "llmux-traced" {
+		// Every request sampled, its spans queued to a batch processor as
+		// the binary does; the exporter discards them, so the network
+		// export (in the background) is not counted.
+		tracer = tracing.New(sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter())))
+	}
 	return processor.New(processor.Options{
 		Config:  func() *config.Runtime { return cfg },
 		Logger:  slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Metrics: metrics,
+		Tracer:  tracer,
 	}), nil
 }
 
@@ -326,10 +337,10 @@ func (x exchange) parallel(b *testing.B, client extprocv3.ExternalProcessorClien
 // through llmux and through the floor, client and server in this process.
 func BenchmarkExchange(b *testing.B) {
 	setEnv(b)
-	clients := map[string]extprocv3.ExternalProcessorClient{"floor": connect(b, "floor"), "llmux": connect(b, "llmux")}
+	clients := map[string]extprocv3.ExternalProcessorClient{"floor": connect(b, "floor"), "llmux": connect(b, "llmux"), "llmux-traced": connect(b, "llmux-traced")}
 	for _, p := range providers {
 		x := newExchange(b, p)
-		for _, impl := range []string{"floor", "llmux"} {
+		for _, impl := range []string{"floor", "llmux", "llmux-traced"} {
 			b.Run(p.name+"/"+impl, func(b *testing.B) {
 				b.ReportAllocs()
 				x.parallel(b, clients[impl])
@@ -349,7 +360,7 @@ func BenchmarkExchangeServer(b *testing.B) {
 	}
 	for _, p := range providers {
 		x := newExchange(b, p)
-		for _, impl := range []string{"floor", "llmux"} {
+		for _, impl := range []string{"floor", "llmux", "llmux-traced"} {
 			b.Run(p.name+"/"+impl, func(b *testing.B) {
 				c := startChild(b, impl, fmt.Sprintf("%s-%s-%d", p.name, impl, b.N), env)
 				ctx := context.Background()

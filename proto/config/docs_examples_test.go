@@ -55,7 +55,7 @@ func docExamples(t *testing.T, files []string) []docExample {
 }
 
 // configKeys are the top-level keys of an llmux configuration file.
-var configKeys = []string{"server", "auth", "providers", "deployments", "model_groups", "pricing"}
+var configKeys = []string{"server", "auth", "providers", "deployments", "model_groups", "pricing", "redaction", "limits", "tracing"}
 
 // asConfig reports whether an example claims to be an llmux configuration
 // or a part of one, and returns it as a whole file: a mapping whose keys
@@ -136,6 +136,17 @@ func stubReferences(cfg map[string]any) {
 			}
 		}
 	}
+	// Keys and model groups a redaction policy is attached to.
+	red, _ := cfg["redaction"].(map[string]any)
+	refGroups, _ := red["model_groups"].(map[string]any)
+	for n := range refGroups {
+		if !groups[n] {
+			groups[n] = true
+			addDeployment("docs-stub")
+			cfg["model_groups"] = append(list("model_groups"), map[string]any{"name": n, "deployments": []any{"docs-stub"}})
+		}
+	}
+	refKeys, _ := red["keys"].(map[string]any)
 	if len(deployments) == 0 {
 		addDeployment("docs-stub")
 	}
@@ -154,7 +165,11 @@ func stubReferences(cfg map[string]any) {
 		}
 	}
 	if cfg["auth"] == nil {
-		cfg["auth"] = map[string]any{"keys": []any{map[string]any{"name": "docs", "tenant": "docs", "key_env": "DOCS_CLIENT_KEY"}}}
+		keys := []any{map[string]any{"name": "docs", "tenant": "docs", "key_env": "DOCS_CLIENT_KEY"}}
+		for n := range refKeys {
+			keys = append(keys, map[string]any{"name": n, "tenant": "docs", "key_env": "DOCS_KEY_" + strings.ToUpper(strings.ReplaceAll(n, "-", "_"))})
+		}
+		cfg["auth"] = map[string]any{"keys": keys}
 	}
 }
 

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/llmux/llmux/processor"
 	"github.com/llmux/llmux/processor/tracing"
+	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
 )
 
@@ -197,5 +201,77 @@ func TestTraceRepair(t *testing.T) {
 	}
 	if !strings.HasPrefix(calls[1].Name(), "chat ") {
 		t.Errorf("call span name %q", calls[1].Name())
+	}
+}
+
+// TestTraceUnderEnvoy: with tracing on in Envoy's connection managers
+// (envoysim.EnableTracing, docs/envoy-facts.md fact 10), llmux's request
+// span is a child of Envoy's span of the ext_proc call, in the client's
+// trace; Envoy sends its own request span upstream, and the access log's
+// trace_id is that trace. After a failover, the second deployment sees the
+// trace context of Envoy's egress span, which is llmux's call span's child.
+func TestTraceUnderEnvoy(t *testing.T) {
+	sr := withTracer(t)
+	doc, err := os.ReadFile("../../envoy/standalone.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	traced, err := envoysim.EnableTracing(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	egressAddr, ln := egressListener(t)
+	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
+	r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"anthropic": second.Addr()}, func(so *envoysim.Options) {
+		so.Listeners = map[string]net.Listener{"egress": ln}
+		so.Bootstrap = traced
+	})
+	t.Cleanup(r.streams.Server.Close)
+	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")},
+		option.WithHeader("traceparent", "00-"+e2eTrace+"-"+e2eParent+"-01"))
+	if err != nil || resp.Choices[0].Message.Content != "answer from the second deployment" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	logs := r.accessLogs(2)
+	r.waitNoStreams()
+
+	req, calls := traceOf(t, sr)
+	if req.SpanContext().TraceID().String() != e2eTrace {
+		t.Errorf("request span in trace %s, want the client's %s", req.SpanContext().TraceID(), e2eTrace)
+	}
+	first, ok := r.fake.Last()
+	if !ok {
+		t.Fatal("the first deployment got no request")
+	}
+	// Envoy's router sends its request span; llmux's parent is Envoy's
+	// ext_proc child span of it: in the same trace, another span.
+	envoyReq := strings.Split(first.Header.Get("traceparent"), "-")
+	if len(envoyReq) != 4 || envoyReq[1] != e2eTrace || envoyReq[2] == e2eParent {
+		t.Fatalf("upstream traceparent %q: want Envoy's request span in the client's trace", first.Header.Get("traceparent"))
+	}
+	if p := req.Parent().SpanID().String(); p == e2eParent || p == envoyReq[2] || !req.Parent().IsRemote() {
+		t.Errorf("request span's parent %s: want Envoy's ext_proc span (neither the client's %s nor Envoy's request span %s)", p, e2eParent, envoyReq[2])
+	}
+	if len(calls) != 2 {
+		t.Fatalf("%d call spans", len(calls))
+	}
+	// The egress listener traces too: the second deployment sees Envoy's
+	// egress span, a child of llmux's call span, in the same trace.
+	got, _ := second.Last()
+	egress := strings.Split(got.Header.Get("traceparent"), "-")
+	if len(egress) != 4 || egress[1] != e2eTrace || egress[2] == calls[1].SpanContext().SpanID().String() {
+		t.Errorf("egress upstream traceparent %q: want Envoy's egress span in trace %s", got.Header.Get("traceparent"), e2eTrace)
+	}
+	if logs != nil { // the stand-in's access log (real Envoy's goes to its stdout)
+		found := false
+		for _, l := range logs {
+			if l["listener"] != "egress" && l["trace_id"] == e2eTrace {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no ingress access log with trace_id %s: %v", e2eTrace, logs)
+		}
 	}
 }

@@ -172,6 +172,12 @@ func stringTokens(val string) int64 {
 	return countJSONString(s)
 }
 
+// EstimateTextTokens estimates the o200k tokens of text written as the
+// inside of a JSON string (escapes decoded on the fly), as
+// EstimateInputTokens counts message text: what a stream had sent when it
+// failed, for instance. It does not allocate.
+func EstimateTextTokens(jsonText string) int64 { return countJSONString(jsonText) }
+
 // rawTokens counts a JSON value's text as it is written.
 func rawTokens(val string) int64 { return countText(stringBytes(val)) }
 

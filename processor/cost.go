@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/llmux/llmux/proto/config"
+	"github.com/llmux/llmux/translate"
 )
 
 // costState says what llmux knows about a request's cost.
@@ -52,7 +53,7 @@ func (h *handler) priceRequest() {
 	if !h.cost.priced {
 		usd, st = h.tryCost()
 		if st == costKnown {
-			h.recordSpend(usd)
+			h.recordSpend(h.dep, usd)
 		}
 	}
 	h.cost.usd, h.cost.state = usd+h.cost.tries, st
@@ -79,7 +80,26 @@ func (h *handler) priceTry() {
 		return
 	}
 	h.cost.tries += usd
-	h.recordSpend(usd)
+	h.recordSpend(h.dep, usd)
+}
+
+// priceAttempt prices a failed attempt whose usage is known or estimated
+// (a stream repair's, repair.go) at its own deployment's price into the
+// request's cost. Limits count its tokens with the client's usage, which
+// includes them.
+func (h *handler) priceAttempt(dep *config.Deployment, u translate.Usage) {
+	if dep == nil {
+		return
+	}
+	if dep.Price == nil {
+		h.s.opts.Metrics.PriceUnknown(h.ctx, dep.Name)
+		h.s.unknownPrices.logOnce(h, dep)
+		h.cost.triesUnknown = true
+		return
+	}
+	usd := dep.Price.Cost(u)
+	h.cost.tries += usd
+	h.recordSpend(dep, usd)
 }
 
 // tryCost is the cost of the current try: its deployment's price applied
@@ -96,7 +116,13 @@ func (h *handler) tryCost() (float64, costState) {
 		// the work.
 		return 0, costUnknown
 	}
-	switch res := h.dec.Result(); {
+	res := h.dec.Result()
+	if sd, ok := h.dec.(*spliceDecoder); ok {
+		// A continuation: its own usage; the failed attempts' were priced
+		// at their own deployments' prices (priceAttempt).
+		res = sd.Decoder.Result()
+	}
+	switch {
 	case res.HasUsage:
 		return price.Cost(res.Usage), costKnown
 	case res.Err != nil && !res.FirstContent:
@@ -109,13 +135,13 @@ func (h *handler) tryCost() (float64, costState) {
 	return 0, costUnknown
 }
 
-// recordSpend adds a try's known cost to the spend counter.
-func (h *handler) recordSpend(usd float64) {
+// recordSpend adds a try's known cost on dep to the spend counter.
+func (h *handler) recordSpend(dep *config.Deployment, usd float64) {
 	group := ""
 	if h.group != nil {
 		group = h.group.Name
 	}
-	h.s.opts.Metrics.Spend(h.ctx, h.tenant, group, h.dep.Name, usd)
+	h.s.opts.Metrics.Spend(h.ctx, h.tenant, group, dep.Name, usd)
 }
 
 // costMetadata adds cost_usd and cost_known to the final metadata.

@@ -74,14 +74,21 @@ func (d *resultDecoder) ContentType() string                          { return "
 func (d *resultDecoder) Decode(dst, _ []byte, _ bool) ([]byte, error) { return dst, nil }
 func (d *resultDecoder) Result() *translate.Result                    { return &d.res }
 
+// pricedDeployments are a cheap and a dear deployment and one without a
+// price.
+func pricedDeployments() (cheap, dear, unpriced *config.Deployment) {
+	cheap = &config.Deployment{Name: "cheap", Provider: &config.Provider{Name: "p"},
+		Price: &pricing.Entry{Rates: pricing.Rates{InputPerToken: 1e-6, OutputPerToken: 2e-6}}}
+	dear = &config.Deployment{Name: "dear", Provider: &config.Provider{Name: "p"},
+		Price: &pricing.Entry{Rates: pricing.Rates{InputPerToken: 10e-6, OutputPerToken: 20e-6}}}
+	unpriced = &config.Deployment{Name: "unpriced", Provider: &config.Provider{Name: "p", Kind: "openai"}}
+	return cheap, dear, unpriced
+}
+
 // Failed tries' real usage is added to the request's cost, each at its
 // own deployment's price, once; an unknown one makes the total unknown.
 func TestFailedTriesCost(t *testing.T) {
-	cheap := &config.Deployment{Name: "cheap", Provider: &config.Provider{Name: "p"},
-		Price: &pricing.Entry{Rates: pricing.Rates{InputPerToken: 1e-6, OutputPerToken: 2e-6}}}
-	dear := &config.Deployment{Name: "dear", Provider: &config.Provider{Name: "p"},
-		Price: &pricing.Entry{Rates: pricing.Rates{InputPerToken: 10e-6, OutputPerToken: 20e-6}}}
-	unpriced := &config.Deployment{Name: "unpriced", Provider: &config.Provider{Name: "p", Kind: "openai"}}
+	cheap, dear, unpriced := pricedDeployments()
 	used := func(in, out int64) *resultDecoder {
 		return &resultDecoder{translate.Result{HasUsage: true, Usage: translate.Usage{InputTokens: in, OutputTokens: out}}}
 	}
@@ -190,6 +197,40 @@ func TestFallbackGroup(t *testing.T) {
 			}
 			if got := h.fallbackGroup(tc.err); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A repaired stream's attempts are each priced at their own deployment's
+// price: the failed attempt's usage (reported or estimated) at its
+// deployment's, the continuation's own usage at the answering one's —
+// while the client's usage counts both.
+func TestRepairAttemptsCost(t *testing.T) {
+	cheap, dear, unpriced := pricedDeployments()
+	failed := translate.Usage{InputTokens: 1000, OutputTokens: 50}
+	cont := &resultDecoder{translate.Result{HasUsage: true, Usage: translate.Usage{InputTokens: 1100, OutputTokens: 30}}}
+	for _, tc := range []struct {
+		name      string
+		first     *config.Deployment
+		wantUSD   float64
+		wantState costState
+	}{
+		{"cheap then dear", cheap, 1000*1e-6 + 50*2e-6 + 1100*10e-6 + 30*20e-6, costKnown},
+		{"dear then dear", dear, 1000*10e-6 + 50*20e-6 + 1100*10e-6 + 30*20e-6, costKnown},
+		{"unpriced failure", unpriced, 0, costUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &handler{s: New(Options{Logger: slog.New(slog.DiscardHandler)}), cfg: testConfig(t), forwardedAt: time.Unix(1, 0)}
+			h.priceAttempt(tc.first, failed)
+			sd := &spliceDecoder{Decoder: cont, prior: failed}
+			h.dep, h.dec = dear, sd
+			h.priceRequest()
+			if h.cost.state != tc.wantState || tc.wantState == costKnown && math.Abs(h.cost.usd-tc.wantUSD) > 1e-12 {
+				t.Errorf("cost %g (%v), want %g (%v)", h.cost.usd, h.cost.state, tc.wantUSD, tc.wantState)
+			}
+			if u := sd.Result().Usage; u.InputTokens != 2100 || u.OutputTokens != 80 {
+				t.Errorf("client usage %+v, want both attempts", u)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/llmux/llmux/pricing"
 	"github.com/llmux/llmux/processor/egress"
 	"github.com/llmux/llmux/proto/config"
 	"github.com/llmux/llmux/translate"
@@ -64,7 +65,11 @@ type repairState struct {
 	estimated bool   // some failed attempt's usage is an estimate
 	sp        splice
 	prior     translate.Usage // the failed attempts' usage
-	failedAt  time.Time       // when the failure being repaired was detected; zero once the continuation's first byte went out
+	// The attempt that failed last, to be priced at its deployment's
+	// price once a continuation takes over (priceAttempt).
+	failedDep   *config.Deployment
+	failedUsage translate.Usage
+	failedAt    time.Time // when the failure being repaired was detected; zero once the continuation's first byte went out
 }
 
 // keepForRepair keeps the client's body for a continuation: egress is on
@@ -250,6 +255,8 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 			continue
 		}
 		sent := h.rp.sp.sentText()
+		h.priceAttempt(h.rp.failedDep, h.rp.failedUsage) // cost.go
+		h.rp.failedDep = nil
 		h.switchTo(dep, tr, treq, resp)
 		h.heldHeaders = nil // the client's headers went out with the first response
 		h.fo.inband = inbandDone
@@ -270,6 +277,12 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 			h.s.opts.Metrics.StreamRepair(h.ctx, cause, outcome)
 		}
 		return err
+	}
+	// No continuation: the failed attempt, whose text the client has,
+	// stays the request's deployment (a failed call above named its own
+	// for its report) and is priced as one.
+	if h.rp.failedDep != nil {
+		h.dep = h.rp.failedDep
 	}
 	return h.repairFailed(cause, failure)
 }
@@ -312,18 +325,20 @@ func (h *handler) nextRepairDeployment() (*config.Deployment, translate.Translat
 }
 
 // addFailedUsage adds the failed attempt's usage to what the client's
-// usage chunk will count. A failed stream rarely reported its output
-// tokens: they are estimated from the text it sent (4 bytes a token) and
-// the input from the request's size when the provider said nothing.
+// usage chunk will count, and keeps it to be priced at the failed
+// deployment's price. A failed stream rarely reported its output tokens:
+// they are estimated from the text it sent, and the input from the
+// request's messages when the provider said nothing (the o200k estimate
+// routing and limits use, pricing.EstimateInputTokens).
 func (h *handler) addFailedUsage() {
 	res := h.dec.Result()
 	if sd, ok := h.dec.(*spliceDecoder); ok {
 		res = sd.Decoder.Result() // its own, without the prior attempts
 	}
 	u := res.Usage
-	est := int64(len(h.rp.sp.text)-h.rp.sp.attemptText+3) / 4
+	est := pricing.EstimateTextTokens(view(h.rp.sp.text[h.rp.sp.attemptText:]))
 	if !res.HasUsage {
-		u = translate.Usage{InputTokens: int64(len(h.rp.body)+3) / 4}
+		u = translate.Usage{InputTokens: pricing.EstimateInputTokens(translate.OpChat, h.rp.body)}
 		h.rp.estimated = true
 	}
 	if !res.Completed && u.OutputTokens < est {
@@ -331,6 +346,7 @@ func (h *handler) addFailedUsage() {
 		h.rp.estimated = true
 	}
 	h.rp.prior = addUsage(h.rp.prior, u)
+	h.rp.failedDep, h.rp.failedUsage = h.dep, u
 }
 
 // pump passes a continuation's body through onResponseBody as Envoy's body

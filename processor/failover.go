@@ -437,8 +437,24 @@ func (h *handler) triedDeployment(d *config.Deployment) bool {
 }
 
 // callDeployment translates body, the client's request (or a
-// continuation of it), for dep and sends it through the egress listener.
+// continuation of it), for dep and sends it through the egress listener,
+// mu held throughout.
 func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *config.Deployment, tr translate.Translator, body []byte) (*egress.Response, translate.Request, error) {
+	req, treq, err := h.prepareCall(ctx, dep, tr, body)
+	if err != nil {
+		return nil, treq, err
+	}
+	resp, err := c.Do(ctx, req)
+	if err != nil {
+		h.traceCallFailed(err)
+	}
+	return resp, treq, err
+}
+
+// prepareCall translates body for dep and starts the call's try: its
+// forward time and span. The handler's state is touched here only, so a
+// caller may release mu around the egress call itself (repair.go).
+func (h *handler) prepareCall(ctx context.Context, dep *config.Deployment, tr translate.Translator, body []byte) (*egress.Request, translate.Request, error) {
 	treq := translate.Request{Op: h.ep.op(), Body: body, Stream: h.treq.Stream, IncludeUsage: h.treq.IncludeUsage,
 		MaxBuffered: h.cfg.Server().MaxResponseBodyBytes}
 	target := targetFor(dep)
@@ -458,11 +474,7 @@ func (h *handler) callDeployment(ctx context.Context, c *egress.Client, dep *con
 	h.traceTry(dep, reason)
 	req := egressRequest(dep, up, h.requestID)
 	h.traceInject(req.Header)
-	resp, err := c.Do(ctx, req)
-	if err != nil {
-		h.traceCallFailed(err)
-	}
-	return resp, treq, err
+	return req, treq, nil
 }
 
 // switchTo makes the fallback's response the handler's: its deployment,

@@ -223,12 +223,21 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 			attribute.String("llmux.next_deployment", dep.Name), attribute.Int("llmux.attempt", h.fo.ntried),
 			attribute.Int("llmux.sent_bytes", len(h.rp.sp.text)))
 		ctx, cancel := context.WithCancel(h.ctx)
-		if unlocked {
-			h.mu.Unlock()
-		}
-		resp, treq, err := h.callDeployment(ctx, c, dep, tr, body)
-		if unlocked {
-			h.mu.Lock()
+		var resp *egress.Response
+		req, treq, err := h.prepareCall(ctx, dep, tr, body)
+		if err == nil {
+			// Only the call itself without mu: Envoy's stream may end
+			// meanwhile, and complete then runs on its goroutine.
+			if unlocked {
+				h.mu.Unlock()
+			}
+			resp, err = c.Do(ctx, req)
+			if unlocked {
+				h.mu.Lock()
+			}
+			if err != nil && !h.recorded {
+				h.traceCallFailed(err)
+			}
 		}
 		if h.recorded || h.ctx.Err() != nil { // the client went away meanwhile
 			cancel()

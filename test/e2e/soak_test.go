@@ -88,6 +88,7 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("%d requests, seed %d (LLMUX_SOAK_SEED changes the fault plans)", n, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
+	spans := withSpanCounter(t) // every request traced, under -race too
 	r := startFallbacksRigReplies(t, "", "")
 	// The plans are taken in arrival order; the deployment a request
 	// reaches depends on routing's health, so which request gets which
@@ -171,6 +172,12 @@ func TestSoak(t *testing.T) {
 		if c := seen[fmt.Sprintf("soak-%d", i)]; c != 1 {
 			t.Errorf("request soak-%d: %d ingress log lines, want 1", i, c)
 		}
+	}
+	// One request span per request, each in its own trace, ended once; at
+	// least one provider call span each.
+	r.waitNoStreams()
+	if got, traces, calls := spans.counts(); got != n || traces != n || calls < n {
+		t.Errorf("%d request spans in %d traces and %d call spans for %d requests", got, traces, calls, n)
 	}
 	r.waitNoStreams()
 	if b := r.streams.Server.Buffered(); b != 0 {

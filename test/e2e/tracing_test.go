@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -274,4 +275,47 @@ func TestTraceUnderEnvoy(t *testing.T) {
 			t.Errorf("no ingress access log with trace_id %s: %v", e2eTrace, logs)
 		}
 	}
+}
+
+// spanCounter counts ended spans without keeping them.
+type spanCounter struct {
+	mu       sync.Mutex
+	requests int
+	calls    int
+	traces   map[trace.TraceID]bool
+}
+
+func (c *spanCounter) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (c *spanCounter) Shutdown(context.Context) error                  { return nil }
+func (c *spanCounter) ForceFlush(context.Context) error                { return nil }
+func (c *spanCounter) OnEnd(s sdktrace.ReadOnlySpan) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch s.SpanKind() {
+	case trace.SpanKindServer:
+		c.requests++
+		c.traces[s.SpanContext().TraceID()] = true
+	case trace.SpanKindClient:
+		c.calls++
+	}
+}
+
+func (c *spanCounter) counts() (requests, traces, calls int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.requests, len(c.traces), c.calls
+}
+
+// withSpanCounter makes the rigs started by the test trace every request
+// into a counter.
+func withSpanCounter(t *testing.T) *spanCounter {
+	t.Helper()
+	c := &spanCounter{traces: map[trace.TraceID]bool{}}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(c))
+	rigProcessorOptions = func(o *processor.Options) { o.Tracer = tracing.New(tp) }
+	t.Cleanup(func() {
+		rigProcessorOptions = nil
+		_ = tp.Shutdown(context.Background())
+	})
+	return c
 }

@@ -32,13 +32,20 @@ const (
 func withTracer(t *testing.T) *tracetest.SpanRecorder {
 	t.Helper()
 	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	traceRigs(t, sr)
+	return sr
+}
+
+// traceRigs makes the rigs started by the test trace every request into
+// sp.
+func traceRigs(t *testing.T, sp sdktrace.SpanProcessor) {
+	t.Helper()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sp))
 	rigProcessorOptions = func(o *processor.Options) { o.Tracer = tracing.New(tp) }
 	t.Cleanup(func() {
 		rigProcessorOptions = nil
 		_ = tp.Shutdown(context.Background())
 	})
-	return sr
 }
 
 // traceOf returns the request span and its provider call spans, in order.
@@ -311,11 +318,6 @@ func (c *spanCounter) counts() (requests, traces, calls int) {
 func withSpanCounter(t *testing.T) *spanCounter {
 	t.Helper()
 	c := &spanCounter{traces: map[trace.TraceID]bool{}}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(c))
-	rigProcessorOptions = func(o *processor.Options) { o.Tracer = tracing.New(tp) }
-	t.Cleanup(func() {
-		rigProcessorOptions = nil
-		_ = tp.Shutdown(context.Background())
-	})
+	traceRigs(t, c)
 	return c
 }

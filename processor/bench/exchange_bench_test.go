@@ -232,11 +232,15 @@ func newServer(impl string) (extprocv3.ExternalProcessorServer, error) {
 		return nil, err
 	}
 	var tracer *tracing.Tracer
-	if impl == "llmux-traced" {
+	switch impl {
+	case "llmux-traced":
 		// Every request sampled, its spans queued to a batch processor as
 		// the binary does; the exporter discards them, so the network
 		// export (in the background) is not counted.
 		tracer = tracing.New(sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter())))
+	case "llmux-unsampled":
+		// Tracing on, this request not sampled (sample_ratio's other side).
+		tracer = tracing.New(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter())))
 	}
 	return processor.New(processor.Options{
 		Config:  func() *config.Runtime { return cfg },
@@ -337,10 +341,14 @@ func (x exchange) parallel(b *testing.B, client extprocv3.ExternalProcessorClien
 // through llmux and through the floor, client and server in this process.
 func BenchmarkExchange(b *testing.B) {
 	setEnv(b)
-	clients := map[string]extprocv3.ExternalProcessorClient{"floor": connect(b, "floor"), "llmux": connect(b, "llmux"), "llmux-traced": connect(b, "llmux-traced")}
+	impls := []string{"floor", "llmux", "llmux-traced", "llmux-unsampled"}
+	clients := map[string]extprocv3.ExternalProcessorClient{}
+	for _, impl := range impls {
+		clients[impl] = connect(b, impl)
+	}
 	for _, p := range providers {
 		x := newExchange(b, p)
-		for _, impl := range []string{"floor", "llmux", "llmux-traced"} {
+		for _, impl := range impls {
 			b.Run(p.name+"/"+impl, func(b *testing.B) {
 				b.ReportAllocs()
 				x.parallel(b, clients[impl])
@@ -360,7 +368,7 @@ func BenchmarkExchangeServer(b *testing.B) {
 	}
 	for _, p := range providers {
 		x := newExchange(b, p)
-		for _, impl := range []string{"floor", "llmux", "llmux-traced"} {
+		for _, impl := range []string{"floor", "llmux", "llmux-traced", "llmux-unsampled"} {
 			b.Run(p.name+"/"+impl, func(b *testing.B) {
 				c := startChild(b, impl, fmt.Sprintf("%s-%s-%d", p.name, impl, b.N), env)
 				ctx := context.Background()

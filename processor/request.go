@@ -205,6 +205,11 @@ func (h *handler) onRequestBody(b *extprocv3.HttpBody) error {
 	}
 	h.forwardedAt = h.s.opts.Now()
 	h.traceTry(dep, "first")
+	// The provider's side of a traced call is the call span's child. When
+	// Envoy traces, its router replaces this with its own span (fact 10).
+	if h.trace.Recording() {
+		h.trace.Inject(func(k, v string) { mut.SetHeaders = append(mut.SetHeaders, header(k, v)) })
+	}
 	h.ph = phaseResponseHeaders
 	rr.body.Body = up.Body
 	rr.bm.Mutation = &rr.body

@@ -105,7 +105,9 @@ func (h *handler) traceCallAnswered(status int) {
 // traceInject puts the trace context of the provider call in progress into
 // the headers of a call llmux makes through the egress listener.
 func (h *handler) traceInject(hdr http.Header) {
-	h.trace.Inject(func(k, v string) { hdr.Set(k, v) })
+	if h.trace.Recording() { // the closure is not built otherwise
+		h.trace.Inject(func(k, v string) { hdr.Set(k, v) })
+	}
 }
 
 // traceEvent records a failover or a repair on the request span.

@@ -146,7 +146,13 @@ func TestTraceFailover(t *testing.T) {
 		next["http.response.status_code"] != "200" || next["gen_ai.usage.output_tokens"] == "" || next["error.type"] != "" {
 		t.Errorf("failover call %v", next)
 	}
-	// The egress call carried the failover call span's context.
+	// Each provider saw its call span as the parent: the first through
+	// Envoy's router (the header set by llmux), the second through the
+	// egress listener.
+	firstReq, _ := r.fake.Last()
+	if got, want := firstReq.Header.Get("traceparent"), "00-"+e2eTrace+"-"+calls[0].SpanContext().SpanID().String()+"-01"; got != want {
+		t.Errorf("first call's traceparent %q, want %q", got, want)
+	}
 	reqs := second.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("the second deployment got %d requests", len(reqs))

@@ -133,13 +133,12 @@ func (r *Request) StartTry(at time.Time, a Attempt) {
 
 // TryOutcome is how a provider call ended.
 type TryOutcome struct {
-	Status         int    // the provider's status after translation; 0 when it never answered
-	ErrorCode      string // llmux's error class; "" on success
-	HasUsage       bool
-	Input, Output  int64 // tokens the provider reported for this call
-	UpstreamID     string
-	ServerError    bool // the failure is the provider's or the network's, not the client's
-	HeadersLatency time.Duration
+	Status        int    // the provider's status after translation; 0 when it never answered
+	ErrorCode     string // llmux's error class; "" on success
+	HasUsage      bool
+	Input, Output int64 // tokens the provider reported for this call
+	UpstreamID    string
+	ServerError   bool // the failure is the provider's or the network's, not the client's
 }
 
 // EndTry ends the provider call in progress, if any, at at.

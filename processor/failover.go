@@ -482,6 +482,7 @@ func (h *handler) prepareCall(ctx context.Context, dep *config.Deployment, tr tr
 // headers reply that sets its status and content type.
 func (h *handler) switchTo(dep *config.Deployment, tr translate.Translator, treq translate.Request, resp *egress.Response) {
 	h.dep, h.tr, h.treq = dep, tr, treq
+	h.tryPending = false  // the traced call has its answer (tracing.go)
 	h.cost.priced = false // a new try to price
 	h.status, h.retry, h.upstreamID, h.upstreamIDRank = resp.Status, translate.RetryHint{}, "", 0
 	for k, vs := range resp.Header {

@@ -100,7 +100,8 @@ type handler struct {
 	rp  repairState // stream repair after content (repair.go)
 	lim limitState  // limits and budgets (limits.go)
 
-	trace tracing.Request // the request's trace (tracing.go)
+	trace      tracing.Request // the request's trace (tracing.go)
+	tryPending bool            // the traced call in progress is llmux's own and has no answer yet
 }
 
 // chunkResponse is a preallocated streamed_response message, reused for

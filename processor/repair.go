@@ -195,6 +195,7 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 	}
 	h.errCode = string(failure.Code)
 	h.reportTry()
+	forwarded := h.forwardedAt // the failed attempt's (callFailed)
 	c, err := h.s.egressClient(h.cfg.Server())
 	if err != nil {
 		h.s.opts.Logger.Error("llmux: repair: egress client", "request_id", h.requestID, "error", err)
@@ -249,8 +250,7 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 		if err != nil {
 			cancel()
 			h.s.opts.Logger.Warn("llmux: repair call failed", "request_id", h.requestID, "deployment", dep.Name, "error", err)
-			h.dep, h.errCode = dep, string(translate.CodeUpstreamUnavailable)
-			h.reportTry()
+			h.callFailed(translate.CodeUpstreamUnavailable, forwarded)
 			continue
 		}
 		if resp.Status >= 300 || !isEventStream(resp.Header.Get("content-type"), tr, treq) {
@@ -258,9 +258,12 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 			resp.Body.Close()
 			cancel()
 			h.s.opts.Logger.Warn("llmux: repair call answered no stream", "request_id", h.requestID, "deployment", dep.Name, "status", resp.Status, "body", string(msg))
-			h.dep, h.errCode = dep, string(translate.CodeForStatus(resp.Status))
-			h.traceCallAnswered(resp.Status)
-			h.reportTry()
+			code := translate.CodeUpstreamProtocol // a 2xx that is no event stream
+			if resp.Status >= 300 {
+				code = translate.CodeForStatus(resp.Status)
+			}
+			h.traceCallAnswered(resp.Status, code)
+			h.callFailed(code, forwarded)
 			continue
 		}
 		sent := h.rp.sp.sentText()
@@ -287,13 +290,18 @@ func (h *handler) repair(cause string, failure *translate.Error) error {
 		}
 		return err
 	}
-	// No continuation: the failed attempt, whose text the client has,
-	// stays the request's deployment (a failed call above named its own
-	// for its report) and is priced as one.
-	if h.rp.failedDep != nil {
-		h.dep = h.rp.failedDep
-	}
 	return h.repairFailed(cause, failure)
+}
+
+// callFailed reports a continuation call that brought no continuation to
+// routing, with its error class, and gives the handler back the failed
+// attempt's forward time: the handler keeps describing the attempt whose
+// text the client has (its deployment, status, decoder and latency), which
+// is also the one priced if no continuation comes.
+func (h *handler) callFailed(code translate.Code, forwarded time.Time) {
+	h.errCode = string(code)
+	h.reportTry()
+	h.forwardedAt = forwarded
 }
 
 // repairAttempts is the bound on tries for a request, the first included:

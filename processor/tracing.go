@@ -61,12 +61,26 @@ func (h *handler) traceTry(d *config.Deployment, reason string) {
 	}
 	h.trace.StartTry(h.forwardedAt, tracing.Attempt{Reason: reason, Deployment: d.Name, Provider: d.Provider.Name,
 		ProviderKind: d.Provider.Kind, Model: d.Model})
+	// llmux's own call: until switchTo takes its answer, the handler's
+	// status and decoder are the previous try's.
+	h.tryPending = reason != "first"
 }
 
 // traceTryEnd ends the span of the provider call in progress, at at, with
 // what the handler knows of it: its status, error class and usage.
 func (h *handler) traceTryEnd(at time.Time) {
 	if !h.trace.Recording() {
+		return
+	}
+	if h.tryPending {
+		// No answer yet (the client went away, or the request's end came
+		// first): nothing of the previous try's is this call's.
+		h.tryPending = false
+		code := h.errCode
+		if code == "" || h.ctx.Err() != nil {
+			code = string(translate.CodeCanceled)
+		}
+		h.trace.EndTry(at, tracing.TryOutcome{ErrorCode: code})
 		return
 	}
 	o := tracing.TryOutcome{Status: h.status, ErrorCode: h.errCode, UpstreamID: h.upstreamID}
@@ -86,19 +100,26 @@ func (h *handler) traceTryEnd(at time.Time) {
 	h.trace.EndTry(at, o)
 }
 
-// traceCallFailed ends the span of a provider call that got no answer.
+// traceCallFailed ends the span of a provider call that got no answer:
+// the provider's failure, or the client's going away.
 func (h *handler) traceCallFailed(err error) {
-	if h.trace.Recording() {
-		h.trace.EndTry(h.s.opts.Now(), tracing.TryOutcome{ErrorCode: string(brokenCallError(err).Code), ServerError: true})
+	if !h.trace.Recording() {
+		return
 	}
+	o := tracing.TryOutcome{ErrorCode: string(brokenCallError(err).Code), ServerError: true}
+	if h.ctx.Err() != nil {
+		o = tracing.TryOutcome{ErrorCode: string(translate.CodeCanceled)}
+	}
+	h.trace.EndTry(h.s.opts.Now(), o)
+	h.tryPending = false
 }
 
-// traceCallAnswered ends the span of a provider call whose answer (status)
-// was not used.
-func (h *handler) traceCallAnswered(status int) {
+// traceCallAnswered ends the span of a provider call whose answer (status,
+// class code) was not used.
+func (h *handler) traceCallAnswered(status int, code translate.Code) {
 	if h.trace.Recording() {
-		code := translate.CodeForStatus(status)
 		h.trace.EndTry(h.s.opts.Now(), tracing.TryOutcome{Status: status, ErrorCode: string(code), ServerError: serverFailure(status, string(code))})
+		h.tryPending = false
 	}
 }
 

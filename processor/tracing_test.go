@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -173,6 +174,37 @@ func TestTraceServerError(t *testing.T) {
 		}
 		if a := attrs(s.Attributes()); a["http.response.status_code"].AsInt64() != 503 || a["error.type"].AsString() == "" {
 			t.Errorf("%s: attributes %v", s.Name(), a)
+		}
+	}
+}
+
+// TestTracePendingCallEndsWithoutAnAnswer: a call llmux makes itself that
+// has no answer when the request ends (the client went away meanwhile)
+// ends with the request's error and none of the previous try's status or
+// usage.
+func TestTracePendingCallEndsWithoutAnAnswer(t *testing.T) {
+	x, sr := tracedExchange(t, sdktrace.AlwaysSample(), nil)
+	x.must(post("/v1/chat/completions", bearer()...))
+	x.must(reqBody(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	x.must(respHeaders(false, ":status", "200", "content-type", "text/event-stream"))
+	first, _, _ := strings.Cut(streamUpstream, "\n\n")
+	if _, err := x.send(respBody(first+"\n\n", false)); err != nil {
+		t.Fatal(err)
+	}
+	x.h.forwardedAt = x.h.s.opts.Now()
+	x.h.traceTry(x.h.dep, "repair") // as prepareCall does, then the stream ends
+	x.h.end()
+	spans := sr.Ended()
+	if len(spans) != 3 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	a := attrs(spans[1].Attributes())
+	if a["llmux.attempt.reason"].AsString() != "repair" || a["error.type"].AsString() != "stream_interrupted" {
+		t.Errorf("pending call %v", a)
+	}
+	for _, k := range []string{"http.response.status_code", "gen_ai.usage.input_tokens", "llmux.upstream_request_id"} {
+		if _, ok := a[k]; ok {
+			t.Errorf("pending call has the previous try's %s", k)
 		}
 	}
 }

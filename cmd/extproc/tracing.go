@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 
 	"go.opentelemetry.io/otel"
@@ -35,10 +37,23 @@ func tracingOn(s config.TracingSettings, getenv func(string) string) (on bool, p
 	if protocol == "" {
 		protocol = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
-	if protocol != config.TracingHTTP {
+	switch protocol {
+	case config.TracingHTTP, config.TracingGRPC:
+	case "":
 		protocol = config.TracingGRPC
 	}
-	return true, protocol
+	return true, protocol // anything else is refused by newTracer
+}
+
+// redactEndpoint is a collector endpoint fit for the log: a URL without
+// its user information and query, which may carry credentials.
+func redactEndpoint(e string) string {
+	u, err := url.Parse(e)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return e
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // newTracer builds the tracer provider that exports each request's trace
@@ -60,6 +75,13 @@ func newTracer(ctx context.Context, s config.TracingSettings, log *slog.Logger, 
 		exp sdktrace.SpanExporter
 		err error
 	)
+	switch protocol {
+	case config.TracingGRPC, config.TracingHTTP:
+	default:
+		// http/json, which the OTLP specification allows, has no Go
+		// exporter.
+		return nil, noop, fmt.Errorf("tracing: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL %q is not supported: use grpc or http/protobuf", protocol)
+	}
 	switch protocol {
 	case config.TracingHTTP:
 		var opts []otlptracehttp.Option
@@ -96,21 +118,31 @@ func newTracer(ctx context.Context, s config.TracingSettings, log *slog.Logger, 
 		ropts = append(ropts, resource.WithAttributes(attribute.String("service.name", name)))
 	}
 	res, err := resource.New(ctx, ropts...)
-	if err != nil {
+	switch {
+	case errors.Is(err, resource.ErrPartialResource):
+		// A malformed OTEL_RESOURCE_ATTRIBUTES: what could be read is kept.
+		log.Warn("tracing: some resource attributes could not be read", "error", err)
+	case err != nil:
+		_ = exp.Shutdown(ctx)
 		return nil, noop, fmt.Errorf("tracing resource: %w", err)
 	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithBatcher(&countingExporter{SpanExporter: exp, log: log, m: m}),
 		sdktrace.WithResource(res),
 	}
-	if r := s.SampleRatio; r != nil {
-		// A parent's decision stands; the ratio is for requests without one.
-		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(*r))))
+	switch r := s.SampleRatio; {
+	case r != nil:
+		opts = append(opts, sdktrace.WithSampler(tracing.Sampler(*r)))
+	case os.Getenv("OTEL_TRACES_SAMPLER") == "":
+		// Envoy's decision stands; requests without one, or with only the
+		// client's, are all recorded whatever the client's flag says.
+		opts = append(opts, sdktrace.WithSampler(tracing.Sampler(1)))
 	}
+	// Otherwise OTEL_TRACES_SAMPLER decides, as the SDK reads it.
 	tp := sdktrace.NewTracerProvider(opts...)
 	// The SDK reports its own troubles (a dropped batch, say) here.
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: OpenTelemetry SDK", "error", err) }))
-	endpoint := s.Endpoint
+	endpoint := redactEndpoint(s.Endpoint)
 	if endpoint == "" {
 		endpoint = "(from OTEL_EXPORTER_OTLP_* environment)"
 	}

@@ -119,6 +119,7 @@ func TestTracingOff(t *testing.T) {
 		{"env", config.TracingSettings{}, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, true, config.TracingHTTP},
 		{"env_traces", config.TracingSettings{}, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4317"}, true, config.TracingGRPC},
 		{"env_none", config.TracingSettings{}, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_TRACES_EXPORTER": "none"}, false, ""},
+		{"env_json", config.TracingSettings{}, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, true, "http/json"},
 	} {
 		on, protocol := tracingOn(tc.s, env(tc.env))
 		if on != tc.on || protocol != tc.protocol {
@@ -143,5 +144,25 @@ func TestTracingExportFailureLogged(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "spans=3") || !strings.Contains(log.String(), "collector unreachable") {
 		t.Errorf("log %q", log.String())
+	}
+}
+
+// TestTracingRefusals: an OTLP protocol without a Go exporter stops the
+// start with a clear error; endpoints are logged without credentials.
+func TestTracingRefusals(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	var log syncBuf
+	_, _, err := newTracer(context.Background(), config.TracingSettings{}, slog.New(slog.NewTextHandler(&log, nil)), nil)
+	if err == nil || !strings.Contains(err.Error(), "http/json") {
+		t.Errorf("http/json: %v", err)
+	}
+	for in, want := range map[string]string{
+		"collector:4317": "collector:4317",
+		"https://user:pass@collector:4318/v1/traces?token=s3cret": "https://collector:4318/v1/traces",
+	} {
+		if got := redactEndpoint(in); got != want {
+			t.Errorf("redactEndpoint(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

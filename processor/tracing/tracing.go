@@ -6,8 +6,9 @@
 // The request span's parent is the trace context Envoy puts on the ext_proc
 // gRPC stream when its own tracing is on (the traceparent of Envoy's span
 // for that call, docs/envoy-facts.md fact 10), else the client's
-// traceparent request header, else none (a new trace). Sampling follows the
-// parent's decision (the TracerProvider's sampler decides the rest).
+// traceparent request header, else none (a new trace). The TracerProvider's
+// sampler decides what is recorded; Sampler is llmux's: Envoy's decision
+// is followed, a client's is not trusted.
 //
 // A nil *Tracer, and a Request it did not start, record nothing and cost
 // nothing: every method returns at once.
@@ -20,9 +21,47 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 )
+
+// Where a request span's parent came from: the value of ParentAttribute,
+// which Sampler reads.
+const (
+	ParentAttribute = "llmux.trace.parent"
+	ParentEnvoy     = "envoy"  // Envoy's trace context on the ext_proc stream
+	ParentClient    = "client" // the client's traceparent header only
+	ParentNone      = "none"   // no parent: a new trace
+)
+
+// Sampler decides which requests' spans are recorded. A decision Envoy
+// made (its trace context on the ext_proc stream) is followed, as
+// OpenTelemetry's ParentBased sampler follows a parent. A request without
+// a parent, or whose only parent is the client's traceparent header, is
+// recorded at ratio (by its trace id, so the same trace decides alike in
+// every replica): a client cannot make llmux record more than that share of
+// its requests by sending traceparents marked sampled, nor fewer by
+// marking them not sampled. Provider call spans follow their request span.
+func Sampler(ratio float64) sdktrace.Sampler {
+	r := sdktrace.TraceIDRatioBased(ratio)
+	return sampler{ratio: r, parent: sdktrace.ParentBased(r)}
+}
+
+type sampler struct{ ratio, parent sdktrace.Sampler }
+
+func (s sampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.Kind == trace.SpanKindServer {
+		for _, a := range p.Attributes {
+			if a.Key == ParentAttribute && a.Value.AsString() != ParentEnvoy {
+				return s.ratio.ShouldSample(p)
+			}
+		}
+	}
+	return s.parent.ShouldSample(p)
+}
+
+func (s sampler) Description() string { return "llmux{" + s.ratio.Description() + "}" }
 
 // scope is the instrumentation scope of llmux's spans.
 const scope = "github.com/llmux/llmux/processor"
@@ -63,12 +102,18 @@ func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, o
 	if t == nil {
 		return
 	}
-	parent := t.prop.Extract(context.Background(), mdCarrier{metadataOf(streamCtx)})
-	if !trace.SpanContextFromContext(parent).IsValid() && headers != nil {
-		parent = t.prop.Extract(context.Background(), headerCarrier{headers})
+	parent, from := t.prop.Extract(context.Background(), mdCarrier{metadataOf(streamCtx)}), ParentEnvoy
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		from = ParentNone
+		if headers != nil {
+			parent = t.prop.Extract(context.Background(), headerCarrier{headers})
+			if trace.SpanContextFromContext(parent).IsValid() {
+				from = ParentClient
+			}
+		}
 	}
 	ctx, span := t.tracer.Start(parent, "llmux "+op, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String("gen_ai.operation.name", op)))
+		trace.WithAttributes(attribute.String("gen_ai.operation.name", op), attribute.String(ParentAttribute, from)))
 	if !span.IsRecording() {
 		// Not sampled: nothing to record, though a parent's trace id
 		// still goes to the metadata (TraceID), where the parent may

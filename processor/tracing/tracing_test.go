@@ -122,3 +122,48 @@ func TestProviderName(t *testing.T) {
 		}
 	}
 }
+
+// TestSampler: Envoy's sampling decision is followed; a client's
+// traceparent only names the trace, llmux's ratio decides; calls follow
+// their request.
+func TestSampler(t *testing.T) {
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tp := func(flags string) string { return "00-" + trace + "-00f067aa0ba902b7-" + flags }
+	for _, tc := range []struct {
+		name        string
+		ratio       float64
+		envoy, head string // traceparents on the ext_proc stream and in the client's headers
+		recorded    bool
+	}{
+		{"envoy sampled, ratio 0", 0, tp("01"), "", true},
+		{"envoy not sampled, ratio 1", 1, tp("00"), tp("01"), false},
+		{"client sampled, ratio 0", 0, "", tp("01"), false},
+		{"client not sampled, ratio 1", 1, "", tp("00"), true},
+		{"no parent, ratio 0", 0, "", "", false},
+		{"no parent, ratio 1", 1, "", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sr := tracetest.NewSpanRecorder()
+			prov := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr), sdktrace.WithSampler(Sampler(tc.ratio)))
+			defer func() { _ = prov.Shutdown(context.Background()) }()
+			ctx := context.Background()
+			if tc.envoy != "" {
+				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("traceparent", tc.envoy))
+			}
+			var r Request
+			r.Start(New(prov), ctx, func(string) string { return tc.head }, "chat", time.Now())
+			r.StartTry(time.Now(), Attempt{Reason: "first", Model: "m"})
+			r.End(time.Now(), false, "", nil)
+			want := 0
+			if tc.recorded {
+				want = 2
+			}
+			if n := len(sr.Ended()); n != want || r.Recording() {
+				t.Errorf("%d spans recorded, want %d", n, want)
+			}
+			if (tc.envoy != "" || tc.head != "") && r.TraceID() != trace {
+				t.Errorf("trace id %q, want the parent's", r.TraceID())
+			}
+		})
+	}
+}

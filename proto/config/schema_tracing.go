@@ -27,10 +27,11 @@ type Tracing struct {
 	// HeadersEnv are headers sent with every export, each value read from
 	// the named environment variable (an ingest key, say).
 	HeadersEnv map[string]string `yaml:"headers_env" json:"headers_env,omitempty"`
-	// SampleRatio is the share of traces llmux starts (0 to 1) for
-	// requests that arrive without a sampling decision. A decision Envoy
-	// or the client made (the traceparent's sampled flag) is followed.
-	// Unset: every request is sampled, or OTEL_TRACES_SAMPLER decides.
+	// SampleRatio is the share of requests llmux records (0 to 1) among
+	// those that arrive without Envoy's sampling decision (its trace
+	// context on the ext_proc stream), which is followed. A client's
+	// traceparent names the trace but its sampled flag is not trusted.
+	// Unset: 1, or OTEL_TRACES_SAMPLER decides.
 	SampleRatio *float64 `yaml:"sample_ratio" json:"sample_ratio,omitempty"`
 	// ServiceName is the service.name resource attribute (default
 	// llmux-extproc, or OTEL_SERVICE_NAME).

@@ -227,6 +227,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: f.kaTime, Timeout: f.kaTimeout}),
 		// Envoy pings at most every few seconds when configured to.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Stop returns once every stream's handler has returned, so that
+		// what they record last (metrics, spans) is in before the
+		// exporters flush.
+		grpc.WaitForHandlers(true),
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

@@ -24,6 +24,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -212,6 +213,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, h *hooks) error {
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
 	defer func() { _ = mp.Shutdown(context.Background()) }()
+	// The OpenTelemetry SDK's own metrics (with OTEL_GO_X_OBSERVABILITY=true:
+	// spans dropped on a full export queue, docs/tracing.md) go to /metrics.
+	otel.SetMeterProvider(mp)
 	metrics, err := telemetry.New(mp)
 	if err != nil {
 		return err

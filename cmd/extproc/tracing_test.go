@@ -73,6 +73,7 @@ func TestTracingExport(t *testing.T) {
 			sink := otlpsink.Start(t)
 			t.Setenv("LLMUX_APP_TEST_INGEST", "ingest-secret")
 			t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20") // export within 20 ms rather than 5 s
+			t.Setenv("OTEL_GO_X_OBSERVABILITY", "true")
 			if tc.env != nil {
 				for k, v := range tc.env(sink) {
 					t.Setenv(k, v)
@@ -98,6 +99,11 @@ func TestTracingExport(t *testing.T) {
 			}
 			if strings.Contains(a.logs.String(), "ingest-secret") {
 				t.Error("the ingest key is in the log")
+			}
+			// The SDK's own metrics, switched on by the environment, are
+			// served with llmux's: the export queue and spans processed.
+			if _, body := get(t, "http://"+a.adminAddr+"/metrics"); !strings.Contains(body, "otel_sdk_processor_span_processed") {
+				t.Errorf("/metrics lacks the SDK's span processor metrics")
 			}
 		})
 	}

@@ -344,7 +344,7 @@ func TestEndsTheClientSees(t *testing.T) {
 // TestNodeSDKFailures: the official npm package raises the truncated and
 // the stalled stream as errors too.
 func TestNodeSDKFailures(t *testing.T) {
-	node := nodeOrSkip(t)
+	node := nodeOrFail(t)
 	r := startFailRig(t)
 	for _, tc := range []struct {
 		fault string
@@ -367,19 +367,15 @@ func TestNodeSDKFailures(t *testing.T) {
 	r.waitNoStreams()
 }
 
-// nodeOrSkip finds node and the npm openai package, as TestNodeSDK does.
-func nodeOrSkip(t *testing.T) string {
+// nodeOrFail finds node and the npm openai package, as TestNodeSDK does:
+// without them the test fails, saying what to install.
+func nodeOrFail(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed: the npm SDK test needs it (.ci/run installs it)")
+		t.Fatal("node is not installed; the npm SDK tests need Node.js and npm: apt-get install nodejs npm (.ci/run does this)")
 	}
-	if _, err := os.Stat("node/node_modules/openai"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must install the npm openai package: npm ci --prefix test/e2e/node")
-		}
-		t.Skip("run `npm ci --prefix test/e2e/node` to enable the npm SDK test")
-	}
+	ensureNodeModules(t)
 	return node
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/packages/param"
+	"github.com/tidwall/gjson"
 
 	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
@@ -268,5 +269,30 @@ func checkRepaired(t *testing.T, r *rig, tee *teeBodies, acc *openai.ChatComplet
 		if i := strings.Index(l, "first_byte_after="); i >= 0 {
 			t.Logf("repair latency: %s", l[i:])
 		}
+	}
+}
+
+// TestNodeSDKRepair: a stream repaired after an in-band error, for each
+// provider kind, read by the official `openai` npm package: the SDK parses
+// every chunk and sees one id, one role chunk, one finish reason, one usage
+// chunk and the fake's whole reply.
+func TestNodeSDKRepair(t *testing.T) {
+	node := nodeOrFail(t)
+	for _, p := range matrixProviders {
+		t.Run(p.kind, func(t *testing.T) {
+			r, fake, _ := repairRig(t, p)
+			f := fakeprovider.DefaultFault()
+			f.Kind, f.After = fakeprovider.FaultInbandError, 7
+			fake.Enqueue(f)
+			out := runNode(t, node, "repair.mjs", r.baseURL, "LLMUX_MODEL=m")
+			if gjson.Get(out, "raised").Bool() || gjson.Get(out, "text").String() != repairReply || gjson.Get(out, "ids.#").Int() != 1 ||
+				gjson.Get(out, "roles").Int() != 1 || gjson.Get(out, "finishes.#").Int() != 1 || gjson.Get(out, "usageChunks").Int() != 1 {
+				t.Errorf("node: %s\nwant the text %q, one id, role, finish and usage chunk", out, repairReply)
+			}
+			if n := len(fake.Requests()); n != 2 {
+				t.Errorf("the fake got %d requests, want 2 (the continuation)", n)
+			}
+			r.waitNoStreams()
+		})
 	}
 }

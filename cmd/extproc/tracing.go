@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 
 	"go.opentelemetry.io/otel"
@@ -43,17 +42,6 @@ func tracingOn(s config.TracingSettings, getenv func(string) string) (on bool, p
 		protocol = config.TracingGRPC
 	}
 	return true, protocol // anything else is refused by newTracer
-}
-
-// redactEndpoint is a collector endpoint fit for the log: a URL without
-// its user information and query, which may carry credentials.
-func redactEndpoint(e string) string {
-	u, err := url.Parse(e)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return e
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }
 
 // newTracer builds the tracer provider that exports each request's trace
@@ -142,7 +130,7 @@ func newTracer(ctx context.Context, s config.TracingSettings, log *slog.Logger, 
 	tp := sdktrace.NewTracerProvider(opts...)
 	// The SDK reports its own troubles (a dropped batch, say) here.
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: OpenTelemetry SDK", "error", err) }))
-	endpoint := redactEndpoint(s.Endpoint)
+	endpoint := config.RedactedURL(s.Endpoint)
 	if endpoint == "" {
 		endpoint = "(from OTEL_EXPORTER_OTLP_* environment)"
 	}

@@ -167,8 +167,8 @@ func TestTracingRefusals(t *testing.T) {
 		"collector:4317": "collector:4317",
 		"https://user:pass@collector:4318/v1/traces?token=s3cret": "https://collector:4318/v1/traces",
 	} {
-		if got := redactEndpoint(in); got != want {
-			t.Errorf("redactEndpoint(%q) = %q, want %q", in, got, want)
+		if got := config.RedactedURL(in); got != want {
+			t.Errorf("RedactedURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -58,6 +58,21 @@ type TracingSettings struct {
 // Tracing returns the tracing settings.
 func (r *Runtime) Tracing() TracingSettings { return r.tracing }
 
+// RedactedURL is s without the user information and query a URL may
+// carry credentials in, for logs and error messages; s itself when it is
+// not a URL with a host.
+func RedactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return s
+	}
+	if u.User == nil && u.RawQuery == "" && u.Fragment == "" {
+		return s
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
 // validateTracing checks the tracing section and reads its headers'
 // values from the environment.
 func validateTracing(c *errs, f *File, rt *Runtime, opts LoadOptions) {
@@ -70,7 +85,8 @@ func validateTracing(c *errs, f *File, rt *Runtime, opts LoadOptions) {
 	default:
 		c.add(p+".protocol", "%q: want %s or %s", t.Protocol, TracingGRPC, TracingHTTP)
 	}
-	if e := t.Endpoint; e != "" {
+	if t.Endpoint != "" {
+		e := RedactedURL(t.Endpoint) // errors show in logs and /readyz
 		switch t.Protocol {
 		case TracingGRPC:
 			if strings.Contains(e, "://") {
@@ -81,7 +97,7 @@ func validateTracing(c *errs, f *File, rt *Runtime, opts LoadOptions) {
 				c.add(p+".endpoint", "%q: port must be 1-65535", e)
 			}
 		case TracingHTTP:
-			u, err := url.Parse(e)
+			u, err := url.Parse(t.Endpoint)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				c.add(p+".endpoint", "%q: protocol http/protobuf wants an http:// or https:// URL, such as http://collector:4318/v1/traces", e)
 			}

@@ -35,6 +35,7 @@ func TestTracing(t *testing.T) {
 		{"header_name_invalid", "tracing: {endpoint: 'collector:4317', headers_env: {'X Key': OPENAI_API_KEY}}", "tracing.headers_env"},
 		{"headers_without_endpoint", "tracing: {headers_env: {x-key: OPENAI_API_KEY}}", "tracing.headers_env"},
 		{"unknown_field", "tracing: {endpoint: 'collector:4317', exporter: jaeger}", "tracing.exporter"},
+		{"credentials_not_echoed", "tracing: {endpoint: 'ftp://user:s3cret@collector:4318/v1/traces?key=s3cret', protocol: http/protobuf}", "tracing.endpoint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, err := Parse([]byte(tracingBase+tc.yaml), testOpts())
@@ -46,6 +47,9 @@ func TestTracing(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("want an error on %s, got %v (%v)", tc.err, err, rt)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error shows the endpoint's credentials: %v", err)
 			}
 		})
 	}

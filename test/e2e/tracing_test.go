@@ -270,6 +270,9 @@ func TestTraceUnderEnvoy(t *testing.T) {
 	if len(calls) != 2 {
 		t.Fatalf("%d call spans", len(calls))
 	}
+	if envoyReq[2] == calls[0].SpanContext().SpanID().String() {
+		t.Errorf("upstream traceparent %q is llmux's call span: Envoy's router replaces it with its own", first.Header.Get("traceparent"))
+	}
 	// The egress listener traces too: the second deployment sees Envoy's
 	// egress span, a child of llmux's call span, in the same trace.
 	got, _ := second.Last()

@@ -5,8 +5,9 @@
 //
 // The request span's parent is the trace context Envoy puts on the ext_proc
 // gRPC stream when its own tracing is on (the traceparent of Envoy's span
-// for that call, docs/envoy-facts.md fact 10), else the client's
-// traceparent request header, else none (a new trace). The TracerProvider's
+// for that call, docs/envoy-facts.md fact 10, or its B3 headers with the
+// Zipkin tracer, fact 11), else the client's traceparent (or B3) request
+// headers, else none (a new trace). The TracerProvider's
 // sampler decides what is recorded; Sampler is llmux's: Envoy's decision
 // is followed, a client's is not trusted.
 //
@@ -18,6 +19,7 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -69,12 +71,24 @@ const scope = "github.com/llmux/llmux/processor"
 // Tracer starts request traces.
 type Tracer struct {
 	tracer trace.Tracer
-	prop   propagation.TraceContext
+	w3c    propagation.TraceContext
+	b3     propagation.TextMapPropagator
 }
 
 // New returns a Tracer that starts spans on tp.
 func New(tp trace.TracerProvider) *Tracer {
-	return &Tracer{tracer: tp.Tracer(scope)}
+	return &Tracer{tracer: tp.Tracer(scope), b3: b3.New(b3.WithInjectEncoding(b3.B3MultipleHeader))}
+}
+
+// extract reads a parent from c: W3C Trace Context, else B3 (Envoy's
+// Zipkin tracer, docs/envoy-facts.md fact 11), and says which it was.
+func (t *Tracer) extract(c propagation.TextMapCarrier) (ctx context.Context, isB3 bool) {
+	ctx = t.w3c.Extract(context.Background(), c)
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, false
+	}
+	ctx = t.b3.Extract(context.Background(), c)
+	return ctx, trace.SpanContextFromContext(ctx).IsValid()
 }
 
 // Carrier reads a header; the request's headers as Envoy sent them.
@@ -89,6 +103,7 @@ type Request struct {
 	span trace.Span
 
 	op     string     // the operation, as the GenAI conventions name it
+	b3     bool       // the parent came as B3: calls carry B3 headers too
 	try    trace.Span // the provider call in progress, nil between calls
 	tryCtx context.Context
 	tries  int
@@ -102,11 +117,12 @@ func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, o
 	if t == nil {
 		return
 	}
-	parent, from := t.prop.Extract(context.Background(), mdCarrier{metadataOf(streamCtx)}), ParentEnvoy
+	parent, isB3 := t.extract(mdCarrier{metadataOf(streamCtx)})
+	from := ParentEnvoy
 	if !trace.SpanContextFromContext(parent).IsValid() {
 		from = ParentNone
 		if headers != nil {
-			parent = t.prop.Extract(context.Background(), headerCarrier{headers})
+			parent, isB3 = t.extract(headerCarrier{headers})
 			if trace.SpanContextFromContext(parent).IsValid() {
 				from = ParentClient
 			}
@@ -119,11 +135,11 @@ func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, o
 		// still goes to the metadata (TraceID), where the parent may
 		// have recorded.
 		if trace.SpanContextFromContext(parent).IsValid() {
-			r.ctx = ctx
+			r.ctx, r.b3 = ctx, isB3
 		}
 		return
 	}
-	r.t, r.ctx, r.span, r.op = t, ctx, span, op
+	r.t, r.ctx, r.span, r.op, r.b3 = t, ctx, span, op, isB3
 }
 
 // Recording reports whether the request's span records (it was started
@@ -133,6 +149,8 @@ func (r *Request) Recording() bool { return r.span != nil }
 // TraceID is the request's trace id in hex, or "" without a trace. An
 // unsampled request with a parent has its parent's (Envoy's or the
 // client's), so that logs still join the trace where the parent recorded.
+// A 64-bit B3 trace id (Zipkin's default) is written as its 16 digits, as
+// Envoy's %TRACE_ID% writes it, not padded to 32.
 func (r *Request) TraceID() string {
 	if r.ctx == nil {
 		return ""
@@ -141,7 +159,11 @@ func (r *Request) TraceID() string {
 	if !sc.IsValid() {
 		return ""
 	}
-	return sc.TraceID().String()
+	id := sc.TraceID().String()
+	if r.b3 && id[:16] == "0000000000000000" {
+		return id[16:]
+	}
+	return id
 }
 
 // Attempt describes a provider call.
@@ -215,7 +237,9 @@ func (r *Request) EndTry(at time.Time, o TryOutcome) {
 
 // Inject writes the trace context of the provider call in progress (else
 // the request's) into set, for a call llmux makes itself through Envoy's
-// egress listener, so that Envoy's span of that call joins the trace.
+// egress listener, so that Envoy's span of that call joins the trace: W3C
+// Trace Context, and B3 headers too when the request's parent came as B3
+// (a mesh tracing with Zipkin).
 func (r *Request) Inject(set func(key, value string)) {
 	if r.span == nil {
 		return
@@ -224,7 +248,10 @@ func (r *Request) Inject(set func(key, value string)) {
 	if ctx == nil {
 		ctx = r.ctx
 	}
-	r.t.prop.Inject(ctx, setCarrier{set})
+	r.t.w3c.Inject(ctx, setCarrier{set})
+	if r.b3 {
+		r.t.b3.Inject(ctx, setCarrier{set})
+	}
 }
 
 // Event adds an event to the request span at at.

@@ -167,3 +167,66 @@ func TestSampler(t *testing.T) {
 		})
 	}
 }
+
+// TestB3Parents: a parent in B3 headers (Envoy's Zipkin tracer, multiple
+// or single header, 64- or 128-bit trace ids; or a client's) is continued;
+// W3C wins when both are present; calls carry B3 headers only when the
+// parent came as B3.
+func TestB3Parents(t *testing.T) {
+	const (
+		trace128 = "4bf92f3577b34da6a3ce929d0e0e4736"
+		trace64  = "a3ce929d0e0e4736"
+		span     = "00f067aa0ba902b7"
+	)
+	for _, tc := range []struct {
+		name      string
+		md        metadata.MD
+		headers   map[string]string
+		wantTrace string
+		wantB3    bool
+		recorded  bool
+	}{
+		{"envoy multi 128", metadata.Pairs("x-b3-traceid", trace128, "x-b3-spanid", span, "x-b3-sampled", "1"), nil, trace128, true, true},
+		{"envoy multi 64", metadata.Pairs("x-b3-traceid", trace64, "x-b3-spanid", span, "x-b3-sampled", "1"), nil, trace64, true, true},
+		{"envoy 64 not sampled", metadata.Pairs("x-b3-traceid", trace64, "x-b3-spanid", span, "x-b3-sampled", "0"), nil, trace64, true, false},
+		{"envoy single", metadata.Pairs("b3", trace128+"-"+span+"-1"), nil, trace128, true, true},
+		{"envoy not sampled", metadata.Pairs("x-b3-traceid", trace128, "x-b3-spanid", span, "x-b3-sampled", "0"), nil, trace128, true, false},
+		{"w3c wins", metadata.Pairs("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x-b3-traceid", trace128, "x-b3-spanid", span, "x-b3-sampled", "1"), nil, "0af7651916cd43dd8448eb211c80319c", false, true},
+		{"client b3", nil, map[string]string{"x-b3-traceid": trace128, "x-b3-spanid": span, "x-b3-sampled": "0"}, trace128, true, true},
+		{"invalid b3", metadata.Pairs("x-b3-traceid", "zz", "x-b3-spanid", span), nil, "", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sr := tracetest.NewSpanRecorder()
+			prov := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr), sdktrace.WithSampler(Sampler(1)))
+			defer func() { _ = prov.Shutdown(context.Background()) }()
+			ctx := context.Background()
+			if tc.md != nil {
+				ctx = metadata.NewIncomingContext(ctx, tc.md)
+			}
+			var r Request
+			r.Start(New(prov), ctx, func(k string) string { return tc.headers[k] }, "chat", time.Now())
+			if r.Recording() != tc.recorded {
+				t.Fatalf("recording %v, want %v", r.Recording(), tc.recorded)
+			}
+			if tc.wantTrace != "" && r.TraceID() != tc.wantTrace {
+				t.Errorf("trace %q, want %q", r.TraceID(), tc.wantTrace)
+			}
+			if !tc.recorded {
+				return
+			}
+			r.StartTry(time.Now(), Attempt{Reason: "first", Model: "m"})
+			got := map[string]string{}
+			r.Inject(func(k, v string) { got[k] = v })
+			if got["traceparent"] == "" {
+				t.Errorf("no traceparent injected: %v", got)
+			}
+			if _, ok := got["x-b3-traceid"]; ok != tc.wantB3 {
+				t.Errorf("B3 headers injected %v, want %v: %v", ok, tc.wantB3, got)
+			}
+			if tc.wantB3 && (!strings.HasSuffix(got["x-b3-traceid"], r.TraceID()) || got["x-b3-sampled"] != "1") {
+				t.Errorf("B3 injected %v, want trace %s sampled", got, r.TraceID())
+			}
+			r.End(time.Now(), false, "", nil)
+		})
+	}
+}

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -171,19 +172,27 @@ func (h *handler) endTrace(now time.Time) {
 	h.trace.End(now, serverFailure(h.status, h.errCode), h.errCode, attrs)
 }
 
+// attrKeys maps a metadata key to its span attribute key, built once per
+// key (the metadata's keys are a fixed set).
+var attrKeys sync.Map // string → attribute.Key
+
 // mdAttribute is a metadata field as a span attribute.
 func mdAttribute(f mdField) (attribute.KeyValue, bool) {
-	k := "llmux." + f.key
+	ak, ok := attrKeys.Load(f.key)
+	if !ok {
+		ak, _ = attrKeys.LoadOrStore(f.key, attribute.Key("llmux."+f.key))
+	}
+	k := ak.(attribute.Key)
 	switch v := f.v.GetKind().(type) {
 	case *structpb.Value_StringValue:
-		return attribute.String(k, v.StringValue), true
+		return k.String(v.StringValue), true
 	case *structpb.Value_NumberValue:
 		if n := int64(v.NumberValue); float64(n) == v.NumberValue {
-			return attribute.Int64(k, n), true
+			return k.Int64(n), true
 		}
-		return attribute.Float64(k, v.NumberValue), true
+		return k.Float64(v.NumberValue), true
 	case *structpb.Value_BoolValue:
-		return attribute.Bool(k, v.BoolValue), true
+		return k.Bool(v.BoolValue), true
 	}
 	return attribute.KeyValue{}, false
 }

@@ -87,6 +87,9 @@ func (t *Tracer) extract(c propagation.TextMapCarrier) (ctx context.Context, isB
 	if trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, false
 	}
+	if c.Get("x-b3-traceid") == "" && c.Get("b3") == "" {
+		return ctx, false // no B3 either: spare its extractor's allocations
+	}
 	ctx = t.b3.Extract(context.Background(), c)
 	return ctx, trace.SpanContextFromContext(ctx).IsValid()
 }
@@ -117,7 +120,7 @@ func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, o
 	if t == nil {
 		return
 	}
-	parent, isB3 := t.extract(mdCarrier{metadataOf(streamCtx)})
+	parent, isB3 := t.extract(mdCarrier{streamCtx})
 	from := ParentEnvoy
 	if !trace.SpanContextFromContext(parent).IsValid() {
 		from = ParentNone
@@ -128,7 +131,7 @@ func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, o
 			}
 		}
 	}
-	ctx, span := t.tracer.Start(parent, "llmux "+op, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
+	ctx, span := t.tracer.Start(parent, spanName(op), trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
 		trace.WithAttributes(attribute.String("gen_ai.operation.name", op), attribute.String(ParentAttribute, from)))
 	if !span.IsRecording() {
 		// Not sampled: nothing to record, though a parent's trace id
@@ -140,6 +143,20 @@ func (r *Request) Start(t *Tracer, streamCtx context.Context, headers Carrier, o
 		return
 	}
 	r.t, r.ctx, r.span, r.op, r.b3 = t, ctx, span, op, isB3
+}
+
+// spanName is the request span's name for op, a constant for llmux's
+// operations.
+func spanName(op string) string {
+	switch op {
+	case "chat":
+		return "llmux chat"
+	case "embeddings":
+		return "llmux embeddings"
+	case "models":
+		return "llmux models"
+	}
+	return "llmux " + op
 }
 
 // Recording reports whether the request's span records (it was started
@@ -304,29 +321,28 @@ func ProviderName(kind string) string {
 	return kind
 }
 
-// metadataOf returns the stream's incoming gRPC metadata, or nil.
-func metadataOf(ctx context.Context) metadata.MD {
-	if ctx == nil {
-		return nil
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	return md
-}
-
-// mdCarrier reads gRPC metadata (keys are lower case there, as in the
-// W3C header names).
-type mdCarrier struct{ md metadata.MD }
+// mdCarrier reads the incoming gRPC metadata of a stream's context (keys
+// are lower case there, as in the W3C and B3 header names), one key at a
+// time: the whole map is not copied.
+type mdCarrier struct{ ctx context.Context }
 
 func (c mdCarrier) Get(key string) string {
-	if vs := c.md.Get(key); len(vs) > 0 {
+	if c.ctx == nil {
+		return ""
+	}
+	if vs := metadata.ValueFromIncomingContext(c.ctx, key); len(vs) > 0 {
 		return vs[0]
 	}
 	return ""
 }
 func (c mdCarrier) Set(string, string) {}
 func (c mdCarrier) Keys() []string {
-	keys := make([]string, 0, len(c.md))
-	for k := range c.md {
+	if c.ctx == nil {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(c.ctx)
+	keys := make([]string, 0, len(md))
+	for k := range md {
 		keys = append(keys, k)
 	}
 	return keys

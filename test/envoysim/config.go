@@ -68,6 +68,9 @@ type config struct {
 	// runtime holds the bootstrap's layered_runtime static layers, merged
 	// (later layers win).
 	runtime map[string]*structpb.Value
+	// minor is the Envoy minor version modelled (Options.EnvoyVersion; 99 =
+	// newest), for configuration fields that only some versions know.
+	minor int
 }
 
 type listenerConfig struct {
@@ -211,7 +214,7 @@ func unpack(path string, a *anypb.Any, into proto.Message) error {
 
 // buildConfig turns a decoded bootstrap into the sim's model, refusing what
 // it does not model.
-func buildConfig(b *bootstrapv3.Bootstrap, overrides map[string]string) (*config, error) {
+func buildConfig(b *bootstrapv3.Bootstrap, overrides map[string]string, minor int) (*config, error) {
 	if err := checkFields("bootstrap", b, "admin", "static_resources", "node", "layered_runtime"); err != nil {
 		return nil, err
 	}
@@ -226,7 +229,7 @@ func buildConfig(b *bootstrapv3.Bootstrap, overrides map[string]string) (*config
 	if err := checkFields("static_resources", sr, "listeners", "clusters"); err != nil {
 		return nil, err
 	}
-	cfg := &config{clusters: map[string]*clusterConfig{}, runtime: rt}
+	cfg := &config{clusters: map[string]*clusterConfig{}, runtime: rt, minor: minor}
 	for i, c := range sr.GetClusters() {
 		cc, err := buildCluster(fmt.Sprintf("static_resources.clusters[%s]", c.GetName()), c, overrides)
 		if err != nil {
@@ -429,7 +432,7 @@ func buildHCM(path string, hcm *hcmv3.HttpConnectionManager, cfg *config) (*hcmC
 		h.internalOnly = append(h.internalOnly, strings.ToLower(k))
 	}
 	if t := hcm.GetTracing(); t != nil {
-		tc, err := buildTracing(path+".tracing", t)
+		tc, err := buildTracing(path+".tracing", t, cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -338,7 +338,8 @@ func TestTracingConfig(t *testing.T) {
 		{"spawn_upstream_span", otelTracing("spawn_upstream_span: true"), "tracing.spawn_upstream_span", false},
 		{"verbose", otelTracing("verbose: true"), "tracing.verbose", false},
 		{"no provider", `tracing: {random_sampling: {value: 10}}`, "tracing.provider", false},
-		{"zipkin", `tracing: {provider: {name: envoy.tracers.zipkin, typed_config: {"@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig, collector_cluster: z, collector_endpoint: /api/v2/spans, collector_endpoint_version: HTTP_JSON}}}`, "tracing.provider.name", false},
+		{"zipkin (fact 11, TestZipkinTracingConfig)", zipkinTracing("", ""), "", false},
+		{"other tracer", `tracing: {provider: {name: envoy.tracers.datadog, typed_config: {"@type": type.googleapis.com/envoy.config.trace.v3.DatadogConfig, collector_cluster: other, service_name: s}}}`, "tracing.provider.name", false},
 		{"zipkin type under the otel name", `tracing: {provider: {name: envoy.tracers.opentelemetry, typed_config: {"@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig, collector_cluster: z, collector_endpoint: /api/v2/spans, collector_endpoint_version: HTTP_JSON}}}`, "tracing.provider.typed_config", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,6 +52,23 @@
 //     of the request span into the upstream request and the downstream
 //     request headers; %TRACE_ID%. EnableTracing adds such a block to a
 //     bootstrap's ingress and egress listeners. No span is exported.
+//     The tracing block may also carry what Istio writes (client_sampling
+//     and overall_sampling at 100%, custom_tags, max_path_tag_length).
+//   - HCM tracing with the Zipkin tracer (zipkin.go; provider
+//     envoy.tracers.zipkin: collector_cluster + collector_endpoint, or
+//     collector_service from 1.36, the cluster checked to exist;
+//     collector_endpoint_version HTTP_JSON/HTTP_PROTO, collector_hostname,
+//     trace_id_128bit, shared_span_context; trace_context_option USE_B3
+//     only): B3 propagation. The request span continues the client's b3
+//     header, else x-b3-traceid + x-b3-spanid (sharing the client's span id
+//     under shared_span_context, the default), or starts a 64/128-bit trace
+//     whose root span id is the trace id's low half; a header the extractor
+//     rejects leaves a NullSpan; b3's flag or x-b3-sampled override the
+//     decision. The ext_proc stream's child span (x-b3-traceid, x-b3-spanid,
+//     x-b3-parentspanid, x-b3-sampled in its initial metadata), the
+//     router's injection of the request span, %TRACE_ID% (16 or 32 hex
+//     digits). EnableZipkinTracing adds such a block (and a collector
+//     cluster "zipkin") to a bootstrap's ingress and egress listeners.
 //   - Clusters STATIC / LOGICAL_DNS / STRICT_DNS with one endpoint, whose
 //     address Options.Clusters overrides. An overridden cluster never uses
 //     TLS (its transport_socket is dropped: the fakes speak plain HTTP);

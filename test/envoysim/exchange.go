@@ -98,10 +98,10 @@ type exchange struct {
 
 	metadata map[string]*structpb.Struct
 
-	// span is the request's trace span (tracing.go); nil is Envoy's
-	// NullSpan: no tracing block, or a client traceparent the OpenTelemetry
-	// extractor rejected.
-	span *traceSpan
+	// span is the request's trace span (tracing.go, zipkin.go); nil is
+	// Envoy's NullSpan: no tracing block, or client trace context the
+	// tracer's extractor rejected.
+	span span
 
 	timers   [4]*time.Timer
 	timerGen [4]int
@@ -371,10 +371,12 @@ func (x *exchange) handle(ev any) {
 	case evUpConn:
 		// UpstreamRequest::onPoolReady injected the request span's context
 		// into the downstream request headers themselves: from here on the
-		// access log's %REQ(traceparent)% is Envoy's value.
+		// access log's %REQ(traceparent)% (%REQ(x-b3-spanid)%...) is Envoy's
+		// value.
 		if x.span != nil {
-			x.reqHeaders.set("traceparent", x.span.traceparent())
-			x.reqHeaders.set("tracestate", x.span.tracestate)
+			for _, e := range x.span.injected() {
+				x.reqHeaders.set(e.k, e.v)
+			}
 		}
 	case evTimer:
 		if e.gen != x.timerGen[e.kind] {
@@ -566,11 +568,15 @@ func (x *exchange) routerHeaders(eos bool) {
 	if x.span != nil {
 		// UpstreamRequest::onPoolReady: without an upstream span the active
 		// (request) span's Span::injectContext, after
-		// finalizeRequestHeaders: traceparent and tracestate are set
-		// (replacing the client's, even if the route removed them), the
-		// tracestate even when empty.
-		req.Header.Set("Traceparent", x.span.traceparent())
-		req.Header["Tracestate"] = []string{x.span.tracestate}
+		// finalizeRequestHeaders: each key it sets replaces the client's
+		// value, even if the route removed the header (OpenTelemetry:
+		// traceparent and tracestate, the tracestate even when empty;
+		// Zipkin: x-b3-traceid, x-b3-spanid, x-b3-parentspanid when the span
+		// has a parent, x-b3-sampled). Other trace headers (b3, x-b3-flags,
+		// a traceparent under Zipkin) pass through untouched.
+		for _, e := range x.span.injected() {
+			req.Header[http.CanonicalHeaderKey(e.k)] = []string{e.v}
+		}
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			GotConn: func(httptrace.GotConnInfo) { x.post(evUpConn{}) },
 		}))
@@ -972,7 +978,7 @@ func (x *exchange) finish() {
 		protocol: protocolString(x.r),
 	}
 	if x.span != nil {
-		rec.traceID = x.span.traceID
+		rec.traceID = x.span.traceID()
 	}
 	for _, f := range x.hcm.accessLogs {
 		line, obj, err := f.line(rec)

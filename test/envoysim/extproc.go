@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -361,22 +362,27 @@ func (f *xfilter) openStream() openResult {
 		}
 		kv = append(kv, strings.ToLower(h.GetKey()), v)
 	}
-	if child := x.span.spawnChild(); child != nil {
+	if x.span != nil {
 		// Filter::openStream passes the request span as the parent
 		// (setParentSpan(decoder_callbacks_->activeSpan()), setSampled(
 		// absl::nullopt)); Grpc::AsyncStreamImpl spawns the child span
 		// "async envoy.service.ext_proc.v3.ExternalProcessor.Process
-		// egress" and, in initialize(), injects it into the request
-		// headers after initial_metadata: its traceparent/tracestate
-		// replace any configured ones. A NullSpan (nil) injects nothing.
+		// egress" (Tracing::EgressConfig) and, in initialize(), injects it
+		// into the request headers after initial_metadata: the keys it sets
+		// (traceparent/tracestate, or Zipkin's x-b3-*) replace any configured
+		// ones. A NullSpan (nil) injects nothing.
+		inj := x.span.spawnChild().injected()
 		var kept []string
 		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i] != "traceparent" && kv[i] != "tracestate" {
+			if !slices.ContainsFunc(inj, func(e hkv) bool { return e.k == kv[i] }) {
 				kept = append(kept, kv[i], kv[i+1])
 			}
 		}
-		kv = append(kept, "traceparent", child.traceparent(), "tracestate", child.tracestate)
-		x.s.logf("ext_proc: stream traceparent %s", child.traceparent())
+		for _, e := range inj {
+			kept = append(kept, e.k, e.v)
+		}
+		kv = kept
+		x.s.logf("ext_proc: stream trace context %v", inj)
 	}
 	if len(kv) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, kv...)

@@ -119,7 +119,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := buildConfig(b, opts.Clusters)
+	cfg, err := buildConfig(b, opts.Clusters, minor)
 	if err != nil {
 		return nil, err
 	}

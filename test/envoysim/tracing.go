@@ -9,24 +9,29 @@ import (
 	"strconv"
 	"strings"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Request tracing: the HCM's `tracing` block with the OpenTelemetry tracer
-// (envoy.tracers.opentelemetry). The sim models what a test can observe of
-// it: the sampling decision and its mark on x-request-id, the request span
-// and its W3C trace context, the child span of the ext_proc gRPC stream
-// (its traceparent in the stream's initial metadata), the trace context the
-// router puts on the upstream request, and %TRACE_ID%. Nothing is exported:
-// the tracer's grpc_service / http_service are accepted and never called
-// (real Envoy sends finished sampled spans there; no test reads them).
+// (envoy.tracers.opentelemetry, this file) or the Zipkin tracer
+// (envoy.tracers.zipkin, zipkin.go). The sim models what a test can observe
+// of it: the sampling decision and its mark on x-request-id, the request
+// span and the trace context it propagates (W3C traceparent/tracestate for
+// OpenTelemetry, B3 x-b3-* headers for Zipkin), the child span of the
+// ext_proc gRPC stream (its context in the stream's initial metadata), the
+// context the router puts on the upstream request, and %TRACE_ID%. Nothing
+// is exported: the tracers' collectors are accepted and never called (real
+// Envoy sends finished sampled spans there; no test reads them).
 //
-// Read in envoyproxy/envoy (see docs/envoy-facts.md fact 10):
+// Read in envoyproxy/envoy (see docs/envoy-facts.md facts 10 and 11):
 //
 //   - source/common/http/conn_manager_impl.cc ActiveStream::decodeHeaders:
 //     ConnectionManagerUtility::mutateTracingRequestHeader on the first pass,
@@ -51,9 +56,11 @@ import (
 //     the parent's sampled flag instead of the StreamOptions default true).
 //   - source/common/grpc/async_client_impl.cc AsyncStreamImpl: the
 //     constructor spawns the child span "async <service>.<method> egress" of
-//     options.parent_span_; initialize() evaluates initial_metadata, then
-//     current_span_->injectContext(trace_context, ...) on the gRPC request
-//     headers.
+//     options.parent_span_ with Tracing::EgressConfig::get() (operation
+//     Egress, spawnUpstreamSpan false: source/common/tracing/
+//     http_tracer_impl.h EgressConfigImpl); initialize() evaluates
+//     initial_metadata, then current_span_->injectContext(trace_context, ...)
+//     on the gRPC request headers.
 //   - source/common/router/upstream_request.cc UpstreamRequest::onPoolReady:
 //     without an upstream span (spawn_upstream_span / start_child_span, both
 //     refused here) `parent_.callbacks()->activeSpan().injectContext(...)` on
@@ -79,11 +86,32 @@ type tracingConfig struct {
 	// randomSampling is random_sampling out of 10000
 	// (PROTOBUF_PERCENT_TO_ROUNDED_INTEGER_OR_DEFAULT(..., 10000, 10000)).
 	randomSampling uint64
+	// zipkin is the Zipkin tracer's configuration; nil is the OpenTelemetry
+	// tracer.
+	zipkin *zipkinConfig
 }
 
-func buildTracing(path string, t *hcmv3.HttpConnectionManager_Tracing) (*tracingConfig, error) {
-	if err := checkFields(path, t, "provider", "random_sampling"); err != nil {
+func buildTracing(path string, t *hcmv3.HttpConnectionManager_Tracing, cfg *config) (*tracingConfig, error) {
+	// client_sampling and overall_sampling are accepted at 100% (what Istio
+	// writes; the default, the only value traceDecision models); custom_tags
+	// and max_path_tag_length only shape exported spans, which the sim does
+	// not export.
+	if err := checkFields(path, t, "provider", "random_sampling", "client_sampling", "overall_sampling",
+		"custom_tags", "max_path_tag_length"); err != nil {
 		return nil, err
+	}
+	if cs := t.GetClientSampling(); cs != nil && cs.GetValue() != 100 {
+		return nil, unsupported(path+".client_sampling", "only 100%% (the default) is modelled")
+	}
+	if os := t.GetOverallSampling(); os != nil && os.GetValue() != 100 {
+		return nil, unsupported(path+".overall_sampling", "only 100%% (the default) is modelled")
+	}
+	for i, ct := range t.GetCustomTags() {
+		switch ct.GetType().(type) {
+		case *tracingv3.CustomTag_Literal_, *tracingv3.CustomTag_Environment_, *tracingv3.CustomTag_RequestHeader, *tracingv3.CustomTag_Metadata_:
+		default:
+			return nil, unsupported(fmt.Sprintf("%s.custom_tags[%d]", path, i), "only literal, environment, request_header and metadata tags are modelled (as nothing: no span is exported)")
+		}
 	}
 	p := t.GetProvider()
 	if p == nil {
@@ -92,31 +120,75 @@ func buildTracing(path string, t *hcmv3.HttpConnectionManager_Tracing) (*tracing
 	if err := checkFields(path+".provider", p, "name", "typed_config"); err != nil {
 		return nil, err
 	}
-	if p.GetName() != otelTracerName {
-		return nil, unsupported(path+".provider.name", "tracer %q is not modelled (only %s)", p.GetName(), otelTracerName)
-	}
-	var oc tracev3.OpenTelemetryConfig
-	if err := unpack(path+".provider.typed_config", p.GetTypedConfig(), &oc); err != nil {
-		return nil, err
-	}
-	// The exporter is accepted and never used: the sim exports no span.
-	if err := checkFields(path+".provider.typed_config", &oc, "grpc_service", "http_service", "service_name"); err != nil {
-		return nil, err
-	}
-	if oc.GetGrpcService() == nil && oc.GetHttpService() == nil {
-		// 1.34–1.37 start such a tracer and log "no exporter configured";
-		// later Envoy (the custom exporter's Driver::Driver) refuses it.
-		return nil, unsupported(path+".provider.typed_config.grpc_service", "an OpenTelemetry tracer without grpc_service or http_service is not modelled")
-	}
-	if oc.GetGrpcService() != nil && oc.GetHttpService() != nil {
-		// opentelemetry_tracer_impl.cc Driver::Driver throws.
-		return nil, fmt.Errorf("envoysim: %s.provider.typed_config: OpenTelemetry Tracer cannot have both gRPC and HTTP exporters configured", path)
-	}
 	tc := &tracingConfig{randomSampling: 10000}
 	if rs := t.GetRandomSampling(); rs != nil {
 		tc.randomSampling = uint64(math.Round(rs.GetValue() * 10000 / 100))
 	}
+	switch p.GetName() {
+	case otelTracerName:
+		if err := buildOTel(path, p); err != nil {
+			return nil, err
+		}
+	case zipkinTracerName:
+		zc, err := buildZipkin(path+".provider.typed_config", p.GetTypedConfig(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		tc.zipkin = zc
+	default:
+		return nil, unsupported(path+".provider.name", "tracer %q is not modelled (only %s and %s)", p.GetName(), otelTracerName, zipkinTracerName)
+	}
 	return tc, nil
+}
+
+func buildOTel(path string, p *tracev3.Tracing_Http) error {
+	var oc tracev3.OpenTelemetryConfig
+	if err := unpack(path+".provider.typed_config", p.GetTypedConfig(), &oc); err != nil {
+		return err
+	}
+	// The exporter is accepted and never used: the sim exports no span.
+	if err := checkFields(path+".provider.typed_config", &oc, "grpc_service", "http_service", "service_name"); err != nil {
+		return err
+	}
+	if oc.GetGrpcService() == nil && oc.GetHttpService() == nil {
+		// 1.34–1.37 start such a tracer and log "no exporter configured";
+		// later Envoy (the custom exporter's Driver::Driver) refuses it.
+		return unsupported(path+".provider.typed_config.grpc_service", "an OpenTelemetry tracer without grpc_service or http_service is not modelled")
+	}
+	if oc.GetGrpcService() != nil && oc.GetHttpService() != nil {
+		// opentelemetry_tracer_impl.cc Driver::Driver throws.
+		return fmt.Errorf("envoysim: %s.provider.typed_config: OpenTelemetry Tracer cannot have both gRPC and HTTP exporters configured", path)
+	}
+	return nil
+}
+
+// startSpan is the tracer's Driver::startSpan for the request span, after
+// traceDecision. A nil span is Envoy's Tracing::NullSpan.
+func (tc *tracingConfig) startSpan(h hmap, traced bool, minor int) span {
+	if tc.zipkin != nil {
+		if s := tc.zipkin.startSpan(h, traced); s != nil {
+			return s
+		}
+		return nil
+	}
+	if s := startOTelSpan(h, traced, minor); s != nil {
+		return s
+	}
+	return nil
+}
+
+// span is a request's trace span as far as propagation goes: *otelSpan or
+// *zipkinSpan. A nil span is Envoy's Tracing::NullSpan (injects nothing, no
+// trace id); callers test for nil before calling.
+type span interface {
+	// spawnChild is Span::spawnChild with Tracing::EgressConfig, as the gRPC
+	// async client calls it for the ext_proc stream.
+	spawnChild() span
+	// injected is what Span::injectContext sets, in order; each key replaces
+	// any value of it (setRefKey).
+	injected() []hkv
+	// traceID is Span::getTraceId (%TRACE_ID%).
+	traceID() string
 }
 
 // traceReason is Tracing::Reason as far as the sim can reach it.
@@ -195,21 +267,21 @@ func setTraceByte(h *hmap, rid string, c byte) {
 	h.set("x-request-id", string(b))
 }
 
-// traceSpan is an OpenTelemetry span as far as propagation goes. A nil
-// *traceSpan is Envoy's Tracing::NullSpan: no trace id, injects nothing.
-type traceSpan struct {
-	traceID    string // 32 lowercase hex digits
+// otelSpan is an OpenTelemetry span as far as propagation goes.
+type otelSpan struct {
+	trace      string // 32 lowercase hex digits
 	spanID     string // 16 lowercase hex digits
 	sampled    bool
 	tracestate string
 }
 
-// startSpan is Driver::startSpan for the request span, after traceDecision.
-func (tc *tracingConfig) startSpan(h hmap, traced bool, minor int) *traceSpan {
+// startOTelSpan is opentelemetry_tracer_impl.cc Driver::startSpan; nil is
+// a NullSpan.
+func startOTelSpan(h hmap, traced bool, minor int) *otelSpan {
 	tp, present := h.get("traceparent") // TRACE_PARENT.get: the first value
 	if !present {
 		// Tracer::startSpan(..., tracing_decision, ...): a new trace.
-		return &traceSpan{traceID: randomHex(2), spanID: randomHex(1), sampled: traced}
+		return &otelSpan{trace: randomHex(2), spanID: randomHex(1), sampled: traced}
 	}
 	parent, ok := extractSpanContext(tp)
 	if !ok {
@@ -222,7 +294,7 @@ func (tc *tracingConfig) startSpan(h hmap, traced bool, minor int) *traceSpan {
 			states = append(states, e.v)
 		}
 	}
-	s := &traceSpan{traceID: parent.traceID, spanID: randomHex(1), sampled: parent.sampled,
+	s := &otelSpan{trace: parent.traceID, spanID: randomHex(1), sampled: parent.sampled,
 		tracestate: strings.Join(states, ",")}
 	if !traced && minor >= minorOTelRespectsDecision {
 		s.sampled = false
@@ -232,10 +304,7 @@ func (tc *tracingConfig) startSpan(h hmap, traced bool, minor int) *traceSpan {
 
 // spawnChild is Span::spawnChild: same trace, sampled flag and tracestate,
 // a new span id.
-func (s *traceSpan) spawnChild() *traceSpan {
-	if s == nil {
-		return nil
-	}
+func (s *otelSpan) spawnChild() span {
 	c := *s
 	c.spanID = randomHex(1)
 	return &c
@@ -243,13 +312,21 @@ func (s *traceSpan) spawnChild() *traceSpan {
 
 // traceparent is the value Span::injectContext writes: version 00 always,
 // the trace flags byte is the sampled bit.
-func (s *traceSpan) traceparent() string {
+func (s *otelSpan) traceparent() string {
 	flags := "00"
 	if s.sampled {
 		flags = "01"
 	}
-	return "00-" + s.traceID + "-" + s.spanID + "-" + flags
+	return "00-" + s.trace + "-" + s.spanID + "-" + flags
 }
+
+// injected is Span::injectContext: traceparent, then tracestate, set even
+// when empty.
+func (s *otelSpan) injected() []hkv {
+	return []hkv{{"traceparent", s.traceparent()}, {"tracestate", s.tracestate}}
+}
+
+func (s *otelSpan) traceID() string { return s.trace }
 
 // spanContext is what SpanContextExtractor keeps of a traceparent.
 type spanContext struct {
@@ -326,13 +403,24 @@ func EnableTracing(bootstrapYAML []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	oc, err := anypb.New(&tracev3.OpenTelemetryConfig{
+	oc := &tracev3.OpenTelemetryConfig{
 		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
 			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "otel_collector"}}},
 		ServiceName: "llmux-e2e",
-	})
-	if err != nil {
+	}
+	if err := addTracing(b, otelTracerName, oc); err != nil {
 		return nil, fmt.Errorf("envoysim: EnableTracing: %w", err)
+	}
+	return marshalBootstrap("EnableTracing", b)
+}
+
+// addTracing adds an HCM tracing block with the given tracer to the HTTP
+// connection manager of every listener named "ingress" or "egress". It
+// fails if there is none or one already has tracing.
+func addTracing(b *bootstrapv3.Bootstrap, tracer string, typed proto.Message) error {
+	tcAny, err := anypb.New(typed)
+	if err != nil {
+		return err
 	}
 	n := 0
 	for _, l := range b.GetStaticResources().GetListeners() {
@@ -346,16 +434,16 @@ func EnableTracing(bootstrapYAML []byte) ([]byte, error) {
 				}
 				var hcm hcmv3.HttpConnectionManager
 				if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
-					return nil, fmt.Errorf("envoysim: EnableTracing: listener %s: %w", l.GetName(), err)
+					return fmt.Errorf("listener %s: %w", l.GetName(), err)
 				}
 				if hcm.GetTracing() != nil {
-					return nil, fmt.Errorf("envoysim: EnableTracing: listener %s already has tracing", l.GetName())
+					return fmt.Errorf("listener %s already has tracing", l.GetName())
 				}
 				hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{Provider: &tracev3.Tracing_Http{
-					Name: otelTracerName, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: oc}}}
+					Name: tracer, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: tcAny}}}
 				a, err := anypb.New(&hcm)
 				if err != nil {
-					return nil, fmt.Errorf("envoysim: EnableTracing: %w", err)
+					return err
 				}
 				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 				n++
@@ -363,11 +451,16 @@ func EnableTracing(bootstrapYAML []byte) ([]byte, error) {
 		}
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("envoysim: EnableTracing: no HTTP connection manager on a listener named ingress or egress")
+		return fmt.Errorf("no HTTP connection manager on a listener named ingress or egress")
 	}
+	return nil
+}
+
+// marshalBootstrap encodes b as JSON (Envoy and Start accept it).
+func marshalBootstrap(fn string, b *bootstrapv3.Bootstrap) ([]byte, error) {
 	out, err := protojson.MarshalOptions{Indent: "  ", UseProtoNames: true}.Marshal(b)
 	if err != nil {
-		return nil, fmt.Errorf("envoysim: EnableTracing: %w", err)
+		return nil, fmt.Errorf("envoysim: %s: %w", fn, err)
 	}
 	return out, nil
 }

@@ -330,3 +330,67 @@ func withSpanCounter(t *testing.T) *spanCounter {
 	traceRigs(t, c)
 	return c
 }
+
+// TestTraceUnderZipkin: with Envoy's Zipkin tracer (B3 headers, 64-bit
+// trace ids by default; docs/envoy-facts.md fact 11), llmux's request span
+// is a child of Envoy's ext_proc span in Envoy's trace, the access log's
+// trace_id is Envoy's 16-digit id, and after a failover the egress
+// listener's B3 headers carry the same trace under llmux's call span.
+func TestTraceUnderZipkin(t *testing.T) {
+	sr := withTracer(t)
+	doc, err := os.ReadFile("../../envoy/standalone.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	traced, err := envoysim.EnableZipkinTracing(doc, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	egressAddr, ln := egressListener(t)
+	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
+	r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"anthropic": second.Addr()}, func(so *envoysim.Options) {
+		so.Listeners = map[string]net.Listener{"egress": ln}
+		so.Bootstrap = traced
+	})
+	t.Cleanup(r.streams.Server.Close)
+	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
+	if err != nil || resp.Choices[0].Message.Content != "answer from the second deployment" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	logs := r.accessLogs(2)
+	r.waitNoStreams()
+
+	req, calls := traceOf(t, sr)
+	first, ok := r.fake.Last()
+	if !ok {
+		t.Fatal("the first deployment got no request")
+	}
+	envoyTrace := first.Header.Get("x-b3-traceid")
+	if len(envoyTrace) != 16 || req.SpanContext().TraceID().String() != "0000000000000000"+envoyTrace {
+		t.Fatalf("Envoy's trace %q (upstream x-b3-traceid), llmux's %s: want the same 64-bit trace", envoyTrace, req.SpanContext().TraceID())
+	}
+	if p := req.Parent().SpanID().String(); !req.Parent().IsRemote() || p == first.Header.Get("x-b3-spanid") {
+		t.Errorf("request span's parent %s: want Envoy's ext_proc span, not its request span %s", p, first.Header.Get("x-b3-spanid"))
+	}
+	if len(calls) != 2 {
+		t.Fatalf("%d call spans", len(calls))
+	}
+	got, _ := second.Last()
+	call := calls[1].SpanContext().SpanID().String()
+	if got.Header.Get("x-b3-traceid") != envoyTrace || got.Header.Get("x-b3-spanid") != call && got.Header.Get("x-b3-parentspanid") != call {
+		t.Errorf("egress upstream B3 %q/%q/%q: want trace %s under llmux's call span %s", got.Header.Get("x-b3-traceid"),
+			got.Header.Get("x-b3-spanid"), got.Header.Get("x-b3-parentspanid"), envoyTrace, call)
+	}
+	if logs != nil {
+		found := false
+		for _, l := range logs {
+			if l["listener"] != "egress" && l["trace_id"] == envoyTrace {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no ingress access log with trace_id %s: %v", envoyTrace, logs)
+		}
+	}
+}

@@ -42,8 +42,9 @@ func (h *handler) brokenRepair(cause error) (ok bool, err error) {
 	return true, h.repair(c, nil)
 }
 
-// releaseHeadersForRepair sends the client's held headers (owned mode
-// holds them until the first output) as they are, 200: the content before
+// releaseHeadersForRepair sends the client's held headers (held until the
+// first output: owned mode's, a fallback's, or Envoy's when the first body
+// chunk already failed after content) as they are, 200: the content before
 // a failure that is being repaired goes out with them, and the failure is
 // not the answer's status.
 func (h *handler) releaseHeadersForRepair() error {

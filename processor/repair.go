@@ -111,7 +111,12 @@ func (h *handler) watchForRepair(out []byte) (done bool, err error) {
 	if !h.rp.decided {
 		h.decideRepair()
 	}
-	if !h.rp.on || h.heldHeaders != nil && !h.own.active { // owned mode holds them until the first output
+	// Held headers go out with this output (onResponseBody releases them
+	// before sending it), so its text is recorded too: a fallback's first
+	// read, or a fast provider's first chunk, may hold content and even
+	// the failure after it (then the headers go out as they are, 200,
+	// with the content before the failure: releaseHeadersForRepair).
+	if !h.rp.on {
 		return false, nil
 	}
 	if !h.rp.failedAt.IsZero() && len(out) > 0 {

@@ -296,3 +296,61 @@ func TestNodeSDKRepair(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairAfterFailoverAcrossKinds: the first deployment refuses with a
+// 503 (failover before the first byte), the fallback, of another provider
+// kind, streams content and then fails (truncation or in-band error), and a
+// third kind continues it. The fallback's first read, which releases the
+// held headers, may already carry content: the client's text must still
+// be the reply exactly once (found by TestSoakMixedKinds: that first
+// output went unrecorded, and the continuation repeated it).
+func TestRepairAfterFailoverAcrossKinds(t *testing.T) {
+	kinds := map[string]repairProvider{}
+	for _, p := range repairProviders {
+		kinds[p.kind] = p
+	}
+	for _, chain := range [][3]string{
+		{"anthropic", "gemini", "openai"},
+		{"openai", "bedrock", "anthropic"},
+		{"gemini", "anthropic", "bedrock"},
+		{"bedrock", "openai", "gemini"},
+	} {
+		for _, fault := range []string{fakeprovider.FaultTruncate, fakeprovider.FaultInbandError} {
+			t.Run(strings.Join(chain[:], "-")+"/"+fault, func(t *testing.T) {
+				egressAddr, ln := egressListener(t)
+				var cfg strings.Builder
+				fmt.Fprintf(&cfg, "server:\n  max_request_body_bytes: 1048576\n  egress_address: %s\n  stream_idle_timeout: 1s\n", egressAddr)
+				cfg.WriteString("auth:\n  keys:\n  - {name: e2e, tenant: team-e2e, key_env: E2E_CLIENT_KEY}\nproviders:\n")
+				clusters := map[string]string{}
+				fakes := map[string]*fakeprovider.Server{}
+				var deps strings.Builder
+				for i, k := range chain {
+					p := kinds[k]
+					fmt.Fprintf(&cfg, "- {name: p%d, kind: %s, cluster: %s, %s}\n", i, p.kind, p.cluster, p.extra)
+					fakes[k] = p.start(t)
+					clusters[p.cluster] = fakes[k].Addr()
+					fmt.Fprintf(&deps, "- {name: d%d-%s, provider: p%d, model: %q, priority: %d}\n", i, k, i, p.model, i)
+				}
+				fmt.Fprintf(&cfg, "deployments:\n%smodel_groups:\n- {name: m, deployments: [d0-%s, d1-%s, d2-%s]}\n", deps.String(), chain[0], chain[1], chain[2])
+				r := startRigOpts(t, cfg.String(), clusters, func(so *envoysim.Options) { so.Listeners = map[string]net.Listener{"egress": ln} })
+				t.Cleanup(r.streams.Server.Close)
+				fakes[chain[0]].Enqueue(failedPlan(http.StatusServiceUnavailable))
+				f := fakeprovider.DefaultFault()
+				f.Kind, f.After = fault, 7
+				fakes[chain[1]].Enqueue(f)
+				params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("tell me about the fox"),
+					StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}}
+				res := readStream(r.client.Chat.Completions.NewStreaming(context.Background(), params))
+				if res.err != nil || res.content != repairReply || res.usage != 1 || res.finish != "stop" {
+					t.Errorf("content %q (err %v, usage chunks %d, finish %q), want the reply once\nllmux log:\n%s", res.content, res.err, res.usage, res.finish, r.llmuxLog)
+				}
+				for i, k := range chain {
+					if n := len(fakes[k].Requests()); n != 1 {
+						t.Errorf("deployment %d (%s) was asked %d times, want once", i, k, n)
+					}
+				}
+				r.waitNoStreams()
+			})
+		}
+	}
+}

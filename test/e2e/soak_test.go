@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"github.com/openai/openai-go/v3/packages/param"
 	"go.uber.org/goleak"
 
+	"github.com/llmux/llmux/test/envoysim"
 	"github.com/llmux/llmux/test/fakeprovider"
 )
 
@@ -44,30 +46,36 @@ func soakSeed() uint64 {
 	return seed
 }
 
+// faultPlan is a fault: a status (Kind empty) or a kind after some frames.
+type faultPlan struct {
+	status int
+	kind   string
+	after  int
+}
+
+// drawFault draws one of plans with probability 1/slots each, else a
+// clean try.
+func drawFault(rng *rand.Rand, slots int, plans ...faultPlan) fakeprovider.Fault {
+	f := fakeprovider.DefaultFault()
+	if i := rng.IntN(slots); i < len(plans) {
+		f.Status, f.Kind, f.After = plans[i].status, plans[i].kind, plans[i].after
+	}
+	return f
+}
+
 // soakFault draws a fault plan: two in three tries are clean; the
 // others fail with a status, an in-band error or a reset, before the
 // first byte or after some content, or are truncated.
 func soakFault(rng *rand.Rand) fakeprovider.Fault {
-	f := fakeprovider.DefaultFault()
-	switch rng.IntN(24) {
-	case 0:
-		f.Status = http.StatusServiceUnavailable
-	case 1:
-		f.Status = http.StatusTooManyRequests
-	case 2:
-		f.Status = http.StatusInternalServerError
-	case 3:
-		f.Kind, f.After = fakeprovider.FaultInbandError, 0
-	case 4:
-		f.Kind, f.After = fakeprovider.FaultInbandError, 3
-	case 5:
-		f.Kind, f.After = fakeprovider.FaultResetBeforeHeaders, 0
-	case 6:
-		f.Kind, f.After = fakeprovider.FaultReset, 2
-	case 7:
-		f.Kind, f.After = fakeprovider.FaultTruncate, 2
-	}
-	return f
+	return drawFault(rng, 24,
+		faultPlan{status: http.StatusServiceUnavailable},
+		faultPlan{status: http.StatusTooManyRequests},
+		faultPlan{status: http.StatusInternalServerError},
+		faultPlan{kind: fakeprovider.FaultInbandError},
+		faultPlan{kind: fakeprovider.FaultInbandError, after: 3},
+		faultPlan{kind: fakeprovider.FaultResetBeforeHeaders},
+		faultPlan{kind: fakeprovider.FaultReset, after: 2},
+		faultPlan{kind: fakeprovider.FaultTruncate, after: 2})
 }
 
 // soakResult is what the client got for one request.
@@ -277,28 +285,145 @@ func TestSoakEveryKind(t *testing.T) {
 			for range 3 * n { // more plans than tries: the rest stay queued
 				fake.Enqueue(soakFault(rng))
 			}
-			prefix := "soak-" + p.kind + "-"
-			results := soakRun(n, 4, func(i int) soakResult {
-				return soakRequest(r.client, "m", fmt.Sprintf("%s%d", prefix, i), "tell me about the fox", i%2 == 1)
-			})
-			ok := 0
-			for i, res := range results {
-				switch {
-				case res.err == nil:
-					ok++
-					if res.content != repairReply {
-						t.Errorf("request %d: %q, want the whole reply %q", i, res.content, repairReply)
-					}
-				case !strings.HasPrefix(repairReply, res.content):
-					t.Errorf("request %d: %v after %q, not a prefix of the reply", i, res.err, res.content)
-				}
-			}
-			t.Logf("%d of %d answered whole", ok, n)
-			if ok < n/2 {
-				t.Errorf("only %d of %d requests answered: failover and repair are not recovering", ok, n)
-			}
-			checkLogLines(t, r, n, prefix)
-			r.waitNoStreams()
+			soakWholeReplies(t, r, n, "soak-"+p.kind+"-")
 		})
 	}
+}
+
+// soakWholeReplies sends n requests for model group m (ids prefix0 …),
+// four at a time, streamed and not, and checks that each got the fakes'
+// whole reply (failed over or repaired), or an error after at most a prefix
+// of it; that at least half were answered; one access log line each.
+func soakWholeReplies(t *testing.T, r *rig, n int, prefix string) {
+	t.Helper()
+	results := soakRun(n, 4, func(i int) soakResult {
+		return soakRequest(r.client, "m", fmt.Sprintf("%s%d", prefix, i), "tell me about the fox", i%2 == 1)
+	})
+	ok := 0
+	for i, res := range results {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		switch {
+		case res.err == nil:
+			ok++
+			if res.content != repairReply {
+				t.Errorf("request %s: %q, want the whole reply %q\n%s", id, res.content, repairReply, r.requestLog(id))
+			}
+		case !strings.HasPrefix(repairReply, res.content):
+			t.Errorf("request %s: %v after %q, not a prefix of the reply\n%s", id, res.err, res.content, r.requestLog(id))
+		}
+	}
+	t.Logf("%d of %d answered whole", ok, n)
+	if ok < n/2 {
+		t.Errorf("only %d of %d requests answered: failover and repair are not recovering", ok, n)
+	}
+	checkLogLines(t, r, n, prefix)
+	r.waitNoStreams()
+}
+
+// TestSoakMixedKinds: one model group of four provider kinds (OpenAI,
+// Anthropic, Bedrock, Gemini), each failing at random, so that failover and
+// repair cross kinds: a stream one provider began is continued by another,
+// through its own translator and decoder, with a prefill or a continue
+// instruction as the new deployment needs. Each request still gets the
+// whole reply, or an error after at most a prefix of it; one log line each;
+// goroutines back to baseline.
+func TestSoakMixedKinds(t *testing.T) {
+	baseline := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		if err := goleak.Find(baseline); err != nil {
+			t.Errorf("goroutines above the baseline after the soak: %v", err)
+		}
+	})
+	n := max(soakRequests(t)/5, 40)
+	egressAddr, ln := egressListener(t)
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "server:\n  max_request_body_bytes: 1048576\n  egress_address: %s\n  stream_idle_timeout: 1s\n", egressAddr)
+	cfg.WriteString("auth:\n  keys:\n  - {name: e2e, tenant: team-e2e, key_env: E2E_CLIENT_KEY}\nproviders:\n")
+	var deps []string
+	clusters := map[string]string{}
+	var fakes []*fakeprovider.Server
+	for i, p := range repairProviders {
+		fmt.Fprintf(&cfg, "- {name: p%d, kind: %s, cluster: %s, %s}\n", i, p.kind, p.cluster, p.extra)
+		f := p.start(t)
+		fakes = append(fakes, f)
+		clusters[p.cluster] = f.Addr()
+	}
+	cfg.WriteString("deployments:\n")
+	for i, p := range repairProviders {
+		fmt.Fprintf(&cfg, "- {name: d%d-%s, provider: p%d, model: %q}\n", i, p.kind, i, p.model)
+		deps = append(deps, fmt.Sprintf("d%d-%s", i, p.kind))
+	}
+	// Health is set to tolerate bursts, as TestSoak's group does, so that
+	// failover and repair rather than cooldowns are what this exercises.
+	fmt.Fprintf(&cfg, "model_groups:\n- {name: m, deployments: [%s], failover: {max_attempts: %d},\n  routing: {health: {failures: 100, window: 1s, cooldown: 1s, max_cooldown: 1s}}}\n",
+		strings.Join(deps, ", "), len(deps))
+	r := startRigOpts(t, cfg.String(), clusters, func(so *envoysim.Options) { so.Listeners = map[string]net.Listener{"egress": ln} })
+	t.Cleanup(r.streams.Server.Close)
+
+	rng := rand.New(rand.NewPCG(soakSeed(), 99))
+	for _, f := range fakes {
+		for range 3 * n {
+			f.Enqueue(mixedFault(rng))
+		}
+	}
+	soakWholeReplies(t, r, n, "mixed-")
+	// The point of mixing: continuations and fallbacks crossed kinds.
+	crossed := map[string]int{}
+	for _, line := range strings.Split(r.llmuxLog.String(), "\n") {
+		for _, what := range []string{"llmux: repairing a stream", "llmux: failover"} {
+			if !strings.Contains(line, `msg="`+what+`"`) {
+				continue
+			}
+			failed, next := logField(line, "failed"), logField(line, "next")
+			if kind(failed) != "" && kind(next) != "" && kind(failed) != kind(next) {
+				crossed[what]++
+			}
+		}
+	}
+	t.Logf("across kinds: %v", crossed)
+	if crossed["llmux: repairing a stream"] == 0 || crossed["llmux: failover"] == 0 {
+		t.Errorf("no repair or no failover crossed provider kinds: %v", crossed)
+	}
+}
+
+// mixedFault draws TestSoakMixedKinds' fault plans: half the tries are
+// clean; the others fail with a status or an in-band error before content,
+// or, after content (seven frames in, past every fake's preamble), with an
+// in-band error, a truncation or a reset.
+func mixedFault(rng *rand.Rand) fakeprovider.Fault {
+	return drawFault(rng, 10,
+		faultPlan{status: http.StatusServiceUnavailable},
+		faultPlan{kind: fakeprovider.FaultInbandError},
+		faultPlan{kind: fakeprovider.FaultInbandError, after: 7},
+		faultPlan{kind: fakeprovider.FaultTruncate, after: 7},
+		faultPlan{kind: fakeprovider.FaultReset, after: 7})
+}
+
+// logField is the value of key in a text log line ("" when absent).
+func logField(line, key string) string {
+	_, v, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, " ")
+	return v
+}
+
+// kind is the provider kind in a TestSoakMixedKinds deployment name
+// ("d1-anthropic").
+func kind(dep string) string {
+	_, k, _ := strings.Cut(dep, "-")
+	return k
+}
+
+// requestLog is llmux's log lines of one request.
+func (r *rig) requestLog(id string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(r.llmuxLog.String(), "\n") {
+		if strings.Contains(line, "request_id="+id+" ") {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }

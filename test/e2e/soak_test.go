@@ -334,6 +334,19 @@ func TestSoakMixedKinds(t *testing.T) {
 			t.Errorf("goroutines above the baseline after the soak: %v", err)
 		}
 	})
+	for _, owned := range []bool{false, true} {
+		name := "splice"
+		if owned {
+			name = "owned"
+		}
+		t.Run(name, func(t *testing.T) { soakMixedKinds(t, owned) })
+	}
+}
+
+// soakMixedKinds runs TestSoakMixedKinds in splice mode or, owned, on
+// envoy/standalone.yaml's owned host (where a reset after content is
+// repaired too).
+func soakMixedKinds(t *testing.T, owned bool) {
 	n := max(soakRequests(t)/5, 40)
 	egressAddr, ln := egressListener(t)
 	var cfg strings.Builder
@@ -359,6 +372,9 @@ func TestSoakMixedKinds(t *testing.T) {
 		strings.Join(deps, ", "), len(deps))
 	r := startRigOpts(t, cfg.String(), clusters, func(so *envoysim.Options) { so.Listeners = map[string]net.Listener{"egress": ln} })
 	t.Cleanup(r.streams.Server.Close)
+	if owned {
+		r.client = openai.NewClient(option.WithBaseURL(r.baseURL), option.WithAPIKey(clientKey), option.WithMaxRetries(0), withHost(ownedHost))
+	}
 
 	rng := rand.New(rand.NewPCG(soakSeed(), 99))
 	for _, f := range fakes {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -524,4 +525,99 @@ func TestSoakCancels(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSoakMixedShapes: the cross-kind group under random faults with three
+// shapes of streamed request interleaved — plain text, tools, JSON output.
+// A tool call or a JSON answer is never continued (docs/recovery.md): each
+// request succeeds with its whole reply, a complete tool call with JSON
+// arguments or valid JSON, or fails with an error; never broken JSON, a
+// tool call after a cut, or text twice.
+func TestSoakMixedShapes(t *testing.T) {
+	n := max(soakRequests(t)/7, 30)
+	r, fakes := mixedRig(t)
+	rng := rand.New(rand.NewPCG(soakSeed(), 13))
+	for _, f := range fakes {
+		for range 3 * n {
+			f.Enqueue(mixedFault(rng))
+		}
+	}
+	tools := []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+		Name: "lookup", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}})}
+	type outcome struct {
+		acc openai.ChatCompletionAccumulator
+		err error
+	}
+	outs := make([]outcome, n)
+	soakRun(n, 4, func(i int) soakResult {
+		params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("tell me about the fox"),
+			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)}}
+		switch i % 3 {
+		case 1:
+			params.Tools = tools
+		case 2:
+			params.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s := r.client.Chat.Completions.NewStreaming(ctx, params, option.WithHeader("x-request-id", fmt.Sprintf("shape-%d", i)))
+		for s.Next() {
+			outs[i].acc.AddChunk(s.Current())
+		}
+		outs[i].err = s.Err()
+		s.Close()
+		return soakResult{}
+	})
+	counts := map[string]int{}
+	for i, o := range outs {
+		id := fmt.Sprintf("shape-%d", i)
+		if o.err != nil {
+			counts["error"]++
+			continue
+		}
+		if len(o.acc.Choices) != 1 {
+			t.Errorf("%s: %d choices", id, len(o.acc.Choices))
+			continue
+		}
+		m, finish := o.acc.Choices[0].Message, o.acc.Choices[0].FinishReason
+		switch {
+		case len(m.ToolCalls) > 0:
+			counts["tool call"]++
+			for _, tc := range m.ToolCalls {
+				if !json.Valid([]byte(tc.Function.Arguments)) || tc.Function.Name != "lookup" {
+					t.Errorf("%s: tool call %+v\n%s", id, tc, r.requestLog(id))
+				}
+			}
+			if finish != "tool_calls" {
+				t.Errorf("%s: finish %q with a tool call", id, finish)
+			}
+		case i%3 == 2:
+			counts["json"]++
+			if !json.Valid([]byte(m.Content)) || finish != "stop" {
+				t.Errorf("%s: JSON answer %q, finish %q\n%s", id, m.Content, finish, r.requestLog(id))
+			}
+		case i%3 == 1:
+			// A tools request answered in text: some fakes answer tools
+			// with text; and a stream cut in the Anthropic or Bedrock
+			// fakes' "Let me use the tools." preamble is continued by
+			// another kind's fake with its own whole reply (a real model
+			// would go on to the call; a fake cannot know its neighbour's
+			// script).
+			counts["text"]++
+			if !strings.HasSuffix(m.Content, repairReply) || strings.Count(m.Content, repairReply) != 1 || finish != "stop" {
+				t.Errorf("%s: %q (finish %q), want the reply once, at the end\n%s", id, m.Content, finish, r.requestLog(id))
+			}
+		default:
+			counts["text"]++
+			if m.Content != repairReply || finish != "stop" {
+				t.Errorf("%s: %q (finish %q), want the whole reply\n%s", id, m.Content, finish, r.requestLog(id))
+			}
+		}
+	}
+	t.Logf("%d requests: %v", n, counts)
+	if counts["tool call"] == 0 || counts["json"] == 0 || counts["text"] == 0 {
+		t.Errorf("a shape never succeeded: %v", counts)
+	}
+	checkLogLines(t, r, n, "shape-")
+	r.waitNoStreams()
 }

@@ -441,6 +441,12 @@ func (o *openAI) buildReply(r *http.Request, req *chatRequest, nTools int) *chat
 		text = "Hello from fake-openai: " + req.lastUserText
 	}
 	text = continueText(r, text) // continuation.go
+	if req.jsonOutput && !json.Valid([]byte(text)) {
+		// JSON mode: the model answers a JSON object
+		// (https://platform.openai.com/docs/guides/structured-outputs).
+		b, _ := json.Marshal(map[string]string{"reply": text})
+		text = string(b)
+	}
 	rep.text = text
 	rep.words = splitWords(text)
 	rep.pieces = groupPieces(rep.words, o.opts.WordsPerChunk)

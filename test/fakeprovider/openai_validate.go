@@ -328,6 +328,7 @@ type chatRequest struct {
 	lastUserText string
 	lastRole     string // role of the last message
 	promptTokens int
+	jsonOutput   bool // response_format json_object or json_schema
 }
 
 // chatFields maps every top-level chat completion parameter to its check.
@@ -428,6 +429,11 @@ func validateChatRequest(body []byte) (*chatRequest, *oaiError) {
 	if req.model == "" {
 		e := invalidRequest("You must provide a model parameter.", "", "")
 		return nil, &e
+	}
+	if rf, ok := m["response_format"]; ok {
+		var f struct{ Type string }
+		_ = json.Unmarshal(rf, &f)
+		req.jsonOutput = f.Type == "json_object" || f.Type == "json_schema"
 	}
 	msgsRaw, ok := m["messages"]
 	if !ok || isNull(msgsRaw) {

@@ -50,6 +50,8 @@ type failoverOpts struct {
 	edit    func(cfg string) string // changes the llmux configuration
 	first   string                  // the first deployment's cluster address; "" is the rig's OpenAI fake
 	version string                  // envoysim.Options.EnvoyVersion
+	// bootstrap replaces envoy/standalone.yaml (envoysim.Options.Bootstrap)
+	bootstrap []byte
 }
 
 // egressListener opens the stand-in's egress listener on a free loopback
@@ -80,6 +82,7 @@ func startFailoverRigOpts(t *testing.T, o failoverOpts) (*rig, *fakeprovider.Ser
 	r := startRigOpts(t, cfg, clusters, func(so *envoysim.Options) {
 		so.Listeners = map[string]net.Listener{"egress": ln}
 		so.EnvoyVersion = o.version
+		so.Bootstrap = o.bootstrap
 	})
 	t.Cleanup(r.streams.Server.Close) // the egress client's connections
 	return r, second

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -161,17 +159,7 @@ func TestTraceFailover(t *testing.T) {
 	if got := reqs[0].Header.Get("traceparent"); got != want {
 		t.Errorf("egress traceparent %q, want %q", got, want)
 	}
-	if logs != nil {
-		found := false
-		for _, l := range logs {
-			if l["listener"] != "egress" && l["trace_id"] == e2eTrace {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("no ingress access log with trace_id %s: %v", e2eTrace, logs)
-		}
-	}
+	checkTraceIDLogged(t, logs, e2eTrace)
 }
 
 // TestTraceRepair: a stream repaired after content shows the failed call,
@@ -218,6 +206,30 @@ func TestTraceRepair(t *testing.T) {
 	}
 }
 
+// tracedFailover runs one request that fails over (the first deployment
+// answers 503) through envoy/standalone.yaml with Envoy's tracing turned on
+// by enable, and returns the rig, the second deployment and the access log.
+func tracedFailover(t *testing.T, enable func([]byte) ([]byte, error), opts ...option.RequestOption) (*rig, *fakeprovider.Server, []map[string]any) {
+	t.Helper()
+	doc, err := os.ReadFile("../../envoy/standalone.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	traced, err := enable(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, second := startFailoverRigOpts(t, failoverOpts{bootstrap: traced})
+	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
+	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")}, opts...)
+	if err != nil || resp.Choices[0].Message.Content != "answer from the second deployment" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	logs := r.accessLogs(2)
+	r.waitNoStreams()
+	return r, second, logs
+}
+
 // TestTraceUnderEnvoy: with tracing on in Envoy's connection managers
 // (envoysim.EnableTracing, docs/envoy-facts.md fact 10), llmux's request
 // span is a child of Envoy's span of the ext_proc call, in the client's
@@ -226,29 +238,7 @@ func TestTraceRepair(t *testing.T) {
 // trace context of Envoy's egress span, which is llmux's call span's child.
 func TestTraceUnderEnvoy(t *testing.T) {
 	sr := withTracer(t)
-	doc, err := os.ReadFile("../../envoy/standalone.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	traced, err := envoysim.EnableTracing(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	egressAddr, ln := egressListener(t)
-	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
-	r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"anthropic": second.Addr()}, func(so *envoysim.Options) {
-		so.Listeners = map[string]net.Listener{"egress": ln}
-		so.Bootstrap = traced
-	})
-	t.Cleanup(r.streams.Server.Close)
-	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
-	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")},
-		option.WithHeader("traceparent", "00-"+e2eTrace+"-"+e2eParent+"-01"))
-	if err != nil || resp.Choices[0].Message.Content != "answer from the second deployment" {
-		t.Fatalf("%v %v", resp, err)
-	}
-	logs := r.accessLogs(2)
-	r.waitNoStreams()
+	r, second, logs := tracedFailover(t, envoysim.EnableTracing, option.WithHeader("traceparent", "00-"+e2eTrace+"-"+e2eParent+"-01"))
 
 	req, calls := traceOf(t, sr)
 	if req.SpanContext().TraceID().String() != e2eTrace {
@@ -280,17 +270,7 @@ func TestTraceUnderEnvoy(t *testing.T) {
 	if len(egress) != 4 || egress[1] != e2eTrace || egress[2] == calls[1].SpanContext().SpanID().String() {
 		t.Errorf("egress upstream traceparent %q: want Envoy's egress span in trace %s", got.Header.Get("traceparent"), e2eTrace)
 	}
-	if logs != nil { // the stand-in's access log (real Envoy's goes to its stdout)
-		found := false
-		for _, l := range logs {
-			if l["listener"] != "egress" && l["trace_id"] == e2eTrace {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("no ingress access log with trace_id %s: %v", e2eTrace, logs)
-		}
-	}
+	checkTraceIDLogged(t, logs, e2eTrace)
 }
 
 // spanCounter counts ended spans without keeping them.
@@ -338,28 +318,7 @@ func withSpanCounter(t *testing.T) *spanCounter {
 // listener's B3 headers carry the same trace under llmux's call span.
 func TestTraceUnderZipkin(t *testing.T) {
 	sr := withTracer(t)
-	doc, err := os.ReadFile("../../envoy/standalone.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	traced, err := envoysim.EnableZipkinTracing(doc, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	egressAddr, ln := egressListener(t)
-	second := fakeprovider.NewOpenAI(t, fakeprovider.OpenAIOptions{APIKey: providerKey, Reply: "answer from the second deployment"})
-	r := startRigOpts(t, fmt.Sprintf(failoverConfig, egressAddr), map[string]string{"anthropic": second.Addr()}, func(so *envoysim.Options) {
-		so.Listeners = map[string]net.Listener{"egress": ln}
-		so.Bootstrap = traced
-	})
-	t.Cleanup(r.streams.Server.Close)
-	r.fake.Enqueue(failedPlan(http.StatusServiceUnavailable))
-	resp, err := r.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "gpt-4o-mini", Messages: userMsg("hello")})
-	if err != nil || resp.Choices[0].Message.Content != "answer from the second deployment" {
-		t.Fatalf("%v %v", resp, err)
-	}
-	logs := r.accessLogs(2)
-	r.waitNoStreams()
+	r, second, logs := tracedFailover(t, func(doc []byte) ([]byte, error) { return envoysim.EnableZipkinTracing(doc, false) })
 
 	req, calls := traceOf(t, sr)
 	first, ok := r.fake.Last()
@@ -382,15 +341,20 @@ func TestTraceUnderZipkin(t *testing.T) {
 		t.Errorf("egress upstream B3 %q/%q/%q: want trace %s under llmux's call span %s", got.Header.Get("x-b3-traceid"),
 			got.Header.Get("x-b3-spanid"), got.Header.Get("x-b3-parentspanid"), envoyTrace, call)
 	}
-	if logs != nil {
-		found := false
-		for _, l := range logs {
-			if l["listener"] != "egress" && l["trace_id"] == envoyTrace {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("no ingress access log with trace_id %s: %v", envoyTrace, logs)
+	checkTraceIDLogged(t, logs, envoyTrace)
+}
+
+// checkTraceIDLogged checks that the ingress access log line carries
+// trace_id (nil logs: real Envoy, whose access log is its own stdout).
+func checkTraceIDLogged(t *testing.T, logs []map[string]any, traceID string) {
+	t.Helper()
+	if logs == nil {
+		return
+	}
+	for _, l := range logs {
+		if l["listener"] != "egress" && l["trace_id"] == traceID {
+			return
 		}
 	}
+	t.Errorf("no ingress access log with trace_id %s: %v", traceID, logs)
 }

@@ -342,29 +342,10 @@ func TestTracingConfig(t *testing.T) {
 		{"other tracer", `tracing: {provider: {name: envoy.tracers.datadog, typed_config: {"@type": type.googleapis.com/envoy.config.trace.v3.DatadogConfig, collector_cluster: other, service_name: s}}}`, "tracing.provider.name", false},
 		{"zipkin type under the otel name", `tracing: {provider: {name: envoy.tracers.opentelemetry, typed_config: {"@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig, collector_cluster: z, collector_endpoint: /api/v2/spans, collector_endpoint_version: HTTP_JSON}}}`, "tracing.provider.typed_config", false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tcfg{hcmExtra: tc.hcm}
-			s, err := Start(context.Background(), Options{Bootstrap: []byte(c.yaml()),
-				Clusters: map[string]string{"extproc": "127.0.0.1:1", "upstream": "127.0.0.1:1", "other": "127.0.0.1:1"}})
-			if err == nil {
-				s.Close()
-			}
-			var ue *UnsupportedError
-			switch {
-			case tc.unsupported != "":
-				if !errors.As(err, &ue) || !strings.HasSuffix(ue.Field, tc.unsupported) {
-					t.Fatalf("Start: %v, want an UnsupportedError for …%s", err, tc.unsupported)
-				}
-			case tc.otherErr:
-				if err == nil || errors.As(err, &ue) {
-					t.Fatalf("Start: %v, want Envoy's configuration error", err)
-				}
-			case err != nil:
-				t.Fatalf("Start: %v", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkTracingConfig(t, "", tc.hcm, tc.unsupported, tc.otherErr) })
 	}
 	// %TRACE_ID% takes no argument (COMMAND_ONLY).
+	// (checkTracingConfig below serves TestZipkinTracingConfig too.)
 	c := tcfg{accessLog: `{text_format: "%TRACE_ID(x)%\n"}`}
 	if s, err := Start(context.Background(), Options{Bootstrap: []byte(c.yaml()),
 		Clusters: map[string]string{"extproc": "127.0.0.1:1", "upstream": "127.0.0.1:1", "other": "127.0.0.1:1"}}); err == nil {
@@ -393,18 +374,7 @@ func TestEnableTracing(t *testing.T) {
 	if _, err := EnableTracing([]byte(strings.Replace(tcfg{}.yaml(), "name: ingress", "name: other_listener", 1))); err == nil {
 		t.Error("EnableTracing without ingress/egress listeners: no error")
 	}
-	proc := newProcServer(t)
-	provider := newUpstream(t, false, nil)
-	clusters := map[string]string{"llmux": proc.addr, "openai": provider.addr, "anthropic": provider.addr}
-	for _, c := range []string{"bedrock_us_east_1", "gemini", "vertex_us_central1", "azure", "vllm"} {
-		clusters[c] = "127.0.0.1:1"
-	}
-	s, err := Start(context.Background(), Options{Bootstrap: traced, Clusters: clusters, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e := &env{sim: s, proc: proc, up: provider, base: "http://" + s.Addr("ingress")}
+	e, s, proc := startStandalone(t, traced)
 
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	res := e.get(t, "/v1/models", "traceparent", "00-"+trace+"-00f067aa0ba902b7-01")
@@ -419,8 +389,55 @@ func TestEnableTracing(t *testing.T) {
 	e.base = "http://" + s.Addr("egress")
 	res = e.get(t, "/v1/messages", "x-llmux-upstream", "anthropic", "traceparent", "00-"+trace+"-1111111111111111-01")
 	_ = wait(t, res)
-	got := provider.got(t)
+	got := e.up.got(t)
 	if tp, ok := parseTP(got.header.Get("Traceparent")); !ok || tp.trace != trace || tp.span == "1111111111111111" || tp.flags != "01" {
 		t.Errorf("egress: provider traceparent %q, want Envoy's span in trace %s", got.header.Get("Traceparent"), trace)
 	}
+}
+
+// checkTracingConfig starts the stand-in (Envoy version, "" for the newest)
+// with hcm added to the connection manager and checks the outcome: an
+// UnsupportedError naming the field ending in unsupported, else Envoy's own
+// configuration error when otherErr, else a start.
+func checkTracingConfig(t *testing.T, version, hcm, unsupported string, otherErr bool) {
+	t.Helper()
+	c := tcfg{hcmExtra: hcm}
+	s, err := Start(context.Background(), Options{Bootstrap: []byte(c.yaml()), EnvoyVersion: version,
+		Clusters: map[string]string{"extproc": "127.0.0.1:1", "upstream": "127.0.0.1:1", "other": "127.0.0.1:1"}})
+	if err == nil {
+		s.Close()
+	}
+	var ue *UnsupportedError
+	switch {
+	case unsupported != "":
+		if !errors.As(err, &ue) || !strings.HasSuffix(ue.Field, unsupported) {
+			t.Fatalf("Start: %v, want an UnsupportedError for …%s", err, unsupported)
+		}
+	case otherErr:
+		if err == nil || errors.As(err, &ue) {
+			t.Fatalf("Start: %v, want Envoy's configuration error", err)
+		}
+	case err != nil:
+		t.Fatalf("Start: %v", err)
+	}
+}
+
+// startStandalone starts the stand-in on a version of envoy/standalone.yaml
+// (bootstrap), its llmux cluster on a fake processor and the OpenAI and
+// Anthropic clusters on one fake upstream (the other provider clusters
+// unreachable); the test's cleanup closes it.
+func startStandalone(t *testing.T, bootstrap []byte) (*env, *Sim, *procServer) {
+	t.Helper()
+	proc := newProcServer(t)
+	provider := newUpstream(t, false, nil)
+	clusters := map[string]string{"llmux": proc.addr, "openai": provider.addr, "anthropic": provider.addr}
+	for _, c := range []string{"bedrock_us_east_1", "gemini", "vertex_us_central1", "azure", "vllm"} {
+		clusters[c] = "127.0.0.1:1"
+	}
+	s, err := Start(context.Background(), Options{Bootstrap: bootstrap, Clusters: clusters, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &env{sim: s, proc: proc, up: provider, base: "http://" + s.Addr("ingress")}, s, proc
 }

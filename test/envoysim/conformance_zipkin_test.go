@@ -1,7 +1,6 @@
 package envoysim
 
 import (
-	"context"
 	"errors"
 	"os"
 	"regexp"
@@ -348,27 +347,7 @@ func TestZipkinTracingConfig(t *testing.T) {
 		{"formatter custom tag", "", zipkinTracing("", `custom_tags: [{tag: m, value: "%REQ(:METHOD)%"}]`), "tracing.custom_tags[0]", false},
 		{"unknown tracer", "", `tracing: {provider: {name: envoy.tracers.datadog, typed_config: {"@type": type.googleapis.com/envoy.config.trace.v3.DatadogConfig, collector_cluster: other, service_name: s}}}`, "tracing.provider.name", false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tcfg{hcmExtra: tc.hcm}
-			s, err := Start(context.Background(), Options{Bootstrap: []byte(c.yaml()), EnvoyVersion: tc.version,
-				Clusters: map[string]string{"extproc": "127.0.0.1:1", "upstream": "127.0.0.1:1", "other": "127.0.0.1:1"}})
-			if err == nil {
-				s.Close()
-			}
-			var ue *UnsupportedError
-			switch {
-			case tc.unsupported != "":
-				if !errors.As(err, &ue) || !strings.HasSuffix(ue.Field, tc.unsupported) {
-					t.Fatalf("Start: %v, want an UnsupportedError for …%s", err, tc.unsupported)
-				}
-			case tc.otherErr:
-				if err == nil || errors.As(err, &ue) {
-					t.Fatalf("Start: %v, want Envoy's configuration error", err)
-				}
-			case err != nil:
-				t.Fatalf("Start: %v", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkTracingConfig(t, tc.version, tc.hcm, tc.unsupported, tc.otherErr) })
 	}
 }
 
@@ -399,18 +378,7 @@ func TestEnableZipkinTracing(t *testing.T) {
 			if _, err := EnableTracing(traced); err == nil {
 				t.Error("EnableTracing after EnableZipkinTracing: no error")
 			}
-			proc := newProcServer(t)
-			provider := newUpstream(t, false, nil)
-			clusters := map[string]string{"llmux": proc.addr, "openai": provider.addr, "anthropic": provider.addr}
-			for _, c := range []string{"bedrock_us_east_1", "gemini", "vertex_us_central1", "azure", "vllm"} {
-				clusters[c] = "127.0.0.1:1"
-			}
-			s, err := Start(context.Background(), Options{Bootstrap: traced, Clusters: clusters, Logf: t.Logf})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			e := &env{sim: s, proc: proc, up: provider, base: "http://" + s.Addr("ingress")}
+			e, s, proc := startStandalone(t, traced)
 
 			res := e.get(t, "/v1/models", "x-b3-traceid", cTrace128, "x-b3-spanid", cSpan, "x-b3-sampled", "1")
 			ps := proc.next(t)
@@ -435,7 +403,7 @@ func TestEnableZipkinTracing(t *testing.T) {
 			e.base = "http://" + s.Addr("egress")
 			res = e.get(t, "/v1/messages", "x-llmux-upstream", "anthropic", "x-b3-traceid", cTrace64, "x-b3-spanid", cSpan, "x-b3-sampled", "1")
 			_ = wait(t, res)
-			got := provider.got(t)
+			got := e.up.got(t)
 			if got.header.Get("x-b3-traceid") != cTrace64 || got.header.Get("x-b3-spanid") != cSpan || got.header.Get("x-b3-sampled") != "1" {
 				t.Errorf("egress: provider B3 %q %q %q, want trace %s, the caller's span %s (shared_span_context), sampled",
 					got.header.Get("x-b3-traceid"), got.header.Get("x-b3-spanid"), got.header.Get("x-b3-sampled"), cTrace64, cSpan)
